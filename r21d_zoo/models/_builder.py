@@ -1,0 +1,63 @@
+"""Build a model from an entrypoint's numbers plus a pretrained cfg, then load its weights strictly."""
+from typing import Any, Dict, Optional, Sequence, Type
+
+import torch.nn as nn
+
+from ._features import FeatureListNet
+from ._hub import load_into_model, load_weights
+from ._pretrained import PretrainedCfg
+from ._registry import get_pretrained_cfg
+
+# kwargs consumed here, never passed to the model class
+_BUILDER_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir", "features_only",
+                   "out_indices")
+
+
+def resolve_pretrained_cfg(variant: str, pretrained_cfg: Optional[PretrainedCfg] = None,
+                           pretrained_cfg_overlay: Optional[Dict[str, Any]] = None) -> PretrainedCfg:
+    cfg = pretrained_cfg if pretrained_cfg is not None else get_pretrained_cfg(variant)
+    if pretrained_cfg_overlay:
+        cfg = cfg.replace(**pretrained_cfg_overlay)
+    return cfg
+
+
+def build_model_with_cfg(
+        model_cls: Type[nn.Module],
+        variant: str,
+        pretrained: bool,
+        pretrained_cfg: Optional[PretrainedCfg] = None,
+        pretrained_cfg_overlay: Optional[Dict[str, Any]] = None,
+        checkpoint_path: Optional[str] = None,
+        cache_dir: Optional[str] = None,
+        features_only: bool = False,
+        out_indices: Sequence[int] = (0, 1, 2, 3, 4),
+        **kwargs: Any,
+) -> nn.Module:
+    """Resolve the cfg, apply the architecture args the weights need, build, load, optionally wrap as features-only.
+
+    ``kwargs`` are the entrypoint's numbers merged with the user's model kwargs. Architecture args from the cfg
+    (``bn_eps``, ``mid_width``, ``pool1``, ...) fill in what the user did not pass; when weights are loaded, passing a
+    conflicting value is an error because the weights would silently compute something else.
+    """
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg, pretrained_cfg_overlay)
+    load = pretrained or checkpoint_path is not None
+    for key, value in cfg.model_args.items():
+        if key in kwargs and kwargs[key] != value and load:
+            raise ValueError(
+                f"{cfg.name} weights need {key}={value!r}, got {key}={kwargs[key]!r}. Drop the argument, or build "
+                f"without weights.")
+        kwargs.setdefault(key, value)
+    num_classes_requested = "num_classes" in kwargs
+    kwargs.setdefault("num_classes", cfg.num_classes)
+    kwargs.setdefault("in_chans", cfg.in_chans)
+
+    model = model_cls(**kwargs)
+    model.pretrained_cfg = dict(cfg.to_dict(), label_names=cfg.label_names)
+    model._model_args = dict(kwargs)
+    if load:
+        state_dict, origin = load_weights(cfg, model, checkpoint_path=checkpoint_path, cache_dir=cache_dir)
+        load_into_model(model, state_dict, cfg, origin, num_classes_requested,
+                        check_cfg_classes=checkpoint_path is None and cfg.file is None)
+    if features_only:
+        return FeatureListNet(model, out_indices)
+    return model

@@ -1,0 +1,73 @@
+"""Feature-map extraction: timm's index semantics and a features-only wrapper that keeps checkpoint key names."""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+
+def feature_take_indices(num_features: int, indices: Optional[Union[int, Sequence[int]]] = None) -> Tuple[List[int], int]:
+    """``None``: all; an int k: the last k; a sequence: those indices (negative allowed). Returns (indices, max)."""
+    if indices is None:
+        indices = num_features
+    if isinstance(indices, int):
+        if not 0 < indices <= num_features:
+            raise ValueError(f"last-n ({indices}) must be in 1..{num_features}")
+        take = [num_features - indices + i for i in range(indices)]
+    else:
+        take = []
+        for i in indices:
+            idx = num_features + i if i < 0 else i
+            if not 0 <= idx < num_features:
+                raise ValueError(f"feature index {i} is out of range for {num_features} feature maps")
+            take.append(idx)
+    return take, max(take)
+
+
+class FeatureInfo:
+    """Channel / reduction / module lookup over a model's ``feature_info`` for the selected ``out_indices``."""
+
+    def __init__(self, info: List[Dict], out_indices: Sequence[int]):
+        self.info = [dict(f, index=i) for i, f in enumerate(info) if i in out_indices]
+
+    def channels(self) -> List[int]:
+        return [f["num_chs"] for f in self.info]
+
+    def reduction(self) -> List[int]:
+        return [f["reduction"] for f in self.info]
+
+    def temporal_reduction(self) -> List[int]:
+        return [f["temporal_reduction"] for f in self.info]
+
+    def module_name(self) -> List[str]:
+        return [f["module"] for f in self.info]
+
+    def __len__(self) -> int:
+        return len(self.info)
+
+    def __getitem__(self, i: int) -> Dict:
+        return self.info[i]
+
+
+class FeatureListNet(nn.Module):
+    """Returns the feature maps at ``out_indices`` (0 = stem, 1-4 = layers); later stages and the head are dropped.
+
+    Stages are held under their original names, so the model's state dict keys (minus ``fc``) still apply.
+    """
+
+    def __init__(self, model: nn.Module, out_indices: Sequence[int] = (0, 1, 2, 3, 4)):
+        super().__init__()
+        take, last = feature_take_indices(len(model.feature_info), out_indices)
+        self.out_indices = take
+        self.feature_info = FeatureInfo(model.feature_info, take)
+        self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
+        self._names = [f["module"] for f in model.feature_info[: last + 1]]
+        for name in self._names:
+            self.add_module(name, getattr(model, name))
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        out = []
+        for i, name in enumerate(self._names):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                out.append(x)
+        return out

@@ -1,0 +1,338 @@
+"""Where weights come from: local files, the Hugging Face Hub, hash-checked URLs, caffe2 pickles; and export.
+
+Security: ``.pth`` files are only read with ``torch.load(weights_only=True)``; caffe2 pickles go through the restricted
+unpickler in ``r21d_zoo.conversion.caffe2`` (shipped from the repository's top-level ``conversion/``).
+"""
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import unquote, urlparse
+
+import torch
+import torch.nn as nn
+
+from ._pretrained import PretrainedCfg
+
+_logger = logging.getLogger(__name__)
+
+# Preference order for weight files in a local directory or hub repo (timm's rule: safetensors first).
+PREFERRED_FILES = ("model.safetensors", "pytorch_model.bin", "pytorch_model.pth", "model.pth")
+OFFLINE_HINT = (
+    "If this machine is offline: download the file elsewhere and pass checkpoint_path=<file> (a .safetensors, .pth or "
+    "caffe2 .pkl), or use create_model('local-dir:<dir>'); pre-populate the Hugging Face cache (HF_HUB_CACHE, "
+    "HF_HOME) or the torch hub cache (TORCH_HOME, default ~/.cache/torch) and set HF_HUB_OFFLINE=1."
+)
+
+
+class WeightsError(RuntimeError):
+    """A weight file could not be found, fetched, verified or matched to the model."""
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Reading files
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _unwrap(obj: Any, path: str) -> Dict[str, torch.Tensor]:
+    """Training checkpoints wrap the state dict ({'model': ...} etc.); DDP adds a 'module.' prefix."""
+    for key in ("state_dict", "model_state", "model", "module"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+def read_state_dict(path: str, model: Optional[nn.Module] = None) -> Dict[str, torch.Tensor]:
+    """Read ``.safetensors``, ``.pth``/``.pt``/``.bin`` (weights only) or a caffe2 ``.pkl`` (needs ``model``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"checkpoint file {path} does not exist")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+            return load_file(str(p), device="cpu")
+        if suffix == ".pkl":
+            if model is None:
+                raise WeightsError(f"{path} is a caffe2 pickle; converting it needs the target model")
+            from r21d_zoo.conversion.caffe2 import caffe2_to_state_dict, load_caffe2_pickle
+            blobs = load_caffe2_pickle(str(p))
+            return caffe2_to_state_dict(blobs, model)
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except WeightsError:
+        raise
+    except Exception as e:  # truncated zip, bad header, refused pickle global, ...
+        raise WeightsError(
+            f"could not read checkpoint {path} ({type(e).__name__}: {e}). The file may be truncated or corrupted, "
+            f"or not a weights file; delete it and download it again.") from e
+    return _unwrap(obj, str(p))
+
+
+def find_weights_file(directory: str) -> str:
+    d = Path(directory)
+    for name in PREFERRED_FILES:
+        if (d / name).is_file():
+            return str(d / name)
+    for pattern in ("*.safetensors", "*.pth", "*.pt", "*.bin"):
+        found = sorted(d.glob(pattern))
+        if found:
+            return str(found[0])
+    raise WeightsError(f"no weights file in {directory} (looked for {', '.join(PREFERRED_FILES)}, *.safetensors, *.pth)")
+
+
+def read_config_json(directory: str) -> Dict[str, Any]:
+    path = Path(directory) / "config.json"
+    if not path.is_file():
+        raise WeightsError(f"{directory} has no config.json; write one with r21d_zoo.save_pretrained(model, dir)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Downloading
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def url_filename(url: str) -> str:
+    return unquote(os.path.basename(urlparse(url).path))
+
+
+def download_url(url: str, hash_prefix: Optional[str] = None, cache_dir: Optional[str] = None,
+                 progress: bool = True) -> str:
+    """Download ``url`` into the torch hub cache (``$TORCH_HOME/hub/checkpoints``) once; verify the sha256 prefix.
+
+    The download goes to a temporary file that is renamed only after the hash matches, so a failed or corrupted
+    transfer never leaves a file in the cache.
+    """
+    directory = Path(cache_dir) if cache_dir else Path(torch.hub.get_dir()) / "checkpoints"
+    directory.mkdir(parents=True, exist_ok=True)
+    dst = directory / url_filename(url)
+    if dst.is_file():
+        return str(dst)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".download-", suffix=".part")
+    os.close(fd)
+    try:
+        torch.hub.download_url_to_file(url, tmp, hash_prefix=None, progress=progress)
+        if hash_prefix:
+            digest = sha256_file(tmp)
+            if not digest.startswith(hash_prefix):
+                raise WeightsError(
+                    f"hash mismatch for {url}: expected sha256 starting with {hash_prefix}, got {digest[:16]}... "
+                    f"The download is corrupted or the file changed upstream; nothing was cached.")
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return str(dst)
+
+
+def hf_download(repo_id: str, filename: str, revision: Optional[str] = None, cache_dir: Optional[str] = None) -> str:
+    """One file from the Hub (honours HF_HUB_OFFLINE / HF_HUB_CACHE); the single place this package calls the Hub."""
+    from huggingface_hub import hf_hub_download
+
+    from .. import __version__
+    return hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, library_name="r21d_zoo",
+                           library_version=__version__)
+
+
+def split_repo_revision(repo: str) -> Tuple[str, Optional[str]]:
+    repo_id, _, revision = repo.partition("@")
+    return repo_id, revision or None
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Resolving a pretrained cfg to a state dict
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def load_weights(cfg: PretrainedCfg, model: nn.Module, checkpoint_path: Optional[str] = None,
+                 cache_dir: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], str]:
+    """Fetch the weights for ``cfg``: checkpoint_path, then ``cfg.file``, the HF Hub repo, then the URLs in order.
+
+    Returns the state dict and a description of where it came from (used in error messages).
+    """
+    if checkpoint_path:
+        return read_state_dict(checkpoint_path, model), checkpoint_path
+    if cfg.file:
+        return read_state_dict(cfg.file, model), cfg.file
+    attempts: List[str] = []
+    if cfg.hf_hub_id:
+        try:
+            path = hf_download(cfg.hf_hub_id, "model.safetensors", cfg.hf_hub_revision, cache_dir)
+            return read_state_dict(path, model), f"hf-hub:{cfg.hf_hub_id} ({path})"
+        except WeightsError:
+            raise
+        except Exception as e:  # offline miss, repo or revision not found, network failure
+            attempts.append(f"hf-hub:{cfg.hf_hub_id}: {type(e).__name__}: {e}")
+    for src in cfg.download_sources():
+        try:
+            path = download_url(src["url"], src.get("hash_prefix"), cache_dir=cache_dir)
+        except WeightsError:
+            raise
+        except Exception as e:
+            attempts.append(f"{src['url']}: {type(e).__name__}: {e}")
+            continue
+        if src.get("source_format") == "caffe2_pkl" and not path.endswith(".pkl"):
+            raise WeightsError(f"{path} should be a caffe2 .pkl")
+        return read_state_dict(path, model), f"{src['url']} ({path})"
+    if not attempts:
+        raise WeightsError(f"{cfg.name} has no weights (no checkpoint_path, file, hf_hub_id or url).")
+    raise WeightsError(f"could not fetch weights for {cfg.name}:\n  " + "\n  ".join(attempts) + "\n" + OFFLINE_HINT)
+
+
+def adapt_input_conv(in_chans: int, weight: torch.Tensor) -> torch.Tensor:
+    """Adapt an RGB first-conv weight (O, 3, kT, kH, kW) to ``in_chans`` inputs, as timm does for 2D stems.
+
+    1 channel: sum over RGB. Otherwise the RGB filters are tiled and rescaled by 3 / in_chans, so a constant input
+    gives the same activation.
+    """
+    dtype = weight.dtype
+    weight = weight.float()
+    o, i = weight.shape[:2]
+    if i != 3:
+        raise WeightsError(f"can only adapt a 3-channel first conv, this one has {i} input channels")
+    if in_chans == 1:
+        weight = weight.sum(dim=1, keepdim=True)
+    else:
+        repeat = -(-in_chans // 3)
+        weight = weight.repeat(1, repeat, *([1] * (weight.dim() - 2)))[:, :in_chans] * (3 / in_chans)
+    return weight.to(dtype)
+
+
+def _mismatch_report(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> str:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = [f"{k}: model {tuple(own[k].shape)} vs file {tuple(state_dict[k].shape)}"
+              for k in sorted(set(own) & set(state_dict)) if own[k].shape != state_dict[k].shape]
+    lines = []
+    for title, items in (("missing in file", missing), ("unexpected in file", unexpected), ("shape mismatch", shapes)):
+        if items:
+            more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
+            lines.append(f"{title}: {', '.join(items[:8])}{more}")
+    return "; ".join(lines)
+
+
+def load_into_model(model: nn.Module, state_dict: Dict[str, torch.Tensor], cfg: PretrainedCfg, origin: str,
+                    num_classes_requested: bool, check_cfg_classes: bool = True) -> None:
+    """Load strictly. Only when the user asked for another ``num_classes`` is the classifier left out, and then
+    exactly the classifier keys may be missing."""
+    fc_w, fc_b = f"{cfg.classifier}.weight", f"{cfg.classifier}.bias"
+    state_dict = dict(state_dict)
+    file_classes = state_dict[fc_w].shape[0] if fc_w in state_dict else None
+    if check_cfg_classes and file_classes is not None and file_classes != cfg.num_classes:
+        raise WeightsError(
+            f"{origin} has a {file_classes}-class classifier but {cfg.name} expects {cfg.num_classes} classes: "
+            f"wrong file for this tag.")
+    first = f"{cfg.first_conv}.weight"
+    own = model.state_dict()
+    if first in state_dict and first in own and state_dict[first].shape[1] != own[first].shape[1]:
+        state_dict[first] = adapt_input_conv(own[first].shape[1], state_dict[first])
+    model_classes = getattr(model, "num_classes", None)
+    if file_classes is not None and model_classes != file_classes:
+        if not num_classes_requested:
+            raise WeightsError(
+                f"{origin} has {file_classes} classes but the model was built with {model_classes}: pass "
+                f"num_classes={file_classes} to load it as it is, or another num_classes to train a new head.")
+        state_dict.pop(fc_w)
+        state_dict.pop(fc_b, None)
+        result = model.load_state_dict(state_dict, strict=False)
+        expected_missing = {fc_w, fc_b} if model_classes else set()
+        if set(result.missing_keys) != expected_missing or result.unexpected_keys:
+            raise WeightsError(f"{origin} does not fit {cfg.name}: {_mismatch_report(model, state_dict)}")
+        return
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as e:
+        raise WeightsError(
+            f"{origin} does not fit {cfg.name} (strict load): {_mismatch_report(model, state_dict)}. Check that the "
+            f"file is for this architecture (see `r21d-zoo info {cfg.name}`).") from e
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Export
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def model_config(model: nn.Module) -> Dict[str, Any]:
+    """timm's nested config.json: architecture, num_classes, num_features, model_args, pretrained_cfg, label_names."""
+    cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
+    cfg.pop("file", None)
+    cfg["num_classes"] = model.num_classes
+    label_names = cfg.pop("label_names", None)
+    if label_names is not None and len(label_names) != model.num_classes:
+        label_names = None
+    if label_names is None:
+        cfg.pop("label_set", None)
+    return dict(
+        architecture=cfg.get("architecture"),
+        num_classes=model.num_classes,
+        num_features=model.num_features,
+        global_pool=getattr(model, "global_pool", "avg"),
+        label_names=list(label_names) if label_names else None,
+        model_args=dict(getattr(model, "_model_args", {}), num_classes=model.num_classes),
+        pretrained_cfg=cfg,
+    )
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_pretrained(model: nn.Module, save_directory: str, model_card: Optional[str] = None) -> str:
+    """Write ``model.safetensors``, ``config.json`` and ``README.md`` (a model card) to ``save_directory``.
+
+    ``create_model('local-dir:<dir>')`` rebuilds the same model and ``from_pretrained`` reloads it.
+    """
+    from safetensors.torch import save_file
+
+    model = getattr(model, "module", model)  # DDP
+    out = Path(save_directory)
+    out.mkdir(parents=True, exist_ok=True)
+    config = model_config(model)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(out / "model.safetensors", lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+    _atomic_write(out / "config.json",
+                  lambda p: Path(p).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8"))
+    if model_card is None:
+        from ..model_card import render_model_card
+        model_card = render_model_card(config)
+    _atomic_write(out / "README.md", lambda p: Path(p).write_text(model_card, encoding="utf-8"))
+    return str(out)
+
+
+def push_to_hub(model: nn.Module, repo_id: str, private: Optional[bool] = None, token: Optional[str] = None,
+                commit_message: str = "Add r21d_zoo weights", revision: Optional[str] = None) -> str:
+    """Create (if needed) ``repo_id`` and upload ``save_pretrained``'s files in one commit; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    from .. import __version__
+    api = HfApi(token=token, library_name="r21d_zoo", library_version=__version__)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_pretrained(model, tmp)
+        info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision)
+    return str(getattr(info, "commit_url", info))
+

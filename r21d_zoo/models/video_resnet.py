@@ -1,0 +1,780 @@
+"""Video ResNets: R(2+1)D, R3D, MC3, R2D, fR2D and channel-separated networks (ir-CSN, ip-CSN).
+
+Papers:
+    Tran et al., "A Closer Look at Spatiotemporal Convolutions for Action Recognition", CVPR 2018 (arXiv 1711.11248).
+    Tran et al., "Video Classification with Channel-Separated Convolutional Networks", ICCV 2019 (arXiv 1904.02811).
+    Ghadiyaram et al., "Large-scale weakly-supervised pre-training for video action recognition", CVPR 2019
+    (arXiv 1905.00561).
+
+Origin: facebookresearch/VMZ (caffe2, Apache-2.0) and torchvision ``models/video/resnet.py`` (BSD-3-Clause). Module
+names follow torchvision's ``VideoResNet`` (``stem.*``, ``layerL.k.convN...``, ``fc.*``), so torchvision, ig65m-pytorch
+and VMZ PyTorch ``.pth`` files load strictly without remapping.
+
+Two conventions exist for the inner width M of a (2+1)D convolution, M = floor(27*in*out / (9*in + 3*out)):
+  * ``mid_width='per_conv'`` (VMZ caffe2; every released caffe2 checkpoint): M from each conv's own in/out channels,
+    so bottleneck middles are 144/288/576/1152.
+  * ``mid_width='per_block'`` (torchvision): M computed once per block from (inplanes, planes); needed for
+    torchvision's ``r2plus1d_18`` Kinetics weights.
+
+Weights carry their BatchNorm eps (1e-3 for everything converted from caffe2, 1e-5 for torchvision) in their
+pretrained config, because a state dict cannot. Weight licences differ from the code licence: see each model card.
+"""
+from functools import partial
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from ._builder import build_model_with_cfg
+from ._features import feature_take_indices
+from ._pretrained import KINETICS_MEAN, KINETICS_STD, PretrainedCfg, generate_default_cfgs
+from ._registry import register_model, register_model_aliases
+
+__all__ = ["VideoResNet"]
+
+NormLayer = Callable[[int], nn.Module]
+
+
+def mid_channels(in_planes: int, out_planes: int) -> int:
+    """Inner width of a (2+1)D conv that matches the parameters of a 3x3x3 conv (Tran et al. 2018, sec. 3.5)."""
+    return (in_planes * out_planes * 27) // (in_planes * 9 + out_planes * 3)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Conv makers: the "3x3x3-type" convolution of a block. They share one signature so blocks can take any of them.
+# ------------------------------------------------------------------------------------------------------------------
+
+
+class Conv3DSimple(nn.Conv3d):
+    """Full 3x3x3 convolution (R3D)."""
+
+    def __init__(self, in_planes: int, out_planes: int, midplanes: int, stride: int = 1, norm_layer: NormLayer = None):
+        super().__init__(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+
+    @staticmethod
+    def get_downsample_stride(stride: int) -> Tuple[int, int, int]:
+        return stride, stride, stride
+
+
+class Conv2Plus1D(nn.Sequential):
+    """(2+1)D factorisation: spatial 1x3x3 conv to ``midplanes``, BN, ReLU, then temporal 3x1x1 conv.
+
+        x ─ Conv(1,3,3) stride (1,s,s) ─ BN ─ ReLU ─ Conv(3,1,1) stride (s,1,1) ─▶
+    """
+
+    def __init__(self, in_planes: int, out_planes: int, midplanes: int, stride: int = 1, norm_layer: NormLayer = None):
+        super().__init__(
+            nn.Conv3d(in_planes, midplanes, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False),
+            norm_layer(midplanes),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(midplanes, out_planes, (3, 1, 1), (stride, 1, 1), (1, 0, 0), bias=False),
+        )
+
+    @staticmethod
+    def get_downsample_stride(stride: int) -> Tuple[int, int, int]:
+        return stride, stride, stride
+
+
+class Conv3DNoTemporal(nn.Conv3d):
+    """Per-frame 1x3x3 convolution (MC3 upper layers, R2D, fR2D); never strides in time."""
+
+    def __init__(self, in_planes: int, out_planes: int, midplanes: int, stride: int = 1, norm_layer: NormLayer = None):
+        super().__init__(in_planes, out_planes, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
+
+    @staticmethod
+    def get_downsample_stride(stride: int) -> Tuple[int, int, int]:
+        return 1, stride, stride
+
+
+class Conv3DDepthwise(nn.Conv3d):
+    """ir-CSN middle conv: one depthwise 3x3x3 conv (groups = channels)."""
+
+    def __init__(self, in_planes: int, out_planes: int, midplanes: int, stride: int = 1, norm_layer: NormLayer = None):
+        if in_planes != out_planes:
+            raise ValueError(f"depthwise conv needs in_planes == out_planes, got {in_planes} and {out_planes}")
+        super().__init__(in_planes, out_planes, 3, stride, 1, groups=in_planes, bias=False)
+
+    @staticmethod
+    def get_downsample_stride(stride: int) -> Tuple[int, int, int]:
+        return stride, stride, stride
+
+
+class IPConv3DDepthwise(nn.Sequential):
+    """ip-CSN middle conv: 1x1x1 conv, BN (no ReLU), depthwise 3x3x3 conv."""
+
+    def __init__(self, in_planes: int, out_planes: int, midplanes: int, stride: int = 1, norm_layer: NormLayer = None):
+        super().__init__(
+            nn.Conv3d(in_planes, out_planes, 1, bias=False),
+            norm_layer(out_planes),
+            nn.Conv3d(out_planes, out_planes, 3, stride, 1, groups=out_planes, bias=False),
+        )
+
+    @staticmethod
+    def get_downsample_stride(stride: int) -> Tuple[int, int, int]:
+        return stride, stride, stride
+
+
+CONV_MAKERS: Dict[str, Type[nn.Module]] = {
+    "3d": Conv3DSimple,
+    "2plus1d": Conv2Plus1D,
+    "2d": Conv3DNoTemporal,
+    "ir_csn": Conv3DDepthwise,
+    "ip_csn": IPConv3DDepthwise,
+}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Blocks
+# ------------------------------------------------------------------------------------------------------------------
+
+
+class BasicBlock(nn.Module):
+    """conv1 (stride s) ─ BN ─ ReLU ─ conv2 ─ BN ─ (+ shortcut) ─ ReLU."""
+
+    expansion = 1
+
+    def __init__(
+            self,
+            inplanes: int,
+            planes: int,
+            conv_maker: Type[nn.Module],
+            stride: int = 1,
+            downsample: Optional[nn.Module] = None,
+            mid_width: str = "per_conv",
+            norm_layer: NormLayer = nn.BatchNorm3d,
+    ):
+        super().__init__()
+        block_mid = mid_channels(inplanes, planes)
+        mid1, mid2 = (block_mid, block_mid) if mid_width == "per_block" else (block_mid, mid_channels(planes, planes))
+        self.conv1 = nn.Sequential(
+            conv_maker(inplanes, planes, mid1, stride, norm_layer=norm_layer), norm_layer(planes), nn.ReLU(inplace=True))
+        self.conv2 = nn.Sequential(conv_maker(planes, planes, mid2, norm_layer=norm_layer), norm_layer(planes))
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.conv2[1].weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.conv2(self.conv1(x)) + shortcut)
+
+
+class Bottleneck(nn.Module):
+    """1x1x1 ─ BN ─ ReLU ─ middle conv (stride s) ─ BN ─ ReLU ─ 1x1x1 (x4) ─ BN ─ (+ shortcut) ─ ReLU."""
+
+    expansion = 4
+
+    def __init__(
+            self,
+            inplanes: int,
+            planes: int,
+            conv_maker: Type[nn.Module],
+            stride: int = 1,
+            downsample: Optional[nn.Module] = None,
+            mid_width: str = "per_conv",
+            norm_layer: NormLayer = nn.BatchNorm3d,
+    ):
+        super().__init__()
+        mid = mid_channels(inplanes, planes) if mid_width == "per_block" else mid_channels(planes, planes)
+        self.conv1 = nn.Sequential(nn.Conv3d(inplanes, planes, 1, bias=False), norm_layer(planes), nn.ReLU(inplace=True))
+        self.conv2 = nn.Sequential(
+            conv_maker(planes, planes, mid, stride, norm_layer=norm_layer), norm_layer(planes), nn.ReLU(inplace=True))
+        self.conv3 = nn.Sequential(
+            nn.Conv3d(planes, planes * self.expansion, 1, bias=False), norm_layer(planes * self.expansion))
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.conv3[1].weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.conv3(self.conv2(self.conv1(x))) + shortcut)
+
+
+BLOCKS: Dict[str, Type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Stems (index 0 is always the first conv; an optional max-pool, "pool1", is appended last and has no weights)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _pool1() -> nn.Module:
+    return nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
+
+
+class R2Plus1dStem(nn.Sequential):
+    """(2+1)D stem: Conv(1,7,7) to 45 channels ─ BN ─ ReLU ─ Conv(3,1,1) ─ BN ─ ReLU. The 45 is VMZ's fixed width."""
+
+    def __init__(self, in_chans: int, width: int, norm_layer: NormLayer, pool1: bool, mid: int = 45, **_: Any):
+        layers = [
+            nn.Conv3d(in_chans, mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False), norm_layer(mid), nn.ReLU(inplace=True),
+            nn.Conv3d(mid, width, (3, 1, 1), 1, (1, 0, 0), bias=False), norm_layer(width), nn.ReLU(inplace=True),
+        ]
+        super().__init__(*layers, *([_pool1()] if pool1 else []))
+
+
+class BasicStem(nn.Sequential):
+    """3D stem Conv(kt,7,7) ─ BN ─ ReLU. ``kt=3`` for R3D/MC/CSN, 1 for fR2D, the clip length for R2D (no padding)."""
+
+    def __init__(self, in_chans: int, width: int, norm_layer: NormLayer, pool1: bool, kt: int = 3, pad_t: int = 1,
+                 **_: Any):
+        layers = [
+            nn.Conv3d(in_chans, width, (kt, 7, 7), (1, 2, 2), (pad_t, 3, 3), bias=False),
+            norm_layer(width), nn.ReLU(inplace=True),
+        ]
+        super().__init__(*layers, *([_pool1()] if pool1 else []))
+
+
+def _make_stem(stem: str, in_chans: int, width: int, mid: int, norm_layer: NormLayer, pool1: bool,
+               num_frames: int) -> nn.Sequential:
+    if stem == "r2plus1d":
+        return R2Plus1dStem(in_chans, width, norm_layer, pool1, mid=mid)
+    if stem == "3d":
+        return BasicStem(in_chans, width, norm_layer, pool1)
+    if stem == "2d":
+        return BasicStem(in_chans, width, norm_layer, pool1, kt=1, pad_t=0)
+    if stem == "r2d":  # collapses the whole clip to one frame
+        return BasicStem(in_chans, width, norm_layer, pool1, kt=num_frames, pad_t=0)
+    raise ValueError(f"unknown stem {stem!r}; expected one of r2plus1d, 3d, 2d, r2d")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Model
+# ------------------------------------------------------------------------------------------------------------------
+
+
+class VideoResNet(nn.Module):
+    """Video ResNet on B x C x T x H x W input (normalised RGB, or ``in_chans`` channels such as 2-channel flow).
+
+    Spatial stride is 2 in the stem and the first block of layers 2-4; temporal stride 2 in the same blocks when their
+    conv is 3D or (2+1)D (so 32 frames -> 4). Pooling is adaptive, so any clip size works; ``global_pool=''`` turns the
+    classifier into a 1x1x1 convolution that returns a B x num_classes x t x h x w score map (dense prediction).
+    """
+
+    def __init__(
+            self,
+            block: str,
+            conv_makers: Sequence[str],
+            layers: Sequence[int],
+            stem: str,
+            num_classes: int = 400,
+            in_chans: int = 3,
+            drop_rate: float = 0.0,
+            channel_multiplier: float = 1.0,
+            mid_width: str = "per_conv",
+            bn_eps: float = 1e-5,
+            pool1: bool = False,
+            zero_init_residual: bool = False,
+            global_pool: str = "avg",
+            num_frames: int = 8,
+            stem_mid: int = 45,
+    ):
+        """
+        Args:
+            block: 'basic' or 'bottleneck'.
+            conv_makers: per layer, the block's 3x3x3-type conv: '3d', '2plus1d', '2d', 'ir_csn' or 'ip_csn'.
+            layers: blocks per layer.
+            stem: 'r2plus1d', '3d', '2d' (fR2D) or 'r2d' (temporal kernel = ``num_frames``).
+            num_classes: classifier outputs; 0 gives pooled features from ``forward``.
+            in_chans: input channels (3 for RGB, 2 for optical flow).
+            drop_rate: dropout before the classifier.
+            channel_multiplier: scales every width (VMZ option; < 1 gives tiny models for tests).
+            mid_width: (2+1)D inner width rule, 'per_conv' (VMZ caffe2) or 'per_block' (torchvision).
+            bn_eps: BatchNorm eps; 1e-3 for caffe2-derived weights, 1e-5 for torchvision's. Momentum is always 0.1.
+            pool1: max-pool (1,3,3)/(1,2,2) after the stem (used by the 224-pixel CSN models).
+            zero_init_residual: zero the last BN scale of every block, so blocks start as identities.
+            global_pool: 'avg' or '' (fully-convolutional head).
+            num_frames: clip length, only used by the 'r2d' stem whose kernel spans the whole clip.
+            stem_mid: inner width of the (2+1)D stem (45 in VMZ and torchvision).
+        """
+        super().__init__()
+        if mid_width not in ("per_conv", "per_block"):
+            raise ValueError(f"mid_width must be 'per_conv' or 'per_block', got {mid_width!r}")
+        if len(conv_makers) != 4 or len(layers) != 4:
+            raise ValueError("conv_makers and layers need one entry per layer (4)")
+        block_cls = BLOCKS[block]
+        makers = [CONV_MAKERS[m] for m in conv_makers]
+        norm_layer = partial(nn.BatchNorm3d, eps=bn_eps, momentum=0.1)
+
+        def scaled(c: int) -> int:
+            return max(1, int(round(c * channel_multiplier)))
+
+        widths = [scaled(w) for w in (64, 128, 256, 512)]
+        self.num_classes = num_classes
+        self.drop_rate = drop_rate
+        self.global_pool = global_pool
+        self.grad_checkpointing = False
+        self._mid_width = mid_width
+
+        self.stem = _make_stem(stem, in_chans, widths[0], scaled(stem_mid), norm_layer, pool1, num_frames)
+        self.inplanes = widths[0]
+        reduction = 4 if pool1 else 2
+        t_reduction = 1
+        self.feature_info = [dict(num_chs=widths[0], reduction=reduction, temporal_reduction=1, module="stem")]
+        for i, (maker, width, n) in enumerate(zip(makers, widths, layers)):
+            stride = 1 if i == 0 else 2
+            setattr(self, f"layer{i + 1}", self._make_layer(block_cls, maker, width, n, stride, norm_layer))
+            reduction *= stride
+            t_reduction *= maker.get_downsample_stride(stride)[0]
+            self.feature_info.append(dict(
+                num_chs=width * block_cls.expansion, reduction=reduction, temporal_reduction=t_reduction,
+                module=f"layer{i + 1}"))
+        del self.inplanes
+        self.num_features = self.head_hidden_size = widths[3] * block_cls.expansion
+        self.drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm3d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, (BasicBlock, Bottleneck)):
+                    m.zero_init_last()
+
+    def _make_layer(self, block: Type[nn.Module], conv_maker: Type[nn.Module], planes: int, blocks: int, stride: int,
+                    norm_layer: NormLayer) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            ds_stride = conv_maker.get_downsample_stride(stride)
+            downsample = nn.Sequential(
+                nn.Conv3d(self.inplanes, planes * block.expansion, 1, ds_stride, bias=False),
+                norm_layer(planes * block.expansion))
+        layers = [block(self.inplanes, planes, conv_maker, stride, downsample, self._mid_width, norm_layer)]
+        self.inplanes = planes * block.expansion
+        for _ in range(1, blocks):
+            layers.append(block(self.inplanes, planes, conv_maker, mid_width=self._mid_width, norm_layer=norm_layer))
+        return nn.Sequential(*layers)
+
+    # --- timm model interface -------------------------------------------------------------------------------------
+
+    @property
+    def stages(self) -> List[nn.Module]:
+        return [self.stem, self.layer1, self.layer2, self.layer3, self.layer4]
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        return dict(stem=r"^stem", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self, name_only: bool = False) -> Union[str, nn.Module]:
+        return "fc" if name_only else self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """Replace the head; ``num_classes=0`` makes ``forward`` return pooled features of size ``num_features``."""
+        self.num_classes = num_classes
+        if global_pool is not None:
+            self.global_pool = global_pool
+        ref = next(self.parameters())
+        self.fc = (nn.Linear(self.num_features, num_classes).to(ref.device, ref.dtype)
+                   if num_classes > 0 else nn.Identity())
+
+    def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if not (self.grad_checkpointing and torch.is_grad_enabled()) or torch.jit.is_scripting():
+            return stage(x)
+        for blk in stage:  # checkpoint block by block (stem modules are cheap to keep)
+            x = checkpoint(blk, x, use_reentrant=False)
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Unpooled final feature map, B x num_features x t x h x w."""
+        x = self.stem(x)
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = self._run_stage(layer, x)
+        return x
+
+    def forward_intermediates(
+            self,
+            x: torch.Tensor,
+            indices: Optional[Union[int, List[int]]] = None,
+            stop_early: bool = False,
+            intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Feature maps of the stages in ``feature_info`` (0 = stem, 1-4 = layer1-4); timm's index semantics."""
+        take, max_index = feature_take_indices(len(self.feature_info), indices)
+        intermediates = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x) if i == 0 else self._run_stage(stage, x)
+            if i in take:
+                intermediates.append(x)
+            if stop_early and i == max_index:
+                break
+        if intermediates_only:
+            return intermediates
+        if stop_early and max_index < len(self.stages) - 1:
+            return x, intermediates
+        return x, intermediates
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.global_pool == "avg":
+            x = x.mean(dim=(2, 3, 4))
+            x = self.drop(x)
+            return x if pre_logits else self.fc(x)
+        # fully convolutional: the fc acts as a 1x1x1 conv at every position
+        x = self.drop(x)
+        if pre_logits or isinstance(self.fc, nn.Identity):
+            return x
+        return self.fc(x.movedim(1, -1)).movedim(-1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Builder, pretrained configs and entrypoints
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _create_video_resnet(variant: str, pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    return build_model_with_cfg(VideoResNet, variant, pretrained, **kwargs)
+
+
+_VMZ_REPO = "https://github.com/facebookresearch/VMZ"
+_DROPBOX = "https://www.dropbox.com/s/{key}/{file}?dl=1"
+_IG65M_RELEASE = "https://github.com/moabitcoin/ig65m-pytorch/releases/download/v1.0.0/"
+_BJUNCEK_RELEASE = "https://github.com/bjuncek/VMZ/releases/download/test_models/"
+_PAPER_R21D = ("arXiv:1711.11248", "A Closer Look at Spatiotemporal Convolutions for Action Recognition")
+_PAPER_IG65M = ("arXiv:1905.00561", "Large-scale weakly-supervised pre-training for video action recognition")
+_PAPER_CSN = ("arXiv:1904.02811", "Video Classification with Channel-Separated Convolutional Networks")
+
+_CAFFE2 = dict(model_args=dict(bn_eps=1e-3))
+
+
+def _cfg(**kwargs: Any) -> PretrainedCfg:
+    """Family defaults: 112-pixel clips, resized to 128x171, Kinetics mean/std, VMZ caffe2 BN (eps 1e-3)."""
+    args = dict(
+        num_frames=16, input_size=(3, 16, 112, 112), resize_size=(128, 171), crop_size=112, interpolation="bilinear",
+        mean=KINETICS_MEAN, std=KINETICS_STD, num_classes=400, label_set="kinetics400", sampling_stride=1,
+        first_conv="stem.0", classifier="fc", license="apache-2.0", origin_url=_VMZ_REPO,
+        paper_ids=_PAPER_R21D[0], paper_name=_PAPER_R21D[1], model_args=dict(bn_eps=1e-3),
+    )
+    args.update(kwargs)
+    frames = args["num_frames"]
+    size = args["crop_size"]
+    args["input_size"] = (args.get("in_chans", 3), frames, size, size)
+    return PretrainedCfg(**args)
+
+
+def _vmz2019(file: str, key: str, num_classes: int, frames: int, video_top1: Optional[float] = None,
+             video_top5: Optional[float] = None, *, csn: bool = False, paper: Tuple[str, str] = _PAPER_IG65M,
+             mirrors: Tuple[Dict[str, Any], ...] = (), **kwargs: Any) -> PretrainedCfg:
+    """A weight from the VMZ caffe2 2019 model zoo (``c2/tutorials/model_zoo.md``); ``mirrors`` are PyTorch ports."""
+    metrics = []
+    if video_top1 is not None:
+        protocol = "10 clips x 1 centre crop, softmax averaged"
+        metrics = [dict(dataset="kinetics400-val", metric=m, value=v, protocol=protocol, source=f"{_VMZ_REPO} model_zoo.md")
+                   for m, v in (("video_top1", video_top1), ("video_top5", video_top5))]
+    csn_args = dict(crop_size=224, resize_size=256, sampling_stride=2,
+                    model_args=dict(bn_eps=1e-3, pool1=True)) if csn else {}
+    return _cfg(
+        url=_DROPBOX.format(key=key, file=file.replace(" ", "%20")), source_format="caffe2_pkl", source_file=file,
+        mirrors=mirrors, num_frames=frames, num_classes=num_classes,
+        label_set="kinetics400" if num_classes == 400 else None, metrics=metrics, paper_ids=paper[0],
+        paper_name=paper[1],
+        **{**dict(notes="Converted from the VMZ caffe2 release; no licence is stated for the weights."), **csn_args,
+           **kwargs})
+
+
+def _ig65m_pth(file: str) -> Tuple[Dict[str, Any], ...]:
+    """ig65m-pytorch's port (v1.0.0 release asset; the name ends in a sha256 prefix)."""
+    return (dict(url=_IG65M_RELEASE + file, source_format="pth", hash_prefix=file.rsplit("-", 1)[1].split(".")[0]),)
+
+
+def _vmz_pth(file: str) -> Tuple[Dict[str, Any], ...]:
+    """VMZ PyTorch (``vmz``) port, released on bjuncek/VMZ without a hash."""
+    return (dict(url=_BJUNCEK_RELEASE + file, source_format="pth", hash_prefix=None),)
+
+
+def _vmz2018(file: str, key: str, frames: int, clip_top1: float, video_top1: float, video_top5: float,
+             **kwargs: Any) -> PretrainedCfg:
+    """A Kinetics-400 model trained from scratch, from the VMZ caffe2 2018 release (``c2/tutorials/models.md``)."""
+    protocol = "10 clips x 1 centre crop, softmax averaged (Tran et al. 2018, Table 2)"
+    src = f"{_VMZ_REPO} models.md"
+    return _cfg(
+        url=_DROPBOX.format(key=key, file=file), source_format="caffe2_pkl", source_file=file, num_frames=frames,
+        metrics=[dict(dataset="kinetics400-val", metric="clip_top1", value=clip_top1, protocol="single clip", source=src),
+                 dict(dataset="kinetics400-val", metric="video_top1", value=video_top1, protocol=protocol, source=src),
+                 dict(dataset="kinetics400-val", metric="video_top5", value=video_top5, protocol=protocol, source=src)],
+        **{**dict(notes="VMZ caffe2 2018 release; no licence is stated for the weights."), **kwargs})
+
+
+def _tv(file: str, top1: float, top5: float, **kwargs: Any) -> PretrainedCfg:
+    """torchvision's Kinetics-400 weights (trained in PyTorch; eps 1e-5)."""
+    protocol = "5 clips of 16 frames at 15 fps, resize 128x171, centre crop 112, video-level"
+    return _cfg(
+        url=f"https://download.pytorch.org/models/{file}", hash_prefix=file.rsplit("-", 1)[1].split(".")[0],
+        source_format="pth", source_file=file, num_frames=16, frame_rate=15.0, antialias=False,
+        license="bsd-3-clause", origin_url="https://github.com/pytorch/vision",
+        metrics=[dict(dataset="kinetics400-val", metric="video_top1", value=top1, protocol=protocol,
+                      source="torchvision docs"),
+                 dict(dataset="kinetics400-val", metric="video_top5", value=top5, protocol=protocol,
+                      source="torchvision docs")],
+        notes="Trained natively in PyTorch by torchvision (not the caffe2 weights).",
+        **{**dict(model_args=dict(bn_eps=1e-5)), **kwargs})
+
+
+default_cfgs = generate_default_cfgs({
+    # --- R(2+1)D-18 -------------------------------------------------------------------------------------------------
+    "r2plus1d_18.kinetics400_16f": _vmz2018("r2.5d_d18_l16.pkl", "94d2ruqn6tp7xno", 16, 57.3, 68.5, 87.5),
+    "r2plus1d_18.kinetics400_8f": _vmz2018("r2.5d_d18_l8.pkl", "wzgx4d80mrh7pnf", 8, 53.2, 65.3, 85.2),
+    "r2plus1d_18.tv_kinetics400_16f": _tv(
+        "r2plus1d_18-91a641e6.pth", 67.463, 86.175, model_args=dict(bn_eps=1e-5, mid_width="per_block")),
+    # --- R(2+1)D-34 -------------------------------------------------------------------------------------------------
+    "r2plus1d_34.ig65m_ft_kinetics400_32f": _vmz2019(
+        "r2plus1d_34_clip32_ft_kinetics_from_ig65m_ f106169681.pkl", "z41ff7vs0bzf6b8", 400, 32, 80.0, 94.2,
+        mirrors=_ig65m_pth("r2plus1d_34_clip32_ft_kinetics_from_ig65m-ade133f1.pth")),
+    "r2plus1d_34.ig65m_ft_kinetics400_8f": _vmz2019(
+        "r2plus1d_34_clip8_ft_kinetics_from_ig65m_ f128022400.pkl", "p81twy88kwrrcop", 400, 8, 74.9, 91.8,
+        mirrors=_ig65m_pth("r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth")),
+    "r2plus1d_34.ig65m_32f": _vmz2019(
+        "r2plus1d_34_clip32_ig65m_from_scratch_f102649996.pkl", "eimo232tqw8mwi9", 359, 32,
+        mirrors=_ig65m_pth("r2plus1d_34_clip32_ig65m_from_scratch-449a7af9.pth")),
+    "r2plus1d_34.ig65m_8f": _vmz2019(
+        "r2plus1d_34_clip8_ig65m_from_scratch_f79708462.pkl", "6xwyu1az6oy4ts7", 487, 8,
+        mirrors=_ig65m_pth("r2plus1d_34_clip8_ig65m_from_scratch-9bae36ae.pth")),
+    "r2plus1d_34.kinetics400_32f": _vmz2018(
+        "r2.5d_d34_l32.pkl", "y6c6jf7myv2w6iq", 32, 60.6, 72.4, 90.6,
+        notes="VMZ caffe2 2018 release, evaluated by dense prediction (Tran et al. 2018, Table 5)."),
+    "r2plus1d_34.sports1m_ft_kinetics400_32f": _vmz2018(
+        "r2.5d_d34_l32_ft_sports1m.pkl", "odd9smqn2t54run", 32, 63.9, 74.2, 92.1,
+        notes="VMZ caffe2 2018 release, evaluated by dense prediction (Tran et al. 2018, Table 5)."),
+    "r2plus1d_34.sports1m_ft_kinetics400_flow_32f": _vmz2018(
+        "r2.5d_d34_l32_ft_sports1m_optical_flow.pkl", "30zj1t9xte5vy64", 32, 55.9, 68.2, 88.0, in_chans=2,
+        mean=(0.0046635, 0.0046261), std=(0.972347, 0.755146),
+        notes="2-channel optical-flow input (VMZ caffe2 2018 release, dense prediction, Tran et al. 2018 Table 5)."),
+    # --- R(2+1)D-50 / 101: architectures without video-only weights ---------------------------------------------------
+    "r2plus1d_50": _cfg(),
+    "r2plus1d_101": _cfg(),
+    # --- R(2+1)D-152 ------------------------------------------------------------------------------------------------
+    "r2plus1d_152.ig65m_ft_kinetics400_32f": _vmz2019(
+        "r2plus1d_152_ft_kinetics_from_ig65m_f107107466.pkl", "tmxuae8ubo5gipy", 400, 32, 81.6, 95.3,
+        mirrors=_vmz_pth("r2plus1d_152_ft_kinetics_from_ig65m_f107107466.pth")),
+    "r2plus1d_152.sports1m_ft_kinetics400_32f": _vmz2019(
+        "r2plus1d_152_ft_kinetics_from_sports1m_f128957437.pkl", "twvcpe30rxuaf45", 400, 32, 79.5, 94.0,
+        mirrors=_vmz_pth("r2plus1d_152_ft_kinetics_from_sports1m_f128957437.pth")),
+    "r2plus1d_152.kinetics400_32f": _vmz2019(
+        "r2plus1d_152_kinetics_from_scratch_f127858918.pkl", "9770y063u3z5bmb", 400, 32, 77.3, 92.5),
+    "r2plus1d_152.ig65m_32f": _vmz2019(
+        "r2plus1d_152_ig65m_from_scratch_f106380637.pkl", "oqdg176p7nqc84v", 359, 32,
+        mirrors=_vmz_pth("r2plus1d_152_ig65m_from_scratch_f106380637.pth")),
+    "r2plus1d_152.sports1m_32f": _vmz2019(
+        "r2plus1d_152_sports1m_from_scratch_f127111290.pkl", "w5cdqeyqukuaqt7", 487, 32),
+    # --- R3D / MC3 / R2D / fR2D -------------------------------------------------------------------------------------
+    "r3d_18.kinetics400_16f": _vmz2018("r3d_d18_l16.pkl", "8tqp8uhjmedflu1", 16, 52.9, 64.7, 85.0),
+    "r3d_18.kinetics400_8f": _vmz2018("r3d_d18_l8.pkl", "n3ax2591imcy9ly", 8, 49.8, 62.3, 83.4),
+    "r3d_18.tv_kinetics400_16f": _tv("r3d_18-b3b3357e.pth", 63.20, 83.479),
+    "r3d_34": _cfg(),
+    "r3d_50": _cfg(),
+    "r3d_101": _cfg(),
+    "r3d_152": _cfg(),
+    "mc3_18.kinetics400_16f": _vmz2018("mc3_d18_l16.pkl", "rpgbzjewagjeu2f", 16, 54.1, 65.2, 85.8),
+    "mc3_18.kinetics400_8f": _vmz2018("mc3_d18_l8.pkl", "3jxzhc3kduyrpik", 8, 51.1, 63.3, 84.2),
+    "mc3_18.tv_kinetics400_16f": _tv("mc3_18-a90a0ba3.pth", 63.96, 84.13),
+    "r2d_18.kinetics400_16f": _vmz2018(
+        "r2d_d18_l16.pkl", "hyw8ltzvhadxgia", 16, 47.5, 59.4, 81.3, model_args=dict(bn_eps=1e-3, num_frames=16)),
+    "r2d_18.kinetics400_8f": _vmz2018(
+        "r2d_d18_l8.pkl", "ju4fah9dksn08s1", 8, 47.0, 60.0, 81.2, model_args=dict(bn_eps=1e-3, num_frames=8)),
+    "fr2d_18.kinetics400_16f": _vmz2018("r2df_d18_l16.pkl", "4yy0tdfebdy0ptr", 16, 50.7, 60.9, 81.9),
+    "fr2d_18.kinetics400_8f": _vmz2018("r2df_d18_l8.pkl", "4jexszps3564za3", 8, 48.5, 60.0, 81.8),
+    # --- channel-separated networks (224-pixel clips, short side 256, every 2nd frame, pool1) -----------------------
+    "ir_csn_152.ig65m_ft_kinetics400_32f": _vmz2019(
+        "irCSN_152_ft_kinetics_from_ig65m_f126851907.pkl", "gmd8r87l3wmkn3h", 400, 32, 82.6, 95.3, csn=True,
+        paper=_PAPER_CSN,
+        mirrors=_vmz_pth("irCSN_152_ft_kinetics_from_ig65m_f126851907.pth")),
+    "ir_csn_152.sports1m_ft_kinetics400_32f": _vmz2019(
+        "irCSN_152_ft_kinetics_from_sports1m_f101599884.pkl", "zuoj1aqouh6bo6k", 400, 32, 78.2, 93.0, csn=True,
+        paper=_PAPER_CSN,
+        mirrors=_vmz_pth("irCSN_152_ft_kinetics_from_Sports1M_f101599884.pth")),
+    "ir_csn_152.kinetics400_32f": _vmz2019(
+        "irCSN_152_kinetics_from_scratch_f98268019.pkl", "46gcm7up60ssx5c", 400, 32, 76.5, 92.1, csn=True,
+        paper=_PAPER_CSN),
+    "ir_csn_152.ig65m_32f": _vmz2019(
+        "irCSN_152_ig65m_from_scratch_f125286141.pkl", "r0kppq7ox6c57no", 359, 32, csn=True, paper=_PAPER_CSN,
+        mirrors=_vmz_pth("irCSN_152_ig65m_from_scratch_f125286141.pth")),
+    "ir_csn_152.sports1m_32f": _vmz2019(
+        "irCSN_152_sports1m_from_scratch_f99918785.pkl", "woh99y2hll1mlqv", 487, 32, csn=True, paper=_PAPER_CSN,
+        mirrors=_vmz_pth("irCSN_152_Sports1M_from_scratch_f99918785.pth")),
+    "ip_csn_152.ig65m_ft_kinetics400_32f": _vmz2019(
+        "ipCSN_152_ft_kinetics_from_ig65m_f133090949.pkl", "zpp3p0vn2i7bibl", 400, 32, 82.5, 95.3, csn=True,
+        paper=_PAPER_CSN,
+        mirrors=_vmz_pth("ipCSN_152_ft_kinetics_from_ig65m_f133090949.pth")),
+    "ip_csn_152.sports1m_ft_kinetics400_32f": _vmz2019(
+        "ipCSN_152_ft_kinetics_from_sports1m_f111279053.pkl", "ir7cr0hda36knux", 400, 32, 78.8, 93.5, csn=True,
+        paper=_PAPER_CSN,
+        mirrors=_vmz_pth("ipCSN_152_ft_kinetics_from_Sports1M_f111279053.pth")),
+    "ip_csn_152.kinetics400_32f": _vmz2019(
+        "ipCSN_152_kinetics_from_scratch_f129594342.pkl", "3fihu6ti60047mu", 400, 32, 77.8, 92.8, csn=True,
+        paper=_PAPER_CSN),
+    "ip_csn_152.ig65m_32f": _vmz2019(
+        "ipCSN_152_ig65m_from_scratch_f130601052.pkl", "1ryvx8k7kzs8od6", 359, 32, csn=True, paper=_PAPER_CSN,
+        mirrors=_vmz_pth("ipCSN_152_ig65m_from_scratch_f130601052.pth")),
+    "ip_csn_152.sports1m_32f": _vmz2019(
+        "ipCSN_152_sports1m_from_scratch_f111018543.pkl", "70di7o7qz6gjq6x", 487, 32, csn=True, paper=_PAPER_CSN,
+        mirrors=_vmz_pth("ipCSN_152_Sports1M_from_scratch_f111018543.pth")),
+    "ir_csn_50.ig65m_ft_kinetics400_32f": _vmz2019(
+        "irCSN_50_ft_kinetics_from_ig65m_f233743920.pkl", "b6o2mvoqrvupatt", 400, 32, csn=True, paper=_PAPER_CSN,
+        notes="VMZ caffe2 2019 zoo; accuracy listed as TBD upstream. No licence is stated for the weights."),
+    "ip_csn_50": _cfg(crop_size=224, resize_size=256, sampling_stride=2, num_frames=32,
+                      model_args=dict(bn_eps=1e-3, pool1=True), paper_ids=_PAPER_CSN[0], paper_name=_PAPER_CSN[1]),
+})
+
+
+# Entrypoints: numbers only. Architecture args a weight needs (eps, width rule, pool1) come from its pretrained cfg.
+
+@register_model
+def r2plus1d_18(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """R(2+1)D-18 (Tran et al. 2018) with VMZ caffe2 widths; the ``tv_kinetics400_16f`` tag builds torchvision's."""
+    model_args = dict(block="basic", conv_makers=("2plus1d",) * 4, layers=(2, 2, 2, 2), stem="r2plus1d")
+    return _create_video_resnet("r2plus1d_18", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def r2plus1d_34(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """R(2+1)D-34, the IG-65M workhorse (Ghadiyaram et al. 2019)."""
+    model_args = dict(block="basic", conv_makers=("2plus1d",) * 4, layers=(3, 4, 6, 3), stem="r2plus1d")
+    return _create_video_resnet("r2plus1d_34", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def r2plus1d_50(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """R(2+1)D-50 (bottleneck); no video-only weights were released."""
+    model_args = dict(block="bottleneck", conv_makers=("2plus1d",) * 4, layers=(3, 4, 6, 3), stem="r2plus1d")
+    return _create_video_resnet("r2plus1d_50", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def r2plus1d_101(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """R(2+1)D-101 (bottleneck); the only release is the visual tower of an audio-visual model."""
+    model_args = dict(block="bottleneck", conv_makers=("2plus1d",) * 4, layers=(3, 4, 23, 3), stem="r2plus1d")
+    return _create_video_resnet("r2plus1d_101", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def r2plus1d_152(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """R(2+1)D-152 (bottleneck), Kinetics / Sports-1M / IG-65M weights (Ghadiyaram et al. 2019)."""
+    model_args = dict(block="bottleneck", conv_makers=("2plus1d",) * 4, layers=(3, 8, 36, 3), stem="r2plus1d")
+    return _create_video_resnet("r2plus1d_152", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def r3d_18(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """R3D-18: full 3x3x3 convolutions everywhere (Tran et al. 2018)."""
+    model_args = dict(block="basic", conv_makers=("3d",) * 4, layers=(2, 2, 2, 2), stem="3d")
+    return _create_video_resnet("r3d_18", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def r3d_34(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """R3D-34; no weights were released."""
+    model_args = dict(block="basic", conv_makers=("3d",) * 4, layers=(3, 4, 6, 3), stem="3d")
+    return _create_video_resnet("r3d_34", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def r3d_50(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """R3D-50 (bottleneck); no weights were released (target of I3D-style inflation)."""
+    model_args = dict(block="bottleneck", conv_makers=("3d",) * 4, layers=(3, 4, 6, 3), stem="3d")
+    return _create_video_resnet("r3d_50", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def r3d_101(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """R3D-101 (bottleneck); no weights were released."""
+    model_args = dict(block="bottleneck", conv_makers=("3d",) * 4, layers=(3, 4, 23, 3), stem="3d")
+    return _create_video_resnet("r3d_101", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def r3d_152(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """R3D-152 (bottleneck); no weights were released."""
+    model_args = dict(block="bottleneck", conv_makers=("3d",) * 4, layers=(3, 8, 36, 3), stem="3d")
+    return _create_video_resnet("r3d_152", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def mc3_18(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """MC3-18: 3D stem and layer1, 2D layers 2-4 (Tran et al. 2018; torchvision ``mc3_18``)."""
+    model_args = dict(block="basic", conv_makers=("3d", "2d", "2d", "2d"), layers=(2, 2, 2, 2), stem="3d")
+    return _create_video_resnet("mc3_18", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def r2d_18(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """R2D-18: the stem's temporal kernel spans the whole clip (``num_frames``), then everything is 2D."""
+    model_args = dict(block="basic", conv_makers=("2d",) * 4, layers=(2, 2, 2, 2), stem="r2d")
+    return _create_video_resnet("r2d_18", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def fr2d_18(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """fR2D-18: a 2D ResNet applied to every frame, pooled over time at the end."""
+    model_args = dict(block="basic", conv_makers=("2d",) * 4, layers=(2, 2, 2, 2), stem="2d")
+    return _create_video_resnet("fr2d_18", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def ir_csn_50(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """ir-CSN-50: interaction-reduced channel-separated bottlenecks (Tran et al. 2019)."""
+    model_args = dict(block="bottleneck", conv_makers=("ir_csn",) * 4, layers=(3, 4, 6, 3), stem="3d")
+    return _create_video_resnet("ir_csn_50", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def ip_csn_50(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """ip-CSN-50: interaction-preserved channel-separated bottlenecks (Tran et al. 2019)."""
+    model_args = dict(block="bottleneck", conv_makers=("ip_csn",) * 4, layers=(3, 4, 6, 3), stem="3d")
+    return _create_video_resnet("ip_csn_50", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def ir_csn_152(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """ir-CSN-152 (Tran et al. 2019)."""
+    model_args = dict(block="bottleneck", conv_makers=("ir_csn",) * 4, layers=(3, 8, 36, 3), stem="3d")
+    return _create_video_resnet("ir_csn_152", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def ip_csn_152(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """ip-CSN-152 (Tran et al. 2019)."""
+    model_args = dict(block="bottleneck", conv_makers=("ip_csn",) * 4, layers=(3, 8, 36, 3), stem="3d")
+    return _create_video_resnet("ip_csn_152", pretrained, **dict(model_args, **kwargs))
+
+
+# Names used by the anchor projects, so their users can switch (ig65m-pytorch hub entries, VMZ ``vmz`` keys,
+# torchvision builders with their weights).
+register_model_aliases({
+    "r2plus1d_34_32_ig65m": "r2plus1d_34.ig65m_32f",
+    "r2plus1d_34_8_ig65m": "r2plus1d_34.ig65m_8f",
+    "r2plus1d_34_32_kinetics": "r2plus1d_34.ig65m_ft_kinetics400_32f",
+    "r2plus1d_34_8_kinetics": "r2plus1d_34.ig65m_ft_kinetics400_8f",
+    "r2plus1d_152_ig65m_32frms": "r2plus1d_152.ig65m_32f",
+    "r2plus1d_152_ig_ft_kinetics_32frms": "r2plus1d_152.ig65m_ft_kinetics400_32f",
+    "r2plus1d_152_sports1m_32frms": "r2plus1d_152.sports1m_32f",
+    "r2plus1d_152_sports1m_ft_kinetics_32frms": "r2plus1d_152.sports1m_ft_kinetics400_32f",
+    "ir_csn_152_ig65m_32frms": "ir_csn_152.ig65m_32f",
+    "ir_csn_152_ig_ft_kinetics_32frms": "ir_csn_152.ig65m_ft_kinetics400_32f",
+    "ir_csn_152_sports1m_32frms": "ir_csn_152.sports1m_32f",
+    "ir_csn_152_sports1m_ft_kinetics_32frms": "ir_csn_152.sports1m_ft_kinetics400_32f",
+    "ip_csn_152_ig65m_32frms": "ip_csn_152.ig65m_32f",
+    "ip_csn_152_ig_ft_kinetics_32frms": "ip_csn_152.ig65m_ft_kinetics400_32f",
+    "ip_csn_152_sports1m_32frms": "ip_csn_152.sports1m_32f",
+    "ip_csn_152_sports1m_ft_kinetics_32frms": "ip_csn_152.sports1m_ft_kinetics400_32f",
+    "r2plus1d_18.kinetics400_v1": "r2plus1d_18.tv_kinetics400_16f",
+    "r3d_18.kinetics400_v1": "r3d_18.tv_kinetics400_16f",
+    "mc3_18.kinetics400_v1": "mc3_18.tv_kinetics400_16f",
+})

@@ -4,7 +4,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch.nn as nn
 
-from ._hub import WeightsError, find_weights_file, hf_download, read_config_json, split_repo_revision
+from ._hub import OFFLINE_HINT, WeightsError, find_weights_file, hf_download, read_config_json, split_repo_revision
 from ._pretrained import PretrainedCfg
 from ._registry import model_entrypoint, resolve_model_name, split_model_name_tag, get_pretrained_cfg
 
@@ -55,7 +55,11 @@ def create_model(
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if model_name.startswith(("hf-hub:", "hf_hub:")):
         repo_id, revision = split_repo_revision(model_name.split(":", 1)[1])
-        config_path = hf_download(repo_id, "config.json", revision, cache_dir)
+        try:
+            config_path = hf_download(repo_id, "config.json", revision, cache_dir)
+        except Exception as e:  # offline miss, unknown repo or revision, network failure
+            raise WeightsError(f"could not fetch config.json of hf-hub:{repo_id} ({type(e).__name__}: {e}).\n"
+                               f"{OFFLINE_HINT}") from e
         arch, cfg, model_args = _cfg_from_config(
             read_config_json(str(Path(config_path).parent)), dict(hf_hub_id=repo_id, hf_hub_revision=revision))
         return model_entrypoint(arch)(pretrained=True, pretrained_cfg=cfg, pretrained_cfg_overlay=pretrained_cfg_overlay,

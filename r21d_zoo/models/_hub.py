@@ -56,20 +56,20 @@ def read_state_dict(path: str, model: Optional[nn.Module] = None) -> Dict[str, t
     if not p.is_file():
         raise WeightsError(f"checkpoint file {path} does not exist")
     suffix = p.suffix.lower()
+    if suffix == ".pkl":  # conversion errors already name the blob; UnsafePickleError passes through untouched
+        if model is None:
+            raise WeightsError(f"{path} is a caffe2 pickle; converting it needs the target model")
+        from r21d_zoo.conversion.caffe2 import Caffe2ConversionError, caffe2_to_state_dict, load_caffe2_pickle
+        try:
+            return caffe2_to_state_dict(load_caffe2_pickle(str(p)), model)
+        except Caffe2ConversionError as e:
+            raise Caffe2ConversionError(f"{path}: {e}") from e
     try:
         if suffix == ".safetensors":
             from safetensors.torch import load_file
             return load_file(str(p), device="cpu")
-        if suffix == ".pkl":
-            if model is None:
-                raise WeightsError(f"{path} is a caffe2 pickle; converting it needs the target model")
-            from r21d_zoo.conversion.caffe2 import caffe2_to_state_dict, load_caffe2_pickle
-            blobs = load_caffe2_pickle(str(p))
-            return caffe2_to_state_dict(blobs, model)
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except WeightsError:
-        raise
-    except Exception as e:  # truncated zip, bad header, refused pickle global, ...
+    except Exception as e:  # truncated zip, bad header, a pickle global that weights_only refuses, ...
         raise WeightsError(
             f"could not read checkpoint {path} ({type(e).__name__}: {e}). The file may be truncated or corrupted, "
             f"or not a weights file; delete it and download it again.") from e

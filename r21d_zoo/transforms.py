@@ -36,8 +36,9 @@ def _resized_hw(h: int, w: int, size: Union[int, Sequence[int]]) -> Tuple[int, i
 class VideoClassificationTransform(nn.Module):
     """uint8 frames (T, H, W, C) or a batch (B, T, H, W, C) -> normalised float clips (B, C, T, crop, crop).
 
-    Resize is bilinear on [0, 1] floats; ``antialias=False`` matches torchvision's ``VideoClassification`` preset that
-    produced the published torchvision numbers. Run it on the GPU: move the uint8 tensor first, then call this.
+    uint8 frames are resized and rounded back to integers before scaling to [0, 1], as torchvision's
+    ``VideoClassification`` preset (``antialias=False``) does for the published torchvision numbers. Float input is
+    taken as already in [0, 1]. Run it on the GPU: move the uint8 tensor first, then call this.
     """
 
     def __init__(self, resize_size: Union[int, Sequence[int], None], crop_size: int, mean: Sequence[float],
@@ -58,13 +59,18 @@ class VideoClassificationTransform(nn.Module):
                              f"got shape {tuple(frames.shape)}")
         b, t, h, w, c = frames.shape
         x = frames.permute(0, 1, 4, 2, 3).reshape(b * t, c, h, w)
-        x = x.float().div_(255.0) if frames.dtype == torch.uint8 else x.float()
+        is_uint8 = frames.dtype == torch.uint8
+        x = x.float()
         if self.resize_size is not None:
             size = _resized_hw(h, w, self.resize_size)
             if size != (h, w):
                 x = F.interpolate(x, size=size, mode=self.interpolation, align_corners=False,
                                   antialias=self.antialias)
+                if is_uint8:  # resized frames are uint8 again in the reference pipelines (torchvision, caffe2)
+                    x = x.round_().clamp_(0, 255)
         x = _center_crop(x, self.crop_size)
+        if is_uint8:
+            x = x / 255.0
         x = x.reshape(b, t, c, self.crop_size, self.crop_size).transpose(1, 2)
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
@@ -77,7 +83,7 @@ def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     if h < size or w < size:
         raise ValueError(f"frames of {h}x{w} are smaller than the {size}-pixel crop; set a resize_size")
-    top, left = (h - size) // 2, (w - size) // 2
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))  # torchvision center_crop
     return x[..., top:top + size, left:left + size]
 
 

@@ -7,12 +7,11 @@ NAME is a registry tag (its metadata, class count and architecture args are used
 (class count, input channels and, for R2D, clip length are read from the blobs). The result loads with
 ``r21d_zoo.create_model("local-dir:DIR")``. The pickle is read with a restricted unpickler: numpy arrays only.
 """
-import argparse
 import sys
 from typing import List, Optional
 
 from r21d_zoo.conversion.caffe2 import caffe2_to_state_dict, class_count, load_caffe2_pickle, visual_tower
-from r21d_zoo.conversion.export import build_target, export
+from r21d_zoo.conversion.export import build_target, cli_main, export
 from r21d_zoo.models import get_pretrained_cfg, split_model_name_tag
 from r21d_zoo.models._registry import resolve_model_name
 
@@ -34,14 +33,7 @@ def convert(pkl: str, name: str, out: str, run_verify: bool = False) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pkl", required=True, help="caffe2 blob pickle from the VMZ model zoo")
-    parser.add_argument("--model", required=True, help="registry tag (arch.tag) or architecture")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--verify", action="store_true", help="run a fixed clip and write verify.json")
-    args = parser.parse_args(argv)
-    print(convert(args.pkl, args.model, args.out, args.verify))
-    return 0
+    return cli_main(__doc__, "pkl", "caffe2 blob pickle from the VMZ model zoo", convert, argv)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,10 @@
 The file is read with ``torch.load(weights_only=True)`` only; wrappers (``{"model": ...}``, ``{"state_dict": ...}``)
 and DDP ``module.`` prefixes are removed; the load into the target architecture is strict.
 """
-import argparse
 import sys
 from typing import List, Optional
 
-from r21d_zoo.conversion.export import build_target, export
+from r21d_zoo.conversion.export import build_target, cli_main, export
 from r21d_zoo.models import WeightsError, get_pretrained_cfg, read_state_dict, split_model_name_tag
 from r21d_zoo.models._registry import resolve_model_name
 
@@ -29,14 +28,7 @@ def convert(pth: str, name: str, out: str, run_verify: bool = False) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pth", required=True, help="PyTorch state dict (.pth/.pt)")
-    parser.add_argument("--model", required=True, help="registry tag (arch.tag) or architecture")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--verify", action="store_true", help="run a fixed clip and write verify.json")
-    args = parser.parse_args(argv)
-    print(convert(args.pth, args.model, args.out, args.verify))
-    return 0
+    return cli_main(__doc__, "pth", "PyTorch state dict (.pth/.pt)", convert, argv)
 
 
 if __name__ == "__main__":

@@ -1,30 +1,23 @@
 """Shared tail of every converter: build the target model, load strictly, record provenance, save, verify."""
-import hashlib
+import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 import torch.nn as nn
 
 from r21d_zoo.models import create_model, save_pretrained, split_model_name_tag
+from r21d_zoo.models._hub import sha256_file
 from r21d_zoo.models._registry import resolve_model_name
-
-
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def build_target(name: str, num_classes: int, source: str, **model_kwargs: Any) -> nn.Module:
     """The model a file converts into. A tag brings its metadata; a bare architecture gets none but provenance."""
     name = resolve_model_name(name)
     _, tag = split_model_name_tag(name)
-    overlay: Dict[str, Any] = dict(notes=f"Converted from {os.path.basename(source)} (sha256 {sha256(source)}).")
+    overlay: Dict[str, Any] = dict(notes=f"Converted from {os.path.basename(source)} (sha256 {sha256_file(source)}).")
     if not tag:
         overlay.update(tag=None, url=None, mirrors=(), metrics=[], hash_prefix=None, source_file=os.path.basename(source),
                        num_classes=num_classes, label_set="kinetics400" if num_classes == 400 else None)
@@ -59,3 +52,16 @@ def export(model: nn.Module, state_dict: Dict[str, torch.Tensor], out_dir: str, 
     if run_verify:
         print(json.dumps(verify(model, out_dir), indent=2))
     return out_dir
+
+
+def cli_main(doc: str, source_flag: str, source_help: str, convert: Callable[[str, str, str, bool], str],
+             argv: Optional[List[str]] = None) -> int:
+    """The converters' shared command line: --<source> FILE --model NAME --out DIR [--verify]."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(f"--{source_flag}", required=True, help=source_help)
+    parser.add_argument("--model", required=True, help="registry tag (arch.tag) or architecture")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--verify", action="store_true", help="run a fixed clip and write verify.json")
+    args = parser.parse_args(argv)
+    print(convert(getattr(args, source_flag), args.model, args.out, args.verify))
+    return 0

@@ -3,7 +3,7 @@
     torch.hub.load("<repo or dir>", "r2plus1d_34", pretrained=True)  # default weights of the architecture
     torch.hub.load("<repo or dir>", "r2plus1d_34", pretrained_tag="ig65m_32f", pretrained=True)
 """
-dependencies = ["torch", "torchvision", "safetensors", "huggingface_hub"]
+dependencies = ["torch", "numpy"]  # safetensors / huggingface_hub / av are imported only when used
 
 import r21d_zoo as _r21d_zoo
 from r21d_zoo.models._registry import _model_entrypoints as _entrypoints

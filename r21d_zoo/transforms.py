@@ -1,5 +1,5 @@
 """Evaluation preprocessing built from a weight's own config, so nobody copies mean/std from a README."""
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn

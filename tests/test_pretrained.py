@@ -302,3 +302,28 @@ def test_readme_model_table_is_generated_from_registry():
     assert table == render_model_table(), "run: python -m r21d_zoo.model_card model_cards --readme README.md"
     for name in r21d_zoo.list_pretrained():
         assert f"`{name}`" in table
+
+
+def test_push_to_hub_uploads_what_save_pretrained_writes(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, token=None, library_name=None, library_version=None):
+            calls["library"] = library_name
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls["create"] = (repo_id, exist_ok)
+
+        def upload_folder(self, repo_id, folder_path, commit_message, revision=None):
+            calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            calls["config"] = json.loads((Path(folder_path) / "config.json").read_text())
+            return "https://huggingface.co/acme/x/commit/abc"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    model = r21d_zoo.create_model("mc3_18.tv_kinetics400_16f", num_classes=3, **TINY)
+    url = r21d_zoo.push_to_hub(model, "acme/x")
+    assert url.endswith("/commit/abc") and calls["create"] == ("acme/x", True) and calls["library"] == "r21d_zoo"
+    assert calls["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert calls["config"]["num_classes"] == 3 and calls["config"]["label_names"] is None

@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -84,12 +84,8 @@ class PretrainedCfg:
         sources += [dict(m) for m in self.mirrors]
         return sorted(sources, key=lambda s: s.get("hash_prefix") is None)
 
-    def to_dict(self, remove_source: bool = False) -> Dict[str, Any]:
-        out = dataclasses.asdict(self)
-        if remove_source:
-            for k in ("file",):
-                out.pop(k, None)
-        return {k: v for k, v in out.items() if v is not None}
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "PretrainedCfg":
@@ -121,6 +117,3 @@ def metric_value(cfg: PretrainedCfg, metric: str, dataset: Optional[str] = None)
             return m["value"]
     return None
 
-
-def as_tuple(x: Union[int, Sequence[int]]) -> Tuple[int, ...]:
-    return tuple(x) if isinstance(x, (list, tuple)) else (x,)

@@ -22,7 +22,7 @@ def register_model(fn: Callable) -> Callable:
     """Register an entrypoint under its function name, with the ``default_cfgs`` its module declares for it."""
     name = fn.__name__
     if name in _model_entrypoints:
-        warnings.warn(f"model {name!r} registered twice; the later registration wins")
+        warnings.warn(f"model {name!r} registered twice; the later registration wins", stacklevel=2)
     module = sys.modules[fn.__module__]
     if hasattr(module, "__all__") and name not in module.__all__:
         module.__all__.append(name)

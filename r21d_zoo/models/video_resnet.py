@@ -24,7 +24,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, U
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ._builder import build_model_with_cfg
@@ -414,11 +413,7 @@ class VideoResNet(nn.Module):
                 intermediates.append(x)
             if stop_early and i == max_index:
                 break
-        if intermediates_only:
-            return intermediates
-        if stop_early and max_index < len(self.stages) - 1:
-            return x, intermediates
-        return x, intermediates
+        return intermediates if intermediates_only else (x, intermediates)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.global_pool == "avg":

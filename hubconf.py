@@ -1,8 +1,9 @@
 """torch.hub entrypoints: every architecture in the r21d_zoo registry, e.g.
 
-    torch.hub.load("<repo or dir>", "r2plus1d_34", pretrained=True)  # default weights of the architecture
-    torch.hub.load("<repo or dir>", "r2plus1d_34", pretrained_tag="ig65m_32f", pretrained=True)
+torch.hub.load("<repo or dir>", "r2plus1d_34", pretrained=True)  # default weights of the architecture
+torch.hub.load("<repo or dir>", "r2plus1d_34", pretrained_tag="ig65m_32f", pretrained=True)
 """
+
 dependencies = ["torch", "numpy"]  # safetensors / huggingface_hub / av are imported only when used
 
 import r21d_zoo as _r21d_zoo
@@ -18,7 +19,8 @@ def _hub_entrypoint(_arch):
     entrypoint.__doc__ = (
         f"{_entrypoints[_arch].__doc__}\n\nWeights (pass pretrained_tag=...): "
         f"{', '.join(n.split('.', 1)[1] for n in _r21d_zoo.list_pretrained(_arch))}.\n"
-        "kwargs go to r21d_zoo.create_model (num_classes, in_chans, drop_rate, checkpoint_path, ...).")
+        "kwargs go to r21d_zoo.create_model (num_classes, in_chans, drop_rate, checkpoint_path, ...)."
+    )
     return entrypoint
 
 

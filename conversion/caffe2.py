@@ -9,6 +9,7 @@ prefix the visual tower with ``v_``.
 Safeguards: the class count is read from ``last_out_L{N}``; every blob is used exactly once; every parameter and
 buffer is filled exactly once (NaN canary); shapes and dtypes are asserted.
 """
+
 import io
 import logging
 import pickle
@@ -49,7 +50,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return super().find_class(module, name)
         raise UnsafePickleError(
             f"refusing to load global {module}.{name}: a caffe2 blob pickle only contains numpy arrays and plain "
-            f"containers. This file is not a VMZ caffe2 checkpoint, or it has been tampered with.")
+            f"containers. This file is not a VMZ caffe2 checkpoint, or it has been tampered with."
+        )
 
 
 def restricted_loads(data: bytes) -> Any:
@@ -65,8 +67,10 @@ def load_caffe2_pickle(path: str) -> Dict[str, np.ndarray]:
     except UnsafePickleError:
         raise
     except Exception as e:
-        raise Caffe2ConversionError(f"{path} is not a readable caffe2 pickle ({type(e).__name__}: {e}); the file "
-                                    f"may be truncated: download it again.") from e
+        raise Caffe2ConversionError(
+            f"{path} is not a readable caffe2 pickle ({type(e).__name__}: {e}); the file "
+            f"may be truncated: download it again."
+        ) from e
     return blobs_from_object(obj, path)
 
 
@@ -95,42 +99,74 @@ def blobs_from_object(obj: Any, origin: str = "<pickle>") -> Dict[str, np.ndarra
 Unit = Tuple[str, str, str]  # (module path, kind 'w' | 'bn', blob name)
 
 STEM_TABLE: Dict[str, List[Unit]] = {
-    "2plus1d": [("stem.0", "w", "conv1_middle_w"), ("stem.1", "bn", "conv1_middle_spatbn_relu"),
-                ("stem.3", "w", "conv1_w"), ("stem.4", "bn", "conv1_spatbn_relu")],
+    "2plus1d": [
+        ("stem.0", "w", "conv1_middle_w"),
+        ("stem.1", "bn", "conv1_middle_spatbn_relu"),
+        ("stem.3", "w", "conv1_w"),
+        ("stem.4", "bn", "conv1_spatbn_relu"),
+    ],
     "3d": [("stem.0", "w", "conv1_w"), ("stem.1", "bn", "conv1_spatbn_relu")],
 }
 
 BLOCK_TABLE: Dict[Tuple[str, str], List[Unit]] = {
     ("basic", "2plus1d"): [
-        ("conv1.0.0", "w", "comp_{c}_conv_1_middle_w"), ("conv1.0.1", "bn", "comp_{c}_spatbn_1_middle"),
-        ("conv1.0.3", "w", "comp_{c}_conv_1_w"), ("conv1.1", "bn", "comp_{c}_spatbn_1"),
-        ("conv2.0.0", "w", "comp_{c}_conv_2_middle_w"), ("conv2.0.1", "bn", "comp_{c}_spatbn_2_middle"),
-        ("conv2.0.3", "w", "comp_{c}_conv_2_w"), ("conv2.1", "bn", "comp_{c}_spatbn_2")],
+        ("conv1.0.0", "w", "comp_{c}_conv_1_middle_w"),
+        ("conv1.0.1", "bn", "comp_{c}_spatbn_1_middle"),
+        ("conv1.0.3", "w", "comp_{c}_conv_1_w"),
+        ("conv1.1", "bn", "comp_{c}_spatbn_1"),
+        ("conv2.0.0", "w", "comp_{c}_conv_2_middle_w"),
+        ("conv2.0.1", "bn", "comp_{c}_spatbn_2_middle"),
+        ("conv2.0.3", "w", "comp_{c}_conv_2_w"),
+        ("conv2.1", "bn", "comp_{c}_spatbn_2"),
+    ],
     ("basic", "3d"): [
-        ("conv1.0", "w", "comp_{c}_conv_1_w"), ("conv1.1", "bn", "comp_{c}_spatbn_1"),
-        ("conv2.0", "w", "comp_{c}_conv_2_w"), ("conv2.1", "bn", "comp_{c}_spatbn_2")],
+        ("conv1.0", "w", "comp_{c}_conv_1_w"),
+        ("conv1.1", "bn", "comp_{c}_spatbn_1"),
+        ("conv2.0", "w", "comp_{c}_conv_2_w"),
+        ("conv2.1", "bn", "comp_{c}_spatbn_2"),
+    ],
     ("bottleneck", "2plus1d"): [
-        ("conv1.0", "w", "comp_{c}_conv_1_w"), ("conv1.1", "bn", "comp_{c}_spatbn_1"),
-        ("conv2.0.0", "w", "comp_{c}_conv_2_middle_w"), ("conv2.0.1", "bn", "comp_{c}_spatbn_2_middle"),
-        ("conv2.0.3", "w", "comp_{c}_conv_2_w"), ("conv2.1", "bn", "comp_{c}_spatbn_2"),
-        ("conv3.0", "w", "comp_{c}_conv_3_w"), ("conv3.1", "bn", "comp_{c}_spatbn_3")],
+        ("conv1.0", "w", "comp_{c}_conv_1_w"),
+        ("conv1.1", "bn", "comp_{c}_spatbn_1"),
+        ("conv2.0.0", "w", "comp_{c}_conv_2_middle_w"),
+        ("conv2.0.1", "bn", "comp_{c}_spatbn_2_middle"),
+        ("conv2.0.3", "w", "comp_{c}_conv_2_w"),
+        ("conv2.1", "bn", "comp_{c}_spatbn_2"),
+        ("conv3.0", "w", "comp_{c}_conv_3_w"),
+        ("conv3.1", "bn", "comp_{c}_spatbn_3"),
+    ],
     ("bottleneck", "3d"): [
-        ("conv1.0", "w", "comp_{c}_conv_1_w"), ("conv1.1", "bn", "comp_{c}_spatbn_1"),
-        ("conv2.0", "w", "comp_{c}_conv_2_w"), ("conv2.1", "bn", "comp_{c}_spatbn_2"),
-        ("conv3.0", "w", "comp_{c}_conv_3_w"), ("conv3.1", "bn", "comp_{c}_spatbn_3")],
+        ("conv1.0", "w", "comp_{c}_conv_1_w"),
+        ("conv1.1", "bn", "comp_{c}_spatbn_1"),
+        ("conv2.0", "w", "comp_{c}_conv_2_w"),
+        ("conv2.1", "bn", "comp_{c}_spatbn_2"),
+        ("conv3.0", "w", "comp_{c}_conv_3_w"),
+        ("conv3.1", "bn", "comp_{c}_spatbn_3"),
+    ],
     ("bottleneck", "ir_csn"): [  # the conv counter jumps by 2 around the depthwise conv: there is no conv_2
-        ("conv1.0", "w", "comp_{c}_conv_1_w"), ("conv1.1", "bn", "comp_{c}_spatbn_1"),
-        ("conv2.0", "w", "comp_{c}_conv_3_w"), ("conv2.1", "bn", "comp_{c}_spatbn_3"),
-        ("conv3.0", "w", "comp_{c}_conv_4_w"), ("conv3.1", "bn", "comp_{c}_spatbn_4")],
+        ("conv1.0", "w", "comp_{c}_conv_1_w"),
+        ("conv1.1", "bn", "comp_{c}_spatbn_1"),
+        ("conv2.0", "w", "comp_{c}_conv_3_w"),
+        ("conv2.1", "bn", "comp_{c}_spatbn_3"),
+        ("conv3.0", "w", "comp_{c}_conv_4_w"),
+        ("conv3.1", "bn", "comp_{c}_spatbn_4"),
+    ],
     ("bottleneck", "ip_csn"): [
-        ("conv1.0", "w", "comp_{c}_conv_1_w"), ("conv1.1", "bn", "comp_{c}_spatbn_1"),
-        ("conv2.0.0", "w", "comp_{c}_conv_2_middle_w"), ("conv2.0.1", "bn", "comp_{c}_spatbn_2_middle"),
-        ("conv2.0.2", "w", "comp_{c}_conv_2_w"), ("conv2.1", "bn", "comp_{c}_spatbn_2"),
-        ("conv3.0", "w", "comp_{c}_conv_3_w"), ("conv3.1", "bn", "comp_{c}_spatbn_3")],
+        ("conv1.0", "w", "comp_{c}_conv_1_w"),
+        ("conv1.1", "bn", "comp_{c}_spatbn_1"),
+        ("conv2.0.0", "w", "comp_{c}_conv_2_middle_w"),
+        ("conv2.0.1", "bn", "comp_{c}_spatbn_2_middle"),
+        ("conv2.0.2", "w", "comp_{c}_conv_2_w"),
+        ("conv2.1", "bn", "comp_{c}_spatbn_2"),
+        ("conv3.0", "w", "comp_{c}_conv_3_w"),
+        ("conv3.1", "bn", "comp_{c}_spatbn_3"),
+    ],
 }
 
-SHORTCUT_TABLE: List[Unit] = [("downsample.0", "w", "shortcut_projection_{c}_w"),
-                              ("downsample.1", "bn", "shortcut_projection_{c}_spatbn")]
+SHORTCUT_TABLE: List[Unit] = [
+    ("downsample.0", "w", "shortcut_projection_{c}_w"),
+    ("downsample.1", "bn", "shortcut_projection_{c}_spatbn"),
+]
 
 BN_FIELDS = (("weight", "_s"), ("bias", "_b"), ("running_mean", "_rm"), ("running_var", "_riv"))
 
@@ -138,6 +174,7 @@ BN_FIELDS = (("weight", "_s"), ("bias", "_b"), ("running_mean", "_rm"), ("runnin
 def _conv_family(block: nn.Module) -> str:
     """Which row of BLOCK_TABLE a block uses, from its conv maker (2D and 3D convs share blob names)."""
     from r21d_zoo.models.video_resnet import Conv2Plus1D, Conv3DDepthwise, IPConv3DDepthwise
+
     conv = block.conv2[0] if hasattr(block, "conv3") else block.conv1[0]
     if isinstance(conv, Conv2Plus1D):
         return "2plus1d"
@@ -151,6 +188,7 @@ def _conv_family(block: nn.Module) -> str:
 def blob_table(model: nn.Module) -> List[Tuple[str, str]]:
     """Every (state-dict key, blob name) pair for ``model``, except the classifier."""
     from r21d_zoo.models.video_resnet import R2Plus1dStem
+
     pairs: List[Tuple[str, str]] = []
 
     def add(units: List[Unit], prefix: str, c: int) -> None:
@@ -179,8 +217,11 @@ def visual_tower(blobs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         return blobs
     other = sorted(k for k in blobs if not k.startswith("v_"))
     if other:
-        _logger.warning("audio-visual file: converting the visual tower; ignoring %d other blobs (%s, ...)",
-                        len(other), ", ".join(other[:3]))
+        _logger.warning(
+            "audio-visual file: converting the visual tower; ignoring %d other blobs (%s, ...)",
+            len(other),
+            ", ".join(other[:3]),
+        )
     return {k[2:]: v for k, v in blobs.items() if k.startswith("v_")}
 
 
@@ -192,8 +233,9 @@ def class_count(blobs: Dict[str, np.ndarray]) -> Optional[int]:
     return found[0] if found else None
 
 
-def caffe2_to_state_dict(blobs: Dict[str, np.ndarray], model: nn.Module,
-                         num_classes: Optional[int] = None) -> Dict[str, torch.Tensor]:
+def caffe2_to_state_dict(
+    blobs: Dict[str, np.ndarray], model: nn.Module, num_classes: Optional[int] = None
+) -> Dict[str, torch.Tensor]:
     """Map caffe2 blobs onto ``model``'s state dict; every blob used once, every tensor filled once.
 
     ``num_classes``: the class count the caller expects (a tag's); a different ``last_out_L{N}`` is an error. The
@@ -201,13 +243,15 @@ def caffe2_to_state_dict(blobs: Dict[str, np.ndarray], model: nn.Module,
     """
     blobs = dict(visual_tower(blobs))
     own = model.state_dict()
-    canary = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else torch.zeros_like(v)
-              for k, v in own.items()}
+    canary = {
+        k: torch.full_like(v, float("nan")) if v.is_floating_point() else torch.zeros_like(v) for k, v in own.items()
+    }
     n = class_count(blobs)
     if num_classes is not None and n != num_classes:
         raise Caffe2ConversionError(
             f"classifier blob last_out_L{n}_w has {n} classes, expected {num_classes} (last_out_L{num_classes}_w): "
-            f"this file is for another head (IG-65M 32f: 359, IG-65M 8f and Sports-1M: 487, Kinetics: 400).")
+            f"this file is for another head (IG-65M 32f: 359, IG-65M 8f and Sports-1M: 487, Kinetics: 400)."
+        )
     pairs = blob_table(model)
     if n is not None:
         pairs += [("fc.weight", f"last_out_L{n}_w"), ("fc.bias", f"last_out_L{n}_b")]
@@ -215,8 +259,10 @@ def caffe2_to_state_dict(blobs: Dict[str, np.ndarray], model: nn.Module,
         canary["fc.bias"] = torch.full((n,), float("nan"))
     missing = [blob for _, blob in pairs if blob not in blobs]
     if missing:
-        raise Caffe2ConversionError(f"missing blob(s) for {type(model).__name__}: {', '.join(missing[:10])}"
-                                    f"{' ...' if len(missing) > 10 else ''}. Wrong architecture for this file?")
+        raise Caffe2ConversionError(
+            f"missing blob(s) for {type(model).__name__}: {', '.join(missing[:10])}"
+            f"{' ...' if len(missing) > 10 else ''}. Wrong architecture for this file?"
+        )
     for key, blob in pairs:
         if key not in canary:
             raise Caffe2ConversionError(f"blob {blob} maps to {key}, which the model does not have")
@@ -227,14 +273,17 @@ def caffe2_to_state_dict(blobs: Dict[str, np.ndarray], model: nn.Module,
             value = value.reshape(value.shape[:2])
         if tuple(value.shape) != tuple(canary[key].shape):
             raise Caffe2ConversionError(
-                f"blob {blob} has shape {tuple(value.shape)} but {key} needs {tuple(canary[key].shape)}")
+                f"blob {blob} has shape {tuple(value.shape)} but {key} needs {tuple(canary[key].shape)}"
+            )
         if not torch.isnan(canary[key]).all():
             raise Caffe2ConversionError(f"{key} would be filled twice (second time from blob {blob})")
         canary[key] = torch.from_numpy(np.ascontiguousarray(value)).clone()
     if blobs:
         extra = sorted(blobs)
-        raise Caffe2ConversionError(f"unused blob(s), not part of {type(model).__name__}: {', '.join(extra[:10])}"
-                                    f"{' ...' if len(extra) > 10 else ''}. Wrong architecture for this file?")
+        raise Caffe2ConversionError(
+            f"unused blob(s), not part of {type(model).__name__}: {', '.join(extra[:10])}"
+            f"{' ...' if len(extra) > 10 else ''}. Wrong architecture for this file?"
+        )
     unfilled = [k for k, v in canary.items() if v.is_floating_point() and torch.isnan(v).any()]
     if unfilled:
         raise Caffe2ConversionError(f"parameters left unfilled (NaN canary): {', '.join(unfilled[:10])}")

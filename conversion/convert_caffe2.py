@@ -7,6 +7,7 @@ NAME is a registry tag (its metadata, class count and architecture args are used
 (class count, input channels and, for R2D, clip length are read from the blobs). The result loads with
 ``r21d_zoo.create_model("local-dir:DIR")``. The pickle is read with a restricted unpickler: numpy arrays only.
 """
+
 import sys
 from typing import List, Optional
 

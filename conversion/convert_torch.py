@@ -6,6 +6,7 @@
 The file is read with ``torch.load(weights_only=True)`` only; wrappers (``{"model": ...}``, ``{"state_dict": ...}``)
 and DDP ``module.`` prefixes are removed; the load into the target architecture is strict.
 """
+
 import sys
 from typing import List, Optional
 

@@ -1,4 +1,5 @@
 """Shared tail of every converter: build the target model, load strictly, record provenance, save, verify."""
+
 import argparse
 import json
 import os
@@ -19,8 +20,16 @@ def build_target(name: str, num_classes: int, source: str, **model_kwargs: Any) 
     _, tag = split_model_name_tag(name)
     overlay: Dict[str, Any] = dict(notes=f"Converted from {os.path.basename(source)} (sha256 {sha256_file(source)}).")
     if not tag:
-        overlay.update(tag=None, url=None, mirrors=(), metrics=[], hash_prefix=None, source_file=os.path.basename(source),
-                       num_classes=num_classes, label_set="kinetics400" if num_classes == 400 else None)
+        overlay.update(
+            tag=None,
+            url=None,
+            mirrors=(),
+            metrics=[],
+            hash_prefix=None,
+            source_file=os.path.basename(source),
+            num_classes=num_classes,
+            label_set="kinetics400" if num_classes == 400 else None,
+        )
     return create_model(name, num_classes=num_classes, pretrained_cfg_overlay=overlay, **model_kwargs)
 
 
@@ -37,10 +46,15 @@ def verify(model: nn.Module, out_dir: Optional[str] = None) -> Dict[str, Any]:
     with torch.inference_mode():
         logits = model(fixed_clip(model))[0].double()
     top = logits.softmax(-1).topk(min(5, logits.numel()))
-    report = dict(input="torch.randn(seed=0) of the weight's input size", input_size=model.pretrained_cfg["input_size"],
-                  top5=top.indices.tolist(), top5_prob=[round(p, 6) for p in top.values.tolist()],
-                  logits_mean=float(logits.mean()), logits_std=float(logits.std()),
-                  logits_first10=[round(v, 6) for v in logits[:10].tolist()])
+    report = dict(
+        input="torch.randn(seed=0) of the weight's input size",
+        input_size=model.pretrained_cfg["input_size"],
+        top5=top.indices.tolist(),
+        top5_prob=[round(p, 6) for p in top.values.tolist()],
+        logits_mean=float(logits.mean()),
+        logits_std=float(logits.std()),
+        logits_first10=[round(v, 6) for v in logits[:10].tolist()],
+    )
     if out_dir:
         Path(out_dir, "verify.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
@@ -54,8 +68,13 @@ def export(model: nn.Module, state_dict: Dict[str, torch.Tensor], out_dir: str, 
     return out_dir
 
 
-def cli_main(doc: str, source_flag: str, source_help: str, convert: Callable[[str, str, str, bool], str],
-             argv: Optional[List[str]] = None) -> int:
+def cli_main(
+    doc: str,
+    source_flag: str,
+    source_help: str,
+    convert: Callable[[str, str, str, bool], str],
+    argv: Optional[List[str]] = None,
+) -> int:
     """The converters' shared command line: --<source> FILE --model NAME --out DIR [--verify]."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(f"--{source_flag}", required=True, help=source_help)

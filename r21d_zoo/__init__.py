@@ -1,4 +1,5 @@
 """r21d_zoo: R(2+1)D, R3D, MC3, R2D and CSN video networks with their released weights, behind one registry."""
+
 __version__ = "0.1.0"
 
 from .models import (

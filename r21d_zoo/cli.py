@@ -1,4 +1,5 @@
 """``r21d-zoo`` command line: list, info, demo."""
+
 import argparse
 import json
 import sys
@@ -37,8 +38,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("GMACs", f"{gmacs:.1f} per {t}x{h}x{w} clip"),
         ("classes", f"{cfg.num_classes} ({'Kinetics-400 names' if cfg.label_set else 'no published names'})"),
         ("architecture args", json.dumps(cfg.model_args, sort_keys=True)),
-        ("input", f"{c} channels, {t} frames, stride {cfg.sampling_stride}, "
-                  f"{'%g fps' % cfg.frame_rate if cfg.frame_rate else 'native fps'}"),
+        (
+            "input",
+            f"{c} channels, {t} frames, stride {cfg.sampling_stride}, "
+            f"{'%g fps' % cfg.frame_rate if cfg.frame_rate else 'native fps'}",
+        ),
         ("resize / crop", f"{cfg.resize_size} / {cfg.crop_size} ({cfg.interpolation}, antialias={cfg.antialias})"),
         ("mean / std", f"{cfg.mean} / {cfg.std}"),
         ("video top-1 / top-5", f"{metric_value(cfg, 'video_top1')} / {metric_value(cfg, 'video_top5')}"),
@@ -58,12 +62,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import print_demo, run_demo
+
     print_demo(run_demo(args.model, pretrained=not args.random, video=args.video))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .demo import DEFAULT_MODEL
+
     parser = argparse.ArgumentParser(prog="r21d-zoo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -1,4 +1,5 @@
 """``r21d-zoo demo``: synthesise a short H.264 clip with PyAV, run a model on it, print predictions and speed."""
+
 import logging
 import tempfile
 import time
@@ -29,7 +30,7 @@ def synthesize_clip(path: str, num_frames: int = 48, size: tuple = (240, 320), f
         for i in range(num_frames):
             frame = background.copy()
             x0 = int((w - 40) * i / max(1, num_frames - 1))
-            frame[h // 2 - 20:h // 2 + 20, x0:x0 + 40] = texture
+            frame[h // 2 - 20 : h // 2 + 20, x0 : x0 + 40] = texture
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
@@ -47,8 +48,9 @@ def read_all_frames(path: str) -> torch.Tensor:
     return torch.from_numpy(np.stack(frames))
 
 
-def run_demo(model_name: str = DEFAULT_MODEL, pretrained: bool = True, video: Optional[str] = None,
-             repeats: int = 3) -> Dict[str, object]:
+def run_demo(
+    model_name: str = DEFAULT_MODEL, pretrained: bool = True, video: Optional[str] = None, repeats: int = 3
+) -> Dict[str, object]:
     cfg = get_pretrained_cfg(model_name)
     used_pretrained = False
     if pretrained:
@@ -56,15 +58,17 @@ def run_demo(model_name: str = DEFAULT_MODEL, pretrained: bool = True, video: Op
             model = create_model(model_name, pretrained=True)
             used_pretrained = True
         except WeightsError as e:
-            print(f"[demo] pretrained weights for {model_name} are not cached and not reachable; "
-                  f"FALLING BACK TO RANDOM WEIGHTS (predictions are meaningless).\n[demo] reason: {e}")
+            print(
+                f"[demo] pretrained weights for {model_name} are not cached and not reachable; "
+                f"FALLING BACK TO RANDOM WEIGHTS (predictions are meaningless).\n[demo] reason: {e}"
+            )
     if not used_pretrained:
         model = create_model(model_name)
     model.eval()
     with tempfile.TemporaryDirectory() as tmp:
         path = video or synthesize_clip(str(Path(tmp) / "demo.mp4"), num_frames=max(48, cfg.num_frames))
         frames = read_all_frames(path)
-    clip = create_transform(model)(frames[: cfg.num_frames * cfg.sampling_stride: cfg.sampling_stride])
+    clip = create_transform(model)(frames[: cfg.num_frames * cfg.sampling_stride : cfg.sampling_stride])
     with torch.inference_mode():
         features = model.forward_features(clip)
         logits = model.forward_head(features)
@@ -76,8 +80,14 @@ def run_demo(model_name: str = DEFAULT_MODEL, pretrained: bool = True, video: Op
     top = probs.topk(5)
     labels = model.pretrained_cfg.get("label_names")
     predictions = [(labels[i] if labels else f"class {i}", float(p)) for p, i in zip(top.values, top.indices.tolist())]
-    return dict(model=model_name, pretrained=used_pretrained, input_shape=tuple(clip.shape),
-                feature_shape=tuple(features.shape), predictions=predictions, clips_per_s=clips_per_s)
+    return dict(
+        model=model_name,
+        pretrained=used_pretrained,
+        input_shape=tuple(clip.shape),
+        feature_shape=tuple(features.shape),
+        predictions=predictions,
+        clips_per_s=clips_per_s,
+    )
 
 
 def print_demo(result: Dict[str, object]) -> None:
@@ -87,5 +97,7 @@ def print_demo(result: Dict[str, object]) -> None:
     print("top-5:")
     for label, p in result["predictions"]:
         print(f"  {p:6.3f}  {label}")
-    print(f"throughput: {result['clips_per_s']:.2f} clips/s on {'GPU' if torch.cuda.is_available() else 'CPU'} "
-          f"(batch 1, {torch.get_num_threads()} threads)")
+    print(
+        f"throughput: {result['clips_per_s']:.2f} clips/s on {'GPU' if torch.cuda.is_available() else 'CPU'} "
+        f"(batch 1, {torch.get_num_threads()} threads)"
+    )

@@ -1,4 +1,5 @@
 """Model cards generated from the registry (``python -m r21d_zoo.model_card model_cards/`` rewrites them all)."""
+
 import argparse
 import json
 import sys
@@ -34,6 +35,7 @@ def _stats(arch: str, model_args_json: str, input_size: Tuple[int, ...]) -> Tupl
     from torch.utils.flop_counter import FlopCounterMode
 
     from .models import model_entrypoint
+
     with torch.device("meta"):
         model = model_entrypoint(arch)(**json.loads(model_args_json))
         x = torch.empty(1, *input_size)
@@ -43,15 +45,17 @@ def _stats(arch: str, model_args_json: str, input_size: Tuple[int, ...]) -> Tupl
 
 
 def model_stats(config: Dict[str, Any]) -> Tuple[int, float]:
-    args = {k: v for k, v in config["model_args"].items()
-            if k not in ("block", "conv_makers", "layers", "stem")}
-    return _stats(config["architecture"], json.dumps(args, sort_keys=True), tuple(config["pretrained_cfg"]["input_size"]))
+    args = {k: v for k, v in config["model_args"].items() if k not in ("block", "conv_makers", "layers", "stem")}
+    return _stats(
+        config["architecture"], json.dumps(args, sort_keys=True), tuple(config["pretrained_cfg"]["input_size"])
+    )
 
 
 def registry_config(name: str) -> Dict[str, Any]:
     """The config.json a registry weight would have, built without allocating weights."""
     from .models import create_model
     from .models._hub import model_config
+
     with torch.device("meta"):
         model = create_model(name)
     return model_config(model)
@@ -76,19 +80,34 @@ def render_model_card(config: Dict[str, Any]) -> str:
     name = f"{arch}.{tag}" if tag else arch
     params, gmacs = model_stats(config)
     license_ = p.get("license") or "other"
-    front = ["---", "library_name: r21d_zoo", f"license: {license_}", "pipeline_tag: video-classification",
-             "tags:", "- video-classification", "- r21d_zoo", "- pytorch", "- safetensors", "datasets:"]
+    front = [
+        "---",
+        "library_name: r21d_zoo",
+        f"license: {license_}",
+        "pipeline_tag: video-classification",
+        "tags:",
+        "- video-classification",
+        "- r21d_zoo",
+        "- pytorch",
+        "- safetensors",
+        "datasets:",
+    ]
     front += [f"- {d}" for d in _datasets(tag)] + ["metrics:", "- accuracy", "---", ""]
     c, t, h, w = p["input_size"]
     stride = p.get("sampling_stride", 1)
     rate = f"{p['frame_rate']:g} fps" if p.get("frame_rate") else "the native frame rate"
-    labels = ("Kinetics-400 class names ship with the package (`model.pretrained_cfg['label_names']`)."
-              if config.get("label_names") else
-              f"{config['num_classes']} classes; no class names were ever published for this head.")
+    labels = (
+        "Kinetics-400 class names ship with the package (`model.pretrained_cfg['label_names']`)."
+        if config.get("label_names")
+        else f"{config['num_classes']} classes; no class names were ever published for this head."
+    )
     lines = front + [
-        f"# Model card for {name}", "",
-        f"{p.get('notes') or 'A video classification model.'}", "",
-        "## Model Details", "",
+        f"# Model card for {name}",
+        "",
+        f"{p.get('notes') or 'A video classification model.'}",
+        "",
+        "## Model Details",
+        "",
         f"- **Architecture:** `{arch}` (r21d_zoo `VideoResNet`)",
         f"- **Params (M):** {params / 1e6:.1f}",
         f"- **GMACs:** {gmacs:.1f} (one {t}x{h}x{w} clip)",
@@ -96,8 +115,10 @@ def render_model_card(config: Dict[str, Any]) -> str:
         f"- **Classes:** {labels}",
         f"- **Architecture args of the weights:** `{json.dumps(p.get('model_args', {}), sort_keys=True)}`",
         f"- **Paper:** {p.get('paper_name', '')} ({p.get('paper_ids', '')})",
-        f"- **Original:** {p.get('origin_url', '')}", "",
-        "## Usage", "",
+        f"- **Original:** {p.get('origin_url', '')}",
+        "",
+        "## Usage",
+        "",
         "```python",
         "import r21d_zoo, torch",
         f'model = r21d_zoo.create_model("{name}", pretrained=True).eval()',
@@ -105,15 +126,20 @@ def render_model_card(config: Dict[str, Any]) -> str:
         f"frames = torch.randint(0, 256, ({t}, 240, 320, 3), dtype=torch.uint8)  # T x H x W x C uint8 RGB",
         "with torch.inference_mode():",
         "    logits = model(transform(frames))",
-        "```", "",
+        "```",
+        "",
         f"Preprocessing: RGB in [0, 1]; {_resize_text(p)}, {p.get('interpolation', 'bilinear')} "
-        f"(antialias={p.get('antialias', False)}); centre crop {h}; mean {tuple(p['mean'])}, std {tuple(p['std'])}.", "",
-        "## Evaluation", "",
+        f"(antialias={p.get('antialias', False)}); centre crop {h}; mean {tuple(p['mean'])}, std {tuple(p['std'])}.",
+        "",
+        "## Evaluation",
+        "",
     ]
     metrics = p.get("metrics") or []
     if metrics:
         lines += ["| dataset | metric | value | protocol | source |", "|---|---|---|---|---|"]
-        lines += [f"| {m['dataset']} | {m['metric']} | {m['value']} | {m['protocol']} | {m['source']} |" for m in metrics]
+        lines += [
+            f"| {m['dataset']} | {m['metric']} | {m['value']} | {m['protocol']} | {m['source']} |" for m in metrics
+        ]
     else:
         lines.append("No accuracy was published for this checkpoint itself (pre-training only, or listed as TBD).")
     lines += ["", "## Provenance", ""]
@@ -123,10 +149,17 @@ def render_model_card(config: Dict[str, Any]) -> str:
         check = f"sha256 prefix {m['hash_prefix']}" if m.get("hash_prefix") else "no hash published"
         lines.append(f"- Mirror: {m['url']} ({m['source_format']}, {check})")
     if p.get("source_format") == "caffe2_pkl":
-        lines.append("- caffe2 blobs are mapped 1:1 to state-dict keys by `conversion/` (BatchNorm eps 1e-3, `_riv` "
-                     "copied as running variance, every blob used exactly once); see conversion/README.md.")
-    lines += [f"- Licence (of the origin repository; weights may carry their own terms): "
-              f"{p.get('license') or 'not stated upstream'}", "", "## Citation", ""]
+        lines.append(
+            "- caffe2 blobs are mapped 1:1 to state-dict keys by `conversion/` (BatchNorm eps 1e-3, `_riv` "
+            "copied as running variance, every blob used exactly once); see conversion/README.md."
+        )
+    lines += [
+        f"- Licence (of the origin repository; weights may carry their own terms): "
+        f"{p.get('license') or 'not stated upstream'}",
+        "",
+        "## Citation",
+        "",
+    ]
     lines += [f"```bibtex\n{CITATIONS[p['paper_ids']]}\n```" for pid in [p.get("paper_ids")] if pid in CITATIONS]
     return "\n".join(lines) + "\n"
 
@@ -137,6 +170,7 @@ def card_path(directory: str, name: str) -> Path:
 
 def write_cards(directory: str, names: Optional[List[str]] = None) -> List[Path]:
     from .models import list_pretrained
+
     out = []
     Path(directory).mkdir(parents=True, exist_ok=True)
     for name in names or list_pretrained():
@@ -153,8 +187,11 @@ def render_model_table() -> str:
     """README table: every weight tag, then the architectures without released weights."""
     from .models import get_pretrained_cfg, list_models, list_pretrained
     from .models._pretrained import metric_value
-    rows = ["| model | params (M) | GMACs | clip (T x crop, stride) | classes | Kinetics video@1 / @5 | weights from |",
-            "|---|---|---|---|---|---|---|"]
+
+    rows = [
+        "| model | params (M) | GMACs | clip (T x crop, stride) | classes | Kinetics video@1 / @5 | weights from |",
+        "|---|---|---|---|---|---|---|",
+    ]
     with_weights = set()
     for name in list_pretrained():
         config = registry_config(name)
@@ -163,16 +200,21 @@ def render_model_table() -> str:
         params, gmacs = model_stats(config)
         top1, top5 = metric_value(cfg, "video_top1"), metric_value(cfg, "video_top5")
         acc = f"{top1} / {top5}" if top1 is not None else "-"
-        source = {"caffe2_pkl": "VMZ caffe2 .pkl"}.get(cfg.source_format, cfg.origin_url.rsplit("/", 1)[-1])
-        rows.append(f"| `{name}` | {params / 1e6:.1f} | {gmacs:.1f} | {cfg.num_frames} x {cfg.crop_size}², "
-                    f"{cfg.sampling_stride} | {cfg.num_classes} | {acc} | {source} |")
+        origin = cfg.origin_url.split("github.com/")[-1]
+        source = "VMZ caffe2 .pkl" if cfg.source_format == "caffe2_pkl" else f"{origin} .{cfg.source_format}"
+        rows.append(
+            f"| `{name}` | {params / 1e6:.1f} | {gmacs:.1f} | {cfg.num_frames} x {cfg.crop_size}², "
+            f"{cfg.sampling_stride} | {cfg.num_classes} | {acc} | {source} |"
+        )
     for arch in list_models():
         if arch not in with_weights:
             config = registry_config(arch)
             params, gmacs = model_stats(config)
             cfg = get_pretrained_cfg(arch)
-            rows.append(f"| `{arch}` | {params / 1e6:.1f} | {gmacs:.1f} | {cfg.num_frames} x {cfg.crop_size}², "
-                        f"{cfg.sampling_stride} | {cfg.num_classes} | - | none released |")
+            rows.append(
+                f"| `{arch}` | {params / 1e6:.1f} | {gmacs:.1f} | {cfg.num_frames} x {cfg.crop_size}², "
+                f"{cfg.sampling_stride} | {cfg.num_classes} | - | none released |"
+            )
     return "\n".join(rows)
 
 

@@ -1,4 +1,5 @@
 """Evaluation preprocessing built from a weight's own config, so nobody copies mean/std from a README."""
+
 from typing import Any, Dict, Sequence, Tuple, Union
 
 import torch
@@ -7,8 +8,17 @@ import torch.nn.functional as F
 
 from .models._pretrained import PretrainedCfg
 
-DATA_KEYS = ("num_frames", "frame_rate", "sampling_stride", "resize_size", "crop_size", "interpolation", "antialias",
-             "mean", "std")
+DATA_KEYS = (
+    "num_frames",
+    "frame_rate",
+    "sampling_stride",
+    "resize_size",
+    "crop_size",
+    "interpolation",
+    "antialias",
+    "mean",
+    "std",
+)
 
 
 def resolve_data_config(model_or_cfg: Union[nn.Module, PretrainedCfg, Dict[str, Any]]) -> Dict[str, Any]:
@@ -41,8 +51,15 @@ class VideoClassificationTransform(nn.Module):
     taken as already in [0, 1]. Run it on the GPU: move the uint8 tensor first, then call this.
     """
 
-    def __init__(self, resize_size: Union[int, Sequence[int], None], crop_size: int, mean: Sequence[float],
-                 std: Sequence[float], interpolation: str = "bilinear", antialias: bool = False):
+    def __init__(
+        self,
+        resize_size: Union[int, Sequence[int], None],
+        crop_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        interpolation: str = "bilinear",
+        antialias: bool = False,
+    ):
         super().__init__()
         self.resize_size = resize_size if resize_size is None or isinstance(resize_size, int) else tuple(resize_size)
         self.crop_size = crop_size
@@ -55,8 +72,10 @@ class VideoClassificationTransform(nn.Module):
         if frames.dim() == 4:
             frames = frames.unsqueeze(0)
         if frames.dim() != 5 or frames.shape[-1] != self.mean.shape[1]:
-            raise ValueError(f"expected frames as (T, H, W, C) or (B, T, H, W, C) with C={self.mean.shape[1]}, "
-                             f"got shape {tuple(frames.shape)}")
+            raise ValueError(
+                f"expected frames as (T, H, W, C) or (B, T, H, W, C) with C={self.mean.shape[1]}, "
+                f"got shape {tuple(frames.shape)}"
+            )
         b, t, h, w, c = frames.shape
         x = frames.permute(0, 1, 4, 2, 3).reshape(b * t, c, h, w)
         is_uint8 = frames.dtype == torch.uint8
@@ -64,8 +83,7 @@ class VideoClassificationTransform(nn.Module):
         if self.resize_size is not None:
             size = _resized_hw(h, w, self.resize_size)
             if size != (h, w):
-                x = F.interpolate(x, size=size, mode=self.interpolation, align_corners=False,
-                                  antialias=self.antialias)
+                x = F.interpolate(x, size=size, mode=self.interpolation, align_corners=False, antialias=self.antialias)
                 if is_uint8:  # resized frames are uint8 again in the reference pipelines (torchvision, caffe2)
                     x = x.round_().clamp_(0, 255)
         x = _center_crop(x, self.crop_size)
@@ -75,8 +93,10 @@ class VideoClassificationTransform(nn.Module):
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
     def extra_repr(self) -> str:
-        return (f"resize_size={self.resize_size}, crop_size={self.crop_size}, interpolation={self.interpolation}, "
-                f"antialias={self.antialias}, mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}")
+        return (
+            f"resize_size={self.resize_size}, crop_size={self.crop_size}, interpolation={self.interpolation}, "
+            f"antialias={self.antialias}, mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+        )
 
 
 def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -84,13 +104,15 @@ def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     if h < size or w < size:
         raise ValueError(f"frames of {h}x{w} are smaller than the {size}-pixel crop; set a resize_size")
     top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))  # torchvision center_crop
-    return x[..., top:top + size, left:left + size]
+    return x[..., top : top + size, left : left + size]
 
 
-def create_transform(model_or_cfg: Union[nn.Module, PretrainedCfg, Dict[str, Any], None] = None,
-                     **overrides: Any) -> VideoClassificationTransform:
+def create_transform(
+    model_or_cfg: Union[nn.Module, PretrainedCfg, Dict[str, Any], None] = None, **overrides: Any
+) -> VideoClassificationTransform:
     """The evaluation transform of a model's weights (``overrides`` replace single fields)."""
     data = resolve_data_config(model_or_cfg) if model_or_cfg is not None else resolve_data_config({})
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return VideoClassificationTransform(data["resize_size"], data["crop_size"], data["mean"], data["std"],
-                                        data["interpolation"], data["antialias"])
+    return VideoClassificationTransform(
+        data["resize_size"], data["crop_size"], data["mean"], data["std"], data["interpolation"], data["antialias"]
+    )

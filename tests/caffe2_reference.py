@@ -4,6 +4,7 @@ the blobs with caffe2 semantics (conv, SpatialBN eps 1e-3 in test mode, ReLU, su
 Deliberately independent of ``r21d_zoo.models`` and ``conversion/``: it re-derives topology from the VMZ
 ``create_r3d`` rules (reference file sections b and c), so a mapping bug cannot cancel itself out.
 """
+
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -20,12 +21,20 @@ def _mid(cin: int, cout: int) -> int:
 
 def _layer_kind(family: str, layer: int) -> str:
     """'2.5d', '3d', '2d', 'ir', 'ip' for layer 0..3 (MC3: only layer1 is 3D)."""
-    return {"r2plus1d": "2.5d", "r3d": "3d", "fr2d": "2d", "r2d": "2d", "ir_csn": "ir", "ip_csn": "ip",
-            "mc3": "3d" if layer == 0 else "2d"}[family]
+    return {
+        "r2plus1d": "2.5d",
+        "r3d": "3d",
+        "fr2d": "2d",
+        "r2d": "2d",
+        "ir_csn": "ir",
+        "ip_csn": "ip",
+        "mc3": "3d" if layer == 0 else "2d",
+    }[family]
 
 
-def synth_blobs(family: str, depth: int, num_classes: int, frames: int = 8, seed: int = 0,
-                prefix: str = "") -> Dict[str, np.ndarray]:
+def synth_blobs(
+    family: str, depth: int, num_classes: int, frames: int = 8, seed: int = 0, prefix: str = ""
+) -> Dict[str, np.ndarray]:
     """Random float32 blobs with exactly the names and shapes of a VMZ caffe2 checkpoint."""
     rng = np.random.default_rng(seed)
     blobs: Dict[str, np.ndarray] = {}
@@ -50,7 +59,7 @@ def synth_blobs(family: str, depth: int, num_classes: int, frames: int = 8, seed
     bottleneck = depth >= 50
     c, inplanes = 0, 64
     for li, n in enumerate(LAYERS[depth]):
-        planes = 64 * 2 ** li
+        planes = 64 * 2**li
         out = planes * (4 if bottleneck else 1)
         kind = _layer_kind(family, li)
         for k in range(n):
@@ -94,8 +103,9 @@ def synth_blobs(family: str, depth: int, num_classes: int, frames: int = 8, seed
     return blobs
 
 
-def reference_forward(blobs: Dict[str, np.ndarray], family: str, depth: int, x: torch.Tensor,
-                      pool1: Optional[bool] = None) -> torch.Tensor:
+def reference_forward(
+    blobs: Dict[str, np.ndarray], family: str, depth: int, x: torch.Tensor, pool1: Optional[bool] = None
+) -> torch.Tensor:
     """Logits computed straight from the blobs (float64), following VMZ's network definition."""
     b = {k: torch.from_numpy(v).double() for k, v in blobs.items()}
     x = x.double()
@@ -131,8 +141,11 @@ def reference_forward(blobs: Dict[str, np.ndarray], family: str, depth: int, x: 
 
             def unit(x, j, stride_s, stride_t):
                 if kind == "2.5d":
-                    x = bn(conv(x, f"comp_{c}_conv_{j}_middle_w", (1, stride_s, stride_s)),
-                           f"comp_{c}_spatbn_{j}_middle", True)
+                    x = bn(
+                        conv(x, f"comp_{c}_conv_{j}_middle_w", (1, stride_s, stride_s)),
+                        f"comp_{c}_spatbn_{j}_middle",
+                        True,
+                    )
                     return conv(x, f"comp_{c}_conv_{j}_w", (stride_t, 1, 1))
                 return conv(x, f"comp_{c}_conv_{j}_w", (stride_t, stride_s, stride_s))
 

@@ -1,4 +1,5 @@
 """caffe2 conversion: synthetic pickles with the real blob grammar, checked against a blob-level reference forward."""
+
 import os
 import pickle
 import subprocess
@@ -11,7 +12,10 @@ import torch
 
 import r21d_zoo
 from r21d_zoo.conversion.caffe2 import (
-    Caffe2ConversionError, UnsafePickleError, caffe2_to_state_dict, load_caffe2_pickle,
+    Caffe2ConversionError,
+    UnsafePickleError,
+    caffe2_to_state_dict,
+    load_caffe2_pickle,
 )
 from r21d_zoo.conversion.convert_caffe2 import convert as convert_caffe2
 from r21d_zoo.conversion.convert_torch import convert as convert_torch
@@ -79,17 +83,21 @@ def test_bn_riv_is_copied_as_running_variance():
     blobs = synth_blobs("r3d", 18, 400)
     sd = caffe2_to_state_dict(dict(blobs), r21d_zoo.create_model("r3d_18"))
     torch.testing.assert_close(sd["layer2.0.conv1.1.running_var"], torch.from_numpy(blobs["comp_2_spatbn_1_riv"]))
-    torch.testing.assert_close(sd["layer2.0.downsample.1.weight"],
-                               torch.from_numpy(blobs["shortcut_projection_2_spatbn_s"]))
+    torch.testing.assert_close(
+        sd["layer2.0.downsample.1.weight"], torch.from_numpy(blobs["shortcut_projection_2_spatbn_s"])
+    )
 
 
-@pytest.mark.parametrize("damage,match", [
-    ("missing", "comp_3_conv_2_middle_w"),
-    ("extra", "comp_99_conv_1_w"),
-    ("shape", "comp_1_conv_1_w"),
-    ("classes", "last_out_L487_w"),
-    ("dtype", "conv1_w"),
-])
+@pytest.mark.parametrize(
+    "damage,match",
+    [
+        ("missing", "comp_3_conv_2_middle_w"),
+        ("extra", "comp_99_conv_1_w"),
+        ("shape", "comp_1_conv_1_w"),
+        ("classes", "last_out_L487_w"),
+        ("dtype", "conv1_w"),
+    ],
+)
 def test_damaged_pickles_fail_naming_the_blob(tmp_path, damage, match):
     blobs = synth_blobs("r2plus1d", 18, 400)
     if damage == "missing":
@@ -139,8 +147,22 @@ def test_conversion_is_deterministic(tmp_path):
 def test_cli_with_bare_architecture_reads_classes_and_frames(tmp_path):
     pkl = write_pickle(synth_blobs("r2d", 18, 359, frames=16), tmp_path / "r2d.pkl")
     out = tmp_path / "out"
-    subprocess.run([sys.executable, str(ROOT / "conversion" / "convert_caffe2.py"), "--pkl", pkl, "--model", "r2d_18",
-                    "--out", str(out), "--verify"], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "conversion" / "convert_caffe2.py"),
+            "--pkl",
+            pkl,
+            "--model",
+            "r2d_18",
+            "--out",
+            str(out),
+            "--verify",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     model = r21d_zoo.create_model(f"local-dir:{out}")
     assert model.num_classes == 359 and model.stem[0].kernel_size == (16, 7, 7)
     assert model.pretrained_cfg.get("label_names") is None and "r2d.pkl" in model.pretrained_cfg["notes"]
@@ -149,6 +171,7 @@ def test_cli_with_bare_architecture_reads_classes_and_frames(tmp_path):
 
 def test_torch_port_converter_unwraps_and_loads_strictly(tmp_path):
     import torchvision.models.video as tv_video
+
     reference = tv_video.mc3_18().eval()
     pth = tmp_path / "mc3.pth"
     torch.save({"model": {f"module.{k}": v for k, v in reference.state_dict().items()}, "epoch": 3}, pth)

@@ -1,4 +1,5 @@
 """`r21d-zoo demo`, the README's main job: synthesise a clip, run a model, report; never needs the network."""
+
 import urllib.error
 
 import av

@@ -1,4 +1,5 @@
 """Architecture tests, generated from the registry (every architecture gets every check)."""
+
 import math
 
 import pytest
@@ -26,8 +27,10 @@ def _meta_stats(name, input_size=(1, 3, 32, 112, 112), **kwargs):
     return sum(p.numel() for p in model.parameters()), counter.get_total_flops() / 2
 
 
-@pytest.mark.parametrize("name,params_m,gmacs", [
-    ("r2plus1d_18", 33, 83), ("r2plus1d_34", 64, 152), ("r2plus1d_101", 86, 176), ("r2plus1d_152", 118, 252)])
+@pytest.mark.parametrize(
+    "name,params_m,gmacs",
+    [("r2plus1d_18", 33, 83), ("r2plus1d_34", 64, 152), ("r2plus1d_101", 86, 176), ("r2plus1d_152", 118, 252)],
+)
 def test_paper_table2_params_and_macs(name, params_m, gmacs):
     """Ghadiyaram et al. 2019, Table 2: 400 classes, 32x112x112 input; its "GFLOPs" are multiply-accumulates."""
     params, macs = _meta_stats(name, num_classes=400)
@@ -35,11 +38,18 @@ def test_paper_table2_params_and_macs(name, params_m, gmacs):
     assert abs(macs / 1e9 - gmacs) <= 0.6
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("r2plus1d_18.tv_kinetics400_16f", 31_505_325), ("mc3_18.tv_kinetics400_16f", 11_695_440),
-    ("r3d_18.tv_kinetics400_16f", 33_371_472),
-    # VMZ caffe2 widths (reference file, section b5)
-    ("r2plus1d_18", 33_370_839), ("r2plus1d_34", 63_697_175), ("r2plus1d_152", 118_226_785)])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("r2plus1d_18.tv_kinetics400_16f", 31_505_325),
+        ("mc3_18.tv_kinetics400_16f", 11_695_440),
+        ("r3d_18.tv_kinetics400_16f", 33_371_472),
+        # VMZ caffe2 widths (reference file, section b5)
+        ("r2plus1d_18", 33_370_839),
+        ("r2plus1d_34", 63_697_175),
+        ("r2plus1d_152", 118_226_785),
+    ],
+)
 def test_exact_parameter_counts(name, expected):
     assert _meta_stats(name, input_size=(1, 3, 8, 32, 32))[0] == expected
 
@@ -53,8 +63,12 @@ def test_caffe2_mid_widths_are_per_conv():
     # first block of layer2: conv1 is 64->128 (230), conv2 is 128->128 (288, torchvision would use 230)
     assert m.layer2[0].conv1[0][0].out_channels == 230 and m.layer2[0].conv2[0][0].out_channels == 288
     assert tv.layer2[0].conv2[0][0].out_channels == 230
-    assert [b.layer1[0].conv2[0][0].out_channels, b.layer2[1].conv2[0][0].out_channels,
-            b.layer3[0].conv2[0][0].out_channels, b.layer4[2].conv2[0][0].out_channels] == [144, 288, 576, 1152]
+    assert [
+        b.layer1[0].conv2[0][0].out_channels,
+        b.layer2[1].conv2[0][0].out_channels,
+        b.layer3[0].conv2[0][0].out_channels,
+        b.layer4[2].conv2[0][0].out_channels,
+    ] == [144, 288, 576, 1152]
 
 
 def test_bn_eps_and_momentum_follow_weights():
@@ -173,9 +187,14 @@ def test_options_in_chans_dropout_zero_init():
     assert isinstance(pooled.stem[-1], torch.nn.MaxPool3d) and pooled.feature_info[1]["reduction"] == 4
 
 
-@pytest.mark.parametrize("tv_name,ours", [
-    ("r2plus1d_18", "r2plus1d_18.tv_kinetics400_16f"), ("r3d_18", "r3d_18.tv_kinetics400_16f"),
-    ("mc3_18", "mc3_18.tv_kinetics400_16f")])
+@pytest.mark.parametrize(
+    "tv_name,ours",
+    [
+        ("r2plus1d_18", "r2plus1d_18.tv_kinetics400_16f"),
+        ("r3d_18", "r3d_18.tv_kinetics400_16f"),
+        ("mc3_18", "mc3_18.tv_kinetics400_16f"),
+    ],
+)
 def test_torchvision_state_dict_loads_strictly_with_same_logits(tv_name, ours):
     reference = getattr(tv_video, tv_name)().eval()
     for m in reference.modules():  # non-trivial BN statistics so eps and ordering matter

@@ -1,4 +1,5 @@
 """Pretrained weights: configs per tag, strict loading, URL (loopback HTTP), HF Hub (offline cache), export."""
+
 import functools
 import hashlib
 import http.server
@@ -14,7 +15,14 @@ import torchvision.models.video as tv_video
 from safetensors.torch import save_file
 
 import r21d_zoo
-from r21d_zoo.model_card import TABLE_END, TABLE_START, card_path, registry_config, render_model_card, render_model_table
+from r21d_zoo.model_card import (
+    TABLE_END,
+    TABLE_START,
+    card_path,
+    registry_config,
+    render_model_card,
+    render_model_table,
+)
 from r21d_zoo.models import WeightsError, adapt_input_conv, get_pretrained_cfg
 from r21d_zoo.models._hub import load_into_model, read_state_dict
 from r21d_zoo.transforms import resolve_data_config
@@ -27,6 +35,7 @@ TINY = dict(channel_multiplier=0.125)
 
 
 # --- every tag resolves to a consistent config ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", r21d_zoo.list_pretrained())
 def test_pretrained_cfg_consistent_with_model(name):
@@ -70,6 +79,7 @@ def test_torchvision_tag_selects_compatible_architecture():
 
 # --- strict loading from a checkpoint file --------------------------------------------------------------------------
 
+
 @pytest.fixture
 def tv_checkpoint(tmp_path):
     reference = tv_video.r3d_18(num_classes=400).eval()
@@ -88,8 +98,9 @@ def test_checkpoint_path_loads_strictly(tv_checkpoint):
 
 def test_new_num_classes_drops_exactly_the_classifier(tv_checkpoint):
     reference, path = tv_checkpoint
-    model = r21d_zoo.create_model("r3d_18.tv_kinetics400_16f", pretrained=True, checkpoint_path=str(path),
-                                  num_classes=10)
+    model = r21d_zoo.create_model(
+        "r3d_18.tv_kinetics400_16f", pretrained=True, checkpoint_path=str(path), num_classes=10
+    )
     own, ref = model.state_dict(), reference.state_dict()
     assert model.fc.out_features == 10 and set(own) == set(ref)
     for k in ref:
@@ -109,17 +120,21 @@ def test_features_only_and_in_chans_adaptation_from_weights(tv_checkpoint):
     torch.testing.assert_close(flow.stem[0].weight, expected)
     gray = adapt_input_conv(1, reference.stem[0].weight)
     torch.testing.assert_close(gray, reference.stem[0].weight.sum(1, keepdim=True))
-    feats = r21d_zoo.create_model("r3d_18.tv_kinetics400_16f", pretrained=True, checkpoint_path=str(path),
-                                  features_only=True, out_indices=(4,))
+    feats = r21d_zoo.create_model(
+        "r3d_18.tv_kinetics400_16f", pretrained=True, checkpoint_path=str(path), features_only=True, out_indices=(4,)
+    )
     torch.testing.assert_close(feats.layer4[1].conv2[0].weight, reference.layer4[1].conv2[0].weight)
 
 
-@pytest.mark.parametrize("problem,match", [
-    ("classes", r"r3d_18.pth has 10 classes but the model was built with 400.*num_classes=10"),
-    ("architecture", r"mc3_18.*shape mismatch: layer2.0.conv1.0.weight"),
-    ("truncated", r"could not read checkpoint .*r3d_18.pth.*truncated"),
-    ("missing", r"checkpoint file .*nope.pth does not exist"),
-])
+@pytest.mark.parametrize(
+    "problem,match",
+    [
+        ("classes", r"r3d_18.pth has 10 classes but the model was built with 400.*num_classes=10"),
+        ("architecture", r"mc3_18.*shape mismatch: layer2.0.conv1.0.weight"),
+        ("truncated", r"could not read checkpoint .*r3d_18.pth.*truncated"),
+        ("missing", r"checkpoint file .*nope.pth does not exist"),
+    ],
+)
 def test_bad_checkpoints_name_file_expected_and_found(tv_checkpoint, problem, match):
     reference, path = tv_checkpoint
     name = "r3d_18.tv_kinetics400_16f"
@@ -137,6 +152,7 @@ def test_bad_checkpoints_name_file_expected_and_found(tv_checkpoint, problem, ma
 
 
 # --- URL download through a loopback HTTP server --------------------------------------------------------------------
+
 
 @pytest.fixture
 def http_dir(tmp_path):
@@ -165,8 +181,9 @@ def test_url_download_with_hash_check(http_dir, torch_home):
     good = served / f"tiny_r3d-{digest}.pth"
     tmp.rename(good)
     overlay = dict(url=f"{base}/{good.name}", hash_prefix=digest, mirrors=())
-    model = r21d_zoo.create_model("r3d_18.tv_kinetics400_16f", pretrained=True, pretrained_cfg_overlay=overlay,
-                                  **TINY).eval()
+    model = r21d_zoo.create_model(
+        "r3d_18.tv_kinetics400_16f", pretrained=True, pretrained_cfg_overlay=overlay, **TINY
+    ).eval()
     x = torch.randn(1, 3, 4, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(x), source(x))
@@ -177,8 +194,11 @@ def test_url_download_with_hash_check(http_dir, torch_home):
     data[len(data) // 2] ^= 0xFF
     corrupted.write_bytes(bytes(data))
     overlay = dict(url=f"{base}/{corrupted.name}", hash_prefix=digest, mirrors=())
-    with pytest.raises(WeightsError, match=rf"hash mismatch for {base}/{corrupted.name}: expected sha256 starting "
-                                           rf"with {digest}"):
+    with pytest.raises(
+        WeightsError,
+        match=rf"hash mismatch for {base}/{corrupted.name}: expected sha256 starting "
+        rf"with {digest}",
+    ):
         r21d_zoo.create_model("r3d_18.tv_kinetics400_16f", pretrained=True, pretrained_cfg_overlay=overlay, **TINY)
     assert not (torch_home / "checkpoints" / corrupted.name).exists()
     assert not list((torch_home / "checkpoints").glob("*.part"))
@@ -206,6 +226,7 @@ def test_unreachable_sources_give_an_offline_hint(torch_home):
 
 
 # --- Hugging Face Hub (offline cache) and export ----------------------------------------------------------------------
+
 
 def _fake_hub_cache(cache: Path, repo_id: str, files_from: Path) -> str:
     sha = "0123456789abcdef0123456789abcdef01234567"
@@ -240,8 +261,13 @@ def test_save_pretrained_round_trip_and_offline_hub(tmp_path):
         with torch.no_grad():
             assert torch.equal(hub_model(x), expected)
     assert hub_model.pretrained_cfg["hf_hub_id"] == "acme/tiny-r2plus1d"
-    overlay = r21d_zoo.create_model("r2plus1d_34.ig65m_32f", pretrained=True, cache_dir=str(cache),
-                                    pretrained_cfg_overlay=dict(hf_hub_id="acme/tiny-r2plus1d"), **TINY).eval()
+    overlay = r21d_zoo.create_model(
+        "r2plus1d_34.ig65m_32f",
+        pretrained=True,
+        cache_dir=str(cache),
+        pretrained_cfg_overlay=dict(hf_hub_id="acme/tiny-r2plus1d"),
+        **TINY,
+    ).eval()
     with torch.no_grad():
         assert torch.equal(overlay(x), expected)
     with pytest.raises(WeightsError, match="(?s)hf-hub:acme/missing.*HF_HUB_OFFLINE"):
@@ -256,16 +282,26 @@ def test_safetensors_checkpoint_and_wrong_file_for_tag(tmp_path):
     assert torch.equal(loaded.fc.weight, model.fc.weight)
     # a tag's own source (not a user checkpoint) must have the tag's class count
     target = r21d_zoo.create_model("r2plus1d_34.ig65m_32f", **TINY)
-    with pytest.raises(WeightsError, match=r"w.safetensors has a 487-class classifier but r2plus1d_34.ig65m_32f "
-                                           r"expects 359"):
-        load_into_model(target, read_state_dict(str(path)), get_pretrained_cfg("r2plus1d_34.ig65m_32f"), str(path),
-                        num_classes_requested=False)
+    with pytest.raises(
+        WeightsError,
+        match=r"w.safetensors has a 487-class classifier but r2plus1d_34.ig65m_32f "
+        r"expects 359",
+    ):
+        load_into_model(
+            target,
+            read_state_dict(str(path)),
+            get_pretrained_cfg("r2plus1d_34.ig65m_32f"),
+            str(path),
+            num_classes_requested=False,
+        )
 
 
 # --- preprocessing comes from the weight -----------------------------------------------------------------------------
 
+
 def test_transform_matches_torchvision_preset_for_torchvision_weights():
     from torchvision.transforms._presets import VideoClassification
+
     model = r21d_zoo.create_model("r2plus1d_18.tv_kinetics400_16f", **TINY)
     ours = r21d_zoo.create_transform(model)
     frames = torch.randint(0, 256, (16, 240, 320, 3), dtype=torch.uint8)
@@ -287,6 +323,7 @@ def test_data_config_per_family():
 
 
 # --- model cards and README derive from the registry ------------------------------------------------------------------
+
 
 def test_every_tag_has_an_up_to_date_card():
     cards = {p.stem for p in (ROOT / "model_cards").glob("*.md")}

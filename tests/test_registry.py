@@ -1,4 +1,5 @@
 """Registry, torch.hub and CLI: everything is derived from one registry."""
+
 import importlib.util
 import subprocess
 import sys
@@ -23,8 +24,13 @@ def test_names_are_unique_lowercase_arch_dot_tag():
 
 
 def test_list_filters():
-    assert r21d_zoo.list_models("r2plus1d_*") == ["r2plus1d_18", "r2plus1d_34", "r2plus1d_50", "r2plus1d_101",
-                                                  "r2plus1d_152"]
+    assert r21d_zoo.list_models("r2plus1d_*") == [
+        "r2plus1d_18",
+        "r2plus1d_34",
+        "r2plus1d_50",
+        "r2plus1d_101",
+        "r2plus1d_152",
+    ]
     assert set(r21d_zoo.list_pretrained("r2plus1d_34")) >= {"r2plus1d_34.ig65m_32f", "r2plus1d_34.ig65m_8f"}
     assert "r3d_50" not in {n.split(".")[0] for n in r21d_zoo.list_pretrained()}  # no weights released
     assert all("csn" not in n for n in r21d_zoo.list_models(exclude_filters="*csn*"))
@@ -73,6 +79,10 @@ def test_cli_list_and_info(capsys):
 
 
 def test_console_script_installed():
-    out = subprocess.run([sys.executable, "-m", "r21d_zoo.cli", "list", "--pretrained", "mc3_18"], check=True,
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-m", "r21d_zoo.cli", "list", "--pretrained", "mc3_18"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert out == r21d_zoo.list_pretrained("mc3_18")

@@ -1,4 +1,5 @@
 """Model families (importing them registers their entrypoints) and the registry/builder API."""
+
 from . import video_resnet as video_resnet
 from ._factory import create_model as create_model, from_pretrained as from_pretrained
 from ._features import FeatureListNet as FeatureListNet, feature_take_indices as feature_take_indices

@@ -1,4 +1,5 @@
 """Build a model from an entrypoint's numbers plus a pretrained cfg, then load its weights strictly."""
+
 from typing import Any, Dict, Optional, Sequence, Type
 
 import torch.nn as nn
@@ -9,12 +10,21 @@ from ._pretrained import PretrainedCfg
 from ._registry import get_pretrained_cfg
 
 # kwargs consumed here, never passed to the model class
-_BUILDER_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir", "features_only",
-                   "out_indices")
+_BUILDER_KWARGS = (
+    "pretrained_cfg",
+    "pretrained_cfg_overlay",
+    "checkpoint_path",
+    "cache_dir",
+    "features_only",
+    "out_indices",
+)
 
 
-def resolve_pretrained_cfg(variant: str, pretrained_cfg: Optional[PretrainedCfg] = None,
-                           pretrained_cfg_overlay: Optional[Dict[str, Any]] = None) -> PretrainedCfg:
+def resolve_pretrained_cfg(
+    variant: str,
+    pretrained_cfg: Optional[PretrainedCfg] = None,
+    pretrained_cfg_overlay: Optional[Dict[str, Any]] = None,
+) -> PretrainedCfg:
     cfg = pretrained_cfg if pretrained_cfg is not None else get_pretrained_cfg(variant)
     if pretrained_cfg_overlay:
         cfg = cfg.replace(**pretrained_cfg_overlay)
@@ -22,16 +32,16 @@ def resolve_pretrained_cfg(variant: str, pretrained_cfg: Optional[PretrainedCfg]
 
 
 def build_model_with_cfg(
-        model_cls: Type[nn.Module],
-        variant: str,
-        pretrained: bool,
-        pretrained_cfg: Optional[PretrainedCfg] = None,
-        pretrained_cfg_overlay: Optional[Dict[str, Any]] = None,
-        checkpoint_path: Optional[str] = None,
-        cache_dir: Optional[str] = None,
-        features_only: bool = False,
-        out_indices: Sequence[int] = (0, 1, 2, 3, 4),
-        **kwargs: Any,
+    model_cls: Type[nn.Module],
+    variant: str,
+    pretrained: bool,
+    pretrained_cfg: Optional[PretrainedCfg] = None,
+    pretrained_cfg_overlay: Optional[Dict[str, Any]] = None,
+    checkpoint_path: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] = (0, 1, 2, 3, 4),
+    **kwargs: Any,
 ) -> nn.Module:
     """Resolve the cfg, apply the architecture args the weights need, build, load, optionally wrap as features-only.
 
@@ -45,7 +55,8 @@ def build_model_with_cfg(
         if key in kwargs and kwargs[key] != value and load:
             raise ValueError(
                 f"{cfg.name} weights need {key}={value!r}, got {key}={kwargs[key]!r}. Drop the argument, or build "
-                f"without weights.")
+                f"without weights."
+            )
         kwargs.setdefault(key, value)
     num_classes_requested = "num_classes" in kwargs
     kwargs.setdefault("num_classes", cfg.num_classes)
@@ -56,8 +67,14 @@ def build_model_with_cfg(
     model._model_args = dict(kwargs)
     if load:
         state_dict, origin = load_weights(cfg, model, checkpoint_path=checkpoint_path, cache_dir=cache_dir)
-        load_into_model(model, state_dict, cfg, origin, num_classes_requested,
-                        check_cfg_classes=checkpoint_path is None and cfg.file is None)
+        load_into_model(
+            model,
+            state_dict,
+            cfg,
+            origin,
+            num_classes_requested,
+            check_cfg_classes=checkpoint_path is None and cfg.file is None,
+        )
     if features_only:
         return FeatureListNet(model, out_indices)
     return model

@@ -1,4 +1,5 @@
 """``create_model``: the one way in, for registry names, ``hf-hub:`` repos and ``local-dir:`` folders."""
+
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -29,12 +30,12 @@ def _cfg_from_config(config: Dict[str, Any], source: Dict[str, Any]) -> Tuple[st
 
 
 def create_model(
-        model_name: str,
-        pretrained: bool = False,
-        pretrained_cfg_overlay: Optional[Dict[str, Any]] = None,
-        checkpoint_path: Optional[str] = None,
-        cache_dir: Optional[str] = None,
-        **kwargs: Any,
+    model_name: str,
+    pretrained: bool = False,
+    pretrained_cfg_overlay: Optional[Dict[str, Any]] = None,
+    checkpoint_path: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    **kwargs: Any,
 ) -> nn.Module:
     """Create a model by name.
 
@@ -58,26 +59,45 @@ def create_model(
         try:
             config_path = hf_download(repo_id, "config.json", revision, cache_dir)
         except Exception as e:  # offline miss, unknown repo or revision, network failure
-            raise WeightsError(f"could not fetch config.json of hf-hub:{repo_id} ({type(e).__name__}: {e}).\n"
-                               f"{OFFLINE_HINT}") from e
+            raise WeightsError(
+                f"could not fetch config.json of hf-hub:{repo_id} ({type(e).__name__}: {e}).\n{OFFLINE_HINT}"
+            ) from e
         arch, cfg, model_args = _cfg_from_config(
-            read_config_json(str(Path(config_path).parent)), dict(hf_hub_id=repo_id, hf_hub_revision=revision))
-        return model_entrypoint(arch)(pretrained=True, pretrained_cfg=cfg, pretrained_cfg_overlay=pretrained_cfg_overlay,
-                                      checkpoint_path=checkpoint_path, cache_dir=cache_dir,
-                                      **dict(model_args, **kwargs))
+            read_config_json(str(Path(config_path).parent)), dict(hf_hub_id=repo_id, hf_hub_revision=revision)
+        )
+        return model_entrypoint(arch)(
+            pretrained=True,
+            pretrained_cfg=cfg,
+            pretrained_cfg_overlay=pretrained_cfg_overlay,
+            checkpoint_path=checkpoint_path,
+            cache_dir=cache_dir,
+            **dict(model_args, **kwargs),
+        )
     if model_name.startswith("local-dir:"):
         directory = model_name.split(":", 1)[1]
         arch, cfg, model_args = _cfg_from_config(read_config_json(directory), dict(file=find_weights_file(directory)))
-        return model_entrypoint(arch)(pretrained=True, pretrained_cfg=cfg, pretrained_cfg_overlay=pretrained_cfg_overlay,
-                                      checkpoint_path=checkpoint_path, **dict(model_args, **kwargs))
+        return model_entrypoint(arch)(
+            pretrained=True,
+            pretrained_cfg=cfg,
+            pretrained_cfg_overlay=pretrained_cfg_overlay,
+            checkpoint_path=checkpoint_path,
+            **dict(model_args, **kwargs),
+        )
     if any(c in model_name for c in "/\\:"):
-        raise ValueError(f"{model_name!r} looks like a path or repo: use 'local-dir:{model_name}' for a folder "
-                         f"written by save_pretrained, 'hf-hub:{model_name}' for a Hub repo, or checkpoint_path= for "
-                         f"a weights file.")
+        raise ValueError(
+            f"{model_name!r} looks like a path or repo: use 'local-dir:{model_name}' for a folder "
+            f"written by save_pretrained, 'hf-hub:{model_name}' for a Hub repo, or checkpoint_path= for "
+            f"a weights file."
+        )
     name = resolve_model_name(model_name)
-    return model_entrypoint(name)(pretrained=pretrained, pretrained_cfg=get_pretrained_cfg(name),
-                                  pretrained_cfg_overlay=pretrained_cfg_overlay, checkpoint_path=checkpoint_path,
-                                  cache_dir=cache_dir, **kwargs)
+    return model_entrypoint(name)(
+        pretrained=pretrained,
+        pretrained_cfg=get_pretrained_cfg(name),
+        pretrained_cfg_overlay=pretrained_cfg_overlay,
+        checkpoint_path=checkpoint_path,
+        cache_dir=cache_dir,
+        **kwargs,
+    )
 
 
 def from_pretrained(name_or_path: str, **kwargs: Any) -> nn.Module:

@@ -1,11 +1,14 @@
 """Feature-map extraction: timm's index semantics and a features-only wrapper that keeps checkpoint key names."""
+
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 
 
-def feature_take_indices(num_features: int, indices: Optional[Union[int, Sequence[int]]] = None) -> Tuple[List[int], int]:
+def feature_take_indices(
+    num_features: int, indices: Optional[Union[int, Sequence[int]]] = None
+) -> Tuple[List[int], int]:
     """``None``: all; an int k: the last k; a sequence: those indices (negative allowed). Returns (indices, max)."""
     if indices is None:
         indices = num_features

@@ -3,6 +3,7 @@
 Security: ``.pth`` files are only read with ``torch.load(weights_only=True)``; caffe2 pickles go through the restricted
 unpickler in ``r21d_zoo.conversion.caffe2`` (shipped from the repository's top-level ``conversion/``).
 """
+
 import hashlib
 import json
 import logging
@@ -46,7 +47,7 @@ def _unwrap(obj: Any, path: str) -> Dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return dict(obj)
 
 
@@ -60,6 +61,7 @@ def read_state_dict(path: str, model: Optional[nn.Module] = None) -> Dict[str, t
         if model is None:
             raise WeightsError(f"{path} is a caffe2 pickle; converting it needs the target model")
         from r21d_zoo.conversion.caffe2 import Caffe2ConversionError, caffe2_to_state_dict, load_caffe2_pickle
+
         try:
             return caffe2_to_state_dict(load_caffe2_pickle(str(p)), model)
         except Caffe2ConversionError as e:
@@ -67,12 +69,14 @@ def read_state_dict(path: str, model: Optional[nn.Module] = None) -> Dict[str, t
     try:
         if suffix == ".safetensors":
             from safetensors.torch import load_file
+
             return load_file(str(p), device="cpu")
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, bad header, a pickle global that weights_only refuses, ...
         raise WeightsError(
             f"could not read checkpoint {path} ({type(e).__name__}: {e}). The file may be truncated or corrupted, "
-            f"or not a weights file; delete it and download it again.") from e
+            f"or not a weights file; delete it and download it again."
+        ) from e
     return _unwrap(obj, str(p))
 
 
@@ -85,7 +89,9 @@ def find_weights_file(directory: str) -> str:
         found = sorted(d.glob(pattern))
         if found:
             return str(found[0])
-    raise WeightsError(f"no weights file in {directory} (looked for {', '.join(PREFERRED_FILES)}, *.safetensors, *.pth)")
+    raise WeightsError(
+        f"no weights file in {directory} (looked for {', '.join(PREFERRED_FILES)}, *.safetensors, *.pth)"
+    )
 
 
 def read_config_json(directory: str) -> Dict[str, Any]:
@@ -112,8 +118,9 @@ def url_filename(url: str) -> str:
     return unquote(os.path.basename(urlparse(url).path))
 
 
-def download_url(url: str, hash_prefix: Optional[str] = None, cache_dir: Optional[str] = None,
-                 progress: bool = True) -> str:
+def download_url(
+    url: str, hash_prefix: Optional[str] = None, cache_dir: Optional[str] = None, progress: bool = True
+) -> str:
     """Download ``url`` into the torch hub cache (``$TORCH_HOME/hub/checkpoints``) once; verify the sha256 prefix.
 
     The download goes to a temporary file that is renamed only after the hash matches, so a failed or corrupted
@@ -133,7 +140,8 @@ def download_url(url: str, hash_prefix: Optional[str] = None, cache_dir: Optiona
             if not digest.startswith(hash_prefix):
                 raise WeightsError(
                     f"hash mismatch for {url}: expected sha256 starting with {hash_prefix}, got {digest[:16]}... "
-                    f"The download is corrupted or the file changed upstream; nothing was cached.")
+                    f"The download is corrupted or the file changed upstream; nothing was cached."
+                )
         os.replace(tmp, dst)
     finally:
         if os.path.exists(tmp):
@@ -146,8 +154,10 @@ def hf_download(repo_id: str, filename: str, revision: Optional[str] = None, cac
     from huggingface_hub import hf_hub_download
 
     from .. import __version__
-    return hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, library_name="r21d_zoo",
-                           library_version=__version__)
+
+    return hf_hub_download(
+        repo_id, filename, revision=revision, cache_dir=cache_dir, library_name="r21d_zoo", library_version=__version__
+    )
 
 
 def split_repo_revision(repo: str) -> Tuple[str, Optional[str]]:
@@ -160,8 +170,9 @@ def split_repo_revision(repo: str) -> Tuple[str, Optional[str]]:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def load_weights(cfg: PretrainedCfg, model: nn.Module, checkpoint_path: Optional[str] = None,
-                 cache_dir: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], str]:
+def load_weights(
+    cfg: PretrainedCfg, model: nn.Module, checkpoint_path: Optional[str] = None, cache_dir: Optional[str] = None
+) -> Tuple[Dict[str, torch.Tensor], str]:
     """Fetch the weights for ``cfg``: checkpoint_path, then ``cfg.file``, the HF Hub repo, then the URLs in order.
 
     Returns the state dict and a description of where it came from (used in error messages).
@@ -218,8 +229,11 @@ def _mismatch_report(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> s
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    shapes = [f"{k}: model {tuple(own[k].shape)} vs file {tuple(state_dict[k].shape)}"
-              for k in sorted(set(own) & set(state_dict)) if own[k].shape != state_dict[k].shape]
+    shapes = [
+        f"{k}: model {tuple(own[k].shape)} vs file {tuple(state_dict[k].shape)}"
+        for k in sorted(set(own) & set(state_dict))
+        if own[k].shape != state_dict[k].shape
+    ]
     lines = []
     for title, items in (("missing in file", missing), ("unexpected in file", unexpected), ("shape mismatch", shapes)):
         if items:
@@ -228,8 +242,14 @@ def _mismatch_report(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> s
     return "; ".join(lines)
 
 
-def load_into_model(model: nn.Module, state_dict: Dict[str, torch.Tensor], cfg: PretrainedCfg, origin: str,
-                    num_classes_requested: bool, check_cfg_classes: bool = True) -> None:
+def load_into_model(
+    model: nn.Module,
+    state_dict: Dict[str, torch.Tensor],
+    cfg: PretrainedCfg,
+    origin: str,
+    num_classes_requested: bool,
+    check_cfg_classes: bool = True,
+) -> None:
     """Load strictly. Only when the user asked for another ``num_classes`` is the classifier left out, and then
     exactly the classifier keys may be missing."""
     fc_w, fc_b = f"{cfg.classifier}.weight", f"{cfg.classifier}.bias"
@@ -238,7 +258,8 @@ def load_into_model(model: nn.Module, state_dict: Dict[str, torch.Tensor], cfg: 
     if check_cfg_classes and file_classes is not None and file_classes != cfg.num_classes:
         raise WeightsError(
             f"{origin} has a {file_classes}-class classifier but {cfg.name} expects {cfg.num_classes} classes: "
-            f"wrong file for this tag.")
+            f"wrong file for this tag."
+        )
     first = f"{cfg.first_conv}.weight"
     own = model.state_dict()
     if first in state_dict and first in own and state_dict[first].shape[1] != own[first].shape[1]:
@@ -248,7 +269,8 @@ def load_into_model(model: nn.Module, state_dict: Dict[str, torch.Tensor], cfg: 
         if not num_classes_requested:
             raise WeightsError(
                 f"{origin} has {file_classes} classes but the model was built with {model_classes}: pass "
-                f"num_classes={file_classes} to load it as it is, or another num_classes to train a new head.")
+                f"num_classes={file_classes} to load it as it is, or another num_classes to train a new head."
+            )
         state_dict.pop(fc_w)
         state_dict.pop(fc_b, None)
         result = model.load_state_dict(state_dict, strict=False)
@@ -261,7 +283,8 @@ def load_into_model(model: nn.Module, state_dict: Dict[str, torch.Tensor], cfg: 
     except RuntimeError as e:
         raise WeightsError(
             f"{origin} does not fit {cfg.name} (strict load): {_mismatch_report(model, state_dict)}. Check that the "
-            f"file is for this architecture (see `r21d-zoo info {cfg.name}`).") from e
+            f"file is for this architecture (see `r21d-zoo info {cfg.name}`)."
+        ) from e
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -314,25 +337,34 @@ def save_pretrained(model: nn.Module, save_directory: str, model_card: Optional[
     config = model_config(model)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     _atomic_write(out / "model.safetensors", lambda p: save_file(tensors, p, metadata={"format": "pt"}))
-    _atomic_write(out / "config.json",
-                  lambda p: Path(p).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8"))
+    _atomic_write(
+        out / "config.json",
+        lambda p: Path(p).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8"),
+    )
     if model_card is None:
         from ..model_card import render_model_card
+
         model_card = render_model_card(config)
     _atomic_write(out / "README.md", lambda p: Path(p).write_text(model_card, encoding="utf-8"))
     return str(out)
 
 
-def push_to_hub(model: nn.Module, repo_id: str, private: Optional[bool] = None, token: Optional[str] = None,
-                commit_message: str = "Add r21d_zoo weights", revision: Optional[str] = None) -> str:
+def push_to_hub(
+    model: nn.Module,
+    repo_id: str,
+    private: Optional[bool] = None,
+    token: Optional[str] = None,
+    commit_message: str = "Add r21d_zoo weights",
+    revision: Optional[str] = None,
+) -> str:
     """Create (if needed) ``repo_id`` and upload ``save_pretrained``'s files in one commit; returns the commit URL."""
     from huggingface_hub import HfApi
 
     from .. import __version__
+
     api = HfApi(token=token, library_name="r21d_zoo", library_version=__version__)
     api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         save_pretrained(model, tmp)
         info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision)
     return str(getattr(info, "commit_url", info))
-

@@ -4,6 +4,7 @@ Field names follow timm's ``PretrainedCfg`` (source, input, head, provenance), p
 ``frame_rate``, ``sampling_stride``, ``resize_size``) and ``model_args``: the architecture arguments that a state dict
 cannot carry (BatchNorm eps, the (2+1)D width rule, pool1, the stem's temporal kernel).
 """
+
 import dataclasses
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -80,7 +81,9 @@ class PretrainedCfg:
 
     def download_sources(self) -> List[Dict[str, Any]]:
         """URLs to try in order: hash-checked files first, then the original, then unverified mirrors."""
-        sources = [dict(url=self.url, source_format=self.source_format, hash_prefix=self.hash_prefix)] if self.url else []
+        sources = (
+            [dict(url=self.url, source_format=self.source_format, hash_prefix=self.hash_prefix)] if self.url else []
+        )
         sources += [dict(m) for m in self.mirrors]
         return sorted(sources, key=lambda s: s.get("hash_prefix") is None)
 
@@ -116,4 +119,3 @@ def metric_value(cfg: PretrainedCfg, metric: str, dataset: Optional[str] = None)
         if m["metric"] == metric and (dataset is None or m["dataset"] == dataset):
             return m["value"]
     return None
-

@@ -1,4 +1,5 @@
 """The model registry: the single source of truth for architectures, weight tags and their aliases."""
+
 import difflib
 import fnmatch
 import re
@@ -13,8 +14,16 @@ _model_default_cfgs: Dict[str, Dict[str, PretrainedCfg]] = {}  # arch -> tag -> 
 _model_aliases: Dict[str, str] = {}  # anchor-project name -> 'arch.tag'
 
 __all__ = [
-    "register_model", "register_model_aliases", "list_models", "list_pretrained", "is_model", "model_entrypoint",
-    "split_model_name_tag", "get_pretrained_cfg", "resolve_model_name", "list_aliases",
+    "register_model",
+    "register_model_aliases",
+    "list_models",
+    "list_pretrained",
+    "is_model",
+    "model_entrypoint",
+    "split_model_name_tag",
+    "get_pretrained_cfg",
+    "resolve_model_name",
+    "list_aliases",
 ]
 
 
@@ -60,8 +69,9 @@ def _match(name: str, filters: Union[str, Sequence[str]]) -> bool:
     return any(fnmatch.fnmatch(name, f) for f in filters)
 
 
-def list_models(filter: Union[str, Sequence[str]] = "", pretrained: bool = False,
-                exclude_filters: Union[str, Sequence[str]] = "") -> List[str]:
+def list_models(
+    filter: Union[str, Sequence[str]] = "", pretrained: bool = False, exclude_filters: Union[str, Sequence[str]] = ""
+) -> List[str]:
     """Architecture names, or with ``pretrained=True`` every ``arch.tag`` that has weights (fnmatch filters)."""
     if pretrained:
         names = [f"{a}.{t}" for a, cfgs in _model_default_cfgs.items() for t, c in cfgs.items() if t and c.has_weights]
@@ -74,7 +84,9 @@ def list_models(filter: Union[str, Sequence[str]] = "", pretrained: bool = False
     return sorted(names, key=_natural_key)
 
 
-def list_pretrained(filter: Union[str, Sequence[str]] = "", exclude_filters: Union[str, Sequence[str]] = "") -> List[str]:
+def list_pretrained(
+    filter: Union[str, Sequence[str]] = "", exclude_filters: Union[str, Sequence[str]] = ""
+) -> List[str]:
     return list_models(filter, pretrained=True, exclude_filters=exclude_filters)
 
 

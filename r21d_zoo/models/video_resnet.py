@@ -19,6 +19,7 @@ Two conventions exist for the inner width M of a (2+1)D convolution, M = floor(2
 Weights carry their BatchNorm eps (1e-3 for everything converted from caffe2, 1e-5 for torchvision) in their
 pretrained config, because a state dict cannot. Weight licences differ from the code licence: see each model card.
 """
+
 from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
@@ -60,7 +61,7 @@ class Conv3DSimple(nn.Conv3d):
 class Conv2Plus1D(nn.Sequential):
     """(2+1)D factorisation: spatial 1x3x3 conv to ``midplanes``, BN, ReLU, then temporal 3x1x1 conv.
 
-        x ─ Conv(1,3,3) stride (1,s,s) ─ BN ─ ReLU ─ Conv(3,1,1) stride (s,1,1) ─▶
+    x ─ Conv(1,3,3) stride (1,s,s) ─ BN ─ ReLU ─ Conv(3,1,1) stride (s,1,1) ─▶
     """
 
     def __init__(self, in_planes: int, out_planes: int, midplanes: int, stride: int = 1, norm_layer: NormLayer = None):
@@ -135,20 +136,21 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(
-            self,
-            inplanes: int,
-            planes: int,
-            conv_maker: Type[nn.Module],
-            stride: int = 1,
-            downsample: Optional[nn.Module] = None,
-            mid_width: str = "per_conv",
-            norm_layer: NormLayer = nn.BatchNorm3d,
+        self,
+        inplanes: int,
+        planes: int,
+        conv_maker: Type[nn.Module],
+        stride: int = 1,
+        downsample: Optional[nn.Module] = None,
+        mid_width: str = "per_conv",
+        norm_layer: NormLayer = nn.BatchNorm3d,
     ):
         super().__init__()
         block_mid = mid_channels(inplanes, planes)
         mid1, mid2 = (block_mid, block_mid) if mid_width == "per_block" else (block_mid, mid_channels(planes, planes))
         self.conv1 = nn.Sequential(
-            conv_maker(inplanes, planes, mid1, stride, norm_layer=norm_layer), norm_layer(planes), nn.ReLU(inplace=True))
+            conv_maker(inplanes, planes, mid1, stride, norm_layer=norm_layer), norm_layer(planes), nn.ReLU(inplace=True)
+        )
         self.conv2 = nn.Sequential(conv_maker(planes, planes, mid2, norm_layer=norm_layer), norm_layer(planes))
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -167,22 +169,26 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(
-            self,
-            inplanes: int,
-            planes: int,
-            conv_maker: Type[nn.Module],
-            stride: int = 1,
-            downsample: Optional[nn.Module] = None,
-            mid_width: str = "per_conv",
-            norm_layer: NormLayer = nn.BatchNorm3d,
+        self,
+        inplanes: int,
+        planes: int,
+        conv_maker: Type[nn.Module],
+        stride: int = 1,
+        downsample: Optional[nn.Module] = None,
+        mid_width: str = "per_conv",
+        norm_layer: NormLayer = nn.BatchNorm3d,
     ):
         super().__init__()
         mid = mid_channels(inplanes, planes) if mid_width == "per_block" else mid_channels(planes, planes)
-        self.conv1 = nn.Sequential(nn.Conv3d(inplanes, planes, 1, bias=False), norm_layer(planes), nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(
+            nn.Conv3d(inplanes, planes, 1, bias=False), norm_layer(planes), nn.ReLU(inplace=True)
+        )
         self.conv2 = nn.Sequential(
-            conv_maker(planes, planes, mid, stride, norm_layer=norm_layer), norm_layer(planes), nn.ReLU(inplace=True))
+            conv_maker(planes, planes, mid, stride, norm_layer=norm_layer), norm_layer(planes), nn.ReLU(inplace=True)
+        )
         self.conv3 = nn.Sequential(
-            nn.Conv3d(planes, planes * self.expansion, 1, bias=False), norm_layer(planes * self.expansion))
+            nn.Conv3d(planes, planes * self.expansion, 1, bias=False), norm_layer(planes * self.expansion)
+        )
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -211,8 +217,12 @@ class R2Plus1dStem(nn.Sequential):
 
     def __init__(self, in_chans: int, width: int, norm_layer: NormLayer, pool1: bool, mid: int = 45, **_: Any):
         layers = [
-            nn.Conv3d(in_chans, mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False), norm_layer(mid), nn.ReLU(inplace=True),
-            nn.Conv3d(mid, width, (3, 1, 1), 1, (1, 0, 0), bias=False), norm_layer(width), nn.ReLU(inplace=True),
+            nn.Conv3d(in_chans, mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False),
+            norm_layer(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(mid, width, (3, 1, 1), 1, (1, 0, 0), bias=False),
+            norm_layer(width),
+            nn.ReLU(inplace=True),
         ]
         super().__init__(*layers, *([_pool1()] if pool1 else []))
 
@@ -220,17 +230,20 @@ class R2Plus1dStem(nn.Sequential):
 class BasicStem(nn.Sequential):
     """3D stem Conv(kt,7,7) ─ BN ─ ReLU. ``kt=3`` for R3D/MC/CSN, 1 for fR2D, the clip length for R2D (no padding)."""
 
-    def __init__(self, in_chans: int, width: int, norm_layer: NormLayer, pool1: bool, kt: int = 3, pad_t: int = 1,
-                 **_: Any):
+    def __init__(
+        self, in_chans: int, width: int, norm_layer: NormLayer, pool1: bool, kt: int = 3, pad_t: int = 1, **_: Any
+    ):
         layers = [
             nn.Conv3d(in_chans, width, (kt, 7, 7), (1, 2, 2), (pad_t, 3, 3), bias=False),
-            norm_layer(width), nn.ReLU(inplace=True),
+            norm_layer(width),
+            nn.ReLU(inplace=True),
         ]
         super().__init__(*layers, *([_pool1()] if pool1 else []))
 
 
-def _make_stem(stem: str, in_chans: int, width: int, mid: int, norm_layer: NormLayer, pool1: bool,
-               num_frames: int) -> nn.Sequential:
+def _make_stem(
+    stem: str, in_chans: int, width: int, mid: int, norm_layer: NormLayer, pool1: bool, num_frames: int
+) -> nn.Sequential:
     if stem == "r2plus1d":
         return R2Plus1dStem(in_chans, width, norm_layer, pool1, mid=mid)
     if stem == "3d":
@@ -256,22 +269,22 @@ class VideoResNet(nn.Module):
     """
 
     def __init__(
-            self,
-            block: str,
-            conv_makers: Sequence[str],
-            layers: Sequence[int],
-            stem: str,
-            num_classes: int = 400,
-            in_chans: int = 3,
-            drop_rate: float = 0.0,
-            channel_multiplier: float = 1.0,
-            mid_width: str = "per_conv",
-            bn_eps: float = 1e-5,
-            pool1: bool = False,
-            zero_init_residual: bool = False,
-            global_pool: str = "avg",
-            num_frames: int = 8,
-            stem_mid: int = 45,
+        self,
+        block: str,
+        conv_makers: Sequence[str],
+        layers: Sequence[int],
+        stem: str,
+        num_classes: int = 400,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        channel_multiplier: float = 1.0,
+        mid_width: str = "per_conv",
+        bn_eps: float = 1e-5,
+        pool1: bool = False,
+        zero_init_residual: bool = False,
+        global_pool: str = "avg",
+        num_frames: int = 8,
+        stem_mid: int = 45,
     ):
         """
         Args:
@@ -320,9 +333,14 @@ class VideoResNet(nn.Module):
             setattr(self, f"layer{i + 1}", self._make_layer(block_cls, maker, width, n, stride, norm_layer))
             reduction *= stride
             t_reduction *= maker.get_downsample_stride(stride)[0]
-            self.feature_info.append(dict(
-                num_chs=width * block_cls.expansion, reduction=reduction, temporal_reduction=t_reduction,
-                module=f"layer{i + 1}"))
+            self.feature_info.append(
+                dict(
+                    num_chs=width * block_cls.expansion,
+                    reduction=reduction,
+                    temporal_reduction=t_reduction,
+                    module=f"layer{i + 1}",
+                )
+            )
         del self.inplanes
         self.num_features = self.head_hidden_size = widths[3] * block_cls.expansion
         self.drop = nn.Dropout(drop_rate)
@@ -342,14 +360,22 @@ class VideoResNet(nn.Module):
                 if isinstance(m, (BasicBlock, Bottleneck)):
                     m.zero_init_last()
 
-    def _make_layer(self, block: Type[nn.Module], conv_maker: Type[nn.Module], planes: int, blocks: int, stride: int,
-                    norm_layer: NormLayer) -> nn.Sequential:
+    def _make_layer(
+        self,
+        block: Type[nn.Module],
+        conv_maker: Type[nn.Module],
+        planes: int,
+        blocks: int,
+        stride: int,
+        norm_layer: NormLayer,
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             ds_stride = conv_maker.get_downsample_stride(stride)
             downsample = nn.Sequential(
                 nn.Conv3d(self.inplanes, planes * block.expansion, 1, ds_stride, bias=False),
-                norm_layer(planes * block.expansion))
+                norm_layer(planes * block.expansion),
+            )
         layers = [block(self.inplanes, planes, conv_maker, stride, downsample, self._mid_width, norm_layer)]
         self.inplanes = planes * block.expansion
         for _ in range(1, blocks):
@@ -380,8 +406,9 @@ class VideoResNet(nn.Module):
         if global_pool is not None:
             self.global_pool = global_pool
         ref = next(self.parameters())
-        self.fc = (nn.Linear(self.num_features, num_classes).to(ref.device, ref.dtype)
-                   if num_classes > 0 else nn.Identity())
+        self.fc = (
+            nn.Linear(self.num_features, num_classes).to(ref.device, ref.dtype) if num_classes > 0 else nn.Identity()
+        )
 
     def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if not (self.grad_checkpointing and torch.is_grad_enabled()) or torch.jit.is_scripting():
@@ -398,11 +425,11 @@ class VideoResNet(nn.Module):
         return x
 
     def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: Optional[Union[int, List[int]]] = None,
-            stop_early: bool = False,
-            intermediates_only: bool = False,
+        self,
+        x: torch.Tensor,
+        indices: Optional[Union[int, List[int]]] = None,
+        stop_early: bool = False,
+        intermediates_only: bool = False,
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
         """Feature maps of the stages in ``feature_info`` (0 = stem, 1-4 = layer1-4); timm's index semantics."""
         take, max_index = feature_take_indices(len(self.feature_info), indices)
@@ -453,10 +480,23 @@ _CAFFE2 = dict(model_args=dict(bn_eps=1e-3))
 def _cfg(**kwargs: Any) -> PretrainedCfg:
     """Family defaults: 112-pixel clips, resized to 128x171, Kinetics mean/std, VMZ caffe2 BN (eps 1e-3)."""
     args = dict(
-        num_frames=16, input_size=(3, 16, 112, 112), resize_size=(128, 171), crop_size=112, interpolation="bilinear",
-        mean=KINETICS_MEAN, std=KINETICS_STD, num_classes=400, label_set="kinetics400", sampling_stride=1,
-        first_conv="stem.0", classifier="fc", license="apache-2.0", origin_url=_VMZ_REPO,
-        paper_ids=_PAPER_R21D[0], paper_name=_PAPER_R21D[1], model_args=dict(bn_eps=1e-3),
+        num_frames=16,
+        input_size=(3, 16, 112, 112),
+        resize_size=(128, 171),
+        crop_size=112,
+        interpolation="bilinear",
+        mean=KINETICS_MEAN,
+        std=KINETICS_STD,
+        num_classes=400,
+        label_set="kinetics400",
+        sampling_stride=1,
+        first_conv="stem.0",
+        classifier="fc",
+        license="apache-2.0",
+        origin_url=_VMZ_REPO,
+        paper_ids=_PAPER_R21D[0],
+        paper_name=_PAPER_R21D[1],
+        model_args=dict(bn_eps=1e-3),
     )
     args.update(kwargs)
     frames = args["num_frames"]
@@ -465,24 +505,47 @@ def _cfg(**kwargs: Any) -> PretrainedCfg:
     return PretrainedCfg(**args)
 
 
-def _vmz2019(file: str, key: str, num_classes: int, frames: int, video_top1: Optional[float] = None,
-             video_top5: Optional[float] = None, *, csn: bool = False, paper: Tuple[str, str] = _PAPER_IG65M,
-             mirrors: Tuple[Dict[str, Any], ...] = (), **kwargs: Any) -> PretrainedCfg:
+def _vmz2019(
+    file: str,
+    key: str,
+    num_classes: int,
+    frames: int,
+    video_top1: Optional[float] = None,
+    video_top5: Optional[float] = None,
+    *,
+    csn: bool = False,
+    paper: Tuple[str, str] = _PAPER_IG65M,
+    mirrors: Tuple[Dict[str, Any], ...] = (),
+    **kwargs: Any,
+) -> PretrainedCfg:
     """A weight from the VMZ caffe2 2019 model zoo (``c2/tutorials/model_zoo.md``); ``mirrors`` are PyTorch ports."""
     metrics = []
     if video_top1 is not None:
         protocol = "10 clips x 1 centre crop, softmax averaged"
-        metrics = [dict(dataset="kinetics400-val", metric=m, value=v, protocol=protocol, source=f"{_VMZ_REPO} model_zoo.md")
-                   for m, v in (("video_top1", video_top1), ("video_top5", video_top5))]
-    csn_args = dict(crop_size=224, resize_size=256, sampling_stride=2,
-                    model_args=dict(bn_eps=1e-3, pool1=True)) if csn else {}
+        metrics = [
+            dict(dataset="kinetics400-val", metric=m, value=v, protocol=protocol, source=f"{_VMZ_REPO} model_zoo.md")
+            for m, v in (("video_top1", video_top1), ("video_top5", video_top5))
+        ]
+    csn_args = (
+        dict(crop_size=224, resize_size=256, sampling_stride=2, model_args=dict(bn_eps=1e-3, pool1=True)) if csn else {}
+    )
     return _cfg(
-        url=_DROPBOX.format(key=key, file=file.replace(" ", "%20")), source_format="caffe2_pkl", source_file=file,
-        mirrors=mirrors, num_frames=frames, num_classes=num_classes,
-        label_set="kinetics400" if num_classes == 400 else None, metrics=metrics, paper_ids=paper[0],
+        url=_DROPBOX.format(key=key, file=file.replace(" ", "%20")),
+        source_format="caffe2_pkl",
+        source_file=file,
+        mirrors=mirrors,
+        num_frames=frames,
+        num_classes=num_classes,
+        label_set="kinetics400" if num_classes == 400 else None,
+        metrics=metrics,
+        paper_ids=paper[0],
         paper_name=paper[1],
-        **{**dict(notes="Converted from the VMZ caffe2 release; no licence is stated for the weights."), **csn_args,
-           **kwargs})
+        **{
+            **dict(notes="Converted from the VMZ caffe2 release; no licence is stated for the weights."),
+            **csn_args,
+            **kwargs,
+        },
+    )
 
 
 def _ig65m_pth(file: str) -> Tuple[Dict[str, Any], ...]:
@@ -495,141 +558,302 @@ def _vmz_pth(file: str) -> Tuple[Dict[str, Any], ...]:
     return (dict(url=_BJUNCEK_RELEASE + file, source_format="pth", hash_prefix=None),)
 
 
-def _vmz2018(file: str, key: str, frames: int, clip_top1: float, video_top1: float, video_top5: float,
-             **kwargs: Any) -> PretrainedCfg:
+def _vmz2018(
+    file: str, key: str, frames: int, clip_top1: float, video_top1: float, video_top5: float, **kwargs: Any
+) -> PretrainedCfg:
     """A Kinetics-400 model trained from scratch, from the VMZ caffe2 2018 release (``c2/tutorials/models.md``)."""
     protocol = "10 clips x 1 centre crop, softmax averaged (Tran et al. 2018, Table 2)"
     src = f"{_VMZ_REPO} models.md"
     return _cfg(
-        url=_DROPBOX.format(key=key, file=file), source_format="caffe2_pkl", source_file=file, num_frames=frames,
-        metrics=[dict(dataset="kinetics400-val", metric="clip_top1", value=clip_top1, protocol="single clip", source=src),
-                 dict(dataset="kinetics400-val", metric="video_top1", value=video_top1, protocol=protocol, source=src),
-                 dict(dataset="kinetics400-val", metric="video_top5", value=video_top5, protocol=protocol, source=src)],
-        **{**dict(notes="VMZ caffe2 2018 release; no licence is stated for the weights."), **kwargs})
+        url=_DROPBOX.format(key=key, file=file),
+        source_format="caffe2_pkl",
+        source_file=file,
+        num_frames=frames,
+        metrics=[
+            dict(dataset="kinetics400-val", metric="clip_top1", value=clip_top1, protocol="single clip", source=src),
+            dict(dataset="kinetics400-val", metric="video_top1", value=video_top1, protocol=protocol, source=src),
+            dict(dataset="kinetics400-val", metric="video_top5", value=video_top5, protocol=protocol, source=src),
+        ],
+        **{**dict(notes="VMZ caffe2 2018 release; no licence is stated for the weights."), **kwargs},
+    )
 
 
 def _tv(file: str, top1: float, top5: float, **kwargs: Any) -> PretrainedCfg:
     """torchvision's Kinetics-400 weights (trained in PyTorch; eps 1e-5)."""
     protocol = "5 clips of 16 frames at 15 fps, resize 128x171, centre crop 112, video-level"
     return _cfg(
-        url=f"https://download.pytorch.org/models/{file}", hash_prefix=file.rsplit("-", 1)[1].split(".")[0],
-        source_format="pth", source_file=file, num_frames=16, frame_rate=15.0, antialias=False,
-        license="bsd-3-clause", origin_url="https://github.com/pytorch/vision",
-        metrics=[dict(dataset="kinetics400-val", metric="video_top1", value=top1, protocol=protocol,
-                      source="torchvision docs"),
-                 dict(dataset="kinetics400-val", metric="video_top5", value=top5, protocol=protocol,
-                      source="torchvision docs")],
+        url=f"https://download.pytorch.org/models/{file}",
+        hash_prefix=file.rsplit("-", 1)[1].split(".")[0],
+        source_format="pth",
+        source_file=file,
+        num_frames=16,
+        frame_rate=15.0,
+        antialias=False,
+        license="bsd-3-clause",
+        origin_url="https://github.com/pytorch/vision",
+        metrics=[
+            dict(
+                dataset="kinetics400-val", metric="video_top1", value=top1, protocol=protocol, source="torchvision docs"
+            ),
+            dict(
+                dataset="kinetics400-val", metric="video_top5", value=top5, protocol=protocol, source="torchvision docs"
+            ),
+        ],
         notes="Trained natively in PyTorch by torchvision (not the caffe2 weights).",
-        **{**dict(model_args=dict(bn_eps=1e-5)), **kwargs})
+        **{**dict(model_args=dict(bn_eps=1e-5)), **kwargs},
+    )
 
 
-default_cfgs = generate_default_cfgs({
-    # --- R(2+1)D-18 -------------------------------------------------------------------------------------------------
-    "r2plus1d_18.kinetics400_16f": _vmz2018("r2.5d_d18_l16.pkl", "94d2ruqn6tp7xno", 16, 57.3, 68.5, 87.5),
-    "r2plus1d_18.kinetics400_8f": _vmz2018("r2.5d_d18_l8.pkl", "wzgx4d80mrh7pnf", 8, 53.2, 65.3, 85.2),
-    "r2plus1d_18.tv_kinetics400_16f": _tv(
-        "r2plus1d_18-91a641e6.pth", 67.463, 86.175, model_args=dict(bn_eps=1e-5, mid_width="per_block")),
-    # --- R(2+1)D-34 -------------------------------------------------------------------------------------------------
-    "r2plus1d_34.ig65m_ft_kinetics400_32f": _vmz2019(
-        "r2plus1d_34_clip32_ft_kinetics_from_ig65m_ f106169681.pkl", "z41ff7vs0bzf6b8", 400, 32, 80.0, 94.2,
-        mirrors=_ig65m_pth("r2plus1d_34_clip32_ft_kinetics_from_ig65m-ade133f1.pth")),
-    "r2plus1d_34.ig65m_ft_kinetics400_8f": _vmz2019(
-        "r2plus1d_34_clip8_ft_kinetics_from_ig65m_ f128022400.pkl", "p81twy88kwrrcop", 400, 8, 74.9, 91.8,
-        mirrors=_ig65m_pth("r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth")),
-    "r2plus1d_34.ig65m_32f": _vmz2019(
-        "r2plus1d_34_clip32_ig65m_from_scratch_f102649996.pkl", "eimo232tqw8mwi9", 359, 32,
-        mirrors=_ig65m_pth("r2plus1d_34_clip32_ig65m_from_scratch-449a7af9.pth")),
-    "r2plus1d_34.ig65m_8f": _vmz2019(
-        "r2plus1d_34_clip8_ig65m_from_scratch_f79708462.pkl", "6xwyu1az6oy4ts7", 487, 8,
-        mirrors=_ig65m_pth("r2plus1d_34_clip8_ig65m_from_scratch-9bae36ae.pth")),
-    "r2plus1d_34.kinetics400_32f": _vmz2018(
-        "r2.5d_d34_l32.pkl", "y6c6jf7myv2w6iq", 32, 60.6, 72.4, 90.6,
-        notes="VMZ caffe2 2018 release, evaluated by dense prediction (Tran et al. 2018, Table 5)."),
-    "r2plus1d_34.sports1m_ft_kinetics400_32f": _vmz2018(
-        "r2.5d_d34_l32_ft_sports1m.pkl", "odd9smqn2t54run", 32, 63.9, 74.2, 92.1,
-        notes="VMZ caffe2 2018 release, evaluated by dense prediction (Tran et al. 2018, Table 5)."),
-    "r2plus1d_34.sports1m_ft_kinetics400_flow_32f": _vmz2018(
-        "r2.5d_d34_l32_ft_sports1m_optical_flow.pkl", "30zj1t9xte5vy64", 32, 55.9, 68.2, 88.0, in_chans=2,
-        mean=(0.0046635, 0.0046261), std=(0.972347, 0.755146),
-        notes="2-channel optical-flow input (VMZ caffe2 2018 release, dense prediction, Tran et al. 2018 Table 5)."),
-    # --- R(2+1)D-50 / 101: architectures without video-only weights ---------------------------------------------------
-    "r2plus1d_50": _cfg(),
-    "r2plus1d_101": _cfg(),
-    # --- R(2+1)D-152 ------------------------------------------------------------------------------------------------
-    "r2plus1d_152.ig65m_ft_kinetics400_32f": _vmz2019(
-        "r2plus1d_152_ft_kinetics_from_ig65m_f107107466.pkl", "tmxuae8ubo5gipy", 400, 32, 81.6, 95.3,
-        mirrors=_vmz_pth("r2plus1d_152_ft_kinetics_from_ig65m_f107107466.pth")),
-    "r2plus1d_152.sports1m_ft_kinetics400_32f": _vmz2019(
-        "r2plus1d_152_ft_kinetics_from_sports1m_f128957437.pkl", "twvcpe30rxuaf45", 400, 32, 79.5, 94.0,
-        mirrors=_vmz_pth("r2plus1d_152_ft_kinetics_from_sports1m_f128957437.pth")),
-    "r2plus1d_152.kinetics400_32f": _vmz2019(
-        "r2plus1d_152_kinetics_from_scratch_f127858918.pkl", "9770y063u3z5bmb", 400, 32, 77.3, 92.5),
-    "r2plus1d_152.ig65m_32f": _vmz2019(
-        "r2plus1d_152_ig65m_from_scratch_f106380637.pkl", "oqdg176p7nqc84v", 359, 32,
-        mirrors=_vmz_pth("r2plus1d_152_ig65m_from_scratch_f106380637.pth")),
-    "r2plus1d_152.sports1m_32f": _vmz2019(
-        "r2plus1d_152_sports1m_from_scratch_f127111290.pkl", "w5cdqeyqukuaqt7", 487, 32),
-    # --- R3D / MC3 / R2D / fR2D -------------------------------------------------------------------------------------
-    "r3d_18.kinetics400_16f": _vmz2018("r3d_d18_l16.pkl", "8tqp8uhjmedflu1", 16, 52.9, 64.7, 85.0),
-    "r3d_18.kinetics400_8f": _vmz2018("r3d_d18_l8.pkl", "n3ax2591imcy9ly", 8, 49.8, 62.3, 83.4),
-    "r3d_18.tv_kinetics400_16f": _tv("r3d_18-b3b3357e.pth", 63.20, 83.479),
-    "r3d_34": _cfg(),
-    "r3d_50": _cfg(),
-    "r3d_101": _cfg(),
-    "r3d_152": _cfg(),
-    "mc3_18.kinetics400_16f": _vmz2018("mc3_d18_l16.pkl", "rpgbzjewagjeu2f", 16, 54.1, 65.2, 85.8),
-    "mc3_18.kinetics400_8f": _vmz2018("mc3_d18_l8.pkl", "3jxzhc3kduyrpik", 8, 51.1, 63.3, 84.2),
-    "mc3_18.tv_kinetics400_16f": _tv("mc3_18-a90a0ba3.pth", 63.96, 84.13),
-    "r2d_18.kinetics400_16f": _vmz2018(
-        "r2d_d18_l16.pkl", "hyw8ltzvhadxgia", 16, 47.5, 59.4, 81.3, model_args=dict(bn_eps=1e-3, num_frames=16)),
-    "r2d_18.kinetics400_8f": _vmz2018(
-        "r2d_d18_l8.pkl", "ju4fah9dksn08s1", 8, 47.0, 60.0, 81.2, model_args=dict(bn_eps=1e-3, num_frames=8)),
-    "fr2d_18.kinetics400_16f": _vmz2018("r2df_d18_l16.pkl", "4yy0tdfebdy0ptr", 16, 50.7, 60.9, 81.9),
-    "fr2d_18.kinetics400_8f": _vmz2018("r2df_d18_l8.pkl", "4jexszps3564za3", 8, 48.5, 60.0, 81.8),
-    # --- channel-separated networks (224-pixel clips, short side 256, every 2nd frame, pool1) -----------------------
-    "ir_csn_152.ig65m_ft_kinetics400_32f": _vmz2019(
-        "irCSN_152_ft_kinetics_from_ig65m_f126851907.pkl", "gmd8r87l3wmkn3h", 400, 32, 82.6, 95.3, csn=True,
-        paper=_PAPER_CSN,
-        mirrors=_vmz_pth("irCSN_152_ft_kinetics_from_ig65m_f126851907.pth")),
-    "ir_csn_152.sports1m_ft_kinetics400_32f": _vmz2019(
-        "irCSN_152_ft_kinetics_from_sports1m_f101599884.pkl", "zuoj1aqouh6bo6k", 400, 32, 78.2, 93.0, csn=True,
-        paper=_PAPER_CSN,
-        mirrors=_vmz_pth("irCSN_152_ft_kinetics_from_Sports1M_f101599884.pth")),
-    "ir_csn_152.kinetics400_32f": _vmz2019(
-        "irCSN_152_kinetics_from_scratch_f98268019.pkl", "46gcm7up60ssx5c", 400, 32, 76.5, 92.1, csn=True,
-        paper=_PAPER_CSN),
-    "ir_csn_152.ig65m_32f": _vmz2019(
-        "irCSN_152_ig65m_from_scratch_f125286141.pkl", "r0kppq7ox6c57no", 359, 32, csn=True, paper=_PAPER_CSN,
-        mirrors=_vmz_pth("irCSN_152_ig65m_from_scratch_f125286141.pth")),
-    "ir_csn_152.sports1m_32f": _vmz2019(
-        "irCSN_152_sports1m_from_scratch_f99918785.pkl", "woh99y2hll1mlqv", 487, 32, csn=True, paper=_PAPER_CSN,
-        mirrors=_vmz_pth("irCSN_152_Sports1M_from_scratch_f99918785.pth")),
-    "ip_csn_152.ig65m_ft_kinetics400_32f": _vmz2019(
-        "ipCSN_152_ft_kinetics_from_ig65m_f133090949.pkl", "zpp3p0vn2i7bibl", 400, 32, 82.5, 95.3, csn=True,
-        paper=_PAPER_CSN,
-        mirrors=_vmz_pth("ipCSN_152_ft_kinetics_from_ig65m_f133090949.pth")),
-    "ip_csn_152.sports1m_ft_kinetics400_32f": _vmz2019(
-        "ipCSN_152_ft_kinetics_from_sports1m_f111279053.pkl", "ir7cr0hda36knux", 400, 32, 78.8, 93.5, csn=True,
-        paper=_PAPER_CSN,
-        mirrors=_vmz_pth("ipCSN_152_ft_kinetics_from_Sports1M_f111279053.pth")),
-    "ip_csn_152.kinetics400_32f": _vmz2019(
-        "ipCSN_152_kinetics_from_scratch_f129594342.pkl", "3fihu6ti60047mu", 400, 32, 77.8, 92.8, csn=True,
-        paper=_PAPER_CSN),
-    "ip_csn_152.ig65m_32f": _vmz2019(
-        "ipCSN_152_ig65m_from_scratch_f130601052.pkl", "1ryvx8k7kzs8od6", 359, 32, csn=True, paper=_PAPER_CSN,
-        mirrors=_vmz_pth("ipCSN_152_ig65m_from_scratch_f130601052.pth")),
-    "ip_csn_152.sports1m_32f": _vmz2019(
-        "ipCSN_152_sports1m_from_scratch_f111018543.pkl", "70di7o7qz6gjq6x", 487, 32, csn=True, paper=_PAPER_CSN,
-        mirrors=_vmz_pth("ipCSN_152_Sports1M_from_scratch_f111018543.pth")),
-    "ir_csn_50.ig65m_ft_kinetics400_32f": _vmz2019(
-        "irCSN_50_ft_kinetics_from_ig65m_f233743920.pkl", "b6o2mvoqrvupatt", 400, 32, csn=True, paper=_PAPER_CSN,
-        notes="VMZ caffe2 2019 zoo; accuracy listed as TBD upstream. No licence is stated for the weights."),
-    "ip_csn_50": _cfg(crop_size=224, resize_size=256, sampling_stride=2, num_frames=32,
-                      model_args=dict(bn_eps=1e-3, pool1=True), paper_ids=_PAPER_CSN[0], paper_name=_PAPER_CSN[1]),
-})
+default_cfgs = generate_default_cfgs(
+    {
+        # --- R(2+1)D-18--------------------------------------------------------------------------------------------
+        "r2plus1d_18.kinetics400_16f": _vmz2018("r2.5d_d18_l16.pkl", "94d2ruqn6tp7xno", 16, 57.3, 68.5, 87.5),
+        "r2plus1d_18.kinetics400_8f": _vmz2018("r2.5d_d18_l8.pkl", "wzgx4d80mrh7pnf", 8, 53.2, 65.3, 85.2),
+        "r2plus1d_18.tv_kinetics400_16f": _tv(
+            "r2plus1d_18-91a641e6.pth", 67.463, 86.175, model_args=dict(bn_eps=1e-5, mid_width="per_block")
+        ),
+        # --- R(2+1)D-34--------------------------------------------------------------------------------------------
+        "r2plus1d_34.ig65m_ft_kinetics400_32f": _vmz2019(
+            "r2plus1d_34_clip32_ft_kinetics_from_ig65m_ f106169681.pkl",
+            "z41ff7vs0bzf6b8",
+            400,
+            32,
+            80.0,
+            94.2,
+            mirrors=_ig65m_pth("r2plus1d_34_clip32_ft_kinetics_from_ig65m-ade133f1.pth"),
+        ),
+        "r2plus1d_34.ig65m_ft_kinetics400_8f": _vmz2019(
+            "r2plus1d_34_clip8_ft_kinetics_from_ig65m_ f128022400.pkl",
+            "p81twy88kwrrcop",
+            400,
+            8,
+            74.9,
+            91.8,
+            mirrors=_ig65m_pth("r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth"),
+        ),
+        "r2plus1d_34.ig65m_32f": _vmz2019(
+            "r2plus1d_34_clip32_ig65m_from_scratch_f102649996.pkl",
+            "eimo232tqw8mwi9",
+            359,
+            32,
+            mirrors=_ig65m_pth("r2plus1d_34_clip32_ig65m_from_scratch-449a7af9.pth"),
+        ),
+        "r2plus1d_34.ig65m_8f": _vmz2019(
+            "r2plus1d_34_clip8_ig65m_from_scratch_f79708462.pkl",
+            "6xwyu1az6oy4ts7",
+            487,
+            8,
+            mirrors=_ig65m_pth("r2plus1d_34_clip8_ig65m_from_scratch-9bae36ae.pth"),
+        ),
+        "r2plus1d_34.kinetics400_32f": _vmz2018(
+            "r2.5d_d34_l32.pkl",
+            "y6c6jf7myv2w6iq",
+            32,
+            60.6,
+            72.4,
+            90.6,
+            notes="VMZ caffe2 2018 release, evaluated by dense prediction (Tran et al. 2018, Table 5).",
+        ),
+        "r2plus1d_34.sports1m_ft_kinetics400_32f": _vmz2018(
+            "r2.5d_d34_l32_ft_sports1m.pkl",
+            "odd9smqn2t54run",
+            32,
+            63.9,
+            74.2,
+            92.1,
+            notes="VMZ caffe2 2018 release, evaluated by dense prediction (Tran et al. 2018, Table 5).",
+        ),
+        "r2plus1d_34.sports1m_ft_kinetics400_flow_32f": _vmz2018(
+            "r2.5d_d34_l32_ft_sports1m_optical_flow.pkl",
+            "30zj1t9xte5vy64",
+            32,
+            55.9,
+            68.2,
+            88.0,
+            in_chans=2,
+            mean=(0.0046635, 0.0046261),
+            std=(0.972347, 0.755146),
+            notes="2-channel optical-flow input (VMZ caffe2 2018 release, dense prediction, Tran et al. 2018 Table 5).",
+        ),
+        # --- R(2+1)D-50 / 101: architectures without video-only weights--------------------------------------------
+        "r2plus1d_50": _cfg(),
+        "r2plus1d_101": _cfg(),
+        # --- R(2+1)D-152-------------------------------------------------------------------------------------------
+        "r2plus1d_152.ig65m_ft_kinetics400_32f": _vmz2019(
+            "r2plus1d_152_ft_kinetics_from_ig65m_f107107466.pkl",
+            "tmxuae8ubo5gipy",
+            400,
+            32,
+            81.6,
+            95.3,
+            mirrors=_vmz_pth("r2plus1d_152_ft_kinetics_from_ig65m_f107107466.pth"),
+        ),
+        "r2plus1d_152.sports1m_ft_kinetics400_32f": _vmz2019(
+            "r2plus1d_152_ft_kinetics_from_sports1m_f128957437.pkl",
+            "twvcpe30rxuaf45",
+            400,
+            32,
+            79.5,
+            94.0,
+            mirrors=_vmz_pth("r2plus1d_152_ft_kinetics_from_sports1m_f128957437.pth"),
+        ),
+        "r2plus1d_152.kinetics400_32f": _vmz2019(
+            "r2plus1d_152_kinetics_from_scratch_f127858918.pkl", "9770y063u3z5bmb", 400, 32, 77.3, 92.5
+        ),
+        "r2plus1d_152.ig65m_32f": _vmz2019(
+            "r2plus1d_152_ig65m_from_scratch_f106380637.pkl",
+            "oqdg176p7nqc84v",
+            359,
+            32,
+            mirrors=_vmz_pth("r2plus1d_152_ig65m_from_scratch_f106380637.pth"),
+        ),
+        "r2plus1d_152.sports1m_32f": _vmz2019(
+            "r2plus1d_152_sports1m_from_scratch_f127111290.pkl", "w5cdqeyqukuaqt7", 487, 32
+        ),
+        # --- R3D / MC3 / R2D / fR2D--------------------------------------------------------------------------------
+        "r3d_18.kinetics400_16f": _vmz2018("r3d_d18_l16.pkl", "8tqp8uhjmedflu1", 16, 52.9, 64.7, 85.0),
+        "r3d_18.kinetics400_8f": _vmz2018("r3d_d18_l8.pkl", "n3ax2591imcy9ly", 8, 49.8, 62.3, 83.4),
+        "r3d_18.tv_kinetics400_16f": _tv("r3d_18-b3b3357e.pth", 63.20, 83.479),
+        "r3d_34": _cfg(),
+        "r3d_50": _cfg(),
+        "r3d_101": _cfg(),
+        "r3d_152": _cfg(),
+        "mc3_18.kinetics400_16f": _vmz2018("mc3_d18_l16.pkl", "rpgbzjewagjeu2f", 16, 54.1, 65.2, 85.8),
+        "mc3_18.kinetics400_8f": _vmz2018("mc3_d18_l8.pkl", "3jxzhc3kduyrpik", 8, 51.1, 63.3, 84.2),
+        "mc3_18.tv_kinetics400_16f": _tv("mc3_18-a90a0ba3.pth", 63.96, 84.13),
+        "r2d_18.kinetics400_16f": _vmz2018(
+            "r2d_d18_l16.pkl", "hyw8ltzvhadxgia", 16, 47.5, 59.4, 81.3, model_args=dict(bn_eps=1e-3, num_frames=16)
+        ),
+        "r2d_18.kinetics400_8f": _vmz2018(
+            "r2d_d18_l8.pkl", "ju4fah9dksn08s1", 8, 47.0, 60.0, 81.2, model_args=dict(bn_eps=1e-3, num_frames=8)
+        ),
+        "fr2d_18.kinetics400_16f": _vmz2018("r2df_d18_l16.pkl", "4yy0tdfebdy0ptr", 16, 50.7, 60.9, 81.9),
+        "fr2d_18.kinetics400_8f": _vmz2018("r2df_d18_l8.pkl", "4jexszps3564za3", 8, 48.5, 60.0, 81.8),
+        # --- channel-separated networks (224-pixel clips, short side 256, every 2nd frame, pool1)------------------
+        "ir_csn_152.ig65m_ft_kinetics400_32f": _vmz2019(
+            "irCSN_152_ft_kinetics_from_ig65m_f126851907.pkl",
+            "gmd8r87l3wmkn3h",
+            400,
+            32,
+            82.6,
+            95.3,
+            csn=True,
+            paper=_PAPER_CSN,
+            mirrors=_vmz_pth("irCSN_152_ft_kinetics_from_ig65m_f126851907.pth"),
+        ),
+        "ir_csn_152.sports1m_ft_kinetics400_32f": _vmz2019(
+            "irCSN_152_ft_kinetics_from_sports1m_f101599884.pkl",
+            "zuoj1aqouh6bo6k",
+            400,
+            32,
+            78.2,
+            93.0,
+            csn=True,
+            paper=_PAPER_CSN,
+            mirrors=_vmz_pth("irCSN_152_ft_kinetics_from_Sports1M_f101599884.pth"),
+        ),
+        "ir_csn_152.kinetics400_32f": _vmz2019(
+            "irCSN_152_kinetics_from_scratch_f98268019.pkl",
+            "46gcm7up60ssx5c",
+            400,
+            32,
+            76.5,
+            92.1,
+            csn=True,
+            paper=_PAPER_CSN,
+        ),
+        "ir_csn_152.ig65m_32f": _vmz2019(
+            "irCSN_152_ig65m_from_scratch_f125286141.pkl",
+            "r0kppq7ox6c57no",
+            359,
+            32,
+            csn=True,
+            paper=_PAPER_CSN,
+            mirrors=_vmz_pth("irCSN_152_ig65m_from_scratch_f125286141.pth"),
+        ),
+        "ir_csn_152.sports1m_32f": _vmz2019(
+            "irCSN_152_sports1m_from_scratch_f99918785.pkl",
+            "woh99y2hll1mlqv",
+            487,
+            32,
+            csn=True,
+            paper=_PAPER_CSN,
+            mirrors=_vmz_pth("irCSN_152_Sports1M_from_scratch_f99918785.pth"),
+        ),
+        "ip_csn_152.ig65m_ft_kinetics400_32f": _vmz2019(
+            "ipCSN_152_ft_kinetics_from_ig65m_f133090949.pkl",
+            "zpp3p0vn2i7bibl",
+            400,
+            32,
+            82.5,
+            95.3,
+            csn=True,
+            paper=_PAPER_CSN,
+            mirrors=_vmz_pth("ipCSN_152_ft_kinetics_from_ig65m_f133090949.pth"),
+        ),
+        "ip_csn_152.sports1m_ft_kinetics400_32f": _vmz2019(
+            "ipCSN_152_ft_kinetics_from_sports1m_f111279053.pkl",
+            "ir7cr0hda36knux",
+            400,
+            32,
+            78.8,
+            93.5,
+            csn=True,
+            paper=_PAPER_CSN,
+            mirrors=_vmz_pth("ipCSN_152_ft_kinetics_from_Sports1M_f111279053.pth"),
+        ),
+        "ip_csn_152.kinetics400_32f": _vmz2019(
+            "ipCSN_152_kinetics_from_scratch_f129594342.pkl",
+            "3fihu6ti60047mu",
+            400,
+            32,
+            77.8,
+            92.8,
+            csn=True,
+            paper=_PAPER_CSN,
+        ),
+        "ip_csn_152.ig65m_32f": _vmz2019(
+            "ipCSN_152_ig65m_from_scratch_f130601052.pkl",
+            "1ryvx8k7kzs8od6",
+            359,
+            32,
+            csn=True,
+            paper=_PAPER_CSN,
+            mirrors=_vmz_pth("ipCSN_152_ig65m_from_scratch_f130601052.pth"),
+        ),
+        "ip_csn_152.sports1m_32f": _vmz2019(
+            "ipCSN_152_sports1m_from_scratch_f111018543.pkl",
+            "70di7o7qz6gjq6x",
+            487,
+            32,
+            csn=True,
+            paper=_PAPER_CSN,
+            mirrors=_vmz_pth("ipCSN_152_Sports1M_from_scratch_f111018543.pth"),
+        ),
+        "ir_csn_50.ig65m_ft_kinetics400_32f": _vmz2019(
+            "irCSN_50_ft_kinetics_from_ig65m_f233743920.pkl",
+            "b6o2mvoqrvupatt",
+            400,
+            32,
+            csn=True,
+            paper=_PAPER_CSN,
+            notes="VMZ caffe2 2019 zoo; accuracy listed as TBD upstream. No licence is stated for the weights.",
+        ),
+        "ip_csn_50": _cfg(
+            crop_size=224,
+            resize_size=256,
+            sampling_stride=2,
+            num_frames=32,
+            model_args=dict(bn_eps=1e-3, pool1=True),
+            paper_ids=_PAPER_CSN[0],
+            paper_name=_PAPER_CSN[1],
+        ),
+    }
+)
 
 
 # Entrypoints: numbers only. Architecture args a weight needs (eps, width rule, pool1) come from its pretrained cfg.
+
 
 @register_model
 def r2plus1d_18(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
@@ -752,24 +976,26 @@ def ip_csn_152(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
 
 # Names used by the anchor projects, so their users can switch (ig65m-pytorch hub entries, VMZ ``vmz`` keys,
 # torchvision builders with their weights).
-register_model_aliases({
-    "r2plus1d_34_32_ig65m": "r2plus1d_34.ig65m_32f",
-    "r2plus1d_34_8_ig65m": "r2plus1d_34.ig65m_8f",
-    "r2plus1d_34_32_kinetics": "r2plus1d_34.ig65m_ft_kinetics400_32f",
-    "r2plus1d_34_8_kinetics": "r2plus1d_34.ig65m_ft_kinetics400_8f",
-    "r2plus1d_152_ig65m_32frms": "r2plus1d_152.ig65m_32f",
-    "r2plus1d_152_ig_ft_kinetics_32frms": "r2plus1d_152.ig65m_ft_kinetics400_32f",
-    "r2plus1d_152_sports1m_32frms": "r2plus1d_152.sports1m_32f",
-    "r2plus1d_152_sports1m_ft_kinetics_32frms": "r2plus1d_152.sports1m_ft_kinetics400_32f",
-    "ir_csn_152_ig65m_32frms": "ir_csn_152.ig65m_32f",
-    "ir_csn_152_ig_ft_kinetics_32frms": "ir_csn_152.ig65m_ft_kinetics400_32f",
-    "ir_csn_152_sports1m_32frms": "ir_csn_152.sports1m_32f",
-    "ir_csn_152_sports1m_ft_kinetics_32frms": "ir_csn_152.sports1m_ft_kinetics400_32f",
-    "ip_csn_152_ig65m_32frms": "ip_csn_152.ig65m_32f",
-    "ip_csn_152_ig_ft_kinetics_32frms": "ip_csn_152.ig65m_ft_kinetics400_32f",
-    "ip_csn_152_sports1m_32frms": "ip_csn_152.sports1m_32f",
-    "ip_csn_152_sports1m_ft_kinetics_32frms": "ip_csn_152.sports1m_ft_kinetics400_32f",
-    "r2plus1d_18.kinetics400_v1": "r2plus1d_18.tv_kinetics400_16f",
-    "r3d_18.kinetics400_v1": "r3d_18.tv_kinetics400_16f",
-    "mc3_18.kinetics400_v1": "mc3_18.tv_kinetics400_16f",
-})
+register_model_aliases(
+    {
+        "r2plus1d_34_32_ig65m": "r2plus1d_34.ig65m_32f",
+        "r2plus1d_34_8_ig65m": "r2plus1d_34.ig65m_8f",
+        "r2plus1d_34_32_kinetics": "r2plus1d_34.ig65m_ft_kinetics400_32f",
+        "r2plus1d_34_8_kinetics": "r2plus1d_34.ig65m_ft_kinetics400_8f",
+        "r2plus1d_152_ig65m_32frms": "r2plus1d_152.ig65m_32f",
+        "r2plus1d_152_ig_ft_kinetics_32frms": "r2plus1d_152.ig65m_ft_kinetics400_32f",
+        "r2plus1d_152_sports1m_32frms": "r2plus1d_152.sports1m_32f",
+        "r2plus1d_152_sports1m_ft_kinetics_32frms": "r2plus1d_152.sports1m_ft_kinetics400_32f",
+        "ir_csn_152_ig65m_32frms": "ir_csn_152.ig65m_32f",
+        "ir_csn_152_ig_ft_kinetics_32frms": "ir_csn_152.ig65m_ft_kinetics400_32f",
+        "ir_csn_152_sports1m_32frms": "ir_csn_152.sports1m_32f",
+        "ir_csn_152_sports1m_ft_kinetics_32frms": "ir_csn_152.sports1m_ft_kinetics400_32f",
+        "ip_csn_152_ig65m_32frms": "ip_csn_152.ig65m_32f",
+        "ip_csn_152_ig_ft_kinetics_32frms": "ip_csn_152.ig65m_ft_kinetics400_32f",
+        "ip_csn_152_sports1m_32frms": "ip_csn_152.sports1m_32f",
+        "ip_csn_152_sports1m_ft_kinetics_32frms": "ip_csn_152.sports1m_ft_kinetics400_32f",
+        "r2plus1d_18.kinetics400_v1": "r2plus1d_18.tv_kinetics400_16f",
+        "r3d_18.kinetics400_v1": "r3d_18.tv_kinetics400_16f",
+        "mc3_18.kinetics400_v1": "mc3_18.tv_kinetics400_16f",
+    }
+)

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from r21d_zoo.models.video_resnet import Conv2Plus1D, Conv3DDepthwise, IPConv3DDepthwise, R2Plus1dStem
+
 _logger = logging.getLogger(__name__)
 
 # The only globals a caffe2 blob pickle needs: numpy array reconstruction (NumPy 1 and 2 module paths), and
@@ -173,8 +175,6 @@ BN_FIELDS = (("weight", "_s"), ("bias", "_b"), ("running_mean", "_rm"), ("runnin
 
 def _conv_family(block: nn.Module) -> str:
     """Which row of BLOCK_TABLE a block uses, from its conv maker (2D and 3D convs share blob names)."""
-    from r21d_zoo.models.video_resnet import Conv2Plus1D, Conv3DDepthwise, IPConv3DDepthwise
-
     conv = block.conv2[0] if hasattr(block, "conv3") else block.conv1[0]
     if isinstance(conv, Conv2Plus1D):
         return "2plus1d"
@@ -187,8 +187,6 @@ def _conv_family(block: nn.Module) -> str:
 
 def blob_table(model: nn.Module) -> List[Tuple[str, str]]:
     """Every (state-dict key, blob name) pair for ``model``, except the classifier."""
-    from r21d_zoo.models.video_resnet import R2Plus1dStem
-
     pairs: List[Tuple[str, str]] = []
 
     def add(units: List[Unit], prefix: str, c: int) -> None:

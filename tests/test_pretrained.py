@@ -116,7 +116,7 @@ def test_new_num_classes_drops_exactly_the_classifier(tv_checkpoint):
 def test_features_only_and_in_chans_adaptation_from_weights(tv_checkpoint):
     reference, path = tv_checkpoint
     flow = r21d_zoo.create_model("r3d_18.tv_kinetics400_16f", pretrained=True, checkpoint_path=str(path), in_chans=2)
-    expected = reference.stem[0].weight.repeat(1, 1, 1, 1, 1)[:, :2] * 1.5
+    expected = reference.stem[0].weight[:, :2] * 1.5
     torch.testing.assert_close(flow.stem[0].weight, expected)
     gray = adapt_input_conv(1, reference.stem[0].weight)
     torch.testing.assert_close(gray, reference.stem[0].weight.sum(1, keepdim=True))

@@ -9,16 +9,6 @@ from ._hub import load_into_model, load_weights
 from ._pretrained import PretrainedCfg
 from ._registry import get_pretrained_cfg
 
-# kwargs consumed here, never passed to the model class
-_BUILDER_KWARGS = (
-    "pretrained_cfg",
-    "pretrained_cfg_overlay",
-    "checkpoint_path",
-    "cache_dir",
-    "features_only",
-    "out_indices",
-)
-
 
 def resolve_pretrained_cfg(
     variant: str,

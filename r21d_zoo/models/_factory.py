@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from ._hub import OFFLINE_HINT, WeightsError, find_weights_file, hf_download, read_config_json, split_repo_revision
 from ._pretrained import PretrainedCfg
-from ._registry import model_entrypoint, resolve_model_name, split_model_name_tag, get_pretrained_cfg
+from ._registry import get_pretrained_cfg, model_entrypoint, resolve_model_name, split_model_name_tag
 
 
 def _cfg_from_config(config: Dict[str, Any], source: Dict[str, Any]) -> Tuple[str, PretrainedCfg, Dict[str, Any]]:
@@ -27,6 +27,26 @@ def _cfg_from_config(config: Dict[str, Any], source: Dict[str, Any]) -> Tuple[st
     cfg = PretrainedCfg.from_dict(pcfg)
     cfg = cfg.replace(model_args={k: v for k, v in cfg.model_args.items() if k not in model_args})
     return arch_name, cfg, model_args
+
+
+def _saved_model_source(
+    model_name: str, cache_dir: Optional[str]
+) -> Optional[Tuple[str, PretrainedCfg, Dict[str, Any]]]:
+    """For ``hf-hub:org/repo[@rev]`` and ``local-dir:/path``: architecture, cfg and model args from config.json."""
+    if model_name.startswith(("hf-hub:", "hf_hub:")):
+        repo_id, revision = split_repo_revision(model_name.split(":", 1)[1])
+        try:
+            config_path = hf_download(repo_id, "config.json", revision, cache_dir)
+        except Exception as e:  # offline miss, unknown repo or revision, network failure
+            raise WeightsError(
+                f"could not fetch config.json of hf-hub:{repo_id} ({type(e).__name__}: {e}).\n{OFFLINE_HINT}"
+            ) from e
+        config = read_config_json(str(Path(config_path).parent))
+        return _cfg_from_config(config, dict(hf_hub_id=repo_id, hf_hub_revision=revision))
+    if model_name.startswith("local-dir:"):
+        directory = model_name.split(":", 1)[1]
+        return _cfg_from_config(read_config_json(directory), dict(file=find_weights_file(directory)))
+    return None
 
 
 def create_model(
@@ -54,33 +74,15 @@ def create_model(
             weights replaces the classifier (and only the classifier).
     """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    if model_name.startswith(("hf-hub:", "hf_hub:")):
-        repo_id, revision = split_repo_revision(model_name.split(":", 1)[1])
-        try:
-            config_path = hf_download(repo_id, "config.json", revision, cache_dir)
-        except Exception as e:  # offline miss, unknown repo or revision, network failure
-            raise WeightsError(
-                f"could not fetch config.json of hf-hub:{repo_id} ({type(e).__name__}: {e}).\n{OFFLINE_HINT}"
-            ) from e
-        arch, cfg, model_args = _cfg_from_config(
-            read_config_json(str(Path(config_path).parent)), dict(hf_hub_id=repo_id, hf_hub_revision=revision)
-        )
+    saved = _saved_model_source(model_name, cache_dir)
+    if saved is not None:  # hf-hub: / local-dir: folders written by save_pretrained; their weights always load
+        arch, cfg, model_args = saved
         return model_entrypoint(arch)(
             pretrained=True,
             pretrained_cfg=cfg,
             pretrained_cfg_overlay=pretrained_cfg_overlay,
             checkpoint_path=checkpoint_path,
             cache_dir=cache_dir,
-            **dict(model_args, **kwargs),
-        )
-    if model_name.startswith("local-dir:"):
-        directory = model_name.split(":", 1)[1]
-        arch, cfg, model_args = _cfg_from_config(read_config_json(directory), dict(file=find_weights_file(directory)))
-        return model_entrypoint(arch)(
-            pretrained=True,
-            pretrained_cfg=cfg,
-            pretrained_cfg_overlay=pretrained_cfg_overlay,
-            checkpoint_path=checkpoint_path,
             **dict(model_args, **kwargs),
         )
     if any(c in model_name for c in "/\\:"):

@@ -5,7 +5,7 @@ import fnmatch
 import re
 import sys
 import warnings
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Sequence, Tuple, Union
 
 from ._pretrained import PretrainedCfg
 
@@ -121,7 +121,3 @@ def get_pretrained_cfg(name: str) -> PretrainedCfg:
     arch, tag = split_model_name_tag(resolve_model_name(name))
     cfgs = _model_default_cfgs[arch]
     return cfgs[tag] if tag else next(iter(cfgs.values()))
-
-
-def default_tag(arch: str) -> Optional[str]:
-    return next(iter(_model_default_cfgs[arch]))

@@ -215,7 +215,7 @@ def _pool1() -> nn.Module:
 class R2Plus1dStem(nn.Sequential):
     """(2+1)D stem: Conv(1,7,7) to 45 channels ─ BN ─ ReLU ─ Conv(3,1,1) ─ BN ─ ReLU. The 45 is VMZ's fixed width."""
 
-    def __init__(self, in_chans: int, width: int, norm_layer: NormLayer, pool1: bool, mid: int = 45, **_: Any):
+    def __init__(self, in_chans: int, width: int, norm_layer: NormLayer, pool1: bool, mid: int = 45):
         layers = [
             nn.Conv3d(in_chans, mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False),
             norm_layer(mid),
@@ -230,9 +230,7 @@ class R2Plus1dStem(nn.Sequential):
 class BasicStem(nn.Sequential):
     """3D stem Conv(kt,7,7) ─ BN ─ ReLU. ``kt=3`` for R3D/MC/CSN, 1 for fR2D, the clip length for R2D (no padding)."""
 
-    def __init__(
-        self, in_chans: int, width: int, norm_layer: NormLayer, pool1: bool, kt: int = 3, pad_t: int = 1, **_: Any
-    ):
+    def __init__(self, in_chans: int, width: int, norm_layer: NormLayer, pool1: bool, kt: int = 3, pad_t: int = 1):
         layers = [
             nn.Conv3d(in_chans, width, (kt, 7, 7), (1, 2, 2), (pad_t, 3, 3), bias=False),
             norm_layer(width),

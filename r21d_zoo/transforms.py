@@ -1,6 +1,6 @@
 """Evaluation preprocessing built from a weight's own config, so nobody copies mean/std from a README."""
 
-from typing import Any, Dict, Sequence, Tuple, Union
+from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -8,12 +8,14 @@ import torch.nn.functional as F
 
 from .models._pretrained import PretrainedCfg
 
+CROP_MODES = ("center", "three")
 DATA_KEYS = (
     "num_frames",
     "frame_rate",
     "sampling_stride",
     "resize_size",
     "crop_size",
+    "crop_mode",
     "interpolation",
     "antialias",
     "mean",
@@ -35,16 +37,40 @@ def resolve_data_config(model_or_cfg: Union[nn.Module, PretrainedCfg, Dict[str, 
     return {k: cfg.get(k, getattr(defaults, k)) for k in DATA_KEYS}
 
 
-def _resized_hw(h: int, w: int, size: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    if isinstance(size, int):  # short side, aspect kept (torchvision's rule)
+def resized_hw(h: int, w: int, size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    """Output size of resizing ``h x w`` to ``(H, W)`` or to a short side (aspect kept, torchvision's rule)."""
+    if isinstance(size, int):
         short, long = (h, w) if h <= w else (w, h)
         new_long = int(size * long / short)
         return (size, new_long) if h <= w else (new_long, size)
     return int(size[0]), int(size[1])
 
 
+def _resize(
+    x: torch.Tensor, size: Tuple[int, int], interpolation: str, antialias: bool, to_uint8: bool
+) -> torch.Tensor:
+    """(N, C, H, W) float -> resized; with ``to_uint8`` rounded back to integer values as the reference pipelines do."""
+    x = F.interpolate(x, size=size, mode=interpolation, align_corners=False, antialias=antialias)
+    return x.round_().clamp_(0, 255) if to_uint8 else x
+
+
+def resize_frames(
+    frames: torch.Tensor, size: Union[int, Sequence[int]], interpolation: str = "bilinear", antialias: bool = False
+) -> torch.Tensor:
+    """Resize uint8 (T, H, W, C) frames to ``(H, W)`` or a short side, back to uint8 (what decoding workers send)."""
+    t, h, w, c = frames.shape
+    out = resized_hw(h, w, size)
+    if out == (h, w):
+        return frames
+    x = _resize(frames.permute(0, 3, 1, 2).float(), out, interpolation, antialias, to_uint8=True)
+    return x.to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
 class VideoClassificationTransform(nn.Module):
     """uint8 frames (T, H, W, C) or a batch (B, T, H, W, C) -> normalised float clips (B, C, T, crop, crop).
+
+    ``crop_mode="three"`` takes three crops along the long side (start, centre, end; the papers' 3-crop test) and
+    returns them as (B * 3, C, T, crop, crop), the crops of one clip adjacent.
 
     uint8 frames are resized and rounded back to integers before scaling to [0, 1], as torchvision's
     ``VideoClassification`` preset (``antialias=False``) does for the published torchvision numbers. Float input is
@@ -59,8 +85,12 @@ class VideoClassificationTransform(nn.Module):
         std: Sequence[float],
         interpolation: str = "bilinear",
         antialias: bool = False,
+        crop_mode: str = "center",
     ):
         super().__init__()
+        if crop_mode not in CROP_MODES:
+            raise ValueError(f"crop_mode must be one of {CROP_MODES}, got {crop_mode!r}")
+        self.crop_mode = crop_mode
         self.resize_size = resize_size if resize_size is None or isinstance(resize_size, int) else tuple(resize_size)
         self.crop_size = crop_size
         self.interpolation = interpolation
@@ -81,12 +111,15 @@ class VideoClassificationTransform(nn.Module):
         is_uint8 = frames.dtype == torch.uint8
         x = x.float()
         if self.resize_size is not None:
-            size = _resized_hw(h, w, self.resize_size)
-            if size != (h, w):
-                x = F.interpolate(x, size=size, mode=self.interpolation, align_corners=False, antialias=self.antialias)
-                if is_uint8:  # resized frames are uint8 again in the reference pipelines (torchvision, caffe2)
-                    x = x.round_().clamp_(0, 255)
-        x = _center_crop(x, self.crop_size)
+            size = resized_hw(h, w, self.resize_size)
+            if size != (h, w):  # resized frames are uint8 again in the reference pipelines (torchvision, caffe2)
+                x = _resize(x, size, self.interpolation, self.antialias, to_uint8=is_uint8)
+        if self.crop_mode == "three":
+            x = torch.stack(_three_crops(x, self.crop_size), 1)  # (B*T, 3, C, S, S)
+            x = x.reshape(b, t, 3, c, self.crop_size, self.crop_size).transpose(1, 2)
+            b = b * 3
+        else:
+            x = _center_crop(x, self.crop_size)
         if is_uint8:
             x = x / 255.0
         x = x.reshape(b, t, c, self.crop_size, self.crop_size).transpose(1, 2)
@@ -94,17 +127,34 @@ class VideoClassificationTransform(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"resize_size={self.resize_size}, crop_size={self.crop_size}, interpolation={self.interpolation}, "
+            f"resize_size={self.resize_size}, crop_size={self.crop_size}, crop_mode={self.crop_mode}, interpolation={self.interpolation}, "
             f"antialias={self.antialias}, mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
         )
 
 
-def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+def _check_size(x: torch.Tensor, size: int) -> None:
     h, w = x.shape[-2:]
     if h < size or w < size:
         raise ValueError(f"frames of {h}x{w} are smaller than the {size}-pixel crop; set a resize_size")
+
+
+def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    _check_size(x, size)
+    h, w = x.shape[-2:]
     top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))  # torchvision center_crop
     return x[..., top : top + size, left : left + size]
+
+
+def _three_crops(x: torch.Tensor, size: int) -> List[torch.Tensor]:
+    """Square crops at the start, centre and end of the long side (pytorchvideo/SlowFast ``uniform_crop``)."""
+    _check_size(x, size)
+    h, w = x.shape[-2:]
+    centre = _center_crop(x, size)
+    if w >= h:
+        top = int(round((h - size) / 2.0))
+        return [x[..., top : top + size, :size], centre, x[..., top : top + size, w - size :]]
+    left = int(round((w - size) / 2.0))
+    return [x[..., :size, left : left + size], centre, x[..., h - size :, left : left + size]]
 
 
 def create_transform(
@@ -114,5 +164,11 @@ def create_transform(
     data = resolve_data_config(model_or_cfg) if model_or_cfg is not None else resolve_data_config({})
     data.update({k: v for k, v in overrides.items() if v is not None})
     return VideoClassificationTransform(
-        data["resize_size"], data["crop_size"], data["mean"], data["std"], data["interpolation"], data["antialias"]
+        data["resize_size"],
+        data["crop_size"],
+        data["mean"],
+        data["std"],
+        data["interpolation"],
+        data["antialias"],
+        data["crop_mode"],
     )

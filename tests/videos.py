@@ -1,0 +1,114 @@
+"""Real test videos written with PyAV: each frame shows its index as 8 black/white stripes (robust to H.264)."""
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional, Sequence
+
+import av
+import numpy as np
+
+BITS = 8
+
+
+def index_frame(i: int, h: int, w: int, marker: bool = False) -> np.ndarray:
+    """Stripes encode ``i`` (MSB on the left); with ``marker`` a red square sits in the top-left corner."""
+    frame = np.zeros((h, w, 3), np.uint8)
+    xs = np.linspace(0, w, BITS + 1).astype(int)
+    for b in range(BITS):
+        if (i >> (BITS - 1 - b)) & 1:
+            frame[:, xs[b] : xs[b + 1]] = 255
+    if marker:
+        frame[: h // 4, : w // 4] = (255, 0, 0)
+    return frame
+
+
+def decode_index(frame: np.ndarray) -> int:
+    """Inverse of :func:`index_frame` for an unrotated, possibly resized frame (reads the bottom half)."""
+    h, w = frame.shape[:2]
+    row = frame[h // 2 :, :, 1].mean(0)
+    xs = np.linspace(0, w, BITS + 1)
+    value = 0
+    for b in range(BITS):
+        centre = int((xs[b] + xs[b + 1]) / 2)
+        value = (value << 1) | int(row[centre] > 127)
+    return value
+
+
+def make_video(
+    path: Path,
+    num_frames: int = 30,
+    size: tuple = (64, 96),
+    fps: int = 10,
+    pts: Optional[Sequence[int]] = None,
+    time_base: Fraction = Fraction(1, 1000),
+    rotation: Optional[int] = None,
+    audio: bool = False,
+    gop: int = 10,
+    marker: bool = False,
+) -> Path:
+    """H.264 mp4 of frames showing their index. ``pts`` (in ``time_base`` units) makes a variable-frame-rate file."""
+    h, w = size
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.options = {"bf": "0"} if pts is not None else {}
+        if pts is not None:
+            stream.codec_context.time_base = time_base
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        astream = container.add_stream("aac", rate=16000) if audio else None
+        for i in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(index_frame(i, h, w, marker), format="rgb24")
+            if pts is not None:
+                frame.pts, frame.time_base = pts[i], time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        if astream is not None:
+            write_audio(container, astream, seconds=num_frames / fps)
+    return path
+
+
+def write_audio(container, astream, seconds: float) -> None:
+    rate, samples = 16000, 1024
+    t = 0
+    while t < seconds * rate:
+        tone = (0.1 * np.sin(np.arange(t, t + samples) * 2 * np.pi * 440 / rate)).astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(tone[None], format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = rate, t
+        for packet in astream.encode(frame):
+            container.mux(packet)
+        t += samples
+    for packet in astream.encode():
+        container.mux(packet)
+
+
+def make_audio_only(path: Path, seconds: float = 1.0) -> Path:
+    with av.open(str(path), "w") as container:
+        write_audio(container, container.add_stream("aac", rate=16000), seconds)
+    return path
+
+
+def make_zero_frames(path: Path) -> Path:
+    """A Matroska file that declares a video stream but holds only audio packets (mp4 would drop the empty track)."""
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        write_audio(container, container.add_stream("aac", rate=16000), seconds=1.0)
+    return path
+
+
+def make_broken(kind: str, path: Path, source: Optional[Path] = None) -> Path:
+    """``empty``, ``random`` bytes or ``truncated`` (the first half of ``source``)."""
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "random":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif kind == "truncated":
+        data = source.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        raise ValueError(kind)
+    return path

@@ -16,5 +16,7 @@ from .models import (
     push_to_hub as push_to_hub,
     save_pretrained as save_pretrained,
 )
+from .features import ExtractConfig as ExtractConfig, extract_features as extract_features
 from .transforms import VideoClassificationTransform as VideoClassificationTransform
 from .transforms import create_transform as create_transform, resolve_data_config as resolve_data_config
+from .video import VideoDecodeError as VideoDecodeError, VideoReader as VideoReader, read_clip as read_clip

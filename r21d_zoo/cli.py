@@ -1,7 +1,8 @@
-"""``r21d-zoo`` command line: list, info, demo."""
+"""``r21d-zoo`` command line: list, info, demo, extract."""
 
 import argparse
 import json
+import os
 import sys
 from typing import List, Optional
 
@@ -67,8 +68,78 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from .distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
+    from .features import ExtractConfig, discover_videos, run_extraction
+    from .models import WeightsError, create_model
+
+    world = world_info_from_env()
+    if args.shard_id is not None or args.num_shards is not None:
+        shard_id, num_shards = args.shard_id or 0, args.num_shards or 1
+    else:
+        world = init_distributed(world)
+        shard_id, num_shards = world.rank, world.world_size
+    try:
+        model = create_model(
+            args.model,
+            pretrained=not args.random_weights,
+            checkpoint_path=args.checkpoint,
+            **json.loads(args.model_args or "{}"),
+        )
+    except WeightsError as e:
+        print(
+            f"error: {e}\n(pass --checkpoint PATH for a local file, or --random-weights to test the pipeline)",
+            file=sys.stderr,
+        )
+        return 2
+    cfg = ExtractConfig.from_model(
+        model,
+        num_frames=args.num_frames,
+        frame_rate=args.frame_rate,
+        sampling_stride=args.sampling_stride,
+        clip_stride=args.stride_sec,
+        num_clips=args.num_clips,
+        pad=args.pad,
+        crop_mode=args.crop,
+        decoder_resize=args.fast_resize or None,
+        layer=args.layer,
+        spatial_pool=args.spatial_pool,
+        temporal_pool=args.temporal_pool,
+        batch_size=args.batch_size,
+    )
+    videos = discover_videos(args.inputs, args.extensions.split(","))
+    if not videos:
+        print(f"error: no videos found in {args.inputs} (extensions {args.extensions})", file=sys.stderr)
+        return 2
+    summary = run_extraction(
+        videos,
+        args.out,
+        model,
+        cfg,
+        device=default_device(world, args.device),
+        workers=args.workers,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        fmt=args.format,
+        dtype=args.dtype,
+        shard_id=shard_id,
+        num_shards=num_shards,
+        resume=not args.overwrite,
+        progress=shard_id == 0,
+        model_name=args.model,
+    )
+    failed = all_reduce_sum(summary.failed)
+    print(
+        f"shard {shard_id}/{num_shards}: {summary.done} extracted ({summary.clips} clips, "
+        f"{summary.clips / max(summary.seconds, 1e-9):.1f} clips/s), {summary.skipped} already done, "
+        f"{summary.failed} failed -> {args.out}/manifest.jsonl"
+    )
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .demo import DEFAULT_MODEL
+    from .features import VIDEO_EXTENSIONS
 
     parser = argparse.ArgumentParser(prog="r21d-zoo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +159,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", help="use this video instead of a synthetic clip")
     p.add_argument("--random", action="store_true", help="skip pretrained weights")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "extract",
+        help="extract clip features of many videos (resumable; torchrun or --shard-id/--num-shards to scale out)",
+        description="Clip settings default to the weights' config (frames, fps, resize, crop, mean/std).",
+    )
+    p.add_argument("inputs", nargs="+", help="video files, directories (recursive) or .txt/.csv lists of paths")
+    p.add_argument("--model", required=True, help="arch.tag, alias, hf-hub:org/repo or local-dir:PATH")
+    p.add_argument("--checkpoint", help="load weights from this local file instead")
+    p.add_argument("--random-weights", action="store_true", help="no pretrained weights (pipeline tests)")
+    p.add_argument("--model-args", help="JSON of extra create_model arguments")
+    p.add_argument("-o", "--out", required=True, help="output directory")
+    p.add_argument("--format", choices=("npy", "safetensors"), default="npy")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="stored feature dtype")
+    p.add_argument("--layer", default="pre_logits", help="pre_logits (default), logits, or a stage: layer1-4 / 0-4")
+    p.add_argument("--spatial-pool", choices=("avg", "max", "none"), default="avg")
+    p.add_argument("--temporal-pool", choices=("avg", "max", "none"), default="avg")
+    p.add_argument("--num-frames", type=int, help="frames per clip (default: the weights')")
+    p.add_argument("--frame-rate", type=float, help="resample to this fps (default: the weights'; else native)")
+    p.add_argument("--sampling-stride", type=int, help="take every n-th frame")
+    p.add_argument("--stride-sec", type=float, help="seconds between clip starts (default: back-to-back clips)")
+    p.add_argument("--num-clips", type=int, help="N uniformly spaced clips per video instead of sliding windows")
+    p.add_argument("--pad", choices=("repeat", "loop"), default="repeat", help="how the last clip is filled")
+    p.add_argument("--crop", choices=("center", "three"), help="centre crop, or the mean over three crops")
+    p.add_argument("--fast-resize", action="store_true", help="resize in the decoder (faster; not reference)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
+    p.add_argument("--device", help="default: this rank's GPU, else CPU")
+    p.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"), default="auto", help="autocast on GPU")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default: on GPU")
+    p.add_argument("--shard-id", type=int, help="this job's shard (for schedulers without torchrun)")
+    p.add_argument("--num-shards", type=int)
+    p.add_argument("--overwrite", action="store_true", help="recompute videos that are already done")
+    p.add_argument("--extensions", default=",".join(VIDEO_EXTENSIONS), help="comma-separated, for directories")
+    p.set_defaults(func=_cmd_extract)
     return parser
 
 

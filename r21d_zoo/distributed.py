@@ -1,0 +1,61 @@
+"""Process-group helpers shared by extraction and training: torchrun's env vars, device choice, primary rank."""
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class WorldInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_primary(self) -> bool:
+        return self.rank == 0
+
+
+def world_info_from_env() -> WorldInfo:
+    """Rank and world size from torchrun (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) or SLURM, else a single process."""
+    env = os.environ
+    if "WORLD_SIZE" in env:
+        return WorldInfo(int(env.get("RANK", 0)), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
+    if "SLURM_NTASKS" in env and "SLURM_PROCID" in env:
+        return WorldInfo(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0)))
+    return WorldInfo()
+
+
+def init_distributed(world: Optional[WorldInfo] = None) -> WorldInfo:
+    """Join the default process group when launched with several processes (nccl on GPU, gloo on CPU)."""
+    if dist.is_available() and dist.is_initialized():
+        return WorldInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    world = world or world_info_from_env()
+    if world.world_size > 1:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(world.local_rank)
+        dist.init_process_group(backend, rank=world.rank, world_size=world.world_size)
+    return world
+
+
+def default_device(world: WorldInfo, device: Optional[str] = None) -> torch.device:
+    """``device`` if given, else this rank's GPU when there is one, else the CPU."""
+    if device:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", world.local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def all_reduce_sum(value: int) -> int:
+    """Sum an integer over the process group (identity without one)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([value], dtype=torch.long, device=device)
+    dist.all_reduce(t)
+    return int(t.item())

@@ -57,8 +57,10 @@ class ExtractConfig:
     batch_size: int = 8  # clips per forward pass
 
     @classmethod
-    def from_model(cls, model: nn.Module, **overrides: Any) -> "ExtractConfig":
-        data = resolve_data_config(model) if getattr(model, "pretrained_cfg", None) else {}
+    def from_model(cls, model_or_cfg: Any, **overrides: Any) -> "ExtractConfig":
+        """Defaults from a model's (or a ``PretrainedCfg``'s) weights; ``None`` overrides are ignored."""
+        has_cfg = not isinstance(model_or_cfg, nn.Module) or getattr(model_or_cfg, "pretrained_cfg", None)
+        data = resolve_data_config(model_or_cfg) if has_cfg else {}
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         fields.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**fields)

@@ -45,12 +45,14 @@ def make_video(
     audio: bool = False,
     gop: int = 10,
     marker: bool = False,
+    pix_fmt: str = "yuv420p",
 ) -> Path:
-    """H.264 mp4 of frames showing their index. ``pts`` (in ``time_base`` units) makes a variable-frame-rate file."""
+    """H.264 mp4 of frames showing their index. ``pts`` (in ``time_base`` units) sets frame times: a variable frame
+    rate, or a stream that starts late."""
     h, w = size
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt  # yuv444p allows odd sizes
         stream.codec_context.gop_size = gop
         stream.options = {"bf": "0"} if pts is not None else {}
         if pts is not None:

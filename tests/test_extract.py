@@ -1,0 +1,259 @@
+"""Feature extraction: the API against a hand-built reference, and the CLI's batch-job guarantees."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import r21d_zoo
+from r21d_zoo.cli import main as cli_main
+from r21d_zoo.features import ExtractConfig, discover_videos
+from r21d_zoo.video import read_clip
+from videos import make_audio_only, make_broken, make_video, make_zero_frames
+
+TINY = dict(channel_multiplier=0.125, num_classes=5)
+DATA = dict(num_frames=8, resize_size=(64, 85), crop_size=56)
+
+
+def tiny_model():
+    model = r21d_zoo.create_model("r2plus1d_18", **TINY)
+    model.pretrained_cfg.update(DATA)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A tiny model saved like a released one, so the CLI loads it with ``--model local-dir:...``."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    r21d_zoo.save_pretrained(tiny_model(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """5 good videos of different lengths and sizes, and one file of each broken kind."""
+    root = tmp_path_factory.mktemp("videos")
+    good = [
+        make_video(root / f"v{i}.mp4", num_frames=12 + 7 * i, size=(64, 96) if i % 2 else (72, 80), fps=10)
+        for i in range(5)
+    ]
+    (root / "sub").mkdir()
+    make_video(root / "sub" / "nested.mp4", num_frames=9, fps=10, audio=True)
+    broken = root / "broken"
+    broken.mkdir()
+    make_broken("empty", broken / "empty.mp4")
+    make_broken("random", broken / "random.avi")
+    make_broken("truncated", broken / "truncated.mp4", good[0])
+    make_audio_only(broken / "audio_only.mp4")
+    make_zero_frames(broken / "zero.mkv")
+    return root
+
+
+def run_cli(*args) -> int:
+    return cli_main(["extract", *map(str, args), "--workers", "0"])
+
+
+def manifest(out: Path) -> list:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_extract_features_matches_decoding_and_transforming_by_hand(videos):
+    model = tiny_model()
+    path = videos / "v2.mp4"  # 26 frames at 10 fps: clips at 0, 0.8, 1.6, 2.4 s; the last one padded
+    result = r21d_zoo.extract_features(model, path, batch_size=3)
+    assert result.features.shape == (4, model.num_features) and result.features.dtype == np.float32
+    np.testing.assert_allclose(result.clip_times, [[0, 0.8], [0.8, 1.6], [1.6, 2.4], [2.4, 3.2]])
+    assert result.num_padded.tolist() == [0, 0, 0, 6]
+    transform = r21d_zoo.create_transform(model)
+    clips = torch.cat([transform(read_clip(str(path), s, 8).frames) for s in (0, 0.8, 1.6, 2.4)])
+    with torch.inference_mode():
+        expected = model.forward_head(model.forward_features(clips), pre_logits=True)
+    np.testing.assert_allclose(result.features, expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_layers_pooling_uniform_clips_and_three_crops(videos):
+    model = tiny_model()
+    path = videos / "v4.mp4"
+    stage = r21d_zoo.extract_features(model, path, layer="layer2", spatial_pool="none", num_clips=3)
+    assert stage.features.shape == (3, model.feature_info[2]["num_chs"], 14, 14)
+    assert r21d_zoo.extract_features(model, path, layer=1, temporal_pool="none", num_clips=2).features.shape[:2] == (
+        2,
+        model.feature_info[1]["num_chs"],
+    )
+    logits = r21d_zoo.extract_features(model, path, layer="logits", num_clips=10)
+    assert logits.features.shape == (10, 5)
+    three = r21d_zoo.extract_features(model, path, crop_mode="three", num_clips=1)
+    centre = r21d_zoo.extract_features(model, path, num_clips=1)
+    assert three.features.shape == centre.features.shape and not np.allclose(three.features, centre.features)
+    with pytest.raises(ValueError, match="unknown layer 'layer9'"):
+        r21d_zoo.extract_features(model, path, layer="layer9")
+
+
+def test_discover_videos_from_dirs_files_and_lists(videos, tmp_path):
+    items = discover_videos([videos])
+    names = [v.name for v in items]
+    assert names == sorted(names) and "sub/nested" in names and "broken/zero" in names
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"path,label\n{videos / 'v1.mp4'},a\n{videos / 'v3.mp4'},b\n")
+    assert [v.name for v in discover_videos([listing])] == ["v1", "v3"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(ValueError, match="would both be written as 'x'"):
+        discover_videos([make_video(tmp_path / "a" / "x.mp4", 2), make_video(tmp_path / "b" / "x.mp4", 2)])
+
+
+def test_cli_records_broken_videos_carries_on_and_exits_nonzero(videos, tiny_dir, tmp_path):
+    out = tmp_path / "feats"
+    rc = run_cli(videos, videos / "missing.mp4", "--model", f"local-dir:{tiny_dir}", "-o", out)
+    assert rc == 1
+    records = {r["name"]: r for r in manifest(out)}
+    ok = sorted(n for n, r in records.items() if r["status"] == "ok")
+    errors = sorted(n for n, r in records.items() if r["status"] == "error")
+    assert ok == ["sub/nested", "v0", "v1", "v2", "v3", "v4"]
+    assert errors == [
+        "broken/audio_only",
+        "broken/empty",
+        "broken/random",
+        "broken/truncated",
+        "broken/zero",
+        "missing",
+    ]
+    assert "no video stream" in records["broken/audio_only"]["error"]
+    for name in ok:
+        feats = np.load(out / f"{name}.npy")
+        times = np.load(out / f"{name}.times.npy")
+        assert feats.dtype == np.float32 and feats.shape == (records[name]["num_clips"], 64) == (len(times), 64)
+    # v{i} has 12 + 7i frames at 10 fps; 8-frame clips back to back with the tail padded
+    assert [len(np.load(out / f"v{i}.npy")) for i in range(5)] == [-(-(12 + 7 * i) // 8) for i in range(5)]
+    assert not list(out.rglob("*.partial"))
+    # a second run skips everything that is done and retries only the failures
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")}
+    assert run_cli(videos, "--model", f"local-dir:{tiny_dir}", "-o", out) == 1
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")} == before
+    assert len(manifest(out)) == len(records) + 5
+
+
+def test_cli_safetensors_fp16_and_workers_match_the_in_process_run(videos, tiny_dir, tmp_path):
+    good = [videos / f"v{i}.mp4" for i in range(3)]
+    args = ("--model", f"local-dir:{tiny_dir}", "--format", "safetensors", "--dtype", "float16")
+    assert cli_main(["extract", *map(str, good), *args, "-o", str(tmp_path / "w2"), "--workers", "2"]) == 0
+    assert run_cli(*good, *args, "-o", tmp_path / "w0") == 0
+    from safetensors.numpy import load_file
+
+    for i in range(3):
+        a, b = load_file(tmp_path / "w2" / f"v{i}.safetensors"), load_file(tmp_path / "w0" / f"v{i}.safetensors")
+        assert a["features"].dtype == np.float16 and a["clip_times"].shape == (len(a["features"]), 2)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_killed_run_resumes_without_recomputing_or_partial_files(tmp_path, tiny_dir):
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(12):
+        make_video(root / f"clip{i:02d}.mp4", num_frames=40, size=(64, 96), fps=10)
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "r21d_zoo.cli",
+        "extract",
+        str(root),
+        "--model",
+        f"local-dir:{tiny_dir}",
+        "-o",
+        str(out),
+        "--workers",
+        "0",
+        "--batch-size",
+        "1",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "manifest.jsonl").exists() and len(manifest(out)) >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    finished = {r["name"] for r in manifest(out)}
+    assert 2 <= len(finished) < 12
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")}
+    done_before = {n for n in before if not n.endswith(".times.npy")}
+    assert done_before == {f"{n}.npy" for n in finished}  # every features file is complete (atomic rename)
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(finished)} already done" in rerun.stdout
+    assert sorted(p.name for p in out.glob("clip*.npy") if ".times" not in p.name) == [
+        f"clip{i:02d}.npy" for i in range(12)
+    ]
+    assert {n: out.joinpath(n).stat().st_mtime_ns for n in before} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no partial or temp files left
+    assert all(np.load(out / f"clip{i:02d}.npy").shape == (5, 64) for i in range(12))
+
+
+def _sharded_worker(rank: int, world: int, init: str, args: list) -> None:
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        rc = cli_main(args)
+        assert rc == 0, rc
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_process_gloo_run_equals_single_process_bit_for_bit(videos, tiny_dir, tmp_path):
+    good = [str(videos / f"v{i}.mp4") for i in range(5)]
+    common = ["--model", f"local-dir:{tiny_dir}", "--workers", "0"]
+    torch.multiprocessing.spawn(
+        _sharded_worker,
+        args=(2, f"file://{tmp_path}/init", ["extract", *good, *common, "-o", str(tmp_path / "ddp")]),
+        nprocs=2,
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert cli_main(["extract", *good, *common, "-o", str(tmp_path / "single")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    records = manifest(tmp_path / "ddp")
+    assert sorted(r["name"] for r in records) == [f"v{i}" for i in range(5)]  # no duplicates, none dropped
+    assert {r["name"]: r["rank"] for r in records} == {"v0": 0, "v1": 1, "v2": 0, "v3": 1, "v4": 0}
+    for i in range(5):
+        for suffix in (".npy", ".times.npy"):
+            a = np.load(tmp_path / "ddp" / f"v{i}{suffix}")
+            b = np.load(tmp_path / "single" / f"v{i}{suffix}")
+            assert a.tobytes() == b.tobytes()
+
+
+def test_shard_flags_split_without_duplicates(videos, tiny_dir, tmp_path):
+    good = [videos / f"v{i}.mp4" for i in range(5)]
+    for shard in range(2):
+        assert (
+            run_cli(*good, "--model", f"local-dir:{tiny_dir}", "-o", tmp_path, "--shard-id", shard, "--num-shards", 2)
+            == 0
+        )
+    assert sorted(r["name"] for r in manifest(tmp_path)) == [f"v{i}" for i in range(5)]
+
+
+def test_extract_config_comes_from_the_weights():
+    cfg = ExtractConfig.from_model(r21d_zoo.create_model("r2plus1d_18.tv_kinetics400_16f", num_classes=5))
+    assert (cfg.num_frames, cfg.frame_rate, cfg.resize_size, cfg.crop_size, cfg.antialias) == (
+        16,
+        15.0,
+        (128, 171),
+        112,
+        False,
+    )
+    csn = ExtractConfig.from_model(r21d_zoo.get_pretrained_cfg("ir_csn_152.ig65m_ft_kinetics400_32f"), num_clips=10)
+    assert (csn.num_frames, csn.sampling_stride, csn.crop_size, csn.num_clips) == (32, 2, 224, 10)

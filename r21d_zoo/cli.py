@@ -127,6 +127,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         resume=not args.overwrite,
         progress=shard_id == 0,
         model_name=args.model,
+        optimize=args.optimize,
     )
     failed = all_reduce_sum(summary.failed)
     print(
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="default: this rank's GPU, else CPU")
     p.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"), default="auto", help="autocast on GPU")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default: on GPU")
+    p.add_argument("--optimize", action="store_true", help="fold BN, channels_last_3d, torch.compile on GPU")
     p.add_argument("--shard-id", type=int, help="this job's shard (for schedulers without torchrun)")
     p.add_argument("--num-shards", type=int)
     p.add_argument("--overwrite", action="store_true", help="recompute videos that are already done")

@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from .optimize import AMP_DTYPES, optimize_for_inference
 from .transforms import VideoClassificationTransform, resolve_data_config
 from .video import VideoDecodeError, VideoInfo, VideoReader, clip_duration, sliding_clips, uniform_clips
 
@@ -130,8 +131,8 @@ def clip_features(
 
 
 class FeatureRunner:
-    """Moves uint8 clips to the device, crops and normalises there, and runs the model (AMP and channels_last_3d on
-    GPU only; on CPU it runs in float32)."""
+    """Moves uint8 clips to the device, crops and normalises there, and runs the model: eager (autocast and
+    channels_last_3d on GPU only; float32 on CPU) or, with ``optimize``, through :func:`optimize_for_inference`."""
 
     def __init__(
         self,
@@ -140,23 +141,23 @@ class FeatureRunner:
         device: Union[str, torch.device, None] = None,
         amp: Optional[str] = "auto",
         channels_last: Optional[bool] = None,
+        optimize: bool = False,
     ):
         self.device = torch.device(device) if device else next(model.parameters()).device
         cuda = self.device.type == "cuda"
-        self.amp_dtype = {
-            "auto": torch.bfloat16 if cuda else None,
-            "bf16": torch.bfloat16,
-            "fp16": torch.float16,
-            "none": None,
-            None: None,
-        }[amp]
-        if not cuda and self.amp_dtype is not None:
+        amp = {"auto": "bf16" if cuda else None, "none": None}.get(amp, amp)
+        if amp is not None and amp not in AMP_DTYPES:
+            raise ValueError(f"amp must be 'auto', 'none' or one of {list(AMP_DTYPES)}, got {amp!r}")
+        if not cuda and amp is not None:
             _logger.info("autocast is for GPUs; running in float32 on %s", self.device)
-            self.amp_dtype = None
+            amp = None
+        model = model.eval().to(self.device)
+        if optimize:
+            model = optimize_for_inference(model, channels_last=channels_last, amp=amp or "none")
+            amp, channels_last = None, False  # done inside the optimised model
+        self.amp_dtype = AMP_DTYPES.get(amp)
         self.channels_last = cuda if channels_last is None else channels_last
-        self.model = model.eval().to(self.device)
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last_3d)
+        self.model = model.to(memory_format=torch.channels_last_3d) if self.channels_last else model
         self.cfg = cfg
         self.transform = cfg.transform().to(self.device)
         self.crops = 3 if cfg.crop_mode == "three" else 1
@@ -248,12 +249,14 @@ def extract_features(
     cfg: Optional[ExtractConfig] = None,
     device: Union[str, torch.device, None] = None,
     amp: Optional[str] = "auto",
+    optimize: bool = False,
     **overrides: Any,
 ) -> VideoFeatures:
     """Features of every clip of one video. ``cfg`` (or keyword overrides of it, e.g. ``num_clips=10``,
-    ``layer="layer3"``, ``spatial_pool="none"``) defaults to the model's weights' preprocessing."""
+    ``layer="layer3"``, ``spatial_pool="none"``) defaults to the model's weights' preprocessing. ``optimize`` runs
+    the model through :func:`r21d_zoo.optimize_for_inference`."""
     cfg = replace(cfg, **overrides) if cfg is not None else ExtractConfig.from_model(model, **overrides)
-    runner = FeatureRunner(model, cfg, device, amp)
+    runner = FeatureRunner(model, cfg, device, amp, optimize=optimize)
     feats, times, padded = [], [], []
     for chunk in ClipChunks([str(video)], cfg).chunks(0):
         if "error" in chunk:
@@ -406,6 +409,7 @@ def run_extraction(
     resume: bool = True,
     progress: bool = True,
     model_name: Optional[str] = None,
+    optimize: bool = False,
 ) -> ExtractSummary:
     """Extract features of ``videos[shard_id::num_shards]`` into ``out_dir`` (see the module docstring)."""
     if fmt not in OUTPUT_FORMATS:
@@ -426,7 +430,7 @@ def run_extraction(
         for p in paths:  # a killed run can leave a temp file; only this shard writes these names
             _partial(p).unlink(missing_ok=True)
         todo.append(v)
-    runner = FeatureRunner(model, cfg, device, amp, channels_last)
+    runner = FeatureRunner(model, cfg, device, amp, channels_last, optimize)
     loader = DataLoader(
         ClipChunks([v.path for v in todo], cfg),
         batch_size=None,

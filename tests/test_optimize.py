@@ -1,0 +1,104 @@
+"""Every inference optimisation keeps outputs within its stated tolerance of the eager float32 model."""
+
+import shutil
+
+import pytest
+import torch
+import torch.nn as nn
+
+import r21d_zoo
+from r21d_zoo.optimize import fold_batchnorm, optimize_for_inference
+
+ARCHS = ["r2plus1d_18", "r3d_18", "mc3_18", "r2plus1d_50", "ir_csn_50", "ip_csn_50"]
+
+
+def trained_bn(model: nn.Module) -> nn.Module:
+    """Non-trivial BN statistics and affine parameters, so folding is actually exercised."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return model.eval()
+
+
+def tiny(arch: str) -> nn.Module:
+    return trained_bn(r21d_zoo.create_model(arch, channel_multiplier=0.25, num_classes=7))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_batchnorm_folding_removes_every_bn_and_keeps_outputs(arch):
+    model = tiny(arch)
+    x = torch.randn(2, 3, 8, 32, 32)
+    with torch.inference_mode():
+        ref = model(x)
+    opt = optimize_for_inference(model, channels_last=False)
+    remaining = [n for n, m in opt.model.named_modules() if isinstance(m, nn.BatchNorm3d)]
+    assert remaining == []
+    with torch.inference_mode():
+        torch.testing.assert_close(opt(x), ref, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            opt.forward_head(opt.forward_features(x), pre_logits=True),
+            model.forward_head(model.forward_features(x), pre_logits=True),
+            rtol=1e-4,
+            atol=1e-4,
+        )
+    assert any(isinstance(m, nn.BatchNorm3d) for m in model.modules()), "the original model must be left untouched"
+
+
+def test_fold_counts_and_refuses_training_mode():
+    model = tiny("r2plus1d_18")
+    n_bn = sum(isinstance(m, nn.BatchNorm3d) for m in model.modules())
+    assert fold_batchnorm(model) == n_bn
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(tiny("r3d_18").train())
+
+
+def test_channels_last_3d_keeps_outputs_and_intermediates():
+    model = tiny("r2plus1d_18")
+    x = torch.randn(1, 3, 8, 32, 32)
+    opt = optimize_for_inference(model, fold_bn=False, channels_last=True)
+    assert opt.model.stem[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    with torch.inference_mode():
+        torch.testing.assert_close(opt(x), model(x), rtol=1e-4, atol=1e-4)
+        for a, b in zip(
+            opt.forward_intermediates(x, intermediates_only=True),
+            model.forward_intermediates(x, intermediates_only=True),
+        ):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_autocast_stays_close():
+    model = tiny("r2plus1d_18")
+    x = torch.randn(1, 3, 8, 32, 32)
+    opt = optimize_for_inference(model, amp="bf16")
+    with torch.inference_mode():
+        out, ref = opt(x), model(x)
+    assert out.dtype == torch.float32
+    assert (out - ref).abs().max() < 0.05 * ref.abs().max() + 0.05  # bf16 has 8 mantissa bits
+    with pytest.raises(ValueError, match="amp must be one of"):
+        optimize_for_inference(model, amp="int8")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler")
+def test_torch_compile_keeps_outputs():
+    model = tiny("r2plus1d_18")
+    x = torch.randn(1, 3, 8, 32, 32)
+    opt = optimize_for_inference(model, compile=True)
+    with torch.inference_mode():
+        torch.testing.assert_close(opt(x), model(x), rtol=1e-3, atol=1e-3)
+
+
+def test_extraction_with_the_optimised_model_matches_eager(tmp_path):
+    from videos import make_video
+
+    model = tiny("r2plus1d_18")
+    model.pretrained_cfg.update(num_frames=8, resize_size=(40, 53), crop_size=32)
+    path = make_video(tmp_path / "v.mp4", num_frames=20)
+    eager = r21d_zoo.extract_features(model, path)
+    fast = r21d_zoo.extract_features(model, path, optimize=True)
+    assert fast.features.shape == eager.features.shape == (3, model.num_features)
+    torch.testing.assert_close(torch.from_numpy(fast.features), torch.from_numpy(eager.features), rtol=1e-4, atol=1e-4)

@@ -68,8 +68,11 @@ class InferenceModel(nn.Module):
         self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
         self.feature_info = getattr(model, "feature_info", None)
         self.num_features = getattr(model, "num_features", None)
-        self._forward = torch.compile(model) if compile else model
-        self._features = torch.compile(model.forward_features) if compile else model.forward_features
+        # on CPU, inductor's freezing prepacks the conv weights for oneDNN (measured: 0.743 vs 0.859 of eager for
+        # R(2+1)D-18 at batch 1); it needs constant weights, which an inference copy has
+        options = None if next(model.parameters()).is_cuda else {"freezing": True}
+        self._forward = torch.compile(model, options=options) if compile else model
+        self._features = torch.compile(model.forward_features, options=options) if compile else model.forward_features
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x

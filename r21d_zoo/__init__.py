@@ -17,6 +17,7 @@ from .models import (
     save_pretrained as save_pretrained,
 )
 from .features import ExtractConfig as ExtractConfig, extract_features as extract_features
+from .inflate import inflate as inflate
 from .optimize import optimize_for_inference as optimize_for_inference
 from .transforms import VideoClassificationTransform as VideoClassificationTransform
 from .transforms import create_transform as create_transform, resolve_data_config as resolve_data_config

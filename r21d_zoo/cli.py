@@ -138,6 +138,46 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from .distill import DistillConfig, distill
+    from .features import discover_videos
+    from .train import OptimConfig
+
+    videos = [v.path for v in discover_videos(args.inputs)]
+    if not videos:
+        print(f"error: no videos found in {args.inputs}", file=sys.stderr)
+        return 2
+    cfg = DistillConfig(
+        student=args.student,
+        student_args=json.loads(args.student_args or "{}"),
+        modality=args.modality,
+        num_frames=args.num_frames,
+        frame_rate=args.frame_rate,
+        resize_size=args.resize,
+        crop_size=args.crop_size,
+        target=args.target,
+        teacher_frames=args.teacher_frames,
+        temperature=args.temperature,
+        loss=args.loss,
+        entropy_threshold=args.entropy_threshold,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        amp=args.amp,
+        seed=args.seed,
+        optim=OptimConfig(
+            lr=args.lr,
+            reference_batch=args.reference_batch,
+            epochs=args.epochs,
+            warmup_epochs=args.warmup_epochs,
+            schedule="cosine",
+        ),
+    )
+    result = distill(videos, args.teacher, cfg, out_dir=args.out, device=args.device)
+    if result.export_dir is not None:
+        print(f"student exported to {result.export_dir} (load with create_model('local-dir:{result.export_dir}'))")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .demo import DEFAULT_MODEL
     from .features import VIDEO_EXTENSIONS
@@ -196,6 +236,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="recompute videos that are already done")
     p.add_argument("--extensions", default=",".join(VIDEO_EXTENSIONS), help="comma-separated, for directories")
     p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser("distill", help="DistInit: train a video student from image teachers on unlabelled video")
+    p.add_argument("inputs", nargs="+", help="video files, directories or lists (no labels needed)")
+    p.add_argument("--teacher", action="append", required=True, help="timm model name (repeat for several)")
+    p.add_argument("--student", default="r2plus1d_18", help="registry architecture")
+    p.add_argument("--student-args", help="JSON of create_model arguments")
+    p.add_argument("--modality", choices=("rgb", "gray_diff"), default="rgb", help="student input")
+    p.add_argument("-o", "--out", required=True, help="checkpoints, metrics.jsonl and the exported student")
+    p.add_argument("--num-frames", type=int, default=8)
+    p.add_argument("--frame-rate", type=float)
+    p.add_argument("--resize", type=int, default=128, help="short side of decoded frames")
+    p.add_argument("--crop-size", type=int, default=112)
+    p.add_argument("--target", choices=("centre", "random", "multi"), default="centre", help="teacher frame(s)")
+    p.add_argument("--teacher-frames", type=int, default=4, help="frames averaged for --target multi")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--loss", choices=("ce", "mse"), default="ce")
+    p.add_argument("--entropy-threshold", type=float, help="drop examples whose teacher entropy (nats) is above")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=8, help="per process")
+    p.add_argument("--lr", type=float, default=0.1, help="per --reference-batch clips (linear scaling)")
+    p.add_argument("--reference-batch", type=int, default=256)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument("--amp", choices=("bf16", "fp16", "none"), default="bf16", help="GPU only")
+    p.add_argument("--device")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_distill)
     return parser
 
 

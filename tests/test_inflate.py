@@ -122,7 +122,9 @@ def test_every_2d_weight_is_used_and_a_new_head_is_the_only_reinitialised_part()
     kept = inflate(torchvision.models.resnet34(), "r3d")
     assert kept.inflation_report.unused_2d == [] and kept.inflation_report.reinitialized == []
     assert [len(getattr(kept, f"layer{i}")) for i in range(1, 5)] == [3, 4, 6, 3]
-    assert sum(p.numel() for p in kept.parameters()) > sum(p.numel() for p in torchvision.models.resnet34().parameters())
+    assert sum(p.numel() for p in kept.parameters()) > sum(
+        p.numel() for p in torchvision.models.resnet34().parameters()
+    )
 
 
 def test_state_dict_source_and_incompatible_models_fail_clearly():

@@ -114,3 +114,33 @@ def make_broken(kind: str, path: Path, source: Optional[Path] = None) -> Path:
     else:
         raise ValueError(kind)
     return path
+
+
+COLOURS = {"red": (210, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 210), "gray": (128, 128, 128)}
+
+
+def colour_frames(colour: str, num_frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A square of ``colour`` moving over a mid-grey textured background: (T, size, size, 3) uint8."""
+    frames = np.full((num_frames, size, size, 3), 100, np.uint8)
+    frames += rng.integers(0, 40, (1, size, size, 1), dtype=np.uint8)
+    side = size // 3
+    y, x = rng.integers(0, size - side, 2)
+    dy, dx = rng.integers(-2, 3, 2)
+    for t in range(num_frames):
+        yt, xt = np.clip([y + dy * t, x + dx * t], 0, size - side)
+        frames[t, yt : yt + side, xt : xt + side] = COLOURS[colour]
+    return frames
+
+
+def make_frames_video(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
+    h, w = frames.shape[1:3]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv444p"
+        stream.options = {"crf": "10"}
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

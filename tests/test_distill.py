@@ -1,0 +1,180 @@
+"""DistInit on synthetic video: a frame-level colour teacher, an unlabelled video student, resume and export."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import r21d_zoo
+from r21d_zoo.distill import DistillConfig, TeacherSpec, distill, distill_loss, entropy, teacher_input
+from r21d_zoo.train import OptimConfig
+from r21d_zoo.video import read_clip
+from videos import colour_frames, make_frames_video
+
+COLOURS3 = ["red", "green", "blue"]
+SIZE, FRAMES = 32, 8
+STUDENT = dict(channel_multiplier=0.25)
+
+
+class TinyTeacher(nn.Module):
+    """A small 2D CNN image classifier."""
+
+    num_classes = 3
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 8, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, 2, 1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(16, 3),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class ColourOracle(nn.Module):
+    """Confident one-hot logits for a saturated object; all-zero logits (uniform, entropy log 3) for a grey one."""
+
+    num_classes = 3
+
+    def forward(self, x):
+        rgb = x * 0.5 + 0.5  # undo the (0.5, 0.5) normalisation
+        sat = (rgb - rgb.mean(1, keepdim=True)).amax(dim=(2, 3))  # B, 3: how far each channel sticks out
+        confident = sat.amax(1, keepdim=True) > 0.15
+        return 20.0 * nn.functional.one_hot(sat.argmax(1), 3).float() * confident
+
+
+def spec(model):
+    return TeacherSpec(model, input_size=SIZE, mean=(0.5,) * 3, std=(0.5,) * 3, name=type(model).__name__)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """48 unlabelled training videos (12 of them with a grey object) and 24 held-out videos, 8 frames of 32x32."""
+    root = tmp_path_factory.mktemp("colour")
+    rng = np.random.default_rng(0)
+    train, held_out, colours = [], [], []
+    for i in range(72):
+        colour = "gray" if i < 48 and i % 4 == 3 else COLOURS3[i % 3]
+        path = make_frames_video(root / f"v{i:02d}.mp4", colour_frames(colour, FRAMES, SIZE, rng))
+        (train if i < 48 else held_out).append(str(path))
+        colours.append(colour)
+    return train, held_out, colours
+
+
+def train_teacher() -> nn.Module:
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    teacher = TinyTeacher()
+    opt = torch.optim.Adam(teacher.parameters(), 1e-2)
+    for _ in range(150):
+        labels = rng.integers(0, 3, 32)
+        frames = np.stack([colour_frames(COLOURS3[c], 1, SIZE, rng)[0] for c in labels])
+        x = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+        loss = nn.functional.cross_entropy(teacher(x), torch.from_numpy(labels))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return teacher.eval()
+
+
+def config(**kw) -> DistillConfig:
+    base = dict(
+        student="r2plus1d_18",
+        student_args=STUDENT,
+        num_frames=FRAMES,
+        resize_size=SIZE,
+        crop_size=SIZE,
+        batch_size=8,
+        amp=None,
+        optim=OptimConfig(lr=0.05, reference_batch=8, epochs=8, warmup_epochs=1, schedule="cosine"),
+    )
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+def video_predictions(teacher, student, paths):
+    agree = []
+    transform = r21d_zoo.VideoClassificationTransform(
+        SIZE, SIZE, r21d_zoo.resolve_data_config(student)["mean"], r21d_zoo.resolve_data_config(student)["std"]
+    )
+    for p in paths:
+        frames = read_clip(p, 0.0, FRAMES).frames
+        with torch.inference_mode():
+            t_logits = teacher(teacher_input(frames[None], torch.arange(FRAMES)[None], spec(teacher))).mean(0)
+            s_logits = student(transform(frames))[0]
+        agree.append(int(t_logits.argmax()) == int(s_logits.argmax()))
+    return float(np.mean(agree))
+
+
+@pytest.mark.slow
+def test_distilled_student_agrees_with_the_teacher_on_held_out_videos(dataset, tmp_path):
+    train, held_out, colours = dataset
+    teacher = train_teacher()
+    with torch.inference_mode():  # the teacher itself is right on frames
+        rng = np.random.default_rng(5)
+        x = torch.from_numpy(np.stack([colour_frames(c, 1, SIZE, rng)[0] for c in COLOURS3 * 10]))
+        acc = teacher((x.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5).argmax(1) == torch.arange(3).repeat(10)
+        assert acc.float().mean() == 1.0
+    clean = [p for p, c in zip(train, colours) if c != "gray"]
+    cfg = config(
+        target="random", optim=OptimConfig(lr=0.1, reference_batch=8, epochs=12, warmup_epochs=1, schedule="cosine")
+    )
+    result = distill(clean, [spec(teacher)], cfg, out_dir=tmp_path / "run", progress=False)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    student = r21d_zoo.create_model(f"local-dir:{result.export_dir}").eval()
+    agreement = video_predictions(teacher, student, held_out)
+    assert agreement >= 0.9, agreement
+    untrained = r21d_zoo.create_model("r2plus1d_18", num_classes=3, **STUDENT).eval()
+    untrained.pretrained_cfg = student.pretrained_cfg
+    assert video_predictions(teacher, untrained, held_out) < 0.7  # the agreement is learnt, not a given
+
+
+def test_entropy_filter_drops_the_uncertain_examples(dataset):
+    train, _, colours = dataset
+    grey_fraction = np.mean([c == "gray" for c in colours[:48]])
+    cfg = config(
+        entropy_threshold=0.5, target="multi", teacher_frames=3, optim=OptimConfig(lr=0.01, reference_batch=8, epochs=1)
+    )
+    result = distill(train, [spec(ColourOracle()), spec(ColourOracle())], cfg, progress=False)
+    assert grey_fraction == 0.25
+    assert result.history[0]["kept_fraction"] == [1 - grey_fraction] * 2  # both teachers' losses drop the grey ones
+    no_filter = distill(
+        train, [spec(ColourOracle())], config(optim=OptimConfig(lr=0.01, reference_batch=8, epochs=1)), progress=False
+    )
+    assert no_filter.history[0]["kept_fraction"] == [1.0]
+
+
+def test_losses_and_entropy():
+    t = torch.tensor([[20.0, 0, 0], [0, 0, 0]])
+    assert entropy(torch.softmax(t, -1))[1] == pytest.approx(math.log(3))
+    s = torch.tensor([[5.0, 0, 0], [1.0, 2, 3]])
+    ce, keep = distill_loss(s, t, "ce", 1.0, entropy_threshold=0.5)
+    assert keep.tolist() == [True, False]
+    assert ce == pytest.approx(float(-torch.log_softmax(s[0], -1)[0]), rel=1e-5)
+    mse, _ = distill_loss(s, t, "mse", 1.0, None)
+    assert mse == pytest.approx(float((s - t).pow(2).mean()), rel=1e-5)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        distill_loss(s, t, "kl", 1.0, None)
+
+
+def test_resumed_distillation_equals_an_uninterrupted_run(dataset, tmp_path):
+    train = dataset[0][:16]
+    teacher = spec(ColourOracle())
+    cfg = config(modality="gray_diff", optim=OptimConfig(lr=0.05, reference_batch=8, epochs=2, warmup_epochs=1))
+    full = distill(train, [teacher], cfg, out_dir=tmp_path / "full", progress=False)
+    distill(train, [teacher], cfg, out_dir=tmp_path / "split", stop_after_epochs=1, progress=False)
+    assert not (tmp_path / "split" / "student").exists()
+    resumed = distill(train, [teacher], cfg, out_dir=tmp_path / "split", progress=False)
+    assert resumed.history == full.history or [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    for (k, a), b in zip(full.student.state_dict().items(), resumed.student.state_dict().values()):
+        assert torch.equal(a, b), k
+    student = r21d_zoo.create_model(f"local-dir:{tmp_path / 'full' / 'student'}")
+    assert student.stem[0].in_channels == 2  # the flow-like modality's student

@@ -178,6 +178,124 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clip_spec(args: argparse.Namespace):
+    """The clip options given on the command line (None where the weights' config decides)."""
+    from .data import ClipSpec
+
+    resize = None if args.resize is None else (args.resize[0] if len(args.resize) == 1 else tuple(args.resize[:2]))
+    return ClipSpec(args.num_frames, args.frame_rate, args.sampling_stride, resize)
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from .data import read_labelled
+    from .finetune import EvalConfig, FinetuneConfig, finetune
+    from .train import OptimConfig
+
+    train = read_labelled(args.train)
+    val = read_labelled(args.val, classes=train.classes) if args.val else None
+    cfg = FinetuneConfig(
+        model=args.model,
+        pretrained=not args.random_weights,
+        checkpoint_path=args.checkpoint,
+        model_args=json.loads(args.model_args or "{}"),
+        mode=args.mode,
+        freeze_stages=args.freeze_stages,
+        freeze_bn=args.freeze_bn,
+        backbone_lr_mult=args.backbone_lr_mult,
+        clip=_clip_spec(args),
+        crop_size=args.crop_size,
+        flip=not args.no_flip,
+        batch_size=args.batch_size,
+        accumulation=args.accumulation,
+        workers=args.workers,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        grad_checkpointing=args.grad_checkpointing,
+        sync_bn=not args.no_sync_bn,
+        seed=args.seed,
+        optim=OptimConfig(
+            lr=args.lr,
+            reference_batch=args.reference_batch,
+            epochs=args.epochs,
+            warmup_epochs=args.warmup_epochs,
+            schedule=args.schedule,
+            step_epochs=args.step_epochs,
+            gamma=args.gamma,
+            weight_decay=args.weight_decay,
+        ),
+        eval=EvalConfig(num_clips=args.eval_clips, crop_mode=args.eval_crop, workers=args.workers, amp=args.amp),
+    )
+    result = finetune(train, val, cfg, out_dir=args.out, device=args.device)
+    last = result.history[-1] if result.history else {}
+    print(json.dumps(dict(last_epoch=last, best_model=str(result.best_dir) if result.best_dir else None)))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import ClipSpec, read_labelled
+    from .distributed import default_device, init_distributed
+    from .features import _write_atomic
+    from .finetune import EvalConfig, evaluate
+    from .models import create_model
+
+    world = init_distributed()
+    device = default_device(world, args.device)
+    model = create_model(args.model, pretrained=not args.random_weights, checkpoint_path=args.checkpoint).to(device)
+    data = read_labelled(
+        args.data, classes=model.pretrained_cfg.get("label_names") if args.classes_from_model else None
+    )
+    cfg = model.pretrained_cfg
+    user = _clip_spec(args)
+    spec = ClipSpec(
+        user.num_frames or cfg["num_frames"],
+        user.frame_rate if user.frame_rate is not None else cfg.get("frame_rate"),
+        user.sampling_stride or cfg.get("sampling_stride", 1),
+        user.resize_size or cfg["resize_size"],
+    )
+    metrics = evaluate(
+        model,
+        data,
+        spec,
+        args.crop_size or cfg["crop_size"],
+        EvalConfig(args.num_clips, args.crop, args.workers, args.amp),
+        device,
+        world,
+    )
+    if world.is_primary:
+        text = json.dumps(metrics, indent=2)
+        if args.output:
+            from pathlib import Path
+
+            _write_atomic(Path(args.output), lambda f: f.write(text.encode()))
+        keys = ("videos", "failed", "video_top1", "video_top5", "clip_top1", "clip_top5", "mAP")
+        print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
+    return 1 if metrics.get("failed") else 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from .data import read_labelled
+    from .probe import run_probe
+
+    train = read_labelled(args.train)
+    test = read_labelled(args.test, classes=train.classes)
+    summary = run_probe(args.train_features, train, args.test_features or args.train_features, test)
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+def _add_clip_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-frames", type=int, help="default: the weights'")
+    p.add_argument("--frame-rate", type=float, help="default: the weights' (or native)")
+    p.add_argument("--sampling-stride", type=int)
+    p.add_argument("--resize", type=int, nargs="+", help="H W, or a short side (default: the weights')")
+    p.add_argument("--crop-size", type=int, help="default: the weights'")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument("--amp", choices=("bf16", "fp16", "none"), default="bf16", help="GPU only")
+    p.add_argument("--device")
+    p.add_argument("--checkpoint", help="weights from this local file")
+    p.add_argument("--random-weights", action="store_true", help="no pretrained weights")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .demo import DEFAULT_MODEL
     from .features import VIDEO_EXTENSIONS
@@ -263,6 +381,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser("finetune", help="fine-tune on labelled clips (full or fc-only), evaluate every epoch")
+    p.add_argument("--train", required=True, help="CSV (path,label), split list, or class-folder tree")
+    p.add_argument("--val", help="validation split in the same formats")
+    p.add_argument("--model", required=True, help="arch.tag, alias, hf-hub: or local-dir: to start from")
+    p.add_argument("--model-args", help="JSON of extra create_model arguments (e.g. drop_rate)")
+    p.add_argument("-o", "--out", required=True, help="checkpoints, metrics, curves.png and the best model")
+    p.add_argument("--mode", choices=("full", "fc"), default="full", help="fc: train only the classifier")
+    p.add_argument("--freeze-stages", type=int, default=0, help="freeze the stem (1) and the first layers")
+    p.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics and affine frozen")
+    p.add_argument("--backbone-lr-mult", type=float, default=1.0, help="LR factor for all but the classifier")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="per process")
+    p.add_argument("--accumulation", type=int, default=1, help="gradient accumulation steps")
+    p.add_argument("--lr", type=float, default=0.01, help="per --reference-batch clips (scaled linearly)")
+    p.add_argument("--reference-batch", type=int, default=64)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--schedule", choices=("step", "cosine"), default="step")
+    p.add_argument("--step-epochs", type=int, default=4)
+    p.add_argument("--gamma", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--no-flip", action="store_true", help="no horizontal flips (when left/right matters)")
+    p.add_argument("--grad-checkpointing", action="store_true", help="less memory for long clips")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default: on GPU")
+    p.add_argument("--no-sync-bn", action="store_true", help="plain BN under DDP")
+    p.add_argument("--eval-clips", type=int, default=10)
+    p.add_argument("--eval-crop", choices=("center", "three", "full"), default="center")
+    p.add_argument("--seed", type=int, default=0)
+    _add_clip_args(p)
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("evaluate", help="clip- and video-level accuracy (or mAP) of a model on labelled videos")
+    p.add_argument("--data", required=True, help="CSV, split list or class-folder tree")
+    p.add_argument("--model", required=True)
+    p.add_argument("--num-clips", type=int, default=10)
+    p.add_argument("--crop", choices=("center", "three", "full"), default="center")
+    p.add_argument("--classes-from-model", action="store_true", help="map label names with the model's label_names")
+    p.add_argument("--output", help="write the full results (per-class report, confusion matrix) as JSON")
+    _add_clip_args(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("probe", help="linear probe (logistic regression) on features from r21d-zoo extract")
+    p.add_argument("--train", required=True, help="labelled training videos (CSV, list or folders)")
+    p.add_argument("--test", required=True, help="labelled test videos")
+    p.add_argument("--train-features", required=True, help="feature directory of the training videos")
+    p.add_argument("--test-features", help="feature directory of the test videos (default: the same)")
+    p.set_defaults(func=_cmd_probe)
     return parser
 
 

@@ -311,7 +311,7 @@ def finetune(
     device = default_device(world, device)
     torch.manual_seed(cfg.seed)
     model = _build_model(cfg, len(train.classes))
-    model.pretrained_cfg.update(label_names=list(train.classes), num_classes=len(train.classes))
+    model.pretrained_cfg.update(label_names=tuple(train.classes), num_classes=len(train.classes), label_set=None)
     spec, crop = _resolve_clip(cfg, model)
     frozen_bn = _freeze(model, cfg)
     model.to(device)

@@ -100,12 +100,18 @@ def probe(
 
 
 def load_features(feature_dir: Path, data: LabelledVideos) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """Per-video features (the mean over clips) for every labelled video with a features file; the names match
-    ``r21d-zoo extract``'s output names (the file name without extension)."""
+    """Per-video features (the mean over clips) for every labelled video with a features file, matched by file name
+    without extension anywhere under ``feature_dir`` (``r21d-zoo extract`` keeps input sub-folders)."""
+    index: Dict[str, Path] = {}
+    for f in sorted(Path(feature_dir).rglob("*.npy")):
+        if not f.name.endswith(".times.npy"):
+            if f.stem in index:
+                raise ValueError(f"{index[f.stem]} and {f} share the name {f.stem!r}; probe matches videos by name")
+            index[f.stem] = f
     xs, ys, missing = [], [], []
     for sample in data.samples:
-        path = Path(feature_dir) / f"{Path(sample.path).stem}.npy"
-        if not path.exists():
+        path = index.get(Path(sample.path).stem)
+        if path is None:
             missing.append(sample.path)
             continue
         feats = np.load(path)

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 import torch
 import torch.nn as nn
 
-from ._pretrained import PretrainedCfg
+from ._pretrained import PretrainedCfg, load_label_names
 
 _logger = logging.getLogger(__name__)
 
@@ -300,7 +300,9 @@ def model_config(model: nn.Module) -> Dict[str, Any]:
     label_names = cfg.pop("label_names", None)
     if label_names is not None and len(label_names) != model.num_classes:
         label_names = None
-    if label_names is None:
+    if (
+        label_names is None or cfg.get("label_set") and tuple(label_names) != tuple(load_label_names(cfg["label_set"]))
+    ):  # a shipped label set only describes the head it was published with
         cfg.pop("label_set", None)
     return dict(
         architecture=cfg.get("architecture"),

@@ -1,0 +1,222 @@
+"""Fine-tuning, evaluation and probing on the synthetic motion-direction dataset."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import r21d_zoo
+from r21d_zoo.cli import main as cli_main
+from r21d_zoo.data import ClipSpec, read_labelled
+from r21d_zoo.finetune import EvalConfig, FinetuneConfig, average_precision, evaluate, finetune
+from r21d_zoo.probe import fit_logistic, probe
+from r21d_zoo.synthetic import make_motion_dataset
+from r21d_zoo.train import OptimConfig
+from videos import make_broken
+
+SPEC = ClipSpec(8, None, 1, (32, 32))
+TINY = dict(channel_multiplier=0.125)
+
+
+def config(arch="r2plus1d_18", epochs=2, lr=0.02, **kw) -> FinetuneConfig:
+    base = dict(
+        model=arch, pretrained=False, model_args=TINY, clip=SPEC, crop_size=28, flip=False, batch_size=8, amp=None,
+        optim=OptimConfig(lr=lr, reference_batch=8, epochs=epochs, warmup_epochs=1, schedule="cosine"),
+        eval=EvalConfig(num_clips=2),
+    )
+    base.update(kw)
+    return FinetuneConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """12 training and 7 validation videos (an odd count) of the two-class motion task."""
+    root = tmp_path_factory.mktemp("small")
+    train, val = make_motion_dataset(root, videos_per_class=6, val_per_class=4, num_frames=8, size=32)
+    lines = val.read_text().splitlines()
+    val.write_text("\n".join(lines[:-1]) + "\n")  # 7 validation videos
+    return read_labelled(train), read_labelled(val, classes=["left", "right"]), root
+
+
+@pytest.mark.slow
+def test_r2plus1d_learns_motion_direction_that_fr2d_cannot(tmp_path):
+    train_csv, val_csv = make_motion_dataset(tmp_path, videos_per_class=100, val_per_class=60, num_frames=8, size=32)
+    train, val = read_labelled(train_csv), read_labelled(val_csv, classes=["left", "right"])
+    results = {}
+    for arch in ("r2plus1d_18", "fr2d_18"):
+        cfg = config(arch, epochs=8, model_args=dict(channel_multiplier=0.25), eval=EvalConfig(num_clips=1))
+        results[arch] = finetune(train, val, cfg, progress=False).history[-1]["val_video_top1"]
+    assert results["r2plus1d_18"] >= 0.9, results
+    assert results["fr2d_18"] <= 0.65, results  # chance is 0.5: single frames carry no information on direction
+
+
+def test_resumed_run_equals_an_uninterrupted_one(small, tmp_path):
+    train, val, _ = small
+    cfg = config(epochs=4, model_args=dict(TINY, drop_rate=0.2))  # dropout: the RNG state must be restored too
+    full = finetune(train, val, cfg, out_dir=tmp_path / "full", progress=False)
+    finetune(train, val, cfg, out_dir=tmp_path / "split", stop_after_epochs=2, progress=False)
+    resumed = finetune(train, val, cfg, out_dir=tmp_path / "split", progress=False)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    out = tmp_path / "full"
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,") and len(rows) == 5 and len(json.loads((out / "metrics.json").read_text())) == 4
+    best = r21d_zoo.create_model(f"local-dir:{out / 'best'}")
+    assert best.pretrained_cfg["label_names"] == ("left", "right") and best.fc.out_features == 2
+
+
+def test_fc_mode_trains_only_the_classifier(small):
+    train, _, _ = small
+    torch.manual_seed(0)
+    result = finetune(train, None, config(mode="fc", epochs=1), progress=False)
+    torch.manual_seed(0)
+    init = r21d_zoo.create_model("r2plus1d_18", num_classes=2, **TINY).state_dict()
+    changed = {k for k, v in result.model.state_dict().items() if not torch.equal(v, init[k])}
+    assert changed == {"fc.weight", "fc.bias"}  # BN statistics included: frozen features
+
+
+def test_evaluate_counts_protocols_and_report(small):
+    _, val, _ = small
+    torch.manual_seed(0)
+    model = r21d_zoo.create_model("r2plus1d_18", num_classes=2, **TINY).eval()
+    m = evaluate(model, val, SPEC, 28, EvalConfig(num_clips=3))
+    assert (m["videos"], m["clips"], m["failed"]) == (7, 21, 0)
+    assert sum(sum(r) for r in m["confusion_matrix"]) == 7
+    assert m["video_correct"] == sum(m["confusion_matrix"][i][i] for i in range(2))
+    assert m["per_class"]["left"]["support"] == 4 and m["per_class"]["right"]["support"] == 3
+    three = evaluate(model, val, SPEC, 28, EvalConfig(num_clips=2, crop_mode="three"))
+    full = evaluate(model, val, SPEC, 28, EvalConfig(num_clips=2, crop_mode="full"))
+    assert three["videos"] == full["videos"] == 7 and 0 <= full["video_top1"] <= 1
+
+
+def test_evaluate_records_broken_videos(small, tmp_path):
+    _, val, root = small
+    broken = make_broken("random", tmp_path / "broken.mp4")
+    csv = tmp_path / "with_broken.csv"
+    csv.write_text("".join(f"{s.path},{val.classes[s.labels[0]]}\n" for s in val.samples) + f"{broken},left\n")
+    data = read_labelled(csv, classes=["left", "right"])
+    model = r21d_zoo.create_model("r2plus1d_18", num_classes=2, **TINY).eval()
+    m = evaluate(model, data, SPEC, 28, EvalConfig(num_clips=1))
+    assert m["failed"] == 1 and str(broken) in m["errors"] and m["videos"] == len(data) - 1
+
+
+def _ddp_worker(rank, world, init, root, out):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        from r21d_zoo.distributed import WorldInfo
+
+        info = WorldInfo(rank, world, 0)
+        train, val = read_labelled(root / "train.csv"), read_labelled(root / "val.csv", classes=["left", "right"])
+        result = finetune(train, val, config(epochs=1), out_dir=out, world=info, progress=False)
+        torch.manual_seed(0)
+        model = r21d_zoo.create_model("r2plus1d_18", num_classes=2, **TINY).eval()
+        metrics = evaluate(model, val, SPEC, 28, EvalConfig(num_clips=2), world=info)
+        if rank == 0:
+            (out / "eval.json").write_text(json.dumps(metrics))
+            assert result.history[0]["epoch"] == 1
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_process_ddp_finetune_and_exact_evaluation_counts(small, tmp_path):
+    _, val, root = small
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, f"file://{tmp_path}/init", root, tmp_path / "ddp"), nprocs=2)
+    assert (tmp_path / "ddp" / "best" / "model.safetensors").exists()
+    ddp = json.loads((tmp_path / "ddp" / "eval.json").read_text())
+    torch.manual_seed(0)
+    model = r21d_zoo.create_model("r2plus1d_18", num_classes=2, **TINY).eval()
+    single = evaluate(model, val, SPEC, 28, EvalConfig(num_clips=2))
+    assert len(val) == 7
+    for key in ("videos", "clips", "video_correct", "confusion_matrix"):
+        assert ddp[key] == single[key], key
+    assert ddp["video_top1"] == pytest.approx(single["video_top1"])
+
+
+def test_probe_matches_scikit_learn_logistic_regression(small, tmp_path):
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16)) * 1.5
+    y = rng.integers(0, 4, 400)
+    x = centres[y] + rng.normal(size=(400, 16))
+    result = probe(x[:300], y[:300], x[300:], y[300:])
+    ref = sklearn.LogisticRegression(C=1.0 / (result["l2"] * 300), max_iter=5000, tol=1e-10)
+    mean, std = x[:300].mean(0), x[:300].std(0, ddof=1)
+    ref.fit((x[:300] - mean) / std, y[:300])
+    ref_acc = ref.score((x[300:] - mean) / std, y[300:])
+    assert abs(result["test_accuracy"] - ref_acc) <= 0.01, (result["test_accuracy"], ref_acc)
+    w, b = fit_logistic(torch.as_tensor((x[:300] - mean) / std), torch.as_tensor(y[:300]), result["l2"])
+    np.testing.assert_allclose(w.T.numpy() - w.T.numpy().mean(0), ref.coef_ - ref.coef_.mean(0), atol=2e-3)
+
+
+def test_probe_cli_on_extracted_features_of_the_motion_dataset(small, tmp_path):
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    _, _, root = small
+    torch.manual_seed(0)
+    model = r21d_zoo.create_model("r2plus1d_18", num_classes=2, **TINY)
+    model.pretrained_cfg.update(num_frames=8, resize_size=(32, 32), crop_size=28)
+    r21d_zoo.save_pretrained(model, tmp_path / "m")
+    feats = tmp_path / "feats"
+    assert cli_main(["extract", str(root), "--model", f"local-dir:{tmp_path / 'm'}", "-o", str(feats),
+                     "--workers", "0"]) == 0
+    from r21d_zoo.probe import load_features, run_probe
+
+    train, test = read_labelled(root / "train.csv"), read_labelled(root / "val.csv", classes=["left", "right"])
+    summary = run_probe(feats, train, feats, test)
+    x_tr, y_tr, _ = load_features(feats, train)
+    x_te, y_te, _ = load_features(feats, test)
+    mean, std = x_tr.mean(0), x_tr.std(0, ddof=1) + 1e-8
+    ref = sklearn.LogisticRegression(C=1.0 / (summary["l2"] * len(x_tr)), max_iter=5000, tol=1e-10)
+    ref.fit((x_tr - mean) / std, y_tr)
+    assert abs(summary["test_accuracy"] - ref.score((x_te - mean) / std, y_te)) <= 0.01
+    assert summary["missing_train"] == [] and summary["train_size"] == 12
+
+
+def test_multilabel_map_matches_scikit_learn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    targets = (rng.random((50, 5)) < 0.3).astype(float)
+    scores = rng.random((50, 5)) + targets * 0.5
+    ours = average_precision(torch.tensor(scores), torch.tensor(targets))
+    ref = [metrics.average_precision_score(targets[:, k], scores[:, k]) for k in range(5)]
+    np.testing.assert_allclose(ours.numpy(), ref, rtol=1e-6)
+
+
+def test_read_labelled_formats(tmp_path, small):
+    _, _, root = small
+    folders = read_labelled(root)
+    assert folders.classes == ["left", "right"] and len(folders) == 20
+    ints = tmp_path / "ints.csv"
+    ints.write_text("a.mp4,0\nb.mp4,2\n")
+    assert read_labelled(ints).classes == ["0", "1", "2"]
+    multi = tmp_path / "multi.csv"
+    multi.write_text("path,label\na.mp4,x|y\nb.mp4,z\n")
+    data = read_labelled(multi)
+    assert data.multilabel and data.samples[0].labels == (0, 1)
+    split = tmp_path / "trainlist01.txt"
+    split.write_text("left/left_000.mp4\nright/right_001.mp4\n")
+    assert [s.labels for s in read_labelled(split, classes=["left", "right"]).samples] == [(0,), (1,)]
+    with pytest.raises(ValueError, match="label 'up'"):
+        bad = tmp_path / "bad.csv"
+        bad.write_text("a.mp4,up\n")
+        read_labelled(bad, classes=["left", "right"])
+
+
+def test_finetune_and_evaluate_cli(small, tmp_path):
+    _, _, root = small
+    common = ["--num-frames", "8", "--resize", "32", "32", "--crop-size", "28", "--workers", "0", "--random-weights"]
+    rc = cli_main(["finetune", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"), "--model",
+                   "r2plus1d_18", "--model-args", json.dumps(TINY), "-o", str(tmp_path / "run"), "--epochs", "1",
+                   "--no-flip", "--eval-clips", "2", *common])
+    assert rc == 0
+    out = tmp_path / "eval.json"
+    rc = cli_main(["evaluate", "--data", str(root / "val.csv"), "--model", f"local-dir:{tmp_path / 'run' / 'best'}",
+                   "--num-clips", "2", "--output", str(out), "--classes-from-model", *common[:-1]])
+    assert rc == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["videos"] == 7 and metrics["classes"] == ["left", "right"] and "confusion_matrix" in metrics

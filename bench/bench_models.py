@@ -14,6 +14,7 @@ Peak memory is ``torch.cuda.max_memory_allocated`` on GPU and, on CPU, the peak 
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List
@@ -118,7 +119,7 @@ def optimized_vs_eager(
             ref = eager(x)
             for k, m in variants.items():  # also triggers compilation before timing
                 err = (m(x).float() - ref).abs().max().item()
-                print(f"{name} {k}: max |logit diff| vs eager = {err:.2e}")
+                print(f"{name} {k}: max |logit diff| vs eager = {err:.2e} ({err / ref.abs().max().item():.1e} of max)")
         t = interleaved_medians({k: fwd(m, x) for k, m in variants.items()}, repeats=repeats)
         for k in variants:
             rows.append(
@@ -201,7 +202,8 @@ def plot_chart(path: Path, tv_rows, opt_rows, title: str) -> None:
             values.append(r[key])
             colours.append(c)
     for r in opt_rows:
-        labels.append(f"{r['model']} {r['input'].split('x')[2]}f\n{r['mode']}")
+        batch, _, frames = r["input"].split("x")[:3]
+        labels.append(f"{r['model']} batch {batch}, {frames}f\n{r['mode']}")
         values.append(r["clips_s"])
         colours.append("#2ca02c" if r["mode"] != "eager" else "#1f77b4")
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(labels) + 1))
@@ -228,7 +230,16 @@ def main() -> None:
     parser.add_argument("--json", help="default: bench/results/models_<device>.json")
     parser.add_argument("--readme", type=Path, help="replace the README's bench table section")
     parser.add_argument("--plot", type=Path, help="write a PNG chart here")
+    parser.add_argument("--from-json", type=Path, help="redo the README table and chart from saved results")
     args = parser.parse_args()
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        title = saved["markdown"].split(" by ")[0].replace("Measured on ", "")
+        if args.plot:
+            plot_chart(args.plot, saved["vs_torchvision"], saved["optimized"], f"r21d_zoo on {title}")
+        if args.readme:
+            update_readme(args.readme, saved["markdown"], str(args.plot) if args.plot else None)
+        return
     device = torch.device(args.device)
     gpu = device.type == "cuda"
     compile = gpu if args.compile is None else args.compile
@@ -239,8 +250,13 @@ def main() -> None:
         ckpt = dict(batch=4, frames=32)
     else:
         tv = vs_torchvision(device, batch=1, frames=16, repeats=args.repeats)
-        specs = [("r2plus1d_18", 1, 16), ("r2plus1d_18", 4, 16), ("r2plus1d_34", 1, 16), ("r2plus1d_34", 4, 16),
-                 ("r2plus1d_152", 1, 8)]
+        specs = [
+            ("r2plus1d_18", 1, 16),
+            ("r2plus1d_18", 4, 16),
+            ("r2plus1d_34", 1, 16),
+            ("r2plus1d_34", 4, 16),
+            ("r2plus1d_152", 1, 8),
+        ]
         ckpt = dict(batch=1, frames=8)
     opt = optimized_vs_eager(device, specs, args.repeats, compile, amp)
     ck = [] if args.skip_checkpoint else checkpoint_memory(device, **ckpt)

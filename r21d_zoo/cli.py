@@ -139,7 +139,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    from .distill import DistillConfig, distill
+    from .distill import DistillConfig, TeacherSpec, distill
     from .features import discover_videos
     from .train import OptimConfig
 
@@ -172,7 +172,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
             schedule="cosine",
         ),
     )
-    result = distill(videos, args.teacher, cfg, out_dir=args.out, device=args.device)
+    teachers = [TeacherSpec.create(name, pretrained=not args.random_teachers) for name in args.teacher]
+    result = distill(videos, teachers, cfg, out_dir=args.out, device=args.device)
     if result.export_dir is not None:
         print(f"student exported to {result.export_dir} (load with create_model('local-dir:{result.export_dir}'))")
     return 0
@@ -358,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill", help="DistInit: train a video student from image teachers on unlabelled video")
     p.add_argument("inputs", nargs="+", help="video files, directories or lists (no labels needed)")
     p.add_argument("--teacher", action="append", required=True, help="timm model name (repeat for several)")
+    p.add_argument("--random-teachers", action="store_true", help="teachers without weights (pipeline tests)")
     p.add_argument("--student", default="r2plus1d_18", help="registry architecture")
     p.add_argument("--student-args", help="JSON of create_model arguments")
     p.add_argument("--modality", choices=("rgb", "gray_diff"), default="rgb", help="student input")

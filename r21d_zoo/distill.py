@@ -298,7 +298,7 @@ def distill(
     if len(loader) == 0:
         raise ValueError(f"{len(videos)} videos are fewer than one batch of {cfg.batch_size} per process")
     lr = cfg.optim.scaled_lr(cfg.batch_size, world.world_size)
-    optimizer = build_optimizer(student.parameters(), cfg.optim, lr)
+    optimizer = build_optimizer({"student": (student.parameters(), lr)}, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, len(loader))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
     model = wrap_ddp(student, world, device)

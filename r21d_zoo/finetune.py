@@ -38,6 +38,7 @@ from .models import create_model, save_pretrained
 from .train import (
     OptimConfig,
     autocast,
+    build_optimizer,
     build_scheduler,
     epoch_seed,
     load_checkpoint,
@@ -261,28 +262,11 @@ def _freeze(model: nn.Module, cfg: FinetuneConfig) -> List[nn.Module]:
 
 
 def _optimizer(model: nn.Module, cfg: FinetuneConfig, lr: float) -> torch.optim.Optimizer:
-    """Param groups: backbone (lr x ``backbone_lr_mult``) and classifier (lr); no weight decay on BN and biases."""
-    groups = []
-    head = set(id(p) for p in model.get_classifier().parameters())
-    for is_head in (False, True):
-        for decay in (True, False):
-            params = [
-                p
-                for p in model.parameters()
-                if p.requires_grad and (id(p) in head) == is_head and (p.dim() > 1) == decay
-            ]
-            if params:
-                groups.append(
-                    dict(
-                        params=params,
-                        lr=lr * (1.0 if is_head else cfg.backbone_lr_mult),
-                        weight_decay=cfg.optim.weight_decay if decay else 0.0,
-                        name=f"{'head' if is_head else 'backbone'}{'' if decay else '_no_decay'}",
-                    )
-                )
-    if not groups:
-        raise ValueError("no trainable parameters (check mode / freeze_stages)")
-    return torch.optim.SGD(groups, lr=lr, momentum=cfg.optim.momentum)
+    """Two LR groups: the classifier at ``lr`` and everything else at ``lr * backbone_lr_mult``."""
+    head = {id(p) for p in model.get_classifier().parameters()}
+    backbone = [p for p in model.parameters() if id(p) not in head]
+    groups = {"backbone": (backbone, lr * cfg.backbone_lr_mult), "head": (model.get_classifier().parameters(), lr)}
+    return build_optimizer(groups, cfg.optim)
 
 
 def _resolve_clip(cfg: FinetuneConfig, model: nn.Module):

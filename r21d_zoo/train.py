@@ -7,7 +7,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -49,14 +49,22 @@ def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int) -> float:
     raise ValueError(f"schedule must be 'step' or 'cosine', got {cfg.schedule!r}")
 
 
-def build_optimizer(params, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
-    """SGD; BatchNorm and bias parameters get no weight decay (timm/torchvision reference practice)."""
-    decay, no_decay = [], []
-    for p in params:
-        if p.requires_grad:
-            (no_decay if p.dim() <= 1 else decay).append(p)
-    groups = [dict(params=decay, weight_decay=cfg.weight_decay), dict(params=no_decay, weight_decay=0.0)]
-    return torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=cfg.momentum)
+def build_optimizer(groups: Dict[str, Tuple[Iterable[nn.Parameter], float]], cfg: OptimConfig) -> torch.optim.Optimizer:
+    """SGD over named parameter groups ``{name: (params, lr)}``; in each, BatchNorm and bias parameters (1-D) get no
+    weight decay (timm/torchvision reference practice). Frozen parameters are left out."""
+    param_groups = []
+    for name, (params, lr) in groups.items():
+        params = [p for p in params if p.requires_grad]
+        for decay in (True, False):
+            chosen = [p for p in params if (p.dim() > 1) == decay]
+            if chosen:
+                wd = cfg.weight_decay if decay else 0.0
+                param_groups.append(
+                    dict(params=chosen, lr=lr, weight_decay=wd, name=name + ("" if decay else "_no_wd"))
+                )
+    if not param_groups:
+        raise ValueError("no trainable parameters (check the mode / frozen stages)")
+    return torch.optim.SGD(param_groups, lr=param_groups[0]["lr"], momentum=cfg.momentum)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int) -> LambdaLR:
@@ -123,12 +131,6 @@ def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def epoch_seed(seed: int, epoch: int, index: int) -> int:

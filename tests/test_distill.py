@@ -178,3 +178,42 @@ def test_resumed_distillation_equals_an_uninterrupted_run(dataset, tmp_path):
         assert torch.equal(a, b), k
     student = r21d_zoo.create_model(f"local-dir:{tmp_path / 'full' / 'student'}")
     assert student.stem[0].in_channels == 2  # the flow-like modality's student
+
+
+def test_distill_cli_with_a_timm_teacher(dataset, tmp_path):
+    from r21d_zoo.cli import main as cli_main
+
+    train = dataset[0][:8]
+    rc = cli_main(
+        [
+            "distill",
+            *train,
+            "--teacher",
+            "resnet10t",
+            "--random-teachers",
+            "--student-args",
+            '{"channel_multiplier": 0.125}',
+            "-o",
+            str(tmp_path / "d"),
+            "--num-frames",
+            "8",
+            "--resize",
+            "32",
+            "--crop-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--target",
+            "multi",
+            "--teacher-frames",
+            "2",
+        ]
+    )
+    assert rc == 0
+    student = r21d_zoo.create_model(f"local-dir:{tmp_path / 'd' / 'student'}")
+    assert student.fc.out_features == 1000  # one head per teacher; the first is the exported classifier
+    assert (tmp_path / "d" / "metrics.jsonl").read_text().count("\n") == 1

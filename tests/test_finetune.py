@@ -21,7 +21,14 @@ TINY = dict(channel_multiplier=0.125)
 
 def config(arch="r2plus1d_18", epochs=2, lr=0.02, **kw) -> FinetuneConfig:
     base = dict(
-        model=arch, pretrained=False, model_args=TINY, clip=SPEC, crop_size=28, flip=False, batch_size=8, amp=None,
+        model=arch,
+        pretrained=False,
+        model_args=TINY,
+        clip=SPEC,
+        crop_size=28,
+        flip=False,
+        batch_size=8,
+        amp=None,
         optim=OptimConfig(lr=lr, reference_batch=8, epochs=epochs, warmup_epochs=1, schedule="cosine"),
         eval=EvalConfig(num_clips=2),
     )
@@ -162,8 +169,10 @@ def test_probe_cli_on_extracted_features_of_the_motion_dataset(small, tmp_path):
     model.pretrained_cfg.update(num_frames=8, resize_size=(32, 32), crop_size=28)
     r21d_zoo.save_pretrained(model, tmp_path / "m")
     feats = tmp_path / "feats"
-    assert cli_main(["extract", str(root), "--model", f"local-dir:{tmp_path / 'm'}", "-o", str(feats),
-                     "--workers", "0"]) == 0
+    assert (
+        cli_main(["extract", str(root), "--model", f"local-dir:{tmp_path / 'm'}", "-o", str(feats), "--workers", "0"])
+        == 0
+    )
     from r21d_zoo.probe import load_features, run_probe
 
     train, test = read_labelled(root / "train.csv"), read_labelled(root / "val.csv", classes=["left", "right"])
@@ -210,13 +219,44 @@ def test_read_labelled_formats(tmp_path, small):
 def test_finetune_and_evaluate_cli(small, tmp_path):
     _, _, root = small
     common = ["--num-frames", "8", "--resize", "32", "32", "--crop-size", "28", "--workers", "0", "--random-weights"]
-    rc = cli_main(["finetune", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"), "--model",
-                   "r2plus1d_18", "--model-args", json.dumps(TINY), "-o", str(tmp_path / "run"), "--epochs", "1",
-                   "--no-flip", "--eval-clips", "2", *common])
+    rc = cli_main(
+        [
+            "finetune",
+            "--train",
+            str(root / "train.csv"),
+            "--val",
+            str(root / "val.csv"),
+            "--model",
+            "r2plus1d_18",
+            "--model-args",
+            json.dumps(TINY),
+            "-o",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+            "--no-flip",
+            "--eval-clips",
+            "2",
+            *common,
+        ]
+    )
     assert rc == 0
     out = tmp_path / "eval.json"
-    rc = cli_main(["evaluate", "--data", str(root / "val.csv"), "--model", f"local-dir:{tmp_path / 'run' / 'best'}",
-                   "--num-clips", "2", "--output", str(out), "--classes-from-model", *common[:-1]])
+    rc = cli_main(
+        [
+            "evaluate",
+            "--data",
+            str(root / "val.csv"),
+            "--model",
+            f"local-dir:{tmp_path / 'run' / 'best'}",
+            "--num-clips",
+            "2",
+            "--output",
+            str(out),
+            "--classes-from-model",
+            *common[:-1],
+        ]
+    )
     assert rc == 0
     metrics = json.loads(out.read_text())
     assert metrics["videos"] == 7 and metrics["classes"] == ["left", "right"] and "confusion_matrix" in metrics

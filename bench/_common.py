@@ -99,20 +99,20 @@ def malloc_in_use() -> int:
     return info.uordblks + info.hblkhd
 
 
-class PeakMalloc:
-    """Peak of :func:`malloc_in_use` above its starting value, sampled every ``interval`` seconds in a thread."""
+class PeakSampler:
+    """Peak of ``measure()`` (bytes) above its value on entry, sampled every ``interval`` seconds in a thread."""
 
-    def __init__(self, interval: float = 0.002):
-        self.interval, self.peak = interval, 0
+    def __init__(self, measure: Callable[[], int], interval: float, relative: bool):
+        self.measure, self.interval, self.relative, self.peak = measure, interval, relative, 0
         self._stop = threading.Event()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, malloc_in_use() - self.start)
+            self.peak = max(self.peak, self.measure() - self.start)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "PeakMalloc":
-        self.start = malloc_in_use()
+    def __enter__(self) -> "PeakSampler":
+        self.start = self.measure() if self.relative else 0
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -122,26 +122,15 @@ class PeakMalloc:
         self._thread.join()
 
 
-class PeakRSS:
-    """Peak resident memory (PSS) of a process and all its descendants (DataLoader workers), sampled every 50 ms."""
+def PeakMalloc(interval: float = 0.002) -> PeakSampler:
+    """Peak CPU tensor memory of a run: :func:`malloc_in_use` above its starting value."""
+    return PeakSampler(malloc_in_use, interval, relative=True)
 
-    def __init__(self, pid: int = None, interval: float = 0.05):
-        self.pid, self.interval, self.peak = pid or os.getpid(), interval, 0
-        self._stop = threading.Event()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _tree_rss_bytes(self.pid))
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "PeakRSS":
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+def PeakRSS(pid: int = None, interval: float = 0.05) -> PeakSampler:
+    """Peak resident memory (PSS) of a process and all its descendants (DataLoader workers)."""
+    pid = pid or os.getpid()
+    return PeakSampler(lambda: _tree_rss_bytes(pid), interval, relative=False)
 
 
 def machine() -> Dict[str, object]:

@@ -15,15 +15,16 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
+from .data import ClipSpec, LabelledVideos, Sample, TrainClips
 from .distributed import WorldInfo, default_device, init_distributed
 from .models import create_model, save_pretrained
 from .train import (
@@ -32,59 +33,16 @@ from .train import (
     build_optimizer,
     build_scheduler,
     epoch_seed,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
+    resume_training_state,
+    save_training_state,
     unwrap,
     wrap_ddp,
 )
 from .transforms import VideoClassificationTransform
-from .video import VideoReader, clip_duration, random_clip
 
 _logger = logging.getLogger(__name__)
 TARGETS = ("centre", "random", "multi")
 LOSSES = ("ce", "mse")
-
-
-class UnlabelledClips(Dataset):
-    """One random clip per video per epoch (uint8 T x H x W x C, resized), drawn from a seed of (seed, epoch, index)
-    so the clip does not depend on which worker or rank loads it. A video that fails to decode is logged and
-    replaced by the next one."""
-
-    def __init__(
-        self,
-        videos: Sequence[str],
-        num_frames: int,
-        frame_rate: Optional[float] = None,
-        sampling_stride: int = 1,
-        resize: Union[int, Tuple[int, int]] = (128, 171),
-        seed: int = 0,
-    ):
-        self.videos, self.num_frames, self.frame_rate = list(videos), num_frames, frame_rate
-        self.sampling_stride, self.resize, self.seed, self.epoch = sampling_stride, resize, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
-        from .video import VideoDecodeError
-
-        for attempt in range(min(10, len(self.videos))):
-            i = (index + attempt) % len(self.videos)
-            g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, i))
-            try:
-                with VideoReader(self.videos[i], resize=self.resize) as r:
-                    length = clip_duration(self.num_frames, self.frame_rate or r.info.fps, self.sampling_stride)
-                    clip = random_clip(r.info.duration, length, g)
-                    frames = r.read_clip(clip.start, self.num_frames, self.frame_rate, self.sampling_stride).frames
-                return frames, i
-            except VideoDecodeError as e:
-                _logger.warning("skipping an unreadable video: %s", e)
-        raise RuntimeError(f"{min(10, len(self.videos))} consecutive videos failed to decode, starting at {index}")
 
 
 @dataclass
@@ -285,7 +243,10 @@ def distill(
     ).to(device)
     student_input = make_input(transform)
 
-    dataset = UnlabelledClips(videos, cfg.num_frames, cfg.frame_rate, cfg.sampling_stride, cfg.resize_size, cfg.seed)
+    unlabelled = LabelledVideos([Sample(str(v), (0,)) for v in videos], ["unlabelled"])
+    dataset = TrainClips(
+        unlabelled, ClipSpec(cfg.num_frames, cfg.frame_rate, cfg.sampling_stride, cfg.resize_size), cfg.seed
+    )
     sampler = DistributedSampler(dataset, world.world_size, world.rank, shuffle=True, seed=cfg.seed, drop_last=True)
     loader = DataLoader(
         dataset,
@@ -305,13 +266,8 @@ def distill(
     out = Path(out_dir) if out_dir is not None else None
     history: List[Dict[str, float]] = []
     start_epoch = 0
-    if out is not None and (out / "last.pt").exists():
-        state = load_checkpoint(out / "last.pt")
-        student.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+    state = resume_training_state(out / "last.pt", student, optimizer, scheduler, scaler) if out else None
+    if state is not None:
         start_epoch, history = state["epoch"], state["history"]
         _logger.info("resumed from %s at epoch %d", out / "last.pt", start_epoch)
     from tqdm.auto import tqdm
@@ -365,18 +321,8 @@ def distill(
         history.append(record)
         _logger.info("epoch %d: %s", epoch + 1, record)
         if out is not None and world.is_primary:
-            save_checkpoint(
-                out / "last.pt",
-                dict(
-                    model=student.state_dict(),
-                    optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(),
-                    scaler=scaler.state_dict(),
-                    rng=rng_state(),
-                    epoch=epoch + 1,
-                    history=history,
-                    config=json.loads(json.dumps(asdict(cfg), default=str)),
-                ),
+            save_training_state(
+                out / "last.pt", student, optimizer, scheduler, scaler, epoch=epoch + 1, history=history, config=cfg
             )
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")

@@ -22,7 +22,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -41,10 +41,8 @@ from .train import (
     build_optimizer,
     build_scheduler,
     epoch_seed,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
+    resume_training_state,
+    save_training_state,
     unwrap,
     wrap_ddp,
 )
@@ -315,13 +313,8 @@ def finetune(
     out = Path(out_dir) if out_dir is not None else None
     history: List[Dict[str, Any]] = []
     start_epoch, best = 0, -1.0
-    if out is not None and (out / "last.pt").exists():
-        state = load_checkpoint(out / "last.pt")
-        unwrap(ddp).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+    state = resume_training_state(out / "last.pt", unwrap(ddp), optimizer, scheduler, scaler) if out else None
+    if state is not None:
         start_epoch, history, best = state["epoch"], state["history"], state["best"]
         _logger.info("resumed from %s at epoch %d", out / "last.pt", start_epoch)
     from tqdm.auto import tqdm
@@ -396,21 +389,19 @@ def finetune(
                 best = score
                 best_dir = out / "best"
                 save_pretrained(unwrap(ddp), best_dir)
-            save_checkpoint(
+            model_ = unwrap(ddp)
+            save_training_state(
                 out / "last.pt",
-                dict(
-                    model=unwrap(ddp).state_dict(),
-                    optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(),
-                    scaler=scaler.state_dict(),
-                    rng=rng_state(),
-                    epoch=epoch + 1,
-                    history=history,
-                    best=best,
-                    config=json.loads(json.dumps(asdict(cfg), default=str)),
-                    model_args=json.loads(json.dumps(unwrap(ddp)._model_args, default=str)),
-                    pretrained_cfg=json.loads(json.dumps(unwrap(ddp).pretrained_cfg, default=str)),
-                ),
+                model_,
+                optimizer,
+                scheduler,
+                scaler,
+                epoch=epoch + 1,
+                history=history,
+                best=best,
+                config=cfg,
+                model_args=model_._model_args,
+                pretrained_cfg=model_.pretrained_cfg,
             )
             write_metrics(out, history)
     return FinetuneResult(unwrap(ddp), history, best_dir)

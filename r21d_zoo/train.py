@@ -5,7 +5,8 @@ import contextlib
 import math
 import os
 import random
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Tuple
 
@@ -131,6 +132,37 @@ def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_training_state(path: Path, model: nn.Module, optimizer, scheduler, scaler, **extra: Any) -> None:
+    """Everything a run needs to continue identically: weights, optimizer/scheduler/scaler and RNG states, plus
+    ``extra`` (epoch, history, config ...; converted to plain JSON types so ``weights_only`` loading accepts them)."""
+    state = dict(
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        scaler=scaler.state_dict(),
+        rng=rng_state(),
+    )
+    state.update(json.loads(json.dumps(extra, default=_plain)))
+    save_checkpoint(path, state)
+
+
+def resume_training_state(path: Path, model: nn.Module, optimizer, scheduler, scaler) -> Optional[Dict[str, Any]]:
+    """Restore what :func:`save_training_state` wrote (returns its extras), or ``None`` when ``path`` is absent."""
+    if not Path(path).exists():
+        return None
+    state = load_checkpoint(path)
+    model.load_state_dict(state.pop("model"))
+    optimizer.load_state_dict(state.pop("optimizer"))
+    scheduler.load_state_dict(state.pop("scheduler"))
+    scaler.load_state_dict(state.pop("scaler"))
+    set_rng_state(state.pop("rng"))
+    return state
+
+
+def _plain(obj: Any) -> Any:
+    return asdict(obj) if is_dataclass(obj) else str(obj)
 
 
 def epoch_seed(seed: int, epoch: int, index: int) -> int:

@@ -7,18 +7,8 @@ import torch.nn as nn
 import torchvision
 
 import r21d_zoo
+from util import randomise_bn
 from r21d_zoo.inflate import InflationError, inflate
-
-
-def randomise_bn(model: nn.Module) -> nn.Module:
-    g = torch.Generator().manual_seed(3)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return model.eval()
 
 
 def sources():

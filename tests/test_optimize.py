@@ -7,25 +7,14 @@ import torch
 import torch.nn as nn
 
 import r21d_zoo
+from util import randomise_bn
 from r21d_zoo.optimize import fold_batchnorm, optimize_for_inference
 
 ARCHS = ["r2plus1d_18", "r3d_18", "mc3_18", "r2plus1d_50", "ir_csn_50", "ip_csn_50"]
 
 
-def trained_bn(model: nn.Module) -> nn.Module:
-    """Non-trivial BN statistics and affine parameters, so folding is actually exercised."""
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return model.eval()
-
-
 def tiny(arch: str) -> nn.Module:
-    return trained_bn(r21d_zoo.create_model(arch, channel_multiplier=0.25, num_classes=7))
+    return randomise_bn(r21d_zoo.create_model(arch, channel_multiplier=0.25, num_classes=7))
 
 
 @pytest.mark.parametrize("arch", ARCHS)

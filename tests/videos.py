@@ -133,14 +133,6 @@ def colour_frames(colour: str, num_frames: int, size: int, rng: np.random.Genera
 
 
 def make_frames_video(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
-    h, w = frames.shape[1:3]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv444p"
-        stream.options = {"crf": "10"}
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    from r21d_zoo.synthetic import write_video
+
+    return write_video(path, frames, fps)

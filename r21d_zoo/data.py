@@ -1,8 +1,9 @@
 """Labelled video datasets for fine-tuning and evaluation, decoded with the clip pipeline of :mod:`r21d_zoo.video`.
 
 Sources: a CSV with ``path,label`` columns (labels as class names or integers; several labels separated by ``|`` or
-``;`` make it multi-label), a UCF101-style split list (``path [label]`` per line; without a label the class is the
-parent folder), or a folder of class-named sub-folders. Training draws one random clip per video per epoch from a
+``;`` make it multi-label), a UCF101-style split list (``class_folder/video [n]`` per line: the class is the parent
+folder, a numeric second column is ignored; HMDB51's per-class split files need converting to a CSV), or a folder of
+class-named sub-folders. Training draws one random clip per video per epoch from a
 seed of (seed, epoch, index), so a resumed or re-sharded run sees the same clips; evaluation decodes N uniformly
 spaced clips of every video.
 """
@@ -67,12 +68,13 @@ def read_labelled(source: Union[str, os.PathLike], classes: Optional[Sequence[st
         else:
             p, l = 0, 1
         rows = [(r[p].strip(), r[l].strip()) for r in table]
-    elif src.is_file():
-        rows = []
+    elif src.is_file():  # UCF101-style list: the class is the parent folder; a numeric 2nd column (UCF's 1-based
+        rows = []  # class index, HMDB's train/test flag) is ignored, a non-numeric one is the label
         for line in src.read_text().splitlines():
             parts = line.split()
             if parts:
-                rows.append((parts[0], parts[1] if len(parts) > 1 else Path(parts[0]).parent.name))
+                named = len(parts) > 1 and not _is_int(parts[1])
+                rows.append((parts[0], parts[1] if named else Path(parts[0]).parent.name))
     else:
         raise FileNotFoundError(f"{src}: no such CSV, list or folder")
     rows = [((p if Path(p).is_absolute() or src.is_dir() else str(src.parent / p)), lab) for p, lab in rows]

@@ -208,7 +208,7 @@ def test_read_labelled_formats(tmp_path, small):
     data = read_labelled(multi)
     assert data.multilabel and data.samples[0].labels == (0, 1)
     split = tmp_path / "trainlist01.txt"
-    split.write_text("left/left_000.mp4\nright/right_001.mp4\n")
+    split.write_text("left/left_000.mp4 1\nright/right_001.mp4 2\n")  # UCF101: 1-based class index, ignored
     assert [s.labels for s in read_labelled(split, classes=["left", "right"]).samples] == [(0,), (1,)]
     with pytest.raises(ValueError, match="label 'up'"):
         bad = tmp_path / "bad.csv"

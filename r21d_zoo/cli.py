@@ -10,6 +10,9 @@ from .models import get_pretrained_cfg, list_aliases, list_models, list_pretrain
 from .models._registry import resolve_model_name
 
 
+DEFAULT_EXTRACT_MODEL = "r2plus1d_34.ig65m_32f"
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     names = list_pretrained(args.filter or "") if args.pretrained else list_models(args.filter or "")
     for name in names:
@@ -326,7 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Clip settings default to the weights' config (frames, fps, resize, crop, mean/std).",
     )
     p.add_argument("inputs", nargs="+", help="video files, directories (recursive) or .txt/.csv lists of paths")
-    p.add_argument("--model", required=True, help="arch.tag, alias, hf-hub:org/repo or local-dir:PATH")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_EXTRACT_MODEL,
+        help=f"arch.tag, alias, hf-hub:org/repo or local-dir:PATH (default: {DEFAULT_EXTRACT_MODEL}, the IG-65M "
+        "pre-trained R(2+1)D-34 that ig65m-pytorch extracts with)",
+    )
     p.add_argument("--checkpoint", help="load weights from this local file instead")
     p.add_argument("--random-weights", action="store_true", help="no pretrained weights (pipeline tests)")
     p.add_argument("--model-args", help="JSON of extra create_model arguments")

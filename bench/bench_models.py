@@ -2,8 +2,9 @@
 
 1. our torchvision-compatible R(2+1)D-18 / R3D-18 / MC3-18 vs torchvision's, forward (inference mode) and
    forward+backward, same weights and input;
-2. our R(2+1)D-18/34/152 eager vs ``optimize_for_inference`` (BN folding + channels_last_3d; + torch.compile and bf16
-   autocast on GPU, or with --compile / --amp);
+2. our R(2+1)D-18/34/152 eager vs ``optimize_for_inference``: BN folding + channels_last_3d, the CPU default
+   (BN folding + TorchScript ``optimize_for_inference``), and torch.compile / bf16 autocast (GPU defaults; on CPU
+   with --compile / --amp);
 3. forward+backward peak memory of R(2+1)D-152 with and without gradient checkpointing.
 
     python bench/bench_models.py                       # CPU: writes bench/results/models_cpu.json
@@ -108,7 +109,9 @@ def optimized_vs_eager(
         eager = r21d_zoo.create_model(name, pretrained=False).to(device).eval()
         x = torch.randn(batch, 3, frames, 112, 112, device=device)
         variants = {"eager": eager}
-        variants["fold+cl3d"] = optimize_for_inference(eager, compile=False, amp="none")
+        variants["fold+cl3d"] = optimize_for_inference(eager, compile=False, amp="none", torchscript=False)
+        if not device.type == "cuda":
+            variants["fold+torchscript (CPU default)"] = optimize_for_inference(eager)
         if compile:
             variants["fold+cl3d+compile"] = optimize_for_inference(eager, compile=True, amp="none")
         if amp != "none":

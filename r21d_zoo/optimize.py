@@ -4,6 +4,7 @@ Each step keeps outputs within a stated tolerance of the eager float32 model (``
 
 - BatchNorm folded into the preceding conv (exact up to float rounding: max |diff| < 1e-4 on logits);
 - channels_last_3d memory format (same math, different kernels);
+- on CPU, TorchScript freezing + ``torch.jit.optimize_for_inference`` (prepacked oneDNN convs);
 - ``torch.compile`` (inductor; needs a C++ compiler on CPU, first call compiles);
 - bf16/fp16 autocast (GPU; on CPU only when asked for, bf16 changes the numbers at the 1e-2 level);
 - ``cudnn.benchmark`` on GPU.
@@ -12,7 +13,8 @@ Each step keeps outputs within a stated tolerance of the eager float32 model (``
 import contextlib
 import copy
 import logging
-from typing import Any, List, Optional, Tuple
+import warnings
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -56,23 +58,45 @@ def fold_batchnorm(model: nn.Module) -> int:
     return folded
 
 
+class _Features(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+
+def _script_for_inference(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """Trace, freeze and ``torch.jit.optimize_for_inference``: on CPU the convs become prepacked oneDNN (MKLDNN) ops
+    that keep activations in oneDNN's blocked layout between layers. The network has no shape-dependent Python
+    control flow, so one trace serves every batch size and clip shape."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and TorchScript maintenance-mode notices
+        return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(module.eval(), example)))
+
+
 class InferenceModel(nn.Module):
     """An optimised copy of a video model for inference: same call signatures (``forward``, ``forward_features``,
     ``forward_head``, ``forward_intermediates``), float32 outputs, and the original's ``pretrained_cfg``."""
 
-    def __init__(self, model: nn.Module, channels_last: bool, amp_dtype: Optional[torch.dtype], compile: bool):
+    def __init__(
+        self, model: nn.Module, channels_last: bool, amp_dtype: Optional[torch.dtype], compile: bool, torchscript: bool
+    ):
         super().__init__()
         self.model = model
         self.channels_last = channels_last
         self.amp_dtype = amp_dtype
+        self.torchscript = torchscript
         self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
         self.feature_info = getattr(model, "feature_info", None)
         self.num_features = getattr(model, "num_features", None)
-        # on CPU, inductor's freezing prepacks the conv weights for oneDNN (measured: 0.743 vs 0.859 of eager for
-        # R(2+1)D-18 at batch 1); it needs constant weights, which an inference copy has
+        # on CPU, inductor's freezing prepacks the conv weights for oneDNN; it needs constant weights, which an
+        # inference copy has
         options = None if next(model.parameters()).is_cuda else {"freezing": True}
         self._forward = torch.compile(model, options=options) if compile else model
-        self._features = torch.compile(model.forward_features, options=options) if compile else model.forward_features
+        self._features = torch.compile(_Features(model), options=options) if compile else _Features(model)
+        self._scripted: Dict[str, torch.jit.ScriptModule] = {}
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
@@ -82,13 +106,20 @@ class InferenceModel(nn.Module):
             return contextlib.nullcontext()
         return torch.autocast(x.device.type, dtype=self.amp_dtype)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _run(self, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        x = self._prepare(x)
+        if self.torchscript:
+            if name not in self._scripted:  # traced on first use
+                self._scripted[name] = _script_for_inference(module, x)
+            module = self._scripted[name]
         with self._autocast(x):
-            return self._forward(self._prepare(x)).float()
+            return module(x).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run("forward", self._forward, x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        with self._autocast(x):
-            return self._features(self._prepare(x)).float()
+        return self._run("features", self._features, x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         with self._autocast(x):
@@ -106,27 +137,37 @@ def optimize_for_inference(
     channels_last: Optional[bool] = None,
     compile: Optional[bool] = None,
     amp: Optional[str] = None,
+    torchscript: Optional[bool] = None,
     inplace: bool = False,
 ) -> InferenceModel:
-    """An eval-mode copy of ``model`` (or ``model`` itself with ``inplace``) with BatchNorm folded, channels_last_3d
-    (default: on GPU, and on CPU where it measured faster: always), ``torch.compile`` (default: on GPU) and autocast
-    ``amp="bf16"|"fp16"`` (default: bf16 on GPU, none on CPU). Sets ``cudnn.benchmark`` when the model is on a GPU.
-    See ``bench/bench_models.py`` for what each step buys."""
+    """An eval-mode copy of ``model`` (or ``model`` itself with ``inplace``) for inference.
+
+    - ``fold_bn``: BatchNorm folded into the preceding convs.
+    - ``compile``: ``torch.compile`` (default: on GPU).
+    - ``amp``: ``"bf16"|"fp16"`` autocast (default: bf16 on GPU, none on CPU).
+    - ``torchscript``: trace + freeze + ``torch.jit.optimize_for_inference`` (oneDNN convs; default: on CPU when
+      neither ``compile`` nor ``amp`` is asked for; ``forward_intermediates`` stays eager).
+    - ``channels_last``: channels_last_3d (default: on, except under ``torchscript``, which picks its own layout).
+    Sets ``cudnn.benchmark`` when the model is on a GPU. ``bench/bench_models.py`` measures what each step buys."""
     model = (model if inplace else copy.deepcopy(model)).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     cuda = next(model.parameters()).is_cuda
     if fold_bn:
         fold_batchnorm(model)
-    channels_last = True if channels_last is None else channels_last
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
     if compile is None:
         compile = cuda
     if amp is None and cuda:
         amp = "bf16"
     if amp not in (None, "none") and amp not in AMP_DTYPES:
         raise ValueError(f"amp must be one of {list(AMP_DTYPES)} or None, got {amp!r}")
+    if torchscript is None:
+        torchscript = not cuda and not compile and amp in (None, "none")
+    if torchscript and (compile or amp not in (None, "none")):
+        raise ValueError("torchscript does not combine with compile or amp; pick one")
+    channels_last = not torchscript if channels_last is None else channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
     if cuda:
         torch.backends.cudnn.benchmark = True
-    return InferenceModel(model, channels_last, AMP_DTYPES.get(amp), compile)
+    return InferenceModel(model, channels_last, AMP_DTYPES.get(amp), compile, torchscript)

@@ -48,7 +48,7 @@ def test_fold_counts_and_refuses_training_mode():
 def test_channels_last_3d_keeps_outputs_and_intermediates():
     model = tiny("r2plus1d_18")
     x = torch.randn(1, 3, 8, 32, 32)
-    opt = optimize_for_inference(model, fold_bn=False, channels_last=True)
+    opt = optimize_for_inference(model, fold_bn=False, channels_last=True, torchscript=False)
     assert opt.model.stem[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
     with torch.inference_mode():
         torch.testing.assert_close(opt(x), model(x), rtol=1e-4, atol=1e-4)
@@ -57,6 +57,20 @@ def test_channels_last_3d_keeps_outputs_and_intermediates():
             model.forward_intermediates(x, intermediates_only=True),
         ):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_torchscript_path_is_traced_once_and_serves_any_shape():
+    model = tiny("r2plus1d_18")
+    opt = optimize_for_inference(model)  # CPU default: BN folded + TorchScript optimize_for_inference
+    assert opt.torchscript and not opt.channels_last
+    with torch.inference_mode():
+        for shape in ((1, 3, 8, 32, 32), (3, 3, 8, 32, 32), (2, 3, 16, 40, 48)):
+            x = torch.randn(shape)
+            torch.testing.assert_close(opt(x), model(x), rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(opt.forward_features(x), model.forward_features(x), rtol=1e-4, atol=1e-4)
+    assert set(opt._scripted) == {"forward", "features"}
+    with pytest.raises(ValueError, match="does not combine"):
+        optimize_for_inference(model, torchscript=True, amp="bf16")
 
 
 def test_bf16_autocast_stays_close():

@@ -238,7 +238,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import ClipSpec, read_labelled
     from .distributed import default_device, init_distributed
-    from .features import _write_atomic
+    from ._io import atomic_write
     from .finetune import EvalConfig, evaluate
     from .models import create_model
 
@@ -268,9 +268,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if world.is_primary:
         text = json.dumps(metrics, indent=2)
         if args.output:
-            from pathlib import Path
-
-            _write_atomic(Path(args.output), lambda f: f.write(text.encode()))
+            atomic_write(args.output, lambda f: f.write(text.encode()))
         keys = ("videos", "failed", "video_top1", "video_top5", "clip_top1", "clip_top5", "mAP")
         print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
     return 1 if metrics.get("failed") else 0

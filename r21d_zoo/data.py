@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from .features import VIDEO_EXTENSIONS
 from .train import epoch_seed
+from .transforms import normalize
 from .video import VideoDecodeError, VideoReader, clip_duration, random_clip, uniform_clips
 
 _logger = logging.getLogger(__name__)
@@ -201,7 +202,4 @@ def train_augment(
     for i in range(b):
         x = clips[i, :, tops[i] : tops[i] + crop_size, lefts[i] : lefts[i] + crop_size]
         out.append(x.flip(2) if flips[i] else x)
-    x = torch.stack(out).permute(0, 4, 1, 2, 3).float() / 255.0
-    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1, 1)
-    return (x - m) / s
+    return normalize(torch.stack(out).permute(0, 4, 1, 2, 3).float() / 255.0, mean, std)

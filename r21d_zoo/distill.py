@@ -38,7 +38,7 @@ from .train import (
     unwrap,
     wrap_ddp,
 )
-from .transforms import VideoClassificationTransform
+from .transforms import VideoClassificationTransform, normalize
 
 _logger = logging.getLogger(__name__)
 TARGETS = ("centre", "random", "multi")
@@ -107,9 +107,7 @@ def teacher_input(clips: torch.Tensor, idx: torch.Tensor, spec: TeacherSpec) -> 
     )
     top, left = (x.shape[-2] - spec.input_size) // 2, (x.shape[-1] - spec.input_size) // 2
     x = x[..., top : top + spec.input_size, left : left + spec.input_size]
-    mean = torch.tensor(spec.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return normalize(x, spec.mean, spec.std)
 
 
 def entropy(p: torch.Tensor) -> torch.Tensor:
@@ -150,10 +148,6 @@ class Student(nn.Module):
         return [self.backbone.fc(feats)] + [head(feats) for head in self.extra_heads]
 
 
-def rgb_input(transform: VideoClassificationTransform) -> Callable[[torch.Tensor], torch.Tensor]:
-    return transform
-
-
 def gray_diff_input(transform: VideoClassificationTransform) -> Callable[[torch.Tensor], torch.Tensor]:
     """A 2-channel motion modality computed from the RGB clip: grey level and its temporal difference (a cheap
     stand-in for optical flow; a real flow student plugs in its own function)."""
@@ -167,7 +161,7 @@ def gray_diff_input(transform: VideoClassificationTransform) -> Callable[[torch.
     return make
 
 
-MODALITIES = {"rgb": (3, rgb_input), "gray_diff": (2, gray_diff_input)}
+MODALITIES = {"rgb": (3, lambda transform: transform), "gray_diff": (2, gray_diff_input)}
 
 
 @dataclass

@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from ._io import atomic_write, partial_path
+from .models._pretrained import KINETICS_MEAN, KINETICS_STD
 from .optimize import AMP_DTYPES, optimize_for_inference
 from .transforms import VideoClassificationTransform, resolve_data_config
 from .video import VideoDecodeError, VideoInfo, VideoReader, clip_duration, sliding_clips, uniform_clips
@@ -50,8 +52,8 @@ class ExtractConfig:
     crop_mode: str = "center"  # or "three": features averaged over three crops
     interpolation: str = "bilinear"
     antialias: bool = False
-    mean: Tuple[float, ...] = (0.43216, 0.394666, 0.37645)
-    std: Tuple[float, ...] = (0.22803, 0.22145, 0.216989)
+    mean: Tuple[float, ...] = KINETICS_MEAN
+    std: Tuple[float, ...] = KINETICS_STD
     layer: Union[str, int] = "pre_logits"  # "pre_logits", "logits", or a feature_info stage: "layer3" or 3
     spatial_pool: str = "avg"
     temporal_pool: str = "avg"
@@ -331,32 +333,14 @@ def output_paths(out_dir: Path, name: str, fmt: str) -> List[Path]:
     return [out_dir / f"{name}.safetensors"]
 
 
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial")
-
-
-def _write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial(path)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_features(
     out_dir: Path, name: str, result: VideoFeatures, fmt: str = "npy", dtype: str = "float32"
 ) -> List[Path]:
     features = result.features.astype(dtype)
     paths = output_paths(out_dir, name, fmt)
     if fmt == "npy":
-        _write_atomic(paths[0], lambda f: np.save(f, result.clip_times))
-        _write_atomic(paths[1], lambda f: np.save(f, features))
+        atomic_write(paths[0], lambda f: np.save(f, result.clip_times))
+        atomic_write(paths[1], lambda f: np.save(f, features))
     else:
         from safetensors.numpy import save
 
@@ -364,7 +348,7 @@ def write_features(
             dict(features=features, clip_times=result.clip_times, num_padded=result.num_padded.astype(np.int64)),
             metadata={k: json.dumps(v) for k, v in result.info.items()},
         )
-        _write_atomic(paths[0], lambda f: f.write(data))
+        atomic_write(paths[0], lambda f: f.write(data))
     return paths
 
 
@@ -428,7 +412,7 @@ def run_extraction(
             summary.skipped += 1
             continue
         for p in paths:  # a killed run can leave a temp file; only this shard writes these names
-            _partial(p).unlink(missing_ok=True)
+            partial_path(p).unlink(missing_ok=True)
         todo.append(v)
     runner = FeatureRunner(model, cfg, device, amp, channels_last, optimize)
     loader = DataLoader(

@@ -19,7 +19,6 @@ import io
 import json
 import logging
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ._io import atomic_write
 from .data import ClipSpec, EvalClips, LabelledVideos, TrainClips, train_augment
 from .distributed import WorldInfo, default_device, init_distributed
 from .models import create_model, save_pretrained
@@ -129,11 +129,9 @@ def evaluate(
     world = world or WorldInfo()
     device = torch.device(device) if device else next(model.parameters()).device
     model = unwrap(model).eval()
-    mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
     fully_conv = cfg.crop_mode == "full"
-    transform = VideoClassificationTransform(
-        None, crop_size, mean, std, crop_mode="center" if fully_conv else cfg.crop_mode
-    ).to(device)
+    mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
+    transform = VideoClassificationTransform(None, crop_size, mean, std, crop_mode=cfg.crop_mode).to(device)
     shard = list(range(world.rank, len(data), world.world_size))  # no padding, no duplicates
     loader = DataLoader(EvalClips(data, spec, cfg.num_clips, shard), batch_size=None, num_workers=cfg.workers)
     pool = model.global_pool
@@ -145,11 +143,7 @@ def evaluate(
             if error:
                 results.append((index, None, None, error))
                 continue
-            clips = clips.to(device)
-            if fully_conv:
-                x = _normalise_full(clips, mean, std)
-            else:
-                x = transform(clips)
+            x = transform(clips.to(device))
             with autocast(device, cfg.amp):
                 logits = model(x).float()
             if fully_conv:
@@ -166,13 +160,6 @@ def evaluate(
         results = [r for part in gathered for r in part]
     results.sort(key=lambda r: r[0])
     return _metrics(data, results, cfg)
-
-
-def _normalise_full(clips: torch.Tensor, mean, std) -> torch.Tensor:
-    x = clips.permute(0, 4, 1, 2, 3).float() / 255.0
-    return (x - torch.tensor(mean, device=x.device).view(1, -1, 1, 1, 1)) / torch.tensor(std, device=x.device).view(
-        1, -1, 1, 1, 1
-    )
 
 
 def _metrics(data: LabelledVideos, results, cfg: EvalConfig) -> Dict[str, Any]:
@@ -411,9 +398,7 @@ def write_metrics(out: Path, history: List[Dict[str, Any]]) -> None:
     """``metrics.json``, ``metrics.csv`` and ``curves.png`` (loss and accuracy per epoch), each written atomically."""
 
     def atomic(name: str, data: bytes) -> None:
-        tmp = out / f".{name}.partial"
-        tmp.write_bytes(data)
-        os.replace(tmp, out / name)
+        atomic_write(out / name, lambda f: f.write(data))
 
     atomic("metrics.json", json.dumps(history, indent=2).encode())
     keys = sorted({k for h in history for k in h}, key=lambda k: (k != "epoch", k))

@@ -3,7 +3,6 @@ checkpoints that resume a run exactly (model, optimizer, scheduler, scaler, RNG 
 
 import contextlib
 import math
-import os
 import random
 import json
 from dataclasses import asdict, dataclass, is_dataclass
@@ -15,6 +14,7 @@ import torch
 import torch.nn as nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from ._io import atomic_write
 from .distributed import WorldInfo
 
 
@@ -122,12 +122,8 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
-    """Atomic ``torch.save`` (temp file + rename): a killed run never leaves a truncated checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Atomic ``torch.save``: a killed run never leaves a truncated checkpoint."""
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:

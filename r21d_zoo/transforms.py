@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from .models._pretrained import PretrainedCfg
 
-CROP_MODES = ("center", "three")
+CROP_MODES = ("center", "three", "full")
 DATA_KEYS = (
     "num_frames",
     "frame_rate",
@@ -70,7 +70,8 @@ class VideoClassificationTransform(nn.Module):
     """uint8 frames (T, H, W, C) or a batch (B, T, H, W, C) -> normalised float clips (B, C, T, crop, crop).
 
     ``crop_mode="three"`` takes three crops along the long side (start, centre, end; the papers' 3-crop test) and
-    returns them as (B * 3, C, T, crop, crop), the crops of one clip adjacent.
+    returns them as (B * 3, C, T, crop, crop), the crops of one clip adjacent; ``"full"`` keeps the whole (resized)
+    frame, for fully-convolutional evaluation.
 
     uint8 frames are resized and rounded back to integers before scaling to [0, 1], as torchvision's
     ``VideoClassification`` preset (``antialias=False``) does for the published torchvision numbers. Float input is
@@ -118,11 +119,11 @@ class VideoClassificationTransform(nn.Module):
             x = torch.stack(_three_crops(x, self.crop_size), 1)  # (B*T, 3, C, S, S)
             x = x.reshape(b, t, 3, c, self.crop_size, self.crop_size).transpose(1, 2)
             b = b * 3
-        else:
+        elif self.crop_mode == "center":
             x = _center_crop(x, self.crop_size)
         if is_uint8:
             x = x / 255.0
-        x = x.reshape(b, t, c, self.crop_size, self.crop_size).transpose(1, 2)
+        x = x.reshape(b, t, c, *x.shape[-2:]).transpose(1, 2)
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
     def extra_repr(self) -> str:
@@ -130,6 +131,14 @@ class VideoClassificationTransform(nn.Module):
             f"resize_size={self.resize_size}, crop_size={self.crop_size}, crop_mode={self.crop_mode}, interpolation={self.interpolation}, "
             f"antialias={self.antialias}, mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
         )
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(x - mean) / std`` over dim 1 (channels) of a float tensor in [0, 1] of any rank."""
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape)
+    return (x - m) / s
 
 
 def _check_size(x: torch.Tensor, size: int) -> None:

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlparse
 import torch
 import torch.nn as nn
 
+from .._io import atomic_write
 from ._pretrained import PretrainedCfg, load_label_names
 
 _logger = logging.getLogger(__name__)
@@ -315,39 +316,25 @@ def model_config(model: nn.Module) -> Dict[str, Any]:
     )
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_pretrained(model: nn.Module, save_directory: str, model_card: Optional[str] = None) -> str:
     """Write ``model.safetensors``, ``config.json`` and ``README.md`` (a model card) to ``save_directory``.
 
     ``create_model('local-dir:<dir>')`` rebuilds the same model and ``from_pretrained`` reloads it.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     model = getattr(model, "module", model)  # DDP
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
     config = model_config(model)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(out / "model.safetensors", lambda p: save_file(tensors, p, metadata={"format": "pt"}))
-    _atomic_write(
-        out / "config.json",
-        lambda p: Path(p).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8"),
-    )
+    atomic_write(out / "model.safetensors", lambda f: f.write(save(tensors, metadata={"format": "pt"})))
+    atomic_write(out / "config.json", lambda f: f.write((json.dumps(config, indent=2, sort_keys=True) + "\n").encode()))
     if model_card is None:
         from ..model_card import render_model_card
 
         model_card = render_model_card(config)
-    _atomic_write(out / "README.md", lambda p: Path(p).write_text(model_card, encoding="utf-8"))
+    atomic_write(out / "README.md", lambda f: f.write(model_card.encode("utf-8")))
     return str(out)
 
 

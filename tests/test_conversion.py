@@ -11,14 +11,13 @@ import pytest
 import torch
 
 import r21d_zoo
-from r21d_zoo.conversion.caffe2 import (
+from r21d_zoo.models._caffe2 import (
     Caffe2ConversionError,
     UnsafePickleError,
     caffe2_to_state_dict,
     load_caffe2_pickle,
 )
-from r21d_zoo.conversion.convert_caffe2 import convert as convert_caffe2
-from r21d_zoo.conversion.convert_torch import convert as convert_torch
+from r21d_zoo.jobs.convert import convert_caffe2, convert_torch
 from r21d_zoo.models._registry import get_pretrained_cfg
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -6,14 +6,16 @@ import av
 
 import r21d_zoo.models._hub as hub
 from r21d_zoo.cli import main as cli_main
-from r21d_zoo.demo import read_all_frames, run_demo, synthesize_clip
+from r21d_zoo.jobs.common import ModelSource
+from r21d_zoo.jobs.demo import run_demo, synthesize_clip
+from r21d_zoo.video import read_clip
 
 
 def test_synthesized_clip_is_real_h264(tmp_path):
     path = synthesize_clip(str(tmp_path / "clip.mp4"), num_frames=20, size=(96, 128))
     with av.open(path) as container:
         assert container.streams.video[0].codec_context.name == "h264"
-    frames = read_all_frames(path)
+    frames = read_clip(path, 0.0, num_frames=20).frames
     assert tuple(frames.shape) == (20, 96, 128, 3)
     assert (frames[0] != frames[-1]).any()  # the square moves
 
@@ -31,7 +33,7 @@ def test_demo_falls_back_to_random_weights_with_a_clear_message(monkeypatch, cap
 
 
 def test_demo_result_fields():
-    result = run_demo("mc3_18.tv_kinetics400_16f", pretrained=False, repeats=1)
+    result = run_demo(ModelSource("mc3_18.tv_kinetics400_16f", pretrained=False), repeats=1)
     assert result["pretrained"] is False and len(result["predictions"]) == 5
     assert all(isinstance(label, str) for label, _ in result["predictions"]) and result["clips_per_s"] > 0
     assert result["feature_shape"] == (1, 512, 16, 7, 7)  # MC3: layers 2-4 are 2D, time is never strided

@@ -1,5 +1,6 @@
 """DistInit on synthetic video: a frame-level colour teacher, an unlabelled video student, resume and export."""
 
+import json
 import math
 
 import numpy as np
@@ -8,8 +9,10 @@ import torch
 import torch.nn as nn
 
 import r21d_zoo
-from r21d_zoo.distill import DistillConfig, TeacherSpec, distill, distill_loss, entropy, teacher_input
-from r21d_zoo.train import OptimConfig
+from r21d_zoo.cli import main as cli_main
+from r21d_zoo.jobs.distill import DistillConfig, TeacherSpec, distill, distill_loss, entropy, teacher_input
+from r21d_zoo.jobs.engine import OptimConfig
+from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import read_clip
 from videos import colour_frames, make_frames_video
 
@@ -89,10 +92,9 @@ def config(**kw) -> DistillConfig:
     base = dict(
         student="r2plus1d_18",
         student_args=STUDENT,
-        num_frames=FRAMES,
-        resize_size=SIZE,
-        crop_size=SIZE,
+        clip=dict(num_frames=FRAMES, resize_size=SIZE, crop_size=SIZE),
         batch_size=8,
+        workers=0,
         amp=None,
         optim=OptimConfig(lr=0.05, reference_batch=8, epochs=8, warmup_epochs=1, schedule="cosine"),
     )
@@ -102,9 +104,8 @@ def config(**kw) -> DistillConfig:
 
 def video_predictions(teacher, student, paths):
     agree = []
-    transform = r21d_zoo.VideoClassificationTransform(
-        SIZE, SIZE, r21d_zoo.resolve_data_config(student)["mean"], r21d_zoo.resolve_data_config(student)["std"]
-    )
+    transform = r21d_zoo.create_transform(student)
+    assert ClipSpec.from_model(student) == ClipSpec(num_frames=FRAMES, resize_size=SIZE, crop_size=SIZE)
     for p in paths:
         frames = read_clip(p, 0.0, FRAMES).frames
         with torch.inference_mode():
@@ -128,8 +129,8 @@ def test_distilled_student_agrees_with_the_teacher_on_held_out_videos(dataset, t
         target="random", optim=OptimConfig(lr=0.1, reference_batch=8, epochs=12, warmup_epochs=1, schedule="cosine")
     )
     result = distill(clean, [spec(teacher)], cfg, out_dir=tmp_path / "run", progress=False)
-    assert result.history[-1]["loss"] < result.history[0]["loss"]
-    student = r21d_zoo.create_model(f"local-dir:{result.export_dir}").eval()
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    student = r21d_zoo.create_model(f"local-dir:{result.final_dir}").eval()
     agreement = video_predictions(teacher, student, held_out)
     assert agreement >= 0.9, agreement
     untrained = r21d_zoo.create_model("r2plus1d_18", num_classes=3, **STUDENT).eval()
@@ -145,11 +146,12 @@ def test_entropy_filter_drops_the_uncertain_examples(dataset):
     )
     result = distill(train, [spec(ColourOracle()), spec(ColourOracle())], cfg, progress=False)
     assert grey_fraction == 0.25
-    assert result.history[0]["kept_fraction"] == [1 - grey_fraction] * 2  # both teachers' losses drop the grey ones
+    kept = [result.history[0][f"kept_fraction_{k}"] for k in range(2)]
+    assert kept == [1 - grey_fraction] * 2  # both teachers' losses drop the grey ones
     no_filter = distill(
         train, [spec(ColourOracle())], config(optim=OptimConfig(lr=0.01, reference_batch=8, epochs=1)), progress=False
     )
-    assert no_filter.history[0]["kept_fraction"] == [1.0]
+    assert no_filter.history[0]["kept_fraction_0"] == 1.0
 
 
 def test_losses_and_entropy():
@@ -173,16 +175,14 @@ def test_resumed_distillation_equals_an_uninterrupted_run(dataset, tmp_path):
     distill(train, [teacher], cfg, out_dir=tmp_path / "split", stop_after_epochs=1, progress=False)
     assert not (tmp_path / "split" / "student").exists()
     resumed = distill(train, [teacher], cfg, out_dir=tmp_path / "split", progress=False)
-    assert resumed.history == full.history or [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
-    for (k, a), b in zip(full.student.state_dict().items(), resumed.student.state_dict().values()):
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
     student = r21d_zoo.create_model(f"local-dir:{tmp_path / 'full' / 'student'}")
     assert student.stem[0].in_channels == 2  # the flow-like modality's student
 
 
 def test_distill_cli_with_a_timm_teacher(dataset, tmp_path):
-    from r21d_zoo.cli import main as cli_main
-
     train = dataset[0][:8]
     rc = cli_main(
         [
@@ -216,4 +216,5 @@ def test_distill_cli_with_a_timm_teacher(dataset, tmp_path):
     assert rc == 0
     student = r21d_zoo.create_model(f"local-dir:{tmp_path / 'd' / 'student'}")
     assert student.fc.out_features == 1000  # one head per teacher; the first is the exported classifier
-    assert (tmp_path / "d" / "metrics.jsonl").read_text().count("\n") == 1
+    assert len(json.loads((tmp_path / "d" / "metrics.json").read_text())) == 1  # one epoch, written atomically
+    assert (tmp_path / "d" / "metrics.csv").read_text().count("\n") == 2 and (tmp_path / "d" / "curves.png").exists()

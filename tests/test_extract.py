@@ -5,7 +5,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,8 @@ import torch
 
 import r21d_zoo
 from r21d_zoo.cli import main as cli_main
-from r21d_zoo.features import ExtractConfig, discover_videos
+from r21d_zoo.jobs.extract import discover_videos
+from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import read_clip
 from videos import make_audio_only, make_broken, make_video, make_zero_frames
 
@@ -155,51 +156,52 @@ def test_cli_safetensors_fp16_and_workers_match_the_in_process_run(videos, tiny_
             np.testing.assert_array_equal(a[k], b[k])
 
 
+# Runs the CLI in a child process whose os.replace kills the process (SIGKILL: no cleanup, no finally blocks) at the
+# moment the K-th features file is about to be renamed into place, i.e. with its temp file fully written.
+KILL_AT_RENAME = textwrap.dedent(
+    """
+    import os, signal, sys
+    real, kill_at, count = os.replace, int(sys.argv[1]), [0]
+
+    def replace(src, dst, *args, **kwargs):
+        if str(dst).endswith(".npy") and not str(dst).endswith(".times.npy"):
+            count[0] += 1
+            if count[0] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(src, dst, *args, **kwargs)
+
+    os.replace = replace
+    from r21d_zoo.cli import main
+    sys.exit(main(sys.argv[2:]))
+    """
+)
+
+
+@pytest.mark.video
 def test_killed_run_resumes_without_recomputing_or_partial_files(tmp_path, tiny_dir):
     root = tmp_path / "many"
     root.mkdir()
-    for i in range(12):
+    for i in range(6):
         make_video(root / f"clip{i:02d}.mp4", num_frames=40, size=(64, 96), fps=10)
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "r21d_zoo.cli",
-        "extract",
-        str(root),
-        "--model",
-        f"local-dir:{tiny_dir}",
-        "-o",
-        str(out),
-        "--workers",
-        "0",
-        "--batch-size",
-        "1",
-    ]
+    args = ["extract", str(root), "--model", f"local-dir:{tiny_dir}", "-o", str(out), "--workers", "0"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if (out / "manifest.jsonl").exists() and len(manifest(out)) >= 2:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    finished = {r["name"] for r in manifest(out)}
-    assert 2 <= len(finished) < 12
-    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")}
-    done_before = {n for n in before if not n.endswith(".times.npy")}
-    assert done_before == {f"{n}.npy" for n in finished}  # every features file is complete (atomic rename)
-    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_RENAME, "3", *args], env=env, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert [r["name"] for r in manifest(out)] == ["clip00", "clip01"]  # the third was killed before its rename
+    partial = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert partial == [".clip02.npy.partial"]  # the kill left a fully written temp file behind
+    assert {p.name for p in out.glob("*.npy") if not p.name.endswith(".times.npy")} == {"clip00.npy", "clip01.npy"}
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("clip0[01]*.npy")}
+    rerun = subprocess.run([sys.executable, "-m", "r21d_zoo", *args], env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{len(finished)} already done" in rerun.stdout
+    assert "4 extracted" in rerun.stdout and "2 already done" in rerun.stdout
     assert sorted(p.name for p in out.glob("clip*.npy") if ".times" not in p.name) == [
-        f"clip{i:02d}.npy" for i in range(12)
+        f"clip{i:02d}.npy" for i in range(6)
     ]
-    assert {n: out.joinpath(n).stat().st_mtime_ns for n in before} == before
+    assert {n: out.joinpath(n).stat().st_mtime_ns for n in before} == before  # finished videos were not redone
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no partial or temp files left
-    assert all(np.load(out / f"clip{i:02d}.npy").shape == (5, 64) for i in range(12))
+    assert all(np.load(out / f"clip{i:02d}.npy").shape == (5, 64) for i in range(6))
 
 
 def _sharded_worker(rank: int, world: int, init: str, args: list) -> None:
@@ -246,14 +248,13 @@ def test_shard_flags_split_without_duplicates(videos, tiny_dir, tmp_path):
     assert sorted(r["name"] for r in manifest(tmp_path)) == [f"v{i}" for i in range(5)]
 
 
-def test_extract_config_comes_from_the_weights():
-    cfg = ExtractConfig.from_model(r21d_zoo.create_model("r2plus1d_18.tv_kinetics400_16f", num_classes=5))
-    assert (cfg.num_frames, cfg.frame_rate, cfg.resize_size, cfg.crop_size, cfg.antialias) == (
-        16,
-        15.0,
-        (128, 171),
-        112,
-        False,
-    )
-    csn = ExtractConfig.from_model(r21d_zoo.get_pretrained_cfg("ir_csn_152.ig65m_ft_kinetics400_32f"), num_clips=10)
-    assert (csn.num_frames, csn.sampling_stride, csn.crop_size, csn.num_clips) == (32, 2, 224, 10)
+def test_clip_settings_come_from_the_weights_and_overrides_replace_single_fields():
+    tv = ClipSpec.from_model(r21d_zoo.create_model("r2plus1d_18.tv_kinetics400_16f", num_classes=5))
+    assert (tv.num_frames, tv.frame_rate, tv.resize_size, tv.crop_size, tv.antialias) == (16, 15.0, (128, 171), 112, False)
+    csn = ClipSpec.from_model(r21d_zoo.get_pretrained_cfg("ir_csn_152.ig65m_ft_kinetics400_32f"), num_frames=8)
+    assert (csn.num_frames, csn.sampling_stride, csn.crop_size, csn.resize_size) == (8, 2, 224, 256)
+    assert ClipSpec.from_model(csn, num_frames=None, crop_size=None) == csn  # None keeps the weights' value
+    with pytest.raises(TypeError, match="unknown clip setting"):
+        ClipSpec.from_model(csn, frames=8)
+    with pytest.raises(ValueError, match="crop_mode must be one of"):
+        ClipSpec.from_model(csn, crop_mode="middle")

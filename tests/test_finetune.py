@@ -8,29 +8,30 @@ import torch
 
 import r21d_zoo
 from r21d_zoo.cli import main as cli_main
-from r21d_zoo.data import ClipSpec, read_labelled
-from r21d_zoo.finetune import EvalConfig, FinetuneConfig, average_precision, evaluate, finetune
-from r21d_zoo.probe import fit_logistic, probe
-from r21d_zoo.synthetic import make_motion_dataset
-from r21d_zoo.train import OptimConfig
+from r21d_zoo.jobs.common import ModelSource
+from r21d_zoo.jobs.engine import OptimConfig
+from r21d_zoo.jobs.finetune import FinetuneConfig, average_precision, evaluate, finetune
+from r21d_zoo.jobs.labelled import read_labelled
+from r21d_zoo.jobs.probe import fit_logistic, probe
+from r21d_zoo.jobs.synthetic import make_motion_dataset
+from r21d_zoo.models import ClipSpec
 from videos import make_broken
 
-SPEC = ClipSpec(8, None, 1, (32, 32))
+CLIP = dict(num_frames=8, resize_size=(32, 32), crop_size=28)
+SPEC = ClipSpec(**CLIP)
 TINY = dict(channel_multiplier=0.125)
 
 
-def config(arch="r2plus1d_18", epochs=2, lr=0.02, **kw) -> FinetuneConfig:
+def config(arch="r2plus1d_18", epochs=2, lr=0.02, model_args=TINY, pretrained=False, **kw) -> FinetuneConfig:
     base = dict(
-        model=arch,
-        pretrained=False,
-        model_args=TINY,
-        clip=SPEC,
-        crop_size=28,
+        model=ModelSource(arch, pretrained=pretrained, model_args=model_args),
+        clip=CLIP,
         flip=False,
         batch_size=8,
+        workers=0,
         amp=None,
         optim=OptimConfig(lr=lr, reference_batch=8, epochs=epochs, warmup_epochs=1, schedule="cosine"),
-        eval=EvalConfig(num_clips=2),
+        eval_clips=2,
     )
     base.update(kw)
     return FinetuneConfig(**base)
@@ -52,7 +53,7 @@ def test_r2plus1d_learns_motion_direction_that_fr2d_cannot(tmp_path):
     train, val = read_labelled(train_csv), read_labelled(val_csv, classes=["left", "right"])
     results = {}
     for arch in ("r2plus1d_18", "fr2d_18"):
-        cfg = config(arch, epochs=8, model_args=dict(channel_multiplier=0.25), eval=EvalConfig(num_clips=1))
+        cfg = config(arch, epochs=8, model_args=dict(channel_multiplier=0.25), eval_clips=1)
         results[arch] = finetune(train, val, cfg, progress=False).history[-1]["val_video_top1"]
     assert results["r2plus1d_18"] >= 0.9, results
     assert results["fr2d_18"] <= 0.65, results  # chance is 0.5: single frames carry no information on direction
@@ -89,13 +90,13 @@ def test_evaluate_counts_protocols_and_report(small):
     _, val, _ = small
     torch.manual_seed(0)
     model = r21d_zoo.create_model("r2plus1d_18", num_classes=2, **TINY).eval()
-    m = evaluate(model, val, SPEC, 28, EvalConfig(num_clips=3))
+    m = evaluate(model, val, SPEC, 3)
     assert (m["videos"], m["clips"], m["failed"]) == (7, 21, 0)
     assert sum(sum(r) for r in m["confusion_matrix"]) == 7
     assert m["video_correct"] == sum(m["confusion_matrix"][i][i] for i in range(2))
     assert m["per_class"]["left"]["support"] == 4 and m["per_class"]["right"]["support"] == 3
-    three = evaluate(model, val, SPEC, 28, EvalConfig(num_clips=2, crop_mode="three"))
-    full = evaluate(model, val, SPEC, 28, EvalConfig(num_clips=2, crop_mode="full"))
+    three = evaluate(model, val, ClipSpec(**CLIP, crop_mode="three"), 2)
+    full = evaluate(model, val, ClipSpec(**CLIP, crop_mode="full"), 2)
     assert three["videos"] == full["videos"] == 7 and 0 <= full["video_top1"] <= 1
 
 
@@ -106,7 +107,7 @@ def test_evaluate_records_broken_videos(small, tmp_path):
     csv.write_text("".join(f"{s.path},{val.classes[s.labels[0]]}\n" for s in val.samples) + f"{broken},left\n")
     data = read_labelled(csv, classes=["left", "right"])
     model = r21d_zoo.create_model("r2plus1d_18", num_classes=2, **TINY).eval()
-    m = evaluate(model, data, SPEC, 28, EvalConfig(num_clips=1))
+    m = evaluate(model, data, SPEC, 1)
     assert m["failed"] == 1 and str(broken) in m["errors"] and m["videos"] == len(data) - 1
 
 
@@ -116,14 +117,14 @@ def _ddp_worker(rank, world, init, root, out):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
-        from r21d_zoo.distributed import WorldInfo
+        from r21d_zoo.jobs.distributed import WorldInfo
 
         info = WorldInfo(rank, world, 0)
         train, val = read_labelled(root / "train.csv"), read_labelled(root / "val.csv", classes=["left", "right"])
         result = finetune(train, val, config(epochs=1), out_dir=out, world=info, progress=False)
         torch.manual_seed(0)
         model = r21d_zoo.create_model("r2plus1d_18", num_classes=2, **TINY).eval()
-        metrics = evaluate(model, val, SPEC, 28, EvalConfig(num_clips=2), world=info)
+        metrics = evaluate(model, val, SPEC, 2, world=info)
         if rank == 0:
             (out / "eval.json").write_text(json.dumps(metrics))
             assert result.history[0]["epoch"] == 1
@@ -138,7 +139,7 @@ def test_two_process_ddp_finetune_and_exact_evaluation_counts(small, tmp_path):
     ddp = json.loads((tmp_path / "ddp" / "eval.json").read_text())
     torch.manual_seed(0)
     model = r21d_zoo.create_model("r2plus1d_18", num_classes=2, **TINY).eval()
-    single = evaluate(model, val, SPEC, 28, EvalConfig(num_clips=2))
+    single = evaluate(model, val, SPEC, 2)
     assert len(val) == 7
     for key in ("videos", "clips", "video_correct", "confusion_matrix"):
         assert ddp[key] == single[key], key
@@ -173,7 +174,7 @@ def test_probe_cli_on_extracted_features_of_the_motion_dataset(small, tmp_path):
         cli_main(["extract", str(root), "--model", f"local-dir:{tmp_path / 'm'}", "-o", str(feats), "--workers", "0"])
         == 0
     )
-    from r21d_zoo.probe import load_features, run_probe
+    from r21d_zoo.jobs.probe import load_features, run_probe
 
     train, test = read_labelled(root / "train.csv"), read_labelled(root / "val.csv", classes=["left", "right"])
     summary = run_probe(feats, train, feats, test)
@@ -235,6 +236,10 @@ def test_finetune_and_evaluate_cli(small, tmp_path):
             "--epochs",
             "1",
             "--no-flip",
+            "--batch-size",
+            "4",
+            "--accumulation",
+            "2",
             "--eval-clips",
             "2",
             *common,

@@ -15,7 +15,7 @@ import torchvision.models.video as tv_video
 from safetensors.torch import save_file
 
 import r21d_zoo
-from r21d_zoo.model_card import (
+from r21d_zoo.export.cards import (
     TABLE_END,
     TABLE_START,
     card_path,
@@ -25,7 +25,7 @@ from r21d_zoo.model_card import (
 )
 from r21d_zoo.models import WeightsError, adapt_input_conv, get_pretrained_cfg
 from r21d_zoo.models._hub import load_into_model, read_state_dict
-from r21d_zoo.transforms import resolve_data_config
+from r21d_zoo.models import ClipSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from caffe2_reference import reference_forward, synth_blobs  # noqa: E402
@@ -44,8 +44,9 @@ def test_pretrained_cfg_consistent_with_model(name):
         model = r21d_zoo.create_model(name)
         out = model(torch.empty(1, *cfg.input_size))
     assert model.num_classes == cfg.num_classes == out.shape[1]
-    assert cfg.input_size == (cfg.in_chans, cfg.num_frames, cfg.crop_size, cfg.crop_size)
-    assert model.stem[0].in_channels == cfg.in_chans == len(cfg.mean) == len(cfg.std)
+    assert cfg.input_size == (cfg.in_chans, cfg.clip.num_frames, cfg.clip.crop_size, cfg.clip.crop_size)
+    assert model.stem[0].in_channels == cfg.in_chans == len(cfg.clip.mean) == len(cfg.clip.std)
+    assert ClipSpec.from_model(model) == cfg.clip  # the model carries its weights' clip, flat in pretrained_cfg
     eps = {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d)}
     assert eps == {cfg.model_args["bn_eps"]}
     assert isinstance(model.stem[-1], torch.nn.MaxPool3d) == cfg.model_args.get("pool1", False)
@@ -312,10 +313,10 @@ def test_transform_matches_torchvision_preset_for_torchvision_weights():
 
 
 def test_data_config_per_family():
-    csn = resolve_data_config(get_pretrained_cfg("ir_csn_152.ig65m_ft_kinetics400_32f"))
-    assert csn["crop_size"] == 224 and csn["resize_size"] == 256 and csn["sampling_stride"] == 2
-    flow = resolve_data_config(get_pretrained_cfg("r2plus1d_34.sports1m_ft_kinetics400_flow_32f"))
-    assert len(flow["mean"]) == 2
+    csn = ClipSpec.from_model(get_pretrained_cfg("ir_csn_152.ig65m_ft_kinetics400_32f"))
+    assert csn.crop_size == 224 and csn.resize_size == 256 and csn.sampling_stride == 2
+    flow = ClipSpec.from_model(get_pretrained_cfg("r2plus1d_34.sports1m_ft_kinetics400_flow_32f"))
+    assert len(flow.mean) == 2
     t = r21d_zoo.create_transform(get_pretrained_cfg("ir_csn_152.ig65m_32f"))
     assert t(torch.zeros(4, 300, 400, 3, dtype=torch.uint8)).shape == (1, 3, 4, 224, 224)
     with pytest.raises(ValueError, match="T, H, W, C"):
@@ -327,7 +328,7 @@ def test_data_config_per_family():
 
 def test_every_tag_has_an_up_to_date_card():
     cards = {p.stem for p in (ROOT / "model_cards").glob("*.md")}
-    assert cards == set(r21d_zoo.list_pretrained()), "run: python -m r21d_zoo.model_card model_cards"
+    assert cards == set(r21d_zoo.list_pretrained()), "run: r21d-zoo cards"
     for name in r21d_zoo.list_pretrained():
         expected = render_model_card(registry_config(name))
         assert card_path(str(ROOT / "model_cards"), name).read_text() == expected, f"{name}: card is stale"
@@ -336,7 +337,7 @@ def test_every_tag_has_an_up_to_date_card():
 def test_readme_model_table_is_generated_from_registry():
     text = (ROOT / "README.md").read_text()
     table = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip()
-    assert table == render_model_table(), "run: python -m r21d_zoo.model_card model_cards --readme README.md"
+    assert table == render_model_table(), "run: r21d-zoo cards"
     for name in r21d_zoo.list_pretrained():
         assert f"`{name}`" in table
 

@@ -80,7 +80,7 @@ def test_cli_list_and_info(capsys):
 
 def test_console_script_installed():
     out = subprocess.run(
-        [sys.executable, "-m", "r21d_zoo.cli", "list", "--pretrained", "mc3_18"],
+        [sys.executable, "-m", "r21d_zoo", "list", "--pretrained", "mc3_18"],
         check=True,
         capture_output=True,
         text=True,

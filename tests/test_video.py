@@ -6,15 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from r21d_zoo.transforms import VideoClassificationTransform, resize_frames
+from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import (
+    VideoClassificationTransform,
     VideoDecodeError,
-    VideoReader,
-    read_clip,
+    open_video,
     random_clip,
+    read_clip,
+    resize_frames,
     sliding_clips,
     uniform_clips,
 )
+from r21d_zoo.video.pyav import PyAVReader
 from videos import decode_index, make_audio_only, make_broken, make_video, make_zero_frames
 
 
@@ -28,7 +31,7 @@ def cfr(tmp_path_factory):
 
 
 def test_metadata_and_consecutive_frames(cfr):
-    with VideoReader(cfr) as r:
+    with open_video(cfr) as r:
         assert (r.info.duration, r.info.fps, r.info.width, r.info.height, r.info.rotation) == (6.0, 10.0, 96, 64, 0)
         clip = r.read_clip(0.0, 8)
         assert indices(clip) == list(range(8))
@@ -38,15 +41,15 @@ def test_metadata_and_consecutive_frames(cfr):
 
 
 def test_resampling_to_a_frame_rate_picks_the_frame_shown_at_each_time(cfr):
-    with VideoReader(cfr) as r:
+    with open_video(cfr) as r:
         assert indices(r.read_clip(2.0, 6, frame_rate=5)) == [20, 22, 24, 26, 28, 30]
         assert indices(r.read_clip(0.3, 6, frame_rate=20)) == [3, 3, 4, 4, 5, 5]  # upsampling repeats frames
 
 
 def test_seek_gives_the_frames_of_a_decode_from_the_start(cfr):
-    with VideoReader(cfr) as r:
+    with open_video(cfr) as r:
         late = r.read_clip(4.5, 8)  # first read: seeks to the keyframe at 4.0 s
-    with VideoReader(cfr) as r:
+    with open_video(cfr) as r:
         for t in (0.0, 1.0, 2.0, 3.0):  # decode forward without seeking (clips under a second apart)
             r.read_clip(t, 8)
         r.read_clip(3.8, 8)
@@ -57,8 +60,8 @@ def test_seek_gives_the_frames_of_a_decode_from_the_start(cfr):
 
 def test_iter_clips_matches_independent_reads_with_overlap_and_backwards_jumps(cfr):
     clips = sliding_clips(6.0, 1.6, stride=0.7)
-    with VideoReader(cfr) as r:
-        streamed = {c.index: f for c, f in r.iter_clips(clips, 16)}
+    with open_video(cfr) as r:
+        streamed = {c.index: f for c, f in r.iter_clips(clips, ClipSpec(num_frames=16, resize_size=None))}
         back = r.read_clip(0.5, 4)  # jumping back seeks again
     assert indices(back) == [5, 6, 7, 8]
     for c in clips:
@@ -68,7 +71,7 @@ def test_iter_clips_matches_independent_reads_with_overlap_and_backwards_jumps(c
 
 
 def test_last_clip_is_padded_by_repeat_or_loop_and_reports_it(cfr):
-    with VideoReader(cfr) as r:
+    with open_video(cfr) as r:
         rep = r.read_clip(5.5, 8)
         loop = r.read_clip(5.5, 8, pad="loop")
     assert indices(rep) == [55, 56, 57, 58, 59, 59, 59, 59] and rep.num_padded == 3
@@ -80,7 +83,7 @@ def test_last_clip_is_padded_by_repeat_or_loop_and_reports_it(cfr):
 def test_variable_frame_rate_uses_timestamps(tmp_path):
     pts = [0, 100, 150, 400, 450, 460, 900, 1000, 1300, 1500]  # ms
     path = make_video(tmp_path / "vfr.mp4", num_frames=len(pts), pts=pts)
-    with VideoReader(path) as r:
+    with open_video(path) as r:
         assert math.isclose(r.info.duration, 1.6, abs_tol=1e-6)  # last frame + its duration
         clip = r.read_clip(0.0, 16, frame_rate=10)
     targets = np.arange(16) / 10
@@ -92,7 +95,7 @@ def test_variable_frame_rate_uses_timestamps(tmp_path):
 def test_stream_starting_at_nonzero_pts_is_shifted_to_zero(tmp_path):
     pts = [500 + 100 * i for i in range(20)]
     path = make_video(tmp_path / "late.mp4", num_frames=20, pts=pts)
-    with VideoReader(path) as r:
+    with open_video(path) as r:
         assert math.isclose(r.info.start_time, 0.5, abs_tol=1e-6)
         assert math.isclose(r.info.duration, 2.0, abs_tol=1e-6)
         clip = r.read_clip(1.0, 4)
@@ -102,28 +105,28 @@ def test_stream_starting_at_nonzero_pts_is_shifted_to_zero(tmp_path):
 
 def test_rotation_metadata_is_applied(tmp_path):
     path = make_video(tmp_path / "rot.mp4", num_frames=5, size=(64, 96), rotation=90, marker=True)
-    with VideoReader(path) as r:
+    with open_video(path) as r:
         assert (r.info.rotation, r.info.width, r.info.height) == (90, 64, 96)
         frame = r.read_clip(0, 1).frames[0].numpy()
     assert frame.shape == (96, 64, 3)
     # the red marker of the stored frame's top-left corner is at the bottom-left after a 90 degree CCW turn
     assert frame[-5, 5, 0] > 200 and frame[-5, 5, 1] < 60 and frame[5, 5, 0] < 60
-    with VideoReader(path, frame_size=(48, 32)) as r:  # decoder-side resize lands on the displayed size
+    with PyAVReader(path, frame_size=(48, 32)) as r:  # decoder-side resize lands on the displayed size
         assert r.read_clip(0, 1).frames.shape == (1, 48, 32, 3)
 
 
 def test_odd_sizes_resize_by_short_side_in_decoder_or_torch(tmp_path):
     path = make_video(tmp_path / "odd.mp4", num_frames=5, size=(63, 97), pix_fmt="yuv444p")
-    with VideoReader(path) as r:
+    with open_video(path) as r:
         assert r.read_clip(0, 2).frames.shape == (2, 63, 97, 3)
-    with VideoReader(path, resize=32) as r:
+    with PyAVReader(path, resize=32) as r:
         torch_resized = r.read_clip(0, 2).frames
-    with VideoReader(path, frame_size=32) as r:
+    with PyAVReader(path, frame_size=32) as r:
         swscale = r.read_clip(0, 2).frames
     assert torch_resized.shape == swscale.shape == (2, 32, 49, 3)
     full = read_clip(str(path), 0, 2).frames
     assert torch.equal(torch_resized, resize_frames(full, 32))
-    assert indices(read_clip(str(path), 0, 2, resize=32)) == [0, 1]
+    assert indices(read_clip(str(path), 0, 2, resize_size=32)) == [0, 1]
 
 
 def test_resize_frames_matches_the_evaluation_transform():
@@ -134,7 +137,7 @@ def test_resize_frames_matches_the_evaluation_transform():
 
 def test_audio_and_video_file_reads_the_video(tmp_path):
     path = make_video(tmp_path / "av.mp4", num_frames=20, audio=True)
-    with VideoReader(path) as r:
+    with open_video(path) as r:
         assert math.isclose(r.info.duration, 2.0, abs_tol=1e-6)
         assert indices(r.read_clip(1.0, 5)) == [10, 11, 12, 13, 14]
 
@@ -159,7 +162,7 @@ def test_bad_videos_raise_a_clear_error_naming_the_file(tmp_path, cfr, kind, mat
     elif kind != "missing":
         make_broken(kind, path, cfr)
     with pytest.raises(VideoDecodeError, match=match) as e:
-        VideoReader(path)
+        open_video(path)
     assert str(path) in str(e.value)
 
 

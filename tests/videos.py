@@ -1,4 +1,5 @@
-"""Real test videos written with PyAV: each frame shows its index as 8 black/white stripes (robust to H.264)."""
+"""Real test videos, written with the package's one writer (``r21d_zoo.video.write_video``): each frame shows its index
+as 8 black/white stripes (robust to H.264)."""
 
 from fractions import Fraction
 from pathlib import Path
@@ -6,6 +7,8 @@ from typing import Optional, Sequence
 
 import av
 import numpy as np
+
+from r21d_zoo.video.writer import write_tone, write_video
 
 BITS = 8
 
@@ -49,47 +52,14 @@ def make_video(
 ) -> Path:
     """H.264 mp4 of frames showing their index. ``pts`` (in ``time_base`` units) sets frame times: a variable frame
     rate, or a stream that starts late."""
-    h, w = size
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt  # yuv444p allows odd sizes
-        stream.codec_context.gop_size = gop
-        stream.options = {"bf": "0"} if pts is not None else {}
-        if pts is not None:
-            stream.codec_context.time_base = time_base
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        astream = container.add_stream("aac", rate=16000) if audio else None
-        for i in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(index_frame(i, h, w, marker), format="rgb24")
-            if pts is not None:
-                frame.pts, frame.time_base = pts[i], time_base
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-        if astream is not None:
-            write_audio(container, astream, seconds=num_frames / fps)
+    frames = (index_frame(i, *size, marker) for i in range(num_frames))
+    write_video(path, frames, fps, pix_fmt=pix_fmt, gop=gop, pts=pts, time_base=time_base, rotation=rotation, audio=audio)
     return path
-
-
-def write_audio(container, astream, seconds: float) -> None:
-    rate, samples = 16000, 1024
-    t = 0
-    while t < seconds * rate:
-        tone = (0.1 * np.sin(np.arange(t, t + samples) * 2 * np.pi * 440 / rate)).astype(np.float32)
-        frame = av.AudioFrame.from_ndarray(tone[None], format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = rate, t
-        for packet in astream.encode(frame):
-            container.mux(packet)
-        t += samples
-    for packet in astream.encode():
-        container.mux(packet)
 
 
 def make_audio_only(path: Path, seconds: float = 1.0) -> Path:
     with av.open(str(path), "w") as container:
-        write_audio(container, container.add_stream("aac", rate=16000), seconds)
+        write_tone(container, container.add_stream("aac", rate=16000), seconds)
     return path
 
 
@@ -98,7 +68,7 @@ def make_zero_frames(path: Path) -> Path:
     with av.open(str(path), "w", format="matroska") as container:
         stream = container.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        write_audio(container, container.add_stream("aac", rate=16000), seconds=1.0)
+        write_tone(container, container.add_stream("aac", rate=16000), seconds=1.0)
     return path
 
 
@@ -133,6 +103,6 @@ def colour_frames(colour: str, num_frames: int, size: int, rng: np.random.Genera
 
 
 def make_frames_video(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
-    from r21d_zoo.synthetic import write_video
+    from r21d_zoo.jobs.synthetic import write_lossless
 
-    return write_video(path, frames, fps)
+    return write_lossless(path, frames, fps)

@@ -6,11 +6,15 @@ from ._features import FeatureListNet as FeatureListNet, feature_take_indices as
 from ._hub import (
     WeightsError as WeightsError,
     adapt_input_conv as adapt_input_conv,
-    push_to_hub as push_to_hub,
+    model_config as model_config,
     read_state_dict as read_state_dict,
-    save_pretrained as save_pretrained,
 )
-from ._pretrained import PretrainedCfg as PretrainedCfg, load_label_names as load_label_names
+from ._pretrained import (
+    ClipSpec as ClipSpec,
+    PretrainedCfg as PretrainedCfg,
+    load_label_names as load_label_names,
+    set_derived_cfg as set_derived_cfg,
+)
 from ._registry import (
     get_pretrained_cfg as get_pretrained_cfg,
     is_model as is_model,
@@ -18,6 +22,7 @@ from ._registry import (
     list_models as list_models,
     list_pretrained as list_pretrained,
     model_entrypoint as model_entrypoint,
+    resolve_model_name as resolve_model_name,
     split_model_name_tag as split_model_name_tag,
 )
 from .video_resnet import VideoResNet as VideoResNet

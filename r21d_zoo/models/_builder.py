@@ -53,7 +53,7 @@ def build_model_with_cfg(
     kwargs.setdefault("in_chans", cfg.in_chans)
 
     model = model_cls(**kwargs)
-    model.pretrained_cfg = dict(cfg.to_dict(), label_names=cfg.label_names)
+    model.pretrained_cfg = cfg.to_dict()
     model._model_args = dict(kwargs)
     if load:
         state_dict, origin = load_weights(cfg, model, checkpoint_path=checkpoint_path, cache_dir=cache_dir)

@@ -1,7 +1,7 @@
 """``create_model``: the one way in, for registry names, ``hf-hub:`` repos and ``local-dir:`` folders."""
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch.nn as nn
 
@@ -10,11 +10,8 @@ from ._pretrained import PretrainedCfg
 from ._registry import get_pretrained_cfg, model_entrypoint, resolve_model_name, split_model_name_tag
 
 
-def _cfg_from_config(
-    config: Dict[str, Any], source: Dict[str, Any]
-) -> Tuple[str, PretrainedCfg, Dict[str, Any], Optional[List[str]]]:
-    """Architecture, pretrained cfg, model kwargs and label names from a ``config.json`` (timm's nested or flat
-    format)."""
+def _cfg_from_config(config: Dict[str, Any], source: Dict[str, Any]) -> Tuple[str, PretrainedCfg, Dict[str, Any]]:
+    """Architecture, pretrained cfg and model kwargs from a ``config.json`` (timm's nested or flat format)."""
     pcfg = dict(config.get("pretrained_cfg", config))
     arch = config.get("architecture") or pcfg.get("architecture")
     if not arch:
@@ -22,6 +19,8 @@ def _cfg_from_config(
     arch_name, _ = split_model_name_tag(resolve_model_name(arch))
     pcfg.setdefault("architecture", arch_name)
     pcfg["num_classes"] = config.get("num_classes", pcfg.get("num_classes", 400))
+    if config.get("label_names") and len(config["label_names"]) == pcfg["num_classes"]:
+        pcfg["label_names"] = config["label_names"]  # e.g. a fine-tuned model's own classes
     for k in ("url", "mirrors", "hf_hub_id", "hf_hub_revision", "file"):
         pcfg.pop(k, None)
     pcfg.update(source)
@@ -29,14 +28,13 @@ def _cfg_from_config(
     model_args.setdefault("num_classes", pcfg["num_classes"])
     cfg = PretrainedCfg.from_dict(pcfg)
     cfg = cfg.replace(model_args={k: v for k, v in cfg.model_args.items() if k not in model_args})
-    return arch_name, cfg, model_args, config.get("label_names")
+    return arch_name, cfg, model_args
 
 
 def _saved_model_source(
     model_name: str, cache_dir: Optional[str]
-) -> Optional[Tuple[str, PretrainedCfg, Dict[str, Any], Optional[List[str]]]]:
-    """For ``hf-hub:org/repo[@rev]`` and ``local-dir:/path``: architecture, cfg, model args and label names from
-    config.json."""
+) -> Optional[Tuple[str, PretrainedCfg, Dict[str, Any]]]:
+    """For ``hf-hub:org/repo[@rev]`` and ``local-dir:/path``: architecture, cfg and model args from config.json."""
     if model_name.startswith(("hf-hub:", "hf_hub:")):
         repo_id, revision = split_repo_revision(model_name.split(":", 1)[1])
         try:
@@ -80,8 +78,8 @@ def create_model(
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     saved = _saved_model_source(model_name, cache_dir)
     if saved is not None:  # hf-hub: / local-dir: folders written by save_pretrained; their weights always load
-        arch, cfg, model_args, label_names = saved
-        model = model_entrypoint(arch)(
+        arch, cfg, model_args = saved
+        return model_entrypoint(arch)(
             pretrained=True,
             pretrained_cfg=cfg,
             pretrained_cfg_overlay=pretrained_cfg_overlay,
@@ -89,9 +87,6 @@ def create_model(
             cache_dir=cache_dir,
             **dict(model_args, **kwargs),
         )
-        if label_names and len(label_names) == model.num_classes:  # e.g. a fine-tuned model's own classes
-            model.pretrained_cfg["label_names"] = tuple(label_names)
-        return model
     if any(c in model_name for c in "/\\:"):
         raise ValueError(
             f"{model_name!r} looks like a path or repo: use 'local-dir:{model_name}' for a folder "

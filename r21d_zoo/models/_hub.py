@@ -1,7 +1,8 @@
-"""Where weights come from: local files, the Hugging Face Hub, hash-checked URLs, caffe2 pickles; and export.
+"""Where weights come from: local files, the Hugging Face Hub, hash-checked URLs, caffe2 pickles; strict loading;
+and the ``config.json`` that describes a model (written by ``r21d_zoo.save_pretrained``, read by ``create_model``).
 
 Security: ``.pth`` files are only read with ``torch.load(weights_only=True)``; caffe2 pickles go through the restricted
-unpickler in ``r21d_zoo.conversion.caffe2`` (shipped from the repository's top-level ``conversion/``).
+unpickler in :mod:`r21d_zoo.models._caffe2`.
 """
 
 import hashlib
@@ -16,8 +17,9 @@ from urllib.parse import unquote, urlparse
 import torch
 import torch.nn as nn
 
-from .._io import atomic_write
-from ._pretrained import PretrainedCfg, load_label_names
+from .._version import __version__
+from ._caffe2 import Caffe2ConversionError, caffe2_to_state_dict, load_caffe2_pickle
+from ._pretrained import PretrainedCfg
 
 _logger = logging.getLogger(__name__)
 
@@ -61,8 +63,6 @@ def read_state_dict(path: str, model: Optional[nn.Module] = None) -> Dict[str, t
     if suffix == ".pkl":  # conversion errors already name the blob; UnsafePickleError passes through untouched
         if model is None:
             raise WeightsError(f"{path} is a caffe2 pickle; converting it needs the target model")
-        from r21d_zoo.conversion.caffe2 import Caffe2ConversionError, caffe2_to_state_dict, load_caffe2_pickle
-
         try:
             return caffe2_to_state_dict(load_caffe2_pickle(str(p)), model)
         except Caffe2ConversionError as e:
@@ -153,8 +153,6 @@ def download_url(
 def hf_download(repo_id: str, filename: str, revision: Optional[str] = None, cache_dir: Optional[str] = None) -> str:
     """One file from the Hub (honours HF_HUB_OFFLINE / HF_HUB_CACHE); the single place this package calls the Hub."""
     from huggingface_hub import hf_hub_download
-
-    from .. import __version__
 
     return hf_hub_download(
         repo_id, filename, revision=revision, cache_dir=cache_dir, library_name="r21d_zoo", library_version=__version__
@@ -289,71 +287,27 @@ def load_into_model(
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Export
+# config.json
 # ------------------------------------------------------------------------------------------------------------------
 
 
 def model_config(model: nn.Module) -> Dict[str, Any]:
-    """timm's nested config.json: architecture, num_classes, num_features, model_args, pretrained_cfg, label_names."""
-    cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
-    cfg.pop("file", None)
-    cfg["num_classes"] = model.num_classes
-    label_names = cfg.pop("label_names", None)
-    if label_names is not None and len(label_names) != model.num_classes:
-        label_names = None
-    if (
-        label_names is None or cfg.get("label_set") and tuple(label_names) != tuple(load_label_names(cfg["label_set"]))
-    ):  # a shipped label set only describes the head it was published with
-        cfg.pop("label_set", None)
+    """timm's nested config.json: architecture, num_classes, num_features, model_args, pretrained_cfg, label_names.
+
+    Label names that do not fit the model's head (e.g. after ``reset_classifier``) are dropped."""
+    cfg = PretrainedCfg.from_dict(getattr(model, "pretrained_cfg", None) or {})
+    cfg = cfg.replace(file=None, num_classes=model.num_classes)
+    names = cfg.label_names
+    if names is not None and len(names) != model.num_classes:
+        cfg, names = cfg.replace(labels=None, label_set=None), None
+    pretrained_cfg = cfg.to_dict()
+    pretrained_cfg.pop("label_names")
     return dict(
-        architecture=cfg.get("architecture"),
+        architecture=cfg.architecture,
         num_classes=model.num_classes,
         num_features=model.num_features,
         global_pool=getattr(model, "global_pool", "avg"),
-        label_names=list(label_names) if label_names else None,
+        label_names=list(names) if names else None,
         model_args=dict(getattr(model, "_model_args", {}), num_classes=model.num_classes),
-        pretrained_cfg=cfg,
+        pretrained_cfg=pretrained_cfg,
     )
-
-
-def save_pretrained(model: nn.Module, save_directory: str, model_card: Optional[str] = None) -> str:
-    """Write ``model.safetensors``, ``config.json`` and ``README.md`` (a model card) to ``save_directory``.
-
-    ``create_model('local-dir:<dir>')`` rebuilds the same model and ``from_pretrained`` reloads it.
-    """
-    from safetensors.torch import save
-
-    model = getattr(model, "module", model)  # DDP
-    out = Path(save_directory)
-    out.mkdir(parents=True, exist_ok=True)
-    config = model_config(model)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(out / "model.safetensors", lambda f: f.write(save(tensors, metadata={"format": "pt"})))
-    atomic_write(out / "config.json", lambda f: f.write((json.dumps(config, indent=2, sort_keys=True) + "\n").encode()))
-    if model_card is None:
-        from ..model_card import render_model_card
-
-        model_card = render_model_card(config)
-    atomic_write(out / "README.md", lambda f: f.write(model_card.encode("utf-8")))
-    return str(out)
-
-
-def push_to_hub(
-    model: nn.Module,
-    repo_id: str,
-    private: Optional[bool] = None,
-    token: Optional[str] = None,
-    commit_message: str = "Add r21d_zoo weights",
-    revision: Optional[str] = None,
-) -> str:
-    """Create (if needed) ``repo_id`` and upload ``save_pretrained``'s files in one commit; returns the commit URL."""
-    from huggingface_hub import HfApi
-
-    from .. import __version__
-
-    api = HfApi(token=token, library_name="r21d_zoo", library_version=__version__)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        save_pretrained(model, tmp)
-        info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision)
-    return str(getattr(info, "commit_url", info))

@@ -1,20 +1,26 @@
 """The schema of one weight file: where it lives, what architecture it needs, how to feed it, how well it does.
 
-Field names follow timm's ``PretrainedCfg`` (source, input, head, provenance), plus video fields (``num_frames``,
-``frame_rate``, ``sampling_stride``, ``resize_size``) and ``model_args``: the architecture arguments that a state dict
-cannot carry (BatchNorm eps, the (2+1)D width rule, pool1, the stem's temporal kernel).
+Field names follow timm's ``PretrainedCfg`` (source, input, head, provenance), plus ``model_args`` (the architecture
+arguments a state dict cannot carry: BatchNorm eps, the (2+1)D width rule, pool1, the stem's temporal kernel) and
+``clip``, a :class:`ClipSpec`: the single description of how the weights see video. Serialised (``to_dict``, the
+``model.pretrained_cfg`` dict and ``config.json``) the clip fields sit at the top level, as in timm's flat configs.
 """
 
 import dataclasses
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
 LABEL_SETS = ("kinetics400",)
+CROP_MODES = ("center", "three", "full")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
+
+ResizeSize = Union[int, Tuple[int, int], None]
+_NULLABLE = ("frame_rate", "resize_size")  # clip fields where None means something (native rate, no resize)
 
 
 @lru_cache(maxsize=None)
@@ -22,15 +28,117 @@ def load_label_names(label_set: str) -> Tuple[str, ...]:
     """Class names of a label set shipped with the package (index order of the classifier)."""
     if label_set not in LABEL_SETS:
         raise KeyError(f"unknown label set {label_set!r}; known: {', '.join(LABEL_SETS)}")
-    text = resources.files("r21d_zoo").joinpath("data", f"{label_set}_classes.txt").read_text(encoding="utf-8")
+    text = resources.files("r21d_zoo.models").joinpath("labels", f"{label_set}.txt").read_text(encoding="utf-8")
     return tuple(line for line in text.splitlines() if line)
+
+
+def _help(text: str, **extra: Any) -> Dict[str, Any]:
+    return dict(help=text, **extra)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How a model sees video: which frames make a clip and how they are resized, cropped and normalised.
+
+    Every job (the evaluation transform, the clip reader, extraction, datasets, fine-tuning, distillation) takes one;
+    :meth:`from_model` is the only place where user overrides meet the weights' values.
+    """
+
+    num_frames: int = field(default=16, metadata=_help("frames per clip"))
+    frame_rate: Optional[float] = field(
+        default=None, metadata=_help("resample to this many frames per second (none: consecutive native frames)")
+    )
+    sampling_stride: int = field(default=1, metadata=_help("take every n-th frame (after resampling)"))
+    resize_size: ResizeSize = field(
+        default=(128, 171),
+        metadata=_help("resize frames to H W (aspect ignored) or one number: the short side", flag="--resize"),
+    )
+    crop_size: int = field(default=112, metadata=_help("square crop size"))
+    crop_mode: str = field(
+        default="center",
+        metadata=_help(
+            "evaluation crop: center, three (start/centre/end of the long side) or full (fully convolutional)",
+            flag="--crop",
+            choices=CROP_MODES,
+        ),
+    )
+    interpolation: str = field(default="bilinear", metadata=_help("resize filter", choices=INTERPOLATIONS))
+    antialias: bool = field(default=False, metadata=_help("antialiased resizing"))
+    mean: Tuple[float, ...] = field(default=KINETICS_MEAN, metadata=_help("per-channel mean of [0, 1] input"))
+    std: Tuple[float, ...] = field(default=KINETICS_STD, metadata=_help("per-channel std of [0, 1] input"))
+
+    def __post_init__(self) -> None:
+        resize = self.resize_size
+        if isinstance(resize, (list, tuple)):
+            resize = int(resize[0]) if len(resize) == 1 else (int(resize[0]), int(resize[1]))
+        object.__setattr__(self, "resize_size", resize)
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        problems = []
+        if self.num_frames < 1 or self.sampling_stride < 1 or self.crop_size < 1:
+            problems.append("num_frames, sampling_stride and crop_size must be >= 1")
+        if self.frame_rate is not None and not self.frame_rate > 0:
+            problems.append(f"frame_rate must be positive, got {self.frame_rate}")
+        if self.crop_mode not in CROP_MODES:
+            problems.append(f"crop_mode must be one of {CROP_MODES}, got {self.crop_mode!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            problems.append(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+        if len(self.mean) != len(self.std):
+            problems.append(f"mean {self.mean} and std {self.std} have different lengths")
+        if problems:
+            raise ValueError("invalid clip settings: " + "; ".join(problems))
+
+    @classmethod
+    def fields(cls) -> Tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ClipSpec":
+        """The clip fields of a flat config (``model.pretrained_cfg``, ``config.json``); missing ones take defaults."""
+        return cls(**{k: d[k] for k in cls.fields() if k in d and (d[k] is not None or k in _NULLABLE)})
+
+    @classmethod
+    def from_model(cls, model_or_cfg: Any = None, **overrides: Any) -> "ClipSpec":
+        """The clip of a model's weights (a module with ``pretrained_cfg``, a :class:`PretrainedCfg`, a ClipSpec or a
+        flat dict), with ``overrides`` replacing single fields. An override of ``None`` keeps the weights' value."""
+        unknown = sorted(set(overrides) - set(cls.fields()))
+        if unknown:
+            raise TypeError(f"unknown clip setting(s) {unknown}; a ClipSpec has {', '.join(cls.fields())}")
+        if model_or_cfg is None:
+            base = cls()
+        elif isinstance(model_or_cfg, ClipSpec):
+            base = model_or_cfg
+        elif isinstance(model_or_cfg, PretrainedCfg):
+            base = model_or_cfg.clip
+        elif isinstance(model_or_cfg, Mapping):
+            base = cls.from_dict(model_or_cfg)
+        else:
+            cfg = getattr(model_or_cfg, "pretrained_cfg", None)
+            if cfg is None:
+                raise ValueError(
+                    f"{type(model_or_cfg).__name__} has no pretrained_cfg; build it with r21d_zoo.create_model or "
+                    f"pass a ClipSpec"
+                )
+            base = cls.from_dict(cfg)
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(base, **changes) if changes else base
+
+    def clip_seconds(self, native_fps: float) -> float:
+        """Seconds one clip spans at this spec's frame rate (or the video's native one)."""
+        return self.num_frames * self.sampling_stride / (self.frame_rate or native_fps)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SOURCE_FIELDS = ("url", "hash_prefix", "source_file", "mirrors", "file", "hf_hub_id", "hf_hub_revision")
 
 
 @dataclass
 class PretrainedCfg:
     # --- source ----------------------------------------------------------------------------------------------------
     url: Optional[str] = None  # original download location
-    source_format: str = "pth"  # 'pth', 'safetensors' or 'caffe2_pkl' (converted on the fly by conversion/)
+    source_format: str = "pth"  # 'pth', 'safetensors' or 'caffe2_pkl' (converted on the fly by models/_caffe2.py)
     hash_prefix: Optional[str] = None  # leading hex digits of the file's sha256, checked after download
     source_file: Optional[str] = None  # released file name, for provenance
     mirrors: Tuple[Dict[str, Any], ...] = ()  # same weights elsewhere: dicts of url, source_format, hash_prefix
@@ -39,24 +147,17 @@ class PretrainedCfg:
     hf_hub_revision: Optional[str] = None
     architecture: Optional[str] = None
     tag: Optional[str] = None
+    base_model: Optional[str] = None  # what a derived model started from: a weight tag, a 2D model, or None (random)
     # --- architecture args the weights need ------------------------------------------------------------------------
     model_args: Dict[str, Any] = field(default_factory=dict)
     # --- input -----------------------------------------------------------------------------------------------------
-    input_size: Tuple[int, ...] = (3, 16, 112, 112)  # C, T, H, W
     in_chans: int = 3
-    num_frames: int = 16
-    frame_rate: Optional[float] = None  # frames per second to resample to; None = native rate
-    sampling_stride: int = 1  # take every n-th frame (after resampling)
-    resize_size: Union[int, Tuple[int, int], None] = (128, 171)  # (H, W) ignoring aspect, or an int short side
-    crop_size: int = 112
-    crop_mode: str = "center"
-    interpolation: str = "bilinear"
-    antialias: bool = False
-    mean: Tuple[float, ...] = KINETICS_MEAN
-    std: Tuple[float, ...] = KINETICS_STD
+    clip: ClipSpec = field(default_factory=ClipSpec)
     # --- head ------------------------------------------------------------------------------------------------------
     num_classes: int = 400
-    label_set: Optional[str] = None  # a label set shipped with the package; None: no names were ever published
+    label_set: Optional[str] = None  # a label set shipped with the package
+    labels: Optional[Tuple[str, ...]] = None  # a derived model's own class names (fine-tuning)
+    datasets: Tuple[str, ...] = ()  # what the weights were trained on (hub ids); empty: read from the tag
     first_conv: str = "stem.0"
     classifier: str = "fc"
     # --- quality and provenance ------------------------------------------------------------------------------------
@@ -73,11 +174,18 @@ class PretrainedCfg:
 
     @property
     def label_names(self) -> Optional[Tuple[str, ...]]:
+        if self.labels is not None:
+            return tuple(self.labels)
         return load_label_names(self.label_set) if self.label_set else None
 
     @property
     def name(self) -> str:
         return f"{self.architecture}.{self.tag}" if self.tag else str(self.architecture)
+
+    @property
+    def input_size(self) -> Tuple[int, int, int, int]:
+        """C, T, H, W of one clip."""
+        return (self.in_chans, self.clip.num_frames, self.clip.crop_size, self.clip.crop_size)
 
     def download_sources(self) -> List[Dict[str, Any]]:
         """URLs to try in order: hash-checked files first, then the original, then unverified mirrors."""
@@ -87,22 +195,60 @@ class PretrainedCfg:
         sources += [dict(m) for m in self.mirrors]
         return sorted(sources, key=lambda s: s.get("hash_prefix") is None)
 
+    def derive(self, **changes: Any) -> "PretrainedCfg":
+        """The cfg of a model made from this one (fine-tuned, distilled, inflated): the source (urls, hub id, file,
+        hashes), tag, metrics, datasets and published label set are cleared, ``base_model`` records where it started
+        (this cfg's name unless given), then ``changes`` apply (``clip`` may be a ClipSpec or a dict of overrides)."""
+        derived = dict(
+            {k: None for k in _SOURCE_FIELDS},
+            mirrors=(),
+            tag=None,
+            base_model=self.name if self.tag else self.base_model,
+            metrics=[],
+            datasets=(),
+            label_set=None,
+            labels=None,
+            notes=None,
+        )
+        clip = changes.pop("clip", None)
+        derived.update(changes)
+        out = dataclasses.replace(self, **derived)
+        if isinstance(clip, Mapping):
+            out.clip = ClipSpec.from_model(out.clip, **clip)
+        elif clip is not None:
+            out.clip = clip
+        return out
+
     def to_dict(self) -> Dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        """Flat dict (clip fields at the top level, plus ``input_size`` and ``label_names``); ``None`` values dropped
+        except ``frame_rate`` (None there means the native rate) and ``base_model`` (None means random init)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "clip"}
+        d = {k: v for k, v in d.items() if v is not None or k == "base_model"}
+        d.update(self.clip.to_dict(), input_size=self.input_size, label_names=self.label_names)
+        return d
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "PretrainedCfg":
-        known = {f.name for f in dataclasses.fields(cls)}
+    def from_dict(cls, d: Mapping[str, Any]) -> "PretrainedCfg":
+        """Inverse of :meth:`to_dict` (unknown keys, e.g. timm's, are ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"clip"}
         kwargs = {k: v for k, v in d.items() if k in known}
-        for k in ("input_size", "mean", "std", "mirrors"):
-            if k in kwargs and kwargs[k] is not None:
+        for k in ("mirrors", "labels", "datasets"):
+            if kwargs.get(k) is not None:
                 kwargs[k] = tuple(kwargs[k])
-        if isinstance(kwargs.get("resize_size"), list):
-            kwargs["resize_size"] = tuple(kwargs["resize_size"])
-        return cls(**kwargs)
+        clip = d["clip"] if isinstance(d.get("clip"), ClipSpec) else ClipSpec.from_dict(d)
+        if kwargs.get("labels") is None and d.get("label_names") and not kwargs.get("label_set"):
+            kwargs["labels"] = tuple(d["label_names"])
+        return cls(clip=clip, **kwargs)
 
     def replace(self, **changes: Any) -> "PretrainedCfg":
         return dataclasses.replace(self, **changes)
+
+
+def set_derived_cfg(model: Any, **changes: Any) -> PretrainedCfg:
+    """Replace ``model.pretrained_cfg`` by :meth:`PretrainedCfg.derive` of it; returns the new cfg."""
+    cfg = PretrainedCfg.from_dict(model.pretrained_cfg).derive(**changes)
+    model.pretrained_cfg = cfg.to_dict()
+    return cfg
 
 
 def generate_default_cfgs(cfgs: Dict[str, PretrainedCfg]) -> Dict[str, Dict[str, PretrainedCfg]]:

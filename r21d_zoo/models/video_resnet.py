@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ._builder import build_model_with_cfg
 from ._features import feature_take_indices
-from ._pretrained import KINETICS_MEAN, KINETICS_STD, PretrainedCfg, generate_default_cfgs
+from ._pretrained import ClipSpec, PretrainedCfg, generate_default_cfgs
 from ._registry import register_model, register_model_aliases
 
 __all__ = ["VideoResNet"]
@@ -476,24 +476,13 @@ _PAPER_R21D = ("arXiv:1711.11248", "A Closer Look at Spatiotemporal Convolutions
 _PAPER_IG65M = ("arXiv:1905.00561", "Large-scale weakly-supervised pre-training for video action recognition")
 _PAPER_CSN = ("arXiv:1904.02811", "Video Classification with Channel-Separated Convolutional Networks")
 
-_CAFFE2 = dict(model_args=dict(bn_eps=1e-3))
-
-
 def _cfg(**kwargs: Any) -> PretrainedCfg:
-    """Family defaults: 112-pixel clips, resized to 128x171, Kinetics mean/std, VMZ caffe2 BN (eps 1e-3)."""
+    """Family defaults: the :class:`ClipSpec` defaults (16 frames resized to 128x171, 112 crop, Kinetics mean/std),
+    400 Kinetics classes, VMZ caffe2 BN (eps 1e-3). Clip fields may be passed flat (``num_frames=32``)."""
+    clip = {k: kwargs.pop(k) for k in ClipSpec.fields() if k in kwargs}
     args = dict(
-        num_frames=16,
-        input_size=(3, 16, 112, 112),
-        resize_size=(128, 171),
-        crop_size=112,
-        interpolation="bilinear",
-        mean=KINETICS_MEAN,
-        std=KINETICS_STD,
         num_classes=400,
         label_set="kinetics400",
-        sampling_stride=1,
-        first_conv="stem.0",
-        classifier="fc",
         license="apache-2.0",
         origin_url=_VMZ_REPO,
         paper_ids=_PAPER_R21D[0],
@@ -501,10 +490,7 @@ def _cfg(**kwargs: Any) -> PretrainedCfg:
         model_args=dict(bn_eps=1e-3),
     )
     args.update(kwargs)
-    frames = args["num_frames"]
-    size = args["crop_size"]
-    args["input_size"] = (args.get("in_chans", 3), frames, size, size)
-    return PretrainedCfg(**args)
+    return PretrainedCfg(clip=ClipSpec(**clip), **args)
 
 
 def _vmz2019(

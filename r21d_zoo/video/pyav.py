@@ -1,100 +1,23 @@
-"""Clip decoding with PyAV: seek to the preceding keyframe, decode only what a clip needs, sample by timestamps.
+"""The PyAV backend: seek to the preceding keyframe, decode only what a clip needs, sample by timestamps.
 
 Times are seconds from the first frame of the video stream (streams that start at a non-zero pts are shifted), so
 they work for variable frame rate files and for containers that report no frame count. Rotation metadata (the
-display matrix) is applied. A clip that runs past the end of the video is padded (``repeat`` the last frame, or
-``loop`` the clip's frames) and reports how many frames were padded; nothing is dropped silently.
+display matrix) is applied.
 """
 
 import math
 import os
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
+from .reader import PAD_MODES, ClipFrames, VideoDecodeError, VideoInfo, VideoReader
 from .transforms import resize_frames, resized_hw
 
-PAD_MODES = ("repeat", "loop")
 # Seek instead of decoding forward when the next clip starts this many seconds after the decoder's position.
 SEEK_THRESHOLD_S = 1.0
-
-
-class VideoDecodeError(RuntimeError):
-    """A video could not be opened or decoded; the message names the file, the cause and what to do."""
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    path: str
-    duration: float  # seconds covered by the video stream (last frame's end), from metadata or a packet scan
-    fps: float  # the stream's average native frame rate
-    width: int  # display size, i.e. after rotation
-    height: int
-    rotation: int  # counter-clockwise degrees applied to decoded frames
-    start_time: float  # pts of the first frame, seconds (subtracted from all times)
-
-
-class Clip(NamedTuple):
-    """A clip's time span in seconds, end exclusive. ``index`` is its position in the sampler's list."""
-
-    start: float
-    end: float
-    index: int
-
-
-class ClipFrames(NamedTuple):
-    frames: torch.Tensor  # uint8 (T, H, W, 3)
-    times: np.ndarray  # float64 (T,): the time of the frame shown at each position
-    num_padded: int  # trailing positions filled by the pad rule
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Clip samplers: all return Clips with start/end times; durations come from clip_duration()
-
-
-def clip_duration(num_frames: int, frame_rate: float, sampling_stride: int = 1) -> float:
-    """Seconds spanned by a clip of ``num_frames`` frames taken every ``sampling_stride`` frames at ``frame_rate``."""
-    return num_frames * sampling_stride / frame_rate
-
-
-def sliding_clips(duration: float, clip_len: float, stride: Optional[float] = None) -> List[Clip]:
-    """Windows of ``clip_len`` seconds every ``stride`` seconds (default: back to back) covering the whole video.
-
-    The last window may run past the end (it is padded when decoded); a video shorter than one window gives one clip.
-    """
-    stride = clip_len if stride is None else stride
-    if clip_len <= 0 or stride <= 0:
-        raise ValueError(f"clip length and stride must be positive, got {clip_len} and {stride}")
-    eps = 1e-6
-    clips, start, i = [], 0.0, 0
-    while True:
-        clips.append(Clip(start, start + clip_len, i))
-        if start + clip_len >= duration - eps:
-            return clips
-        i += 1
-        start = i * stride
-
-
-def uniform_clips(duration: float, clip_len: float, num_clips: int) -> List[Clip]:
-    """``num_clips`` evenly spaced clips from the start to the end (the papers' 10-clip test); one clip is centred."""
-    if num_clips < 1:
-        raise ValueError(f"num_clips must be >= 1, got {num_clips}")
-    span = max(0.0, duration - clip_len)
-    if num_clips == 1:
-        starts = [span / 2]
-    else:
-        starts = [span * i / (num_clips - 1) for i in range(num_clips)]
-    return [Clip(s, s + clip_len, i) for i, s in enumerate(starts)]
-
-
-def random_clip(duration: float, clip_len: float, generator: Optional[torch.Generator] = None) -> Clip:
-    """One clip with a uniformly random start in ``[0, duration - clip_len]`` (temporal jitter for training)."""
-    span = max(0.0, duration - clip_len)
-    start = float(torch.rand((), generator=generator)) * span
-    return Clip(start, start + clip_len, 0)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -115,14 +38,14 @@ def _decode_errors() -> Tuple[type, ...]:
     return (av.error.FFmpegError, OSError, EOFError)
 
 
-class VideoReader:
-    """One open video. Use as a context manager; read clips with ``read_clip`` or, for many clips in time order,
-    ``iter_clips`` (decodes forward through overlapping/adjacent clips and seeks over gaps).
+class PyAVReader(VideoReader):
+    """One open video. Clips read in time order (``iter_clips``) decode forward through overlapping or adjacent clips
+    and seek over gaps.
 
     ``frame_size`` resizes inside the decoder (swscale, bilinear, behaves like antialiased resizing) to ``(H, W)`` or a
     short side; this is faster but does not reproduce the reference preprocessing of the published numbers, so it is
-    opt-in. ``resize`` instead applies torch bilinear resizing per frame (``antialias=False`` like torchvision's and
-    caffe2's pipelines) and rounds back to uint8, which matches :class:`r21d_zoo.VideoClassificationTransform`.
+    opt-in. ``resize`` instead resizes each frame with torch (``interpolation``, ``antialias``) and rounds back to
+    uint8, which matches :class:`r21d_zoo.VideoClassificationTransform`.
     """
 
     def __init__(
@@ -130,6 +53,8 @@ class VideoReader:
         path: Union[str, "os.PathLike[str]"],
         resize: Union[int, Tuple[int, int], None] = None,
         frame_size: Union[int, Tuple[int, int], None] = None,
+        interpolation: str = "bilinear",
+        antialias: bool = False,
         threads: Optional[str] = None,
     ):
         import av
@@ -137,6 +62,8 @@ class VideoReader:
         self.path = str(path)
         self.resize = resize
         self.frame_size = frame_size
+        self.interpolation = interpolation
+        self.antialias = antialias
         try:
             self._container = av.open(self.path)
         except _decode_errors() as e:
@@ -226,7 +153,8 @@ class VideoReader:
             if quarter:
                 arr = np.ascontiguousarray(np.rot90(arr, k=quarter))
             if self.resize is not None:
-                arr = resize_frames(torch.from_numpy(arr)[None], self.resize)[0].numpy()
+                arr = resize_frames(torch.from_numpy(arr)[None], self.resize, self.interpolation, self.antialias)
+                arr = arr[0].numpy()
             self._cache[key] = arr
         return self._cache[key]
 
@@ -296,9 +224,6 @@ class VideoReader:
         sampling_stride: int = 1,
         pad: str = "repeat",
     ) -> ClipFrames:
-        """``num_frames`` frames from ``start`` seconds: resampled to ``frame_rate`` (for each target time the latest
-        frame shown at that time) or, with ``frame_rate=None``, consecutive native frames, taking every
-        ``sampling_stride``-th. Positions past the end of the video are filled by ``pad``."""
         if pad not in PAD_MODES:
             raise ValueError(f"pad must be one of {PAD_MODES}, got {pad!r}")
         try:
@@ -349,37 +274,12 @@ class VideoReader:
             pass
         return self._buffer[first : need + 1 : stride]
 
-    def iter_clips(
-        self,
-        clips: Sequence[Clip],
-        num_frames: int,
-        frame_rate: Optional[float] = None,
-        sampling_stride: int = 1,
-        pad: str = "repeat",
-    ) -> Iterator[Tuple[Clip, ClipFrames]]:
-        """Decode ``clips`` in start order with one forward pass where they are close together."""
-        for clip in sorted(clips, key=lambda c: c.start):
-            yield clip, self.read_clip(clip.start, num_frames, frame_rate, sampling_stride, pad)
-
     def close(self) -> None:
         self._buffer, self._cache, self._iter = [], {}, None
         self._container.close()
-
-    def __enter__(self) -> "VideoReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _target_hw(h: int, w: int, size: Union[int, Sequence[int]], swapped: bool) -> Tuple[int, int]:
     """Decoder output size for a stored ``h x w`` frame so that, after a quarter-turn rotation, it has ``size``."""
     oh, ow = resized_hw(h, w, size)
     return (ow, oh) if swapped and not isinstance(size, int) else (oh, ow)
-
-
-def read_clip(path: str, start: float, num_frames: int, **kwargs) -> ClipFrames:
-    """Open ``path``, read one clip (see :meth:`VideoReader.read_clip`) and close it."""
-    reader_args = {k: kwargs.pop(k) for k in ("resize", "frame_size") if k in kwargs}
-    with VideoReader(path, **reader_args) as reader:
-        return reader.read_clip(start, num_frames, **kwargs)

@@ -1,40 +1,15 @@
-"""Evaluation preprocessing built from a weight's own config, so nobody copies mean/std from a README."""
+"""Clip preprocessing built from a :class:`ClipSpec` (normally the weights' own), so nobody copies mean/std from a README:
+the evaluation transform (resize, centre / three / no crop, normalise) and the training augmentation (random crop and
+flip)."""
 
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, List, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .models._pretrained import PretrainedCfg
-
-CROP_MODES = ("center", "three", "full")
-DATA_KEYS = (
-    "num_frames",
-    "frame_rate",
-    "sampling_stride",
-    "resize_size",
-    "crop_size",
-    "crop_mode",
-    "interpolation",
-    "antialias",
-    "mean",
-    "std",
-)
-
-
-def resolve_data_config(model_or_cfg: Union[nn.Module, PretrainedCfg, Dict[str, Any]]) -> Dict[str, Any]:
-    """The input spec of a model's weights: clip length, frame rate/stride, resize, crop, interpolation, mean, std."""
-    if isinstance(model_or_cfg, nn.Module):
-        cfg = getattr(model_or_cfg, "pretrained_cfg", None)
-        if cfg is None:
-            raise ValueError("the model has no pretrained_cfg; build it with r21d_zoo.create_model")
-    elif isinstance(model_or_cfg, PretrainedCfg):
-        cfg = model_or_cfg.to_dict()
-    else:
-        cfg = model_or_cfg
-    defaults = PretrainedCfg()
-    return {k: cfg.get(k, getattr(defaults, k)) for k in DATA_KEYS}
+from ..models import ClipSpec
+from ..models._pretrained import CROP_MODES
 
 
 def resized_hw(h: int, w: int, size: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -50,7 +25,10 @@ def _resize(
     x: torch.Tensor, size: Tuple[int, int], interpolation: str, antialias: bool, to_uint8: bool
 ) -> torch.Tensor:
     """(N, C, H, W) float -> resized; with ``to_uint8`` rounded back to integer values as the reference pipelines do."""
-    x = F.interpolate(x, size=size, mode=interpolation, align_corners=False, antialias=antialias)
+    smooth = interpolation in ("bilinear", "bicubic")  # the modes that take align_corners and antialias
+    x = F.interpolate(
+        x, size=size, mode=interpolation, align_corners=False if smooth else None, antialias=antialias and smooth
+    )
     return x.round_().clamp_(0, 255) if to_uint8 else x
 
 
@@ -126,10 +104,16 @@ class VideoClassificationTransform(nn.Module):
         x = x.reshape(b, t, c, *x.shape[-2:]).transpose(1, 2)
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
+    @classmethod
+    def from_spec(cls, spec: ClipSpec) -> "VideoClassificationTransform":
+        return cls(
+            spec.resize_size, spec.crop_size, spec.mean, spec.std, spec.interpolation, spec.antialias, spec.crop_mode
+        )
+
     def extra_repr(self) -> str:
         return (
-            f"resize_size={self.resize_size}, crop_size={self.crop_size}, crop_mode={self.crop_mode}, interpolation={self.interpolation}, "
-            f"antialias={self.antialias}, mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+            f"resize_size={self.resize_size}, crop_size={self.crop_size}, crop_mode={self.crop_mode}, "
+            f"interpolation={self.interpolation}, antialias={self.antialias}, mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
         )
 
 
@@ -166,18 +150,25 @@ def _three_crops(x: torch.Tensor, size: int) -> List[torch.Tensor]:
     return [x[..., :size, left : left + size], centre, x[..., h - size :, left : left + size]]
 
 
-def create_transform(
-    model_or_cfg: Union[nn.Module, PretrainedCfg, Dict[str, Any], None] = None, **overrides: Any
-) -> VideoClassificationTransform:
-    """The evaluation transform of a model's weights (``overrides`` replace single fields)."""
-    data = resolve_data_config(model_or_cfg) if model_or_cfg is not None else resolve_data_config({})
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return VideoClassificationTransform(
-        data["resize_size"],
-        data["crop_size"],
-        data["mean"],
-        data["std"],
-        data["interpolation"],
-        data["antialias"],
-        data["crop_mode"],
-    )
+def create_transform(model_or_spec: Any = None, **overrides: Any) -> VideoClassificationTransform:
+    """The evaluation transform of a model's weights (or of a :class:`ClipSpec`); ``overrides`` replace single clip
+    fields (see :meth:`ClipSpec.from_model`)."""
+    return VideoClassificationTransform.from_spec(ClipSpec.from_model(model_or_spec, **overrides))
+
+
+def train_augment(clips: torch.Tensor, spec: ClipSpec, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """uint8 (B, T, H, W, C) on any device, already resized -> normalised (B, C, T, crop, crop): a random
+    ``spec.crop_size`` crop per clip and, with ``flip``, a random horizontal flip (turn it off when left/right is part
+    of the label)."""
+    b, t, h, w, c = clips.shape
+    size = spec.crop_size
+    if h < size or w < size:
+        raise ValueError(f"frames of {h}x{w} are smaller than the {size}-pixel crop; raise resize_size")
+    tops = torch.randint(0, h - size + 1, (b,), generator=generator).tolist()
+    lefts = torch.randint(0, w - size + 1, (b,), generator=generator).tolist()
+    flips = (torch.rand(b, generator=generator) < 0.5).tolist() if flip else [False] * b
+    out = []
+    for i in range(b):
+        x = clips[i, :, tops[i] : tops[i] + size, lefts[i] : lefts[i] + size]
+        out.append(x.flip(2) if flips[i] else x)
+    return normalize(torch.stack(out).permute(0, 4, 1, 2, 3).float() / 255.0, spec.mean, spec.std)

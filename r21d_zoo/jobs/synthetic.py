@@ -6,16 +6,17 @@ is identically distributed for both classes and any per-frame model with tempora
 model with temporal convolutions can learn the task. Adding ``up``/``down`` lets a per-frame model tell the axis
 (at most 50%). Writes H.264 videos and ``train.csv`` / ``val.csv`` (``path,label``) split files:
 
-    python -m r21d_zoo.synthetic data/motion --videos-per-class 24 --frames 16 --size 64
+    r21d-zoo synthetic data/motion --videos-per-class 24 --frames 16 --size 64
 """
 
-import argparse
 import csv
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Literal, Sequence, Tuple
 
 import numpy as np
+
+from ..video import write_video
 
 DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
 
@@ -46,22 +47,11 @@ def motion_clip(direction: str, num_frames: int, size: int, rng: np.random.Gener
     return frames
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
-    import av
-
-    h, w = frames.shape[1:3]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        # lossless (qp 0, no chroma subsampling): a lossy codec treats the first (intra) frame differently from the
-        # predicted ones, which would tell a per-frame model where the motion started
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv444p"
-        stream.options = {"qp": "0"}
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+def write_lossless(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
+    """Lossless H.264 (qp 0, no chroma subsampling): a lossy codec treats the first (intra) frame differently from
+    the predicted ones, which would tell a per-frame model where the motion started."""
+    write_video(path, frames, fps, pix_fmt="yuv444p", options={"qp": "0"})
+    return Path(path)
 
 
 def make_motion_dataset(
@@ -80,7 +70,7 @@ def make_motion_dataset(
     for label in directions:
         (out / label).mkdir(parents=True, exist_ok=True)
         for i in range(videos_per_class + val_per_class):
-            path = write_video(out / label / f"{label}_{i:03d}.mp4", motion_clip(label, num_frames, size, rng))
+            path = write_lossless(out / label / f"{label}_{i:03d}.mp4", motion_clip(label, num_frames, size, rng))
             rows.append((str(path.relative_to(out)), label, "train" if i < videos_per_class else "val"))
     splits = []
     for split in ("train", "val"):
@@ -93,22 +83,25 @@ def make_motion_dataset(
     return splits[0], splits[1]
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--videos-per-class", type=int, default=24)
-    parser.add_argument("--val-per-class", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--directions", nargs="+", default=["left", "right"], choices=list(DIRECTIONS))
-    args = parser.parse_args(argv)
+Direction = Literal["left", "right", "up", "down"]
+
+
+@dataclass
+class SyntheticConfig:
+    """Write the synthetic motion-direction dataset (videos plus train.csv / val.csv)."""
+
+    out: str = field(metadata=dict(positional=True, help="output folder"))
+    videos_per_class: int = field(default=24, metadata=dict(help="training videos per class"))
+    val_per_class: int = field(default=8, metadata=dict(help="validation videos per class"))
+    frames: int = field(default=16, metadata=dict(help="frames per video"))
+    size: int = field(default=64, metadata=dict(help="frame side in pixels"))
+    seed: int = field(default=0, metadata=dict(help="random seed"))
+    directions: List[Direction] = field(default_factory=lambda: ["left", "right"], metadata=dict(help="classes"))
+
+
+def run(cfg: SyntheticConfig) -> int:
     train, val = make_motion_dataset(
-        args.out, args.videos_per_class, args.val_per_class, args.frames, args.size, args.seed, args.directions
+        Path(cfg.out), cfg.videos_per_class, cfg.val_per_class, cfg.frames, cfg.size, cfg.seed, cfg.directions
     )
     print(f"wrote {train} and {val}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """caffe2 ``.pkl`` (VMZ model zoo) -> r21d_zoo state dict, with the anchors' safeguards and a safe unpickler.
 
 File layout: a protocol-2 pickle of ``{'blobs': {name: float32 ndarray}}`` (or the flat dict), written by Python 2
-(``encoding='latin1'`` is required). Blob grammar (``../shared/reference`` section c3): a global block counter ``c``
+(``encoding='latin1'`` is required). Blob grammar (VMZ's ``c2/lib/models``): a global block counter ``c``
 that runs across layers; per block a conv counter ``j``; ``_s/_b/_rm/_riv`` BatchNorm blobs where ``_riv`` is the
 running *variance* (copied unchanged); ir-CSN's depthwise conv is ``conv_3`` (no ``conv_2``); audio-visual files
 prefix the visual tower with ``v_``.
@@ -20,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from r21d_zoo.models.video_resnet import Conv2Plus1D, Conv3DDepthwise, IPConv3DDepthwise, R2Plus1dStem
 
 _logger = logging.getLogger(__name__)
 
@@ -174,15 +173,16 @@ BN_FIELDS = (("weight", "_s"), ("bias", "_b"), ("running_mean", "_rm"), ("runnin
 
 
 def _conv_family(block: nn.Module) -> str:
-    """Which row of BLOCK_TABLE a block uses, from its conv maker (2D and 3D convs share blob names)."""
+    """Which row of BLOCK_TABLE a block uses, read from the structure of its 3x3x3-type conv (2D and 3D convs share
+    blob names): (2+1)D is conv-BN-ReLU-conv, ip-CSN conv-BN-depthwise conv, ir-CSN one depthwise conv."""
     conv = block.conv2[0] if hasattr(block, "conv3") else block.conv1[0]
-    if isinstance(conv, Conv2Plus1D):
-        return "2plus1d"
-    if isinstance(conv, Conv3DDepthwise):
-        return "ir_csn"
-    if isinstance(conv, IPConv3DDepthwise):
-        return "ip_csn"
-    return "3d"
+    if isinstance(conv, nn.Sequential):
+        return "2plus1d" if len(conv) == 4 else "ip_csn"
+    return "ir_csn" if conv.groups > 1 else "3d"
+
+
+def _is_2plus1d_stem(stem: nn.Module) -> bool:
+    return len(stem) > 3 and isinstance(stem[3], nn.Conv3d)
 
 
 def blob_table(model: nn.Module) -> List[Tuple[str, str]]:
@@ -197,7 +197,7 @@ def blob_table(model: nn.Module) -> List[Tuple[str, str]]:
             else:
                 pairs.extend((f"{prefix}{path}.{field}", blob + suffix) for field, suffix in BN_FIELDS)
 
-    add(STEM_TABLE["2plus1d" if isinstance(model.stem, R2Plus1dStem) else "3d"], "", 0)
+    add(STEM_TABLE["2plus1d" if _is_2plus1d_stem(model.stem) else "3d"], "", 0)
     c = 0
     for li in range(1, 5):
         for k, block in enumerate(getattr(model, f"layer{li}")):

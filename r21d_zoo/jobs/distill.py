@@ -7,38 +7,27 @@ The student (any registry architecture; its input may be another modality comput
 linear head per teacher on its pooled features; the loss is the cross-entropy to the teacher distribution (or the
 MSE between logits), summed over teachers. Examples where a teacher's distribution has entropy above
 ``entropy_threshold`` (nats) are dropped from that teacher's loss. Training is resumable (``last.pt`` in the output
-directory), runs under ``torchrun`` (DDP) and exports the student with ``save_pretrained`` so that
+directory), runs under ``torchrun`` (DDP) on the shared loop (:func:`r21d_zoo.jobs.engine.fit`: accumulation,
+channels_last, gradient checkpointing, metrics) and exports the student with ``save_pretrained`` so that
 ``create_model("local-dir:OUT/student")`` loads it and fine-tuning continues from it.
 """
 
-import json
 import logging
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler
 
-from .data import ClipSpec, LabelledVideos, Sample, TrainClips
+from ..export import save_pretrained
+from ..models import ClipSpec, create_model, set_derived_cfg
+from ..video import VideoClassificationTransform, normalize
+from .common import clip_field, parse_json_object
 from .distributed import WorldInfo, default_device, init_distributed
-from .models import create_model, save_pretrained
-from .train import (
-    OptimConfig,
-    autocast,
-    build_optimizer,
-    build_scheduler,
-    epoch_seed,
-    resume_training_state,
-    save_training_state,
-    unwrap,
-    wrap_ddp,
-)
-from .transforms import VideoClassificationTransform, normalize
+from .engine import FitResult, OptimConfig, StepContext, StepOutput, TrainConfig, fit
+from .labelled import LabelledVideos, Sample, TrainClips
 
 _logger = logging.getLogger(__name__)
 TARGETS = ("centre", "random", "multi")
@@ -143,6 +132,9 @@ class Student(nn.Module):
         self.backbone = backbone
         self.extra_heads = nn.ModuleList(nn.Linear(backbone.num_features, n) for n in extra_classes)
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.backbone.set_grad_checkpointing(enable)
+
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         feats = self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
         return [self.backbone.fc(feats)] + [head(feats) for head in self.extra_heads]
@@ -164,35 +156,28 @@ def gray_diff_input(transform: VideoClassificationTransform) -> Callable[[torch.
 MODALITIES = {"rgb": (3, lambda transform: transform), "gray_diff": (2, gray_diff_input)}
 
 
+def _distill_optim() -> OptimConfig:
+    return OptimConfig(lr=0.1, reference_batch=256, epochs=10, warmup_epochs=1, schedule="cosine")
+
+
 @dataclass
-class DistillConfig:
-    student: str = "r2plus1d_18"
-    student_args: Dict[str, Any] = field(default_factory=dict)
-    modality: str = "rgb"
-    num_frames: int = 8
-    frame_rate: Optional[float] = None
-    sampling_stride: int = 1
-    resize_size: Union[int, Tuple[int, int]] = (128, 171)
-    crop_size: int = 112
-    target: str = "centre"
-    teacher_frames: int = 4  # for target="multi"
-    temperature: float = 1.0
-    loss: str = "ce"
-    entropy_threshold: Optional[float] = None  # nats; log(num_classes) is the uniform distribution's
-    batch_size: int = 8
-    workers: int = 0
-    amp: Optional[str] = "bf16"  # GPU only
-    seed: int = 0
-    optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(lr=0.1, reference_batch=256, epochs=10, warmup_epochs=1, schedule="cosine")
+class DistillConfig(TrainConfig):
+    """The student, its input and the distillation target; batching, precision and optimisation as for fine-tuning."""
+
+    student: str = field(default="r2plus1d_18", metadata=dict(help="registry architecture of the student"))
+    student_args: Dict[str, Any] = field(
+        default_factory=dict, metadata=dict(parse=parse_json_object, help="JSON object of create_model arguments")
     )
-
-
-@dataclass
-class DistillResult:
-    student: nn.Module
-    history: List[Dict[str, float]]
-    export_dir: Optional[Path]
+    modality: Literal["rgb", "gray_diff"] = field(default="rgb", metadata=dict(help="the student's input"))
+    clip: Dict[str, Any] = clip_field(help="the student's clip (default: its architecture's)", num_frames=8)
+    target: Literal["centre", "random", "multi"] = field(default="centre", metadata=dict(help="teacher frame(s)"))
+    teacher_frames: int = field(default=4, metadata=dict(help="frames averaged for --target multi"))
+    temperature: float = field(default=1.0, metadata=dict(help="softmax temperature of teacher and student"))
+    loss: Literal["ce", "mse"] = field(default="ce", metadata=dict(help="cross-entropy, or MSE between logits"))
+    entropy_threshold: Optional[float] = field(
+        default=None, metadata=dict(help="drop examples whose teacher entropy (nats) is above")
+    )
+    optim: OptimConfig = field(default_factory=_distill_optim)
 
 
 def distill(
@@ -200,139 +185,98 @@ def distill(
     teachers: Sequence[Union[str, nn.Module, TeacherSpec]],
     cfg: DistillConfig,
     out_dir: Union[str, Path, None] = None,
-    device: Union[str, torch.device, None] = None,
     world: Optional[WorldInfo] = None,
     stop_after_epochs: Optional[int] = None,
     progress: bool = True,
-) -> DistillResult:
+) -> FitResult:
     """Distil ``teachers`` into a new ``cfg.student`` on unlabelled ``videos``. With ``out_dir`` it checkpoints every
-    epoch to ``out_dir/last.pt`` (and resumes from it), writes ``metrics.jsonl`` and exports ``out_dir/student``.
-    ``stop_after_epochs`` ends the run early (to test resuming)."""
+    epoch to ``out_dir/last.pt`` (and resumes from it), writes the metrics and exports ``out_dir/student`` (the
+    result's ``final_dir``). ``stop_after_epochs`` ends the run early (to test resuming)."""
     if cfg.target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {cfg.target!r}")
     if cfg.modality not in MODALITIES:
         raise ValueError(f"modality must be one of {list(MODALITIES)}, got {cfg.modality!r}")
     world = world or init_distributed()
-    device = default_device(world, device)
+    device = default_device(world, cfg.device)
     torch.manual_seed(cfg.seed)
     specs = [TeacherSpec.create(t) for t in teachers]
     for s in specs:
         s.model.eval().requires_grad_(False).to(device)
     in_chans, make_input = MODALITIES[cfg.modality]
     backbone = create_model(cfg.student, num_classes=specs[0].num_classes, in_chans=in_chans, **cfg.student_args)
-    backbone.pretrained_cfg.update(
+    spec = ClipSpec.from_model(backbone, **cfg.clip)
+    set_derived_cfg(
+        backbone,
+        base_model=None,
+        clip=spec,
         in_chans=in_chans,
-        input_size=(in_chans, cfg.num_frames, cfg.crop_size, cfg.crop_size),
-        num_frames=cfg.num_frames,
-        frame_rate=cfg.frame_rate,
-        resize_size=cfg.resize_size,
-        crop_size=cfg.crop_size,
-        sampling_stride=cfg.sampling_stride,
-        label_names=None,
-        notes=f"DistInit student of {[s.name for s in specs]}",
+        num_classes=specs[0].num_classes,
+        notes=f"DistInit student ({cfg.modality} input) of the image teacher(s) {[s.name for s in specs]}, trained "
+        f"on {len(videos)} unlabelled videos; its classifier predicts the first teacher's classes.",
     )
-    student = Student(backbone, [s.num_classes for s in specs[1:]]).to(device)
-    transform = VideoClassificationTransform(
-        cfg.resize_size, cfg.crop_size, backbone.pretrained_cfg["mean"], backbone.pretrained_cfg["std"]
-    ).to(device)
-    student_input = make_input(transform)
+    student = Student(backbone, [s.num_classes for s in specs[1:]])
+    student_input = make_input(VideoClassificationTransform.from_spec(spec).to(device))
+
+    def step(net: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
+        clips = batch[0].to(ctx.device, non_blocking=True)
+        idx = teacher_frames(clips, cfg.target, cfg.teacher_frames, ctx.generator)
+        with torch.no_grad(), ctx.autocast():
+            targets = [
+                s.model(teacher_input(clips, idx.to(ctx.device), s)).float().view(len(clips), idx.shape[1], -1).mean(1)
+                for s in specs
+            ]  # logits averaged over frames before the softmax
+        with ctx.autocast():
+            outputs = net(ctx.prepare(student_input(clips)))
+        loss = clips.new_zeros((), dtype=torch.float32)
+        kept = {}
+        for k, (out_k, t_k) in enumerate(zip(outputs, targets)):
+            l_k, keep = distill_loss(out_k, t_k, cfg.loss, cfg.temperature, cfg.entropy_threshold)
+            loss = loss + l_k
+            kept[f"kept_fraction_{k}"] = float(keep.sum())
+        return StepOutput(loss, len(clips), kept)
+
+    def export(net: nn.Module, path: Path, record: Dict[str, Any]) -> None:
+        save_pretrained(net.backbone, path)
 
     unlabelled = LabelledVideos([Sample(str(v), (0,)) for v in videos], ["unlabelled"])
-    dataset = TrainClips(
-        unlabelled, ClipSpec(cfg.num_frames, cfg.frame_rate, cfg.sampling_stride, cfg.resize_size), cfg.seed
-    )
-    sampler = DistributedSampler(dataset, world.world_size, world.rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    loader = DataLoader(
-        dataset,
-        cfg.batch_size,
-        sampler=sampler,
-        num_workers=cfg.workers,
+    return fit(
+        student,
+        TrainClips(unlabelled, spec, cfg.seed),
+        step,
+        cfg,
+        {"student": (student.parameters(), 1.0)},
+        out_dir=out_dir,
+        world=world,
         drop_last=True,
-        pin_memory=device.type == "cuda",
+        export=export,
+        final_name="student",
+        config=cfg,
+        stop_after_epochs=stop_after_epochs,
+        progress=progress,
+        desc="distill",
     )
-    if len(loader) == 0:
-        raise ValueError(f"{len(videos)} videos are fewer than one batch of {cfg.batch_size} per process")
-    lr = cfg.optim.scaled_lr(cfg.batch_size, world.world_size)
-    optimizer = build_optimizer({"student": (student.parameters(), lr)}, cfg.optim)
-    scheduler = build_scheduler(optimizer, cfg.optim, len(loader))
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
-    model = wrap_ddp(student, world, device)
-    out = Path(out_dir) if out_dir is not None else None
-    history: List[Dict[str, float]] = []
-    start_epoch = 0
-    state = resume_training_state(out / "last.pt", student, optimizer, scheduler, scaler) if out else None
-    if state is not None:
-        start_epoch, history = state["epoch"], state["history"]
-        _logger.info("resumed from %s at epoch %d", out / "last.pt", start_epoch)
-    from tqdm.auto import tqdm
-
-    end_epoch = cfg.optim.epochs if stop_after_epochs is None else min(cfg.optim.epochs, stop_after_epochs)
-    for epoch in range(start_epoch, end_epoch):
-        sampler.set_epoch(epoch)
-        dataset.set_epoch(epoch)
-        frame_gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 10**6 + world.rank))
-        model.train()
-        totals = dict(loss=0.0, examples=0, kept=[0] * len(specs), clips_per_s=0.0)
-        t0 = time.perf_counter()
-        bar = tqdm(
-            loader,
-            desc=f"distill {epoch + 1}/{cfg.optim.epochs}",
-            leave=False,
-            disable=not (progress and world.is_primary and sys.stderr.isatty()),
-        )
-        for clips, _ in bar:
-            clips = clips.to(device, non_blocking=True)
-            idx = teacher_frames(clips, cfg.target, cfg.teacher_frames, frame_gen)
-            with torch.no_grad(), autocast(device, cfg.amp):
-                targets = [
-                    s.model(teacher_input(clips, idx.to(device), s)).float().view(len(clips), idx.shape[1], -1).mean(1)
-                    for s in specs
-                ]  # logits averaged over frames before the softmax
-            with autocast(device, cfg.amp):
-                outputs = model(student_input(clips))
-            loss = clips.new_zeros((), dtype=torch.float32)
-            for k, (out_k, t_k) in enumerate(zip(outputs, targets)):
-                l_k, keep = distill_loss(out_k, t_k, cfg.loss, cfg.temperature, cfg.entropy_threshold)
-                loss = loss + l_k
-                totals["kept"][k] += int(keep.sum())
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            totals["loss"] += float(loss.detach()) * len(clips)
-            totals["examples"] += len(clips)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
-        seconds = time.perf_counter() - t0
-        record = dict(
-            epoch=epoch + 1,
-            loss=totals["loss"] / max(1, totals["examples"]),
-            examples=totals["examples"],
-            kept_fraction=[k / max(1, totals["examples"]) for k in totals["kept"]],
-            clips_per_s=totals["examples"] / max(seconds, 1e-9),
-            lr=scheduler.get_last_lr()[0],
-        )
-        history.append(record)
-        _logger.info("epoch %d: %s", epoch + 1, record)
-        if out is not None and world.is_primary:
-            save_training_state(
-                out / "last.pt", student, optimizer, scheduler, scaler, epoch=epoch + 1, history=history, config=cfg
-            )
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-    export = None
-    if out is not None and world.is_primary and end_epoch == cfg.optim.epochs:
-        export = out / "student"
-        save_pretrained(unwrap(model).backbone, export)
-    return DistillResult(unwrap(model), history, export)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """``r21d-zoo distill`` (see ``r21d_zoo.cli``)."""
-    from .cli import main as cli_main
+@dataclass
+class DistillJobConfig:
+    """DistInit: train a video student from image teachers on unlabelled video."""
 
-    return cli_main(["distill", *(argv if argv is not None else sys.argv[1:])])
+    inputs: List[str] = field(metadata=dict(positional=True, help="video files, directories or lists (no labels)"))
+    out: str = field(metadata=dict(flag=("-o", "--out"), help="checkpoints, metrics and the exported student"))
+    teacher: List[str] = field(metadata=dict(help="timm model name (repeat the option for several teachers)"))
+    random_teachers: bool = field(default=False, metadata=dict(help="teachers without weights (pipeline tests)"))
+    settings: DistillConfig = field(default_factory=DistillConfig)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def run(cfg: DistillJobConfig) -> int:
+    from .extract import discover_videos
+
+    videos = [v.path for v in discover_videos(cfg.inputs)]
+    if not videos:
+        print(f"error: no videos found in {cfg.inputs}")
+        return 2
+    teachers = [TeacherSpec.create(name, pretrained=not cfg.random_teachers) for name in cfg.teacher]
+    result = distill(videos, teachers, cfg.settings, out_dir=cfg.out)
+    if result.final_dir is not None:
+        print(f"student exported to {result.final_dir} (load with create_model('local-dir:{result.final_dir}'))")
+    return 0

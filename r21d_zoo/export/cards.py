@@ -1,13 +1,16 @@
-"""Model cards generated from the registry (``python -m r21d_zoo.model_card model_cards/`` rewrites them all)."""
+"""Model cards and the README model table, generated from the registry (``r21d-zoo cards`` rewrites them), and the
+card of any saved model (``save_pretrained``), derived models included."""
 
-import argparse
 import json
-import sys
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
+
+from ..models import create_model, get_pretrained_cfg, list_models, list_pretrained, model_config, model_entrypoint
+from ..models._pretrained import metric_value
 
 DATASET_IDS = {"kinetics400": "kinetics-400", "ig65m": "ig-65m", "sports1m": "sports-1m"}
 CITATIONS = {
@@ -34,8 +37,6 @@ def _stats(arch: str, model_args_json: str, input_size: Tuple[int, ...]) -> Tupl
     """Parameters and GMACs (multiply-accumulates) of one forward, counted on the meta device."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .models import model_entrypoint
-
     with torch.device("meta"):
         model = model_entrypoint(arch)(**json.loads(model_args_json))
         x = torch.empty(1, *input_size)
@@ -53,16 +54,18 @@ def model_stats(config: Dict[str, Any]) -> Tuple[int, float]:
 
 def registry_config(name: str) -> Dict[str, Any]:
     """The config.json a registry weight would have, built without allocating weights."""
-    from .models import create_model
-    from .models._hub import model_config
-
     with torch.device("meta"):
         model = create_model(name)
     return model_config(model)
 
 
-def _datasets(tag: str) -> List[str]:
-    return [v for k, v in DATASET_IDS.items() if k in (tag or "")] or ["kinetics-400"]
+def _datasets(p: Dict[str, Any]) -> List[str]:
+    """A derived model's own datasets, else those its tag names (a random-init model has none)."""
+    if p.get("datasets"):
+        return list(p["datasets"])
+    if not p.get("tag"):
+        return []
+    return [v for k, v in DATASET_IDS.items() if k in p["tag"]] or ["kinetics-400"]
 
 
 def _resize_text(p: Dict[str, Any]) -> str:
@@ -77,6 +80,7 @@ def _resize_text(p: Dict[str, Any]) -> str:
 def render_model_card(config: Dict[str, Any]) -> str:
     p = config["pretrained_cfg"]
     arch, tag = p.get("architecture") or config["architecture"], p.get("tag")
+    derived = not tag
     name = f"{arch}.{tag}" if tag else arch
     params, gmacs = model_stats(config)
     license_ = p.get("license") or "other"
@@ -90,19 +94,31 @@ def render_model_card(config: Dict[str, Any]) -> str:
         "- r21d_zoo",
         "- pytorch",
         "- safetensors",
-        "datasets:",
     ]
-    front += [f"- {d}" for d in _datasets(tag)] + ["metrics:", "- accuracy", "---", ""]
+    if p.get("base_model"):
+        front.append(f"base_model: {p['base_model']}")
+    datasets = _datasets(p)
+    if datasets:
+        front += ["datasets:"] + [f"- {d}" for d in datasets]
+    front += ["metrics:", "- accuracy", "---", ""]
     c, t, h, w = p["input_size"]
     stride = p.get("sampling_stride", 1)
     rate = f"{p['frame_rate']:g} fps" if p.get("frame_rate") else "the native frame rate"
-    labels = (
-        "Kinetics-400 class names ship with the package (`model.pretrained_cfg['label_names']`)."
-        if config.get("label_names")
-        else f"{config['num_classes']} classes; no class names were ever published for this head."
-    )
+    names = config.get("label_names")
+    if p.get("label_set"):
+        labels = "Kinetics-400 class names ship with the package (`model.pretrained_cfg['label_names']`)."
+    elif names:
+        shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+        labels = f"{len(names)}: {shown} (`model.pretrained_cfg['label_names']`)."
+    else:
+        labels = f"{config['num_classes']} classes; no class names were ever published for this head."
+    if derived:
+        origin = f"derived from `{p['base_model']}`" if p.get("base_model") else "trained from random initialisation"
+        title, load = f"{arch} ({origin})", 'create_model("local-dir:<this folder>")'
+    else:
+        title, load = name, f'create_model("{name}", pretrained=True)'
     lines = front + [
-        f"# Model card for {name}",
+        f"# Model card for {title}",
         "",
         f"{p.get('notes') or 'A video classification model.'}",
         "",
@@ -121,7 +137,7 @@ def render_model_card(config: Dict[str, Any]) -> str:
         "",
         "```python",
         "import r21d_zoo, torch",
-        f'model = r21d_zoo.create_model("{name}", pretrained=True).eval()',
+        f"model = r21d_zoo.{load}.eval()",
         "transform = r21d_zoo.create_transform(model)  # the exact preprocessing below",
         f"frames = torch.randint(0, 256, ({t}, 240, 320, 3), dtype=torch.uint8)  # T x H x W x C uint8 RGB",
         "with torch.inference_mode():",
@@ -141,7 +157,11 @@ def render_model_card(config: Dict[str, Any]) -> str:
             f"| {m['dataset']} | {m['metric']} | {m['value']} | {m['protocol']} | {m['source']} |" for m in metrics
         ]
     else:
-        lines.append("No accuracy was published for this checkpoint itself (pre-training only, or listed as TBD).")
+        lines.append(
+            "No accuracy was recorded for this model."
+            if derived
+            else "No accuracy was published for this checkpoint itself (pre-training only, or listed as TBD)."
+        )
     lines += ["", "## Provenance", ""]
     if p.get("url"):
         lines.append(f"- Original file: `{p.get('source_file')}` ({p.get('source_format')}) from {p['url']}")
@@ -169,8 +189,6 @@ def card_path(directory: str, name: str) -> Path:
 
 
 def write_cards(directory: str, names: Optional[List[str]] = None) -> List[Path]:
-    from .models import list_pretrained
-
     out = []
     Path(directory).mkdir(parents=True, exist_ok=True)
     for name in names or list_pretrained():
@@ -185,9 +203,6 @@ TABLE_START, TABLE_END = "<!-- model-table:start -->", "<!-- model-table:end -->
 
 def render_model_table() -> str:
     """README table: every weight tag, then the architectures without released weights."""
-    from .models import get_pretrained_cfg, list_models, list_pretrained
-    from .models._pretrained import metric_value
-
     rows = [
         "| model | params (M) | GMACs | clip (T x crop, stride) | classes | Kinetics video@1 / @5 | weights from |",
         "|---|---|---|---|---|---|---|",
@@ -203,8 +218,8 @@ def render_model_table() -> str:
         origin = cfg.origin_url.split("github.com/")[-1]
         source = "VMZ caffe2 .pkl" if cfg.source_format == "caffe2_pkl" else f"{origin} .{cfg.source_format}"
         rows.append(
-            f"| `{name}` | {params / 1e6:.1f} | {gmacs:.1f} | {cfg.num_frames} x {cfg.crop_size}², "
-            f"{cfg.sampling_stride} | {cfg.num_classes} | {acc} | {source} |"
+            f"| `{name}` | {params / 1e6:.1f} | {gmacs:.1f} | {cfg.clip.num_frames} x {cfg.clip.crop_size}², "
+            f"{cfg.clip.sampling_stride} | {cfg.num_classes} | {acc} | {source} |"
         )
     for arch in list_models():
         if arch not in with_weights:
@@ -212,8 +227,8 @@ def render_model_table() -> str:
             params, gmacs = model_stats(config)
             cfg = get_pretrained_cfg(arch)
             rows.append(
-                f"| `{arch}` | {params / 1e6:.1f} | {gmacs:.1f} | {cfg.num_frames} x {cfg.crop_size}², "
-                f"{cfg.sampling_stride} | {cfg.num_classes} | - | none released |"
+                f"| `{arch}` | {params / 1e6:.1f} | {gmacs:.1f} | {cfg.clip.num_frames} x {cfg.clip.crop_size}², "
+                f"{cfg.clip.sampling_stride} | {cfg.num_classes} | - | none released |"
             )
     return "\n".join(rows)
 
@@ -225,18 +240,18 @@ def update_readme(path: str) -> None:
     Path(path).write_text(f"{head}{TABLE_START}\n{render_model_table()}\n{TABLE_END}{tail}", encoding="utf-8")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Regenerate the model cards and the README model table.")
-    parser.add_argument("directory", nargs="?", default="model_cards")
-    parser.add_argument("--readme", default="README.md", help="README whose model table is rewritten ('' to skip)")
-    args = parser.parse_args(argv)
-    for path in write_cards(args.directory):
+@dataclass
+class CardsConfig:
+    """Regenerate the model cards and the README model table from the registry."""
+
+    directory: str = field(default="model_cards", metadata=dict(help="where the cards go", positional=True))
+    readme: str = field(default="README.md", metadata=dict(help="README whose model table is rewritten ('' to skip)"))
+
+
+def run(cfg: CardsConfig) -> int:
+    for path in write_cards(cfg.directory):
         print(path)
-    if args.readme:
-        update_readme(args.readme)
-        print(args.readme)
+    if cfg.readme:
+        update_readme(cfg.readme)
+        print(cfg.readme)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

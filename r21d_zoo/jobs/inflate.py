@@ -4,7 +4,9 @@ Every 2D ``k x k`` filter becomes a ``kt x k x k`` filter: ``repeat`` copies it 
 clip of one repeated image then gives the 2D activations at every temporally interior position), ``centre`` puts it
 on the centre time slice (zeros elsewhere). BatchNorm statistics and affine parameters are carried over, the 2D
 max-pool after the stem becomes ``pool1``, and strides follow R3D (layers 2-4 also stride 2 in time, except for
-fR2D/R2D/MC3's 2D layers).
+fR2D/R2D/MC3's 2D layers). The video model is the registered ``<family>_<depth>`` architecture, built through the
+registry, so ``save_pretrained`` and ``create_model("local-dir:...")`` round-trip it; its cfg is derived (no source,
+no metrics) with ``base_model`` naming the 2D model.
 
 Families: ``r3d`` (3x3x3 everywhere), ``mc3`` (3D stem and layer1, 2D above), ``fr2d`` (per-frame 2D), ``r2d``
 (the stem spans the whole clip) and ``r2plus1d``. For ``r2plus1d`` the spatial conv takes the 2D filter (into the
@@ -20,8 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from .models._pretrained import PretrainedCfg
-from .models.video_resnet import VideoResNet
+from ..models import ClipSpec, VideoResNet, create_model, get_pretrained_cfg, is_model, list_models
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,6 +34,13 @@ FAMILIES: Dict[str, Tuple[Tuple[str, ...], str]] = {
     "r2plus1d": (("2plus1d",) * 4, "r2plus1d"),
 }
 MODES = ("repeat", "centre")
+DEPTHS = {
+    ("basic", (2, 2, 2, 2)): 18,
+    ("basic", (3, 4, 6, 3)): 34,
+    ("bottleneck", (3, 4, 6, 3)): 50,
+    ("bottleneck", (3, 4, 23, 3)): 101,
+    ("bottleneck", (3, 8, 36, 3)): 152,
+}
 _BLOCK_KEY = re.compile(r"^layer(\d)\.(\d+)\.(conv|bn)(\d)\.(.+)$")
 _INCOMPATIBLE_HINT = (
     "only plain torchvision-style ResNets inflate (7x7 stem, basic or bottleneck blocks of width 64, conv+BN "
@@ -52,20 +60,21 @@ class InflationReport:
 
 
 def _source_state_dict(source: Union[str, nn.Module, Dict[str, torch.Tensor]], pretrained: bool):
-    """State dict and data config of a timm name, a timm/torchvision ResNet module, or a state dict."""
+    """State dict, data config and name of a timm name, a timm/torchvision ResNet module, or a state dict."""
     if isinstance(source, str):
         import timm
 
         source = timm.create_model(source, pretrained=pretrained)
     if isinstance(source, nn.Module):
-        data = {}
-        if hasattr(source, "pretrained_cfg"):  # timm
+        cfg = getattr(source, "pretrained_cfg", None)
+        if cfg is not None:  # timm
             import timm.data
 
-            data = timm.data.resolve_data_config({}, model=source)
-        return source.state_dict(), data
+            name = ".".join(x for x in (cfg.get("architecture"), cfg.get("tag")) if x) or type(source).__name__
+            return source.state_dict(), timm.data.resolve_data_config({}, model=source), f"timm:{name}"
+        return source.state_dict(), {}, f"{type(source).__module__.split('.')[0]}:{type(source).__name__}"
     if isinstance(source, dict):
-        return dict(source), {}
+        return dict(source), {}, "a 2D ResNet state dict"
     raise TypeError(f"expected a timm model name, a 2D ResNet module or a state dict, got {type(source).__name__}")
 
 
@@ -219,7 +228,7 @@ def inflate(
     num_frames: int = 16,
     **model_args: Any,
 ) -> VideoResNet:
-    """A video ResNet initialised from a 2D ResNet.
+    """A video ResNet (the registered ``<family>_<depth>``) initialised from a 2D ResNet.
 
     Args:
         source: a timm model name (``"resnet50.a1_in1k"``; downloaded with ``pretrained=True``), a timm or
@@ -228,47 +237,56 @@ def inflate(
         mode: ``repeat`` (divide by the temporal kernel size) or ``centre``.
         num_classes: ``None`` keeps the 2D classifier (e.g. 1000 ImageNet classes); another value gets a new head.
         num_frames: clip length (R2D's stem kernel; recorded in the config).
+        model_args: further ``create_model`` arguments (e.g. ``drop_rate``).
     The model's ``inflation_report`` lists unused 2D keys (none, apart from ``fc`` when the head is replaced) and the
     keys that have no 2D counterpart.
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {list(FAMILIES)}, got {family!r}")
-    sd2d, data = _source_state_dict(source, pretrained)
+    sd2d, data, source_name = _source_state_dict(source, pretrained)
     block, layers, classes_2d = _structure(sd2d)
-    conv_makers, stem = FAMILIES[family]
+    depth = DEPTHS.get((block, layers))
+    arch = f"{family}_{depth}"
+    if depth is None or not is_model(arch):
+        raise InflationError(
+            f"no registered {family} architecture for a {block}-block ResNet with layers {layers}; registered: "
+            f"{', '.join(list_models(f'{family}_*'))}. " + _INCOMPATIBLE_HINT
+        )
     width = sd2d["conv1.weight"].shape[0]
+    weight_args = dict(bn_eps=1e-5, pool1=True, stem_mid=width)
+    if family == "r2d":
+        weight_args["num_frames"] = num_frames  # the stem's temporal kernel
     args = dict(
-        block=block,
-        conv_makers=conv_makers,
-        layers=layers,
-        stem=stem,
-        bn_eps=1e-5,
-        pool1=True,
+        weight_args,
         num_classes=classes_2d if num_classes is None else num_classes,
-        num_frames=num_frames,
         in_chans=sd2d["conv1.weight"].shape[1],
-        stem_mid=width,
+        **model_args,
     )
-    args.update(model_args)
-    model = VideoResNet(**args)
-    state, report = inflate_state_dict(sd2d, model.state_dict(), mode, args["bn_eps"])
+    model = create_model(arch, **args)
+    state, report = inflate_state_dict(sd2d, model.state_dict(), mode, model._model_args["bn_eps"])
     full = model.state_dict()
     full.update(state)
     model.load_state_dict(full, strict=True)
     model.inflation_report = report
     size = int(data.get("input_size", (3, 224, 224))[-1])
-    model.pretrained_cfg = PretrainedCfg(
-        architecture=f"{family}_inflated",
-        tag=mode,
-        model_args=args,
-        input_size=(3, num_frames, size, size),
+    clip = ClipSpec(
         num_frames=num_frames,
         resize_size=int(round(size / data.get("crop_pct", 0.875))),
         crop_size=size,
         mean=tuple(data.get("mean", IMAGENET_MEAN)),
         std=tuple(data.get("std", IMAGENET_STD)),
-        num_classes=args["num_classes"],
-        notes=f"{mode}-inflated from a 2D ResNet",
-    ).to_dict()
-    model._model_args = args
+    )
+    model.pretrained_cfg = (
+        get_pretrained_cfg(arch)
+        .derive(
+            base_model=source_name,
+            clip=clip,
+            in_chans=args["in_chans"],
+            num_classes=args["num_classes"],
+            model_args=weight_args,
+            license=None,
+            notes=f"{family} {mode}-inflated (I3D-style) from the 2D ResNet {source_name}.",
+        )
+        .to_dict()
+    )
     return model

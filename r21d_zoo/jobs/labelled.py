@@ -18,10 +18,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch.utils.data import Dataset
 
-from .features import VIDEO_EXTENSIONS
-from .train import epoch_seed
-from .transforms import normalize
-from .video import VideoDecodeError, VideoReader, clip_duration, random_clip, uniform_clips
+from ..models import ClipSpec
+from ..video import VideoDecodeError, open_video, random_clip, uniform_clips
+from ..video.reader import DEFAULT_BACKEND, VIDEO_EXTENSIONS
+from .engine import epoch_seed
 
 _logger = logging.getLogger(__name__)
 _MULTI_SEPARATORS = ("|", ";")
@@ -38,6 +38,7 @@ class LabelledVideos:
     samples: List[Sample]
     classes: List[str]
     multilabel: bool = False
+    source: Optional[str] = None  # the file or folder they were read from
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -102,29 +103,15 @@ def read_labelled(source: Union[str, os.PathLike], classes: Optional[Sequence[st
                 raise ValueError(f"{src}: label {x!r} of {path} is not one of the {len(classes)} classes")
             labels.append(index[x])
         samples.append(Sample(path, tuple(labels)))
-    return LabelledVideos(samples, list(classes), multilabel)
-
-
-@dataclass
-class ClipSpec:
-    num_frames: int = 16
-    frame_rate: Optional[float] = None
-    sampling_stride: int = 1
-    resize_size: Union[int, Tuple[int, int]] = (128, 171)
-
-
-def _read(path: str, spec: ClipSpec, starts: Sequence[float], reader: VideoReader) -> torch.Tensor:
-    return torch.stack(
-        [reader.read_clip(s, spec.num_frames, spec.frame_rate, spec.sampling_stride).frames for s in starts]
-    )
+    return LabelledVideos(samples, list(classes), multilabel, str(src))
 
 
 class TrainClips(Dataset):
     """(uint8 clip T x H x W x C, label tensor) with a random clip per video per epoch; a video that fails to decode
     is logged and replaced by the next one (at most 10 in a row)."""
 
-    def __init__(self, data: LabelledVideos, spec: ClipSpec, seed: int = 0):
-        self.data, self.spec, self.seed, self.epoch = data, spec, seed, 0
+    def __init__(self, data: LabelledVideos, spec: ClipSpec, seed: int = 0, backend: str = DEFAULT_BACKEND):
+        self.data, self.spec, self.seed, self.epoch, self.backend = data, spec, seed, 0, backend
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -138,11 +125,9 @@ class TrainClips(Dataset):
             sample = self.data.samples[i]
             g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, i))
             try:
-                with VideoReader(sample.path, resize=self.spec.resize_size) as r:
-                    length = clip_duration(
-                        self.spec.num_frames, self.spec.frame_rate or r.info.fps, self.spec.sampling_stride
-                    )
-                    clip = _read(sample.path, self.spec, [random_clip(r.info.duration, length, g).start], r)[0]
+                with open_video(sample.path, self.spec, self.backend) as r:
+                    start = random_clip(r.info.duration, self.spec.clip_seconds(r.info.fps), g).start
+                    clip = r.read_spec_clip(start, self.spec).frames
                 return clip, label_tensor(sample, self.data)
             except VideoDecodeError as e:
                 _logger.warning("skipping an unreadable training video: %s", e)
@@ -153,8 +138,15 @@ class EvalClips(Dataset):
     """(uint8 clips N x T x H x W x C, label tensor, index, error) with N uniformly spaced clips per video. A video
     that fails to decode comes back with an empty clip tensor and its error, so evaluation can count it."""
 
-    def __init__(self, data: LabelledVideos, spec: ClipSpec, num_clips: int = 10, indices: Optional[List[int]] = None):
-        self.data, self.spec, self.num_clips = data, spec, num_clips
+    def __init__(
+        self,
+        data: LabelledVideos,
+        spec: ClipSpec,
+        num_clips: int = 10,
+        indices: Optional[List[int]] = None,
+        backend: str = DEFAULT_BACKEND,
+    ):
+        self.data, self.spec, self.num_clips, self.backend = data, spec, num_clips, backend
         self.indices = list(range(len(data))) if indices is None else list(indices)
 
     def __len__(self) -> int:
@@ -164,12 +156,10 @@ class EvalClips(Dataset):
         i = self.indices[k]
         sample = self.data.samples[i]
         try:
-            with VideoReader(sample.path, resize=self.spec.resize_size) as r:
-                length = clip_duration(
-                    self.spec.num_frames, self.spec.frame_rate or r.info.fps, self.spec.sampling_stride
-                )
-                starts = [c.start for c in uniform_clips(r.info.duration, length, self.num_clips)]
-                return _read(sample.path, self.spec, starts, r), label_tensor(sample, self.data), i, ""
+            with open_video(sample.path, self.spec, self.backend) as r:
+                clips = uniform_clips(r.info.duration, self.spec.clip_seconds(r.info.fps), self.num_clips)
+                frames = torch.stack([f.frames for _, f in r.iter_clips(clips, self.spec)])
+                return frames, label_tensor(sample, self.data), i, ""
         except VideoDecodeError as e:
             return torch.zeros(0, dtype=torch.uint8), label_tensor(sample, self.data), i, str(e)
 
@@ -180,26 +170,3 @@ def label_tensor(sample: Sample, data: LabelledVideos) -> torch.Tensor:
         target[list(sample.labels)] = 1.0
         return target
     return torch.tensor(sample.labels[0])
-
-
-def train_augment(
-    clips: torch.Tensor,
-    crop_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    flip: bool,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """uint8 (B, T, H, W, C) on any device -> normalised (B, C, T, crop, crop): a random crop per clip and, with
-    ``flip``, a random horizontal flip (turn it off when left/right is part of the label)."""
-    b, t, h, w, c = clips.shape
-    if h < crop_size or w < crop_size:
-        raise ValueError(f"frames of {h}x{w} are smaller than the {crop_size}-pixel crop; raise resize_size")
-    tops = torch.randint(0, h - crop_size + 1, (b,), generator=generator).tolist()
-    lefts = torch.randint(0, w - crop_size + 1, (b,), generator=generator).tolist()
-    flips = (torch.rand(b, generator=generator) < 0.5).tolist() if flip else [False] * b
-    out = []
-    for i in range(b):
-        x = clips[i, :, tops[i] : tops[i] + crop_size, lefts[i] : lefts[i] + crop_size]
-        out.append(x.flip(2) if flips[i] else x)
-    return normalize(torch.stack(out).permute(0, 4, 1, 2, 3).float() / 255.0, mean, std)

@@ -1,74 +1,61 @@
-"""``r21d-zoo demo``: synthesise a short H.264 clip with PyAV, run a model on it, print predictions and speed."""
+"""``r21d-zoo demo``: synthesise a short H.264 clip, run a model on it, print predictions and speed."""
 
-import logging
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
-from .models import WeightsError, create_model, get_pretrained_cfg
-from .transforms import create_transform
+from ..models import ClipSpec, WeightsError, create_model
+from ..video import create_transform, read_clip, write_video
+from .common import ModelSource
 
 DEFAULT_MODEL = "r2plus1d_34.ig65m_ft_kinetics400_8f"
-_logger = logging.getLogger(__name__)
 
 
-def synthesize_clip(path: str, num_frames: int = 48, size: tuple = (240, 320), fps: int = 30) -> str:
-    """A textured square moving across a gradient background, encoded as H.264 with PyAV."""
-    import av
-
+def synthesize_clip(path: str, num_frames: int = 48, size: Tuple[int, int] = (240, 320), fps: int = 30) -> str:
+    """A textured square moving across a gradient background, encoded as H.264."""
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w]
     background = np.stack([xx * 255 // w, yy * 255 // h, np.full_like(xx, 96)], -1).astype(np.uint8)
     texture = (np.indices((40, 40)).sum(0) % 8 < 4)[..., None] * np.array([230, 40, 40], np.uint8)
-    with av.open(path, "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+
+    def frames():
         for i in range(num_frames):
             frame = background.copy()
             x0 = int((w - 40) * i / max(1, num_frames - 1))
             frame[h // 2 - 20 : h // 2 + 20, x0 : x0 + 40] = texture
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+            yield frame
 
-
-def read_all_frames(path: str) -> torch.Tensor:
-    """Every frame of a short video as uint8 T x H x W x 3 (the demo's clip is tiny; long videos use r21d_zoo's
-    clip decoder instead)."""
-    import av
-
-    with av.open(path) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    return torch.from_numpy(np.stack(frames))
+    return write_video(path, frames(), fps)
 
 
 def run_demo(
-    model_name: str = DEFAULT_MODEL, pretrained: bool = True, video: Optional[str] = None, repeats: int = 3
+    source: ModelSource = ModelSource(DEFAULT_MODEL), video: Optional[str] = None, repeats: int = 3
 ) -> Dict[str, object]:
-    cfg = get_pretrained_cfg(model_name)
+    """Run ``source``'s model on the first clip of ``video`` (or of a synthetic clip). Pretrained weights that cannot
+    be had fall back to random weights, said loudly."""
     used_pretrained = False
-    if pretrained:
+    if source.pretrained:
         try:
-            model = create_model(model_name, pretrained=True)
+            model = source.create()
             used_pretrained = True
         except WeightsError as e:
             print(
-                f"[demo] pretrained weights for {model_name} are not cached and not reachable; "
+                f"[demo] pretrained weights for {source.name} are not cached and not reachable; "
                 f"FALLING BACK TO RANDOM WEIGHTS (predictions are meaningless).\n[demo] reason: {e}"
             )
     if not used_pretrained:
-        model = create_model(model_name)
+        model = create_model(source.name, **source.model_args)
     model.eval()
+    spec = ClipSpec.from_model(model)
     with tempfile.TemporaryDirectory() as tmp:
-        path = video or synthesize_clip(str(Path(tmp) / "demo.mp4"), num_frames=max(48, cfg.num_frames))
-        frames = read_all_frames(path)
-    clip = create_transform(model)(frames[: cfg.num_frames * cfg.sampling_stride : cfg.sampling_stride])
+        path = video or synthesize_clip(str(Path(tmp) / "demo.mp4"), num_frames=max(48, spec.num_frames))
+        frames = read_clip(path, 0.0, spec=spec).frames  # seeks and decodes only this clip
+    clip = create_transform(spec)(frames)
     with torch.inference_mode():
         features = model.forward_features(clip)
         logits = model.forward_head(features)
@@ -77,11 +64,11 @@ def run_demo(
             model(clip)
         clips_per_s = repeats / (time.perf_counter() - start)
     probs = logits.softmax(-1)[0]
-    top = probs.topk(5)
+    top = probs.topk(min(5, probs.numel()))
     labels = model.pretrained_cfg.get("label_names")
     predictions = [(labels[i] if labels else f"class {i}", float(p)) for p, i in zip(top.values, top.indices.tolist())]
     return dict(
-        model=model_name,
+        model=source.name,
         pretrained=used_pretrained,
         input_shape=tuple(clip.shape),
         feature_shape=tuple(features.shape),
@@ -101,3 +88,16 @@ def print_demo(result: Dict[str, object]) -> None:
         f"throughput: {result['clips_per_s']:.2f} clips/s on {'GPU' if torch.cuda.is_available() else 'CPU'} "
         f"(batch 1, {torch.get_num_threads()} threads)"
     )
+
+
+@dataclass
+class DemoConfig:
+    """Synthesise a clip (or read one), run a model, print predictions, feature shape and throughput."""
+
+    model: ModelSource = field(default_factory=lambda: ModelSource(DEFAULT_MODEL))
+    video: Optional[str] = field(default=None, metadata=dict(help="use this video instead of a synthetic clip"))
+
+
+def run(cfg: DemoConfig) -> int:
+    print_demo(run_demo(cfg.model, cfg.video))
+    return 0

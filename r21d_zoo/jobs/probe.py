@@ -6,7 +6,9 @@ Features come from ``r21d-zoo extract`` (``DIR/<name>.npy``, clip features avera
 same CSV/list/folder formats as fine-tuning, matched by output name.
 """
 
+import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -14,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import LabelledVideos
+from .finetune import average_precision
+from .labelled import LabelledVideos, read_labelled
 
 _logger = logging.getLogger(__name__)
 DEFAULT_L2 = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -52,8 +55,6 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, multilabel: bool =
 def _score(x, y, w, b, multilabel: bool) -> float:
     logits = x @ w + b
     if multilabel:
-        from .finetune import average_precision
-
         return float(average_precision(torch.sigmoid(logits), y).nanmean())
     return float((logits.argmax(1) == y).double().mean())
 
@@ -142,3 +143,21 @@ def run_probe(
     summary = {k: v for k, v in result.items() if k not in ("mean", "std", "weight", "bias")}
     summary.update(missing_train=miss_tr, missing_test=miss_te, classes=train.classes)
     return summary
+
+
+@dataclass
+class ProbeJobConfig:
+    """Linear probe (logistic regression) on features written by r21d-zoo extract."""
+
+    train: str = field(metadata=dict(help="labelled training videos (CSV, list or class folders)"))
+    test: str = field(metadata=dict(help="labelled test videos"))
+    train_features: str = field(metadata=dict(help="feature directory of the training videos"))
+    test_features: Optional[str] = field(default=None, metadata=dict(help="feature directory of the test videos"))
+
+
+def run(cfg: ProbeJobConfig) -> int:
+    train = read_labelled(cfg.train)
+    test = read_labelled(cfg.test, classes=train.classes)
+    summary = run_probe(Path(cfg.train_features), train, Path(cfg.test_features or cfg.train_features), test)
+    print(json.dumps(summary, default=str))
+    return 0

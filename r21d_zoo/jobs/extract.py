@@ -17,70 +17,55 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from ._io import atomic_write, partial_path
-from .models._pretrained import KINETICS_MEAN, KINETICS_STD
-from .optimize import AMP_DTYPES, optimize_for_inference
-from .transforms import VideoClassificationTransform, resolve_data_config
-from .video import VideoDecodeError, VideoInfo, VideoReader, clip_duration, sliding_clips, uniform_clips
+from .._io import atomic_write, partial_path
+from ..export.optimize import AMP_DTYPES, optimize_for_inference
+from ..models import ClipSpec, WeightsError
+from ..video import VideoClassificationTransform, VideoDecodeError, VideoInfo, open_video, sliding_clips, uniform_clips
+from ..video.reader import BACKENDS, DEFAULT_BACKEND, VIDEO_EXTENSIONS
+from .common import ModelSource, clip_field, default_workers
+from .distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
 
 _logger = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
+Pool = Literal["avg", "max", "none"]
 POOLS = ("avg", "max", "none")
+DEFAULT_EXTRACT_MODEL = "r2plus1d_34.ig65m_32f"  # the IG-65M pre-trained R(2+1)D-34 that ig65m-pytorch extracts with
 
 
 @dataclass
 class ExtractConfig:
-    """How clips are sampled, preprocessed and turned into features. :meth:`from_model` fills it from the weights."""
+    """How clips are sampled and turned into features. ``clip`` overrides the weights' :class:`ClipSpec`."""
 
-    num_frames: int = 16
-    frame_rate: Optional[float] = None  # resample to this fps; None: consecutive native frames
-    sampling_stride: int = 1
-    clip_stride: Optional[float] = None  # seconds between sliding clip starts; None: back to back
-    num_clips: Optional[int] = None  # N uniformly spaced clips instead of sliding windows
-    pad: str = "repeat"  # the last clip is padded: repeat the last frame, or loop the clip's frames
-    resize_size: Union[int, Tuple[int, int], None] = (128, 171)
-    decoder_resize: bool = False  # resize inside the decoder (swscale; faster, not the reference preprocessing)
-    crop_size: int = 112
-    crop_mode: str = "center"  # or "three": features averaged over three crops
-    interpolation: str = "bilinear"
-    antialias: bool = False
-    mean: Tuple[float, ...] = KINETICS_MEAN
-    std: Tuple[float, ...] = KINETICS_STD
-    layer: Union[str, int] = "pre_logits"  # "pre_logits", "logits", or a feature_info stage: "layer3" or 3
-    spatial_pool: str = "avg"
-    temporal_pool: str = "avg"
-    batch_size: int = 8  # clips per forward pass
+    clip: Dict[str, Any] = clip_field()
+    clip_stride: Optional[float] = field(
+        default=None, metadata=dict(flag="--stride-sec", help="seconds between clip starts (default: back to back)")
+    )
+    num_clips: Optional[int] = field(
+        default=None, metadata=dict(help="N uniformly spaced clips per video instead of sliding windows")
+    )
+    pad: Literal["repeat", "loop"] = field(default="repeat", metadata=dict(help="how the last clip is filled"))
+    decoder_resize: bool = field(
+        default=False, metadata=dict(flag="--fast-resize", help="resize in the decoder (faster; not the reference)")
+    )
+    layer: Union[str, int] = field(
+        default="pre_logits", metadata=dict(help="pre_logits, logits, or a stage: layer1-4 / 0-4")
+    )
+    spatial_pool: Pool = field(default="avg", metadata=dict(help="pooling over space"))
+    temporal_pool: Pool = field(default="avg", metadata=dict(help="pooling over time"))
+    batch_size: int = field(default=8, metadata=dict(help="clips per forward pass"))
 
-    @classmethod
-    def from_model(cls, model_or_cfg: Any, **overrides: Any) -> "ExtractConfig":
-        """Defaults from a model's (or a ``PretrainedCfg``'s) weights; ``None`` overrides are ignored."""
-        has_cfg = not isinstance(model_or_cfg, nn.Module) or getattr(model_or_cfg, "pretrained_cfg", None)
-        data = resolve_data_config(model_or_cfg) if has_cfg else {}
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        fields.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**fields)
-
-    def clip_seconds(self, info: VideoInfo) -> float:
-        return clip_duration(self.num_frames, self.frame_rate or info.fps, self.sampling_stride)
-
-    def clips_for(self, info: VideoInfo):
-        length = self.clip_seconds(info)
+    def clips_for(self, spec: ClipSpec, info: VideoInfo):
+        length = spec.clip_seconds(info.fps)
         if self.num_clips:
             return uniform_clips(info.duration, length, self.num_clips)
         return sliding_clips(info.duration, length, self.clip_stride)
-
-    def transform(self) -> VideoClassificationTransform:
-        return VideoClassificationTransform(
-            self.resize_size, self.crop_size, self.mean, self.std, self.interpolation, self.antialias, self.crop_mode
-        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -139,6 +124,7 @@ class FeatureRunner:
     def __init__(
         self,
         model: nn.Module,
+        spec: ClipSpec,
         cfg: ExtractConfig,
         device: Union[str, torch.device, None] = None,
         amp: Optional[str] = "auto",
@@ -161,8 +147,8 @@ class FeatureRunner:
         self.channels_last = cuda if channels_last is None else channels_last
         self.model = model.to(memory_format=torch.channels_last_3d) if self.channels_last else model
         self.cfg = cfg
-        self.transform = cfg.transform().to(self.device)
-        self.crops = 3 if cfg.crop_mode == "three" else 1
+        self.transform = VideoClassificationTransform.from_spec(spec).to(self.device)
+        self.crops = 3 if spec.crop_mode == "three" else 1
 
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
@@ -192,10 +178,17 @@ class ClipChunks(IterableDataset):
     the video's info. A video that fails yields one ``error`` item instead (earlier chunks of it must be discarded).
     Videos are split across DataLoader workers round-robin; containers are opened inside the worker."""
 
-    def __init__(self, videos: Sequence[str], cfg: ExtractConfig, indices: Optional[Sequence[int]] = None):
+    def __init__(
+        self,
+        videos: Sequence[str],
+        spec: ClipSpec,
+        cfg: ExtractConfig,
+        indices: Optional[Sequence[int]] = None,
+        backend: str = DEFAULT_BACKEND,
+    ):
         self.videos = list(videos)
         self.indices = list(indices) if indices is not None else list(range(len(self.videos)))
-        self.cfg = cfg
+        self.spec, self.cfg, self.backend = spec, cfg, backend
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         worker = get_worker_info()
@@ -206,14 +199,11 @@ class ClipChunks(IterableDataset):
     def chunks(self, j: int) -> Iterator[Dict[str, Any]]:
         cfg, idx, path = self.cfg, self.indices[j], self.videos[j]
         start = time.perf_counter()
-        resize = dict(frame_size=cfg.resize_size) if cfg.decoder_resize else dict(resize=cfg.resize_size)
         try:
-            with VideoReader(path, **resize) as reader:
-                clips = cfg.clips_for(reader.info)
+            with open_video(path, self.spec, self.backend, cfg.decoder_resize) as reader:
+                clips = cfg.clips_for(self.spec, reader.info)
                 batch: List[Tuple[Any, Any]] = []
-                for n, (clip, frames) in enumerate(
-                    reader.iter_clips(clips, cfg.num_frames, cfg.frame_rate, cfg.sampling_stride, cfg.pad)
-                ):
+                for n, (clip, frames) in enumerate(reader.iter_clips(clips, self.spec, cfg.pad)):
                     batch.append((clip, frames))
                     if len(batch) == cfg.batch_size and n < len(clips) - 1:
                         yield self._chunk(idx, batch, None)
@@ -252,15 +242,18 @@ def extract_features(
     device: Union[str, torch.device, None] = None,
     amp: Optional[str] = "auto",
     optimize: bool = False,
+    backend: str = DEFAULT_BACKEND,
     **overrides: Any,
 ) -> VideoFeatures:
-    """Features of every clip of one video. ``cfg`` (or keyword overrides of it, e.g. ``num_clips=10``,
-    ``layer="layer3"``, ``spatial_pool="none"``) defaults to the model's weights' preprocessing. ``optimize`` runs
-    the model through :func:`r21d_zoo.optimize_for_inference`."""
-    cfg = replace(cfg, **overrides) if cfg is not None else ExtractConfig.from_model(model, **overrides)
-    runner = FeatureRunner(model, cfg, device, amp, optimize=optimize)
+    """Features of every clip of one video. Keyword overrides replace fields of ``cfg`` (``num_clips=10``,
+    ``layer="layer3"``, ``spatial_pool="none"``) or of the weights' clip (``num_frames=8``, ``crop_mode="three"``).
+    ``optimize`` runs the model through :func:`r21d_zoo.optimize_for_inference`."""
+    clip_overrides = {k: overrides.pop(k) for k in ClipSpec.fields() if k in overrides}
+    cfg = replace(cfg or ExtractConfig(), **overrides)
+    spec = ClipSpec.from_model(model, **cfg.clip, **clip_overrides)
+    runner = FeatureRunner(model, spec, cfg, device, amp, optimize=optimize)
     feats, times, padded = [], [], []
-    for chunk in ClipChunks([str(video)], cfg).chunks(0):
+    for chunk in ClipChunks([str(video)], spec, cfg, backend=backend).chunks(0):
         if "error" in chunk:
             raise VideoDecodeError(chunk["error"])
         if len(chunk["frames"]):
@@ -268,6 +261,12 @@ def extract_features(
             times.append(chunk["times"])
             padded.append(chunk["num_padded"])
     return VideoFeatures(torch.cat(feats).numpy(), torch.cat(times).numpy(), torch.cat(padded).numpy(), chunk["info"])
+
+
+def _stage_check(model: nn.Module, layer: Union[str, int]) -> None:
+    """Fail before any decoding when the layer does not exist."""
+    if layer not in ("pre_logits", "logits"):
+        _stage_index(model, layer)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -382,6 +381,7 @@ def run_extraction(
     model: nn.Module,
     cfg: ExtractConfig,
     *,
+    backend: str = DEFAULT_BACKEND,
     device: Union[str, torch.device, None] = None,
     workers: int = 0,
     amp: Optional[str] = "auto",
@@ -396,6 +396,8 @@ def run_extraction(
     optimize: bool = False,
 ) -> ExtractSummary:
     """Extract features of ``videos[shard_id::num_shards]`` into ``out_dir`` (see the module docstring)."""
+    spec = ClipSpec.from_model(model, **cfg.clip)
+    _stage_check(model, cfg.layer)
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"format must be one of {OUTPUT_FORMATS}, got {fmt!r}")
     if not 0 <= shard_id < num_shards:
@@ -414,9 +416,9 @@ def run_extraction(
         for p in paths:  # a killed run can leave a temp file; only this shard writes these names
             partial_path(p).unlink(missing_ok=True)
         todo.append(v)
-    runner = FeatureRunner(model, cfg, device, amp, channels_last, optimize)
+    runner = FeatureRunner(model, spec, cfg, device, amp, channels_last, optimize)
     loader = DataLoader(
-        ClipChunks([v.path for v in todo], cfg),
+        ClipChunks([v.path for v in todo], spec, cfg, backend=backend),
         batch_size=None,
         num_workers=workers,
         pin_memory=runner.device.type == "cuda",
@@ -479,3 +481,80 @@ def run_extraction(
     bar.close()
     summary.seconds = time.perf_counter() - t_run
     return summary
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The command
+
+
+@dataclass
+class ExtractJobConfig:
+    """Extract clip features of many videos (resumable; torchrun or --shard-id/--num-shards to scale out). Clip
+    settings default to the weights' config (frames, fps, resize, crop, mean/std)."""
+
+    inputs: List[str] = field(
+        metadata=dict(positional=True, help="video files, directories (recursive) or .txt/.csv lists of paths")
+    )
+    out: str = field(metadata=dict(flag=("-o", "--out"), help="output directory"))
+    model: ModelSource = field(default_factory=lambda: ModelSource(DEFAULT_EXTRACT_MODEL))
+    settings: ExtractConfig = field(default_factory=ExtractConfig)
+    format: Literal["npy", "safetensors"] = field(default="npy", metadata=dict(help="feature file format"))
+    dtype: Literal["float32", "float16"] = field(default="float32", metadata=dict(help="stored feature dtype"))
+    decoder: str = field(default=DEFAULT_BACKEND, metadata=dict(help="video decoding backend", choices=BACKENDS))
+    workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes"))
+    device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
+    amp: Literal["auto", "bf16", "fp16", "none"] = field(default="auto", metadata=dict(help="autocast on GPU"))
+    channels_last: Optional[bool] = field(default=None, metadata=dict(help="channels_last_3d (default: on GPU)"))
+    optimize: bool = field(default=False, metadata=dict(help="fold BN; TorchScript on CPU, torch.compile on GPU"))
+    shard_id: Optional[int] = field(default=None, metadata=dict(help="this job's shard (schedulers without torchrun)"))
+    num_shards: Optional[int] = field(default=None, metadata=dict(help="number of shards"))
+    overwrite: bool = field(default=False, metadata=dict(help="recompute videos that are already done"))
+    extensions: str = field(default=",".join(VIDEO_EXTENSIONS), metadata=dict(help="comma-separated, for folders"))
+
+
+def run(cfg: ExtractJobConfig) -> int:
+    """``r21d-zoo extract``: exit 1 when any video failed (on any rank), 2 when the model or inputs are unusable."""
+    world = world_info_from_env()
+    if cfg.shard_id is not None or cfg.num_shards is not None:
+        shard_id, num_shards = cfg.shard_id or 0, cfg.num_shards or 1
+    else:
+        world = init_distributed(world)
+        shard_id, num_shards = world.rank, world.world_size
+    try:
+        model = cfg.model.create()
+    except WeightsError as e:
+        print(
+            f"error: {e}\n(pass --checkpoint PATH for a local file, or --random-weights to test the pipeline)",
+            file=sys.stderr,
+        )
+        return 2
+    videos = discover_videos(cfg.inputs, cfg.extensions.split(","))
+    if not videos:
+        print(f"error: no videos found in {cfg.inputs} (extensions {cfg.extensions})", file=sys.stderr)
+        return 2
+    summary = run_extraction(
+        videos,
+        cfg.out,
+        model,
+        cfg.settings,
+        backend=cfg.decoder,
+        device=default_device(world, cfg.device),
+        workers=cfg.workers,
+        amp=cfg.amp,
+        channels_last=cfg.channels_last,
+        fmt=cfg.format,
+        dtype=cfg.dtype,
+        shard_id=shard_id,
+        num_shards=num_shards,
+        resume=not cfg.overwrite,
+        progress=shard_id == 0,
+        model_name=cfg.model.name,
+        optimize=cfg.optimize,
+    )
+    failed = all_reduce_sum(summary.failed)
+    print(
+        f"shard {shard_id}/{num_shards}: {summary.done} extracted ({summary.clips} clips, "
+        f"{summary.clips / max(summary.seconds, 1e-9):.1f} clips/s), {summary.skipped} already done, "
+        f"{summary.failed} failed -> {cfg.out}/manifest.jsonl"
+    )
+    return 1 if failed else 0

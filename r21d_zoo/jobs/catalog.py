@@ -1,0 +1,74 @@
+"""``r21d-zoo list`` and ``r21d-zoo info``: what the registry holds, rendered from it (works from an installed wheel)."""
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..export.cards import model_stats, registry_config
+from ..models import get_pretrained_cfg, list_aliases, list_models, list_pretrained, resolve_model_name
+from ..models._pretrained import metric_value
+
+
+@dataclass
+class ListConfig:
+    """List architectures, or pretrained weights with --pretrained."""
+
+    filter: Optional[str] = field(default=None, metadata=dict(positional=True, help="fnmatch pattern, e.g. 'r2plus1d_*'"))
+    pretrained: bool = field(default=False, metadata=dict(help="list the arch.tag names that have weights"))
+
+
+def run_list(cfg: ListConfig) -> int:
+    names = list_pretrained(cfg.filter or "") if cfg.pretrained else list_models(cfg.filter or "")
+    for name in names:
+        print(name)
+    return 0
+
+
+@dataclass
+class InfoConfig:
+    """Show a weight's config, clip, accuracy and provenance."""
+
+    name: str = field(metadata=dict(positional=True, help="architecture, arch.tag or alias"))
+    json: bool = field(default=False, metadata=dict(help="print the full config.json instead"))
+
+
+def run_info(cfg: InfoConfig) -> int:
+    name = resolve_model_name(cfg.name)
+    config = registry_config(name)
+    w = get_pretrained_cfg(name)
+    if cfg.json:
+        print(json.dumps(config, indent=2, sort_keys=True, default=str))
+        return 0
+    params, gmacs = model_stats(config)
+    c, t, h, _ = w.input_size
+    clip = w.clip
+    aliases = [a for a, target in list_aliases().items() if target == w.name]
+    top1, top5 = metric_value(w, "video_top1"), metric_value(w, "video_top5")
+    rows = [
+        ("name", w.name),
+        ("aliases", ", ".join(aliases) or "-"),
+        ("weights", "yes" if w.has_weights else "none released (random init only)"),
+        ("params", f"{params / 1e6:.2f} M"),
+        ("GMACs", f"{gmacs:.1f} per {t}x{h}x{h} clip"),
+        ("classes", f"{w.num_classes} ({'Kinetics-400 names' if w.label_set else 'no published names'})"),
+        ("architecture args", json.dumps(w.model_args, sort_keys=True)),
+        (
+            "input",
+            f"{c} channels, {t} frames, stride {clip.sampling_stride}, "
+            f"{'%g fps' % clip.frame_rate if clip.frame_rate else 'native fps'}",
+        ),
+        ("resize / crop", f"{clip.resize_size} / {clip.crop_size} ({clip.interpolation}, antialias={clip.antialias})"),
+        ("mean / std", f"{clip.mean} / {clip.std}"),
+        ("video top-1 / top-5", f"{top1} / {top5}" if top1 is not None else "not published"),
+        ("source", f"{w.url} ({w.source_format})" if w.url else "-"),
+        ("mirrors", ", ".join(m["url"] for m in w.mirrors) or "-"),
+        ("license", w.license or "-"),
+        ("paper", f"{w.paper_name} ({w.paper_ids})"),
+        ("model card", f"r21d-zoo info {w.name} --json, or model_cards/{w.name}.md in the repository"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    if w.notes:
+        print(f"\n{w.notes}")
+    return 0

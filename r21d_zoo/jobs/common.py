@@ -1,0 +1,59 @@
+"""Pieces every job's config shares: which model to start from, and the clip-override field."""
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import torch.nn as nn
+
+from ..models import create_model
+
+
+def default_workers() -> int:
+    """Data-loading processes: up to 4, no more than the machine's cores."""
+    return min(4, os.cpu_count() or 1)
+
+
+def parse_json_object(text: str) -> Dict[str, Any]:
+    """A JSON object from the command line (``--model-args '{"drop_rate": 0.2}'``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e}): {text!r}; expected an object such as '{{\"drop_rate\": 0.2}}'")
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object such as '{{\"drop_rate\": 0.2}}', got {text!r}")
+    return value
+
+
+@dataclass
+class ModelSource:
+    """A model to start from: a registry name, alias, ``hf-hub:org/repo`` or ``local-dir:PATH``, and its weights."""
+
+    name: str = field(
+        default="r2plus1d_34.ig65m_32f",
+        metadata=dict(flag="--model", help="arch.tag, alias, hf-hub:org/repo or local-dir:PATH"),
+    )
+    pretrained: bool = field(
+        default=True, metadata=dict(flag="--random-weights", negate=True, help="random initialisation, no weights")
+    )
+    checkpoint_path: Optional[str] = field(default=None, metadata=dict(flag="--checkpoint", help="weights from this local file"))
+    model_args: Dict[str, Any] = field(
+        default_factory=dict,
+        metadata=dict(parse=parse_json_object, help="JSON object of extra create_model arguments, e.g. drop_rate"),
+    )
+
+    def create(self, **kwargs: Any) -> nn.Module:
+        """``create_model`` with these settings; ``kwargs`` (e.g. ``num_classes``) take precedence over model_args."""
+        return create_model(
+            self.name,
+            pretrained=self.pretrained,
+            checkpoint_path=self.checkpoint_path,
+            **dict(self.model_args, **kwargs),
+        )
+
+
+def clip_field(help: str = "clip settings; each defaults to the weights' value", **defaults: Any) -> Any:
+    """A job-config field holding ClipSpec overrides (a dict of ClipSpec fields, merged by ``ClipSpec.from_model``);
+    the command line gets one option per ClipSpec field."""
+    return field(default_factory=lambda: dict(defaults), metadata=dict(clip=True, help=help))

@@ -1,0 +1,127 @@
+"""``r21d-zoo convert``: a released file (VMZ caffe2 ``.pkl``, or a PyTorch port's ``.pth``: ig65m-pytorch, VMZ
+``vmz``, torchvision) to ``DIR/model.safetensors`` + ``config.json`` + model card, loadable with
+``create_model("local-dir:DIR")``.
+
+NAME is a registry tag (its metadata, class count and architecture args are used and checked) or a bare architecture
+(class count, input channels and, for R2D, clip length are read from the file). Pickles are read with the restricted
+unpickler (numpy arrays only), ``.pth`` files with ``torch.load(weights_only=True)``; the load is strict.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn as nn
+
+from ..export import save_pretrained
+from ..models import (
+    WeightsError,
+    create_model,
+    get_pretrained_cfg,
+    read_state_dict,
+    resolve_model_name,
+    split_model_name_tag,
+)
+from ..models._caffe2 import caffe2_to_state_dict, class_count, load_caffe2_pickle, visual_tower
+from ..models._hub import sha256_file
+
+
+def build_target(name: str, num_classes: int, source: str, **model_kwargs: Any) -> nn.Module:
+    """The model a file converts into. A tag brings its metadata; a bare architecture gets none but provenance."""
+    _, tag = split_model_name_tag(resolve_model_name(name))
+    overlay: Dict[str, Any] = dict(notes=f"Converted from {os.path.basename(source)} (sha256 {sha256_file(source)}).")
+    if not tag:
+        overlay.update(
+            tag=None,
+            url=None,
+            mirrors=(),
+            metrics=[],
+            hash_prefix=None,
+            source_file=os.path.basename(source),
+            num_classes=num_classes,
+            label_set="kinetics400" if num_classes == 400 else None,
+        )
+    return create_model(name, num_classes=num_classes, pretrained_cfg_overlay=overlay, **model_kwargs)
+
+
+def fixed_clip(model: nn.Module, seed: int = 0) -> torch.Tensor:
+    """A deterministic normalised clip of the weight's input size (for logit comparisons across machines)."""
+    c, t, h, w = model.pretrained_cfg["input_size"]
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, model.stem[0].in_channels, t, h, w, generator=g)
+
+
+def verify(model: nn.Module, out_dir: Optional[str] = None) -> Dict[str, Any]:
+    """Run the fixed clip; record logits and top-5 (``verify.json`` in ``out_dir``) for comparison with the source."""
+    model.eval()
+    with torch.inference_mode():
+        logits = model(fixed_clip(model))[0].double()
+    top = logits.softmax(-1).topk(min(5, logits.numel()))
+    report = dict(
+        input="torch.randn(seed=0) of the weight's input size",
+        input_size=model.pretrained_cfg["input_size"],
+        top5=top.indices.tolist(),
+        top5_prob=[round(p, 6) for p in top.values.tolist()],
+        logits_mean=float(logits.mean()),
+        logits_std=float(logits.std()),
+        logits_first10=[round(v, 6) for v in logits[:10].tolist()],
+    )
+    if out_dir:
+        Path(out_dir, "verify.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def export(model: nn.Module, state_dict: Dict[str, torch.Tensor], out_dir: str, run_verify: bool = False) -> str:
+    model.load_state_dict(state_dict, strict=True)
+    save_pretrained(model, out_dir)
+    if run_verify:
+        print(json.dumps(verify(model, out_dir), indent=2))
+    return out_dir
+
+
+def convert_caffe2(pkl: str, name: str, out: str, run_verify: bool = False) -> str:
+    blobs = load_caffe2_pickle(pkl)
+    visual = visual_tower(blobs)
+    name = resolve_model_name(name)
+    arch, tag = split_model_name_tag(name)
+    expected = get_pretrained_cfg(name).num_classes if tag else None
+    num_classes = class_count(visual) or 0
+    stem = visual.get("conv1_middle_w", visual.get("conv1_w"))
+    kwargs = dict(in_chans=int(stem.shape[1])) if stem is not None else {}
+    if arch.startswith("r2d") and "conv1_w" in visual:
+        kwargs["num_frames"] = int(visual["conv1_w"].shape[2])
+    model = build_target(name, expected if expected is not None else num_classes, pkl, **kwargs)
+    state_dict = caffe2_to_state_dict(blobs, model, num_classes=expected)
+    return export(model, state_dict, out, run_verify)
+
+
+def convert_torch(pth: str, name: str, out: str, run_verify: bool = False) -> str:
+    state_dict = read_state_dict(pth)
+    name = resolve_model_name(name)
+    _, tag = split_model_name_tag(name)
+    if "fc.weight" not in state_dict:
+        raise WeightsError(f"{pth} has no fc.weight: not a VideoResNet state dict")
+    num_classes = int(state_dict["fc.weight"].shape[0])
+    if tag and num_classes != get_pretrained_cfg(name).num_classes:
+        raise WeightsError(f"{pth} has {num_classes} classes but {name} has {get_pretrained_cfg(name).num_classes}")
+    model = build_target(name, num_classes, pth, in_chans=int(state_dict["stem.0.weight"].shape[1]))
+    return export(model, state_dict, out, run_verify)
+
+
+@dataclass
+class ConvertConfig:
+    """Convert a released file (caffe2 .pkl, or a PyTorch port's .pth) into a model folder."""
+
+    source: str = field(metadata=dict(positional=True, help="caffe2 .pkl (VMZ) or .pth/.pt (PyTorch ports)"))
+    model: str = field(metadata=dict(help="registry tag (arch.tag) or architecture"))
+    out: str = field(metadata=dict(flag=("-o", "--out"), help="output directory"))
+    verify: bool = field(default=False, metadata=dict(help="run a fixed clip and write verify.json"))
+
+
+def run(cfg: ConvertConfig) -> int:
+    convert = convert_caffe2 if cfg.source.lower().endswith(".pkl") else convert_torch
+    print(convert(cfg.source, cfg.model, cfg.out, cfg.verify))
+    return 0

@@ -1,0 +1,415 @@
+"""The one training loop (:func:`fit`) and its plumbing: the papers' LR rule and schedules, AMP, gradient
+accumulation and checkpointing, channels_last, DDP/SyncBN, checkpoints that resume a run exactly (model, optimizer,
+scheduler, scaler, RNG states, epoch), the progress display and atomic metrics (json, csv, curves).
+
+A job (fine-tuning, distillation, pre-training) brings only what differs: the model, the dataset, a ``step`` that
+turns a batch into a loss, and optionally an evaluation hook and an export function.
+"""
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Literal, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from .._io import atomic_write
+from .common import default_workers
+from .distributed import WorldInfo, default_device, init_distributed
+
+_logger = logging.getLogger(__name__)
+AmpMode = Literal["bf16", "fp16", "none"]
+
+
+@dataclass
+class OptimConfig:
+    """SGD with momentum. ``lr`` is per ``reference_batch`` clips; the run uses ``lr * global_batch /
+    reference_batch`` (linear scaling with batch and world size, as VMZ), warmed up linearly over ``warmup_epochs``
+    and then decayed by ``gamma`` every ``step_epochs`` (``schedule="step"``) or to zero (``"cosine"``)."""
+
+    lr: float = field(default=0.01, metadata=dict(help="learning rate per --reference-batch clips (scaled linearly)"))
+    reference_batch: int = field(default=64, metadata=dict(help="global batch the learning rate is given for"))
+    momentum: float = field(default=0.9, metadata=dict(help="SGD momentum"))
+    weight_decay: float = field(default=1e-4, metadata=dict(help="L2 weight decay (not on BN and biases)"))
+    epochs: int = field(default=10, metadata=dict(help="training epochs"))
+    warmup_epochs: float = field(default=0.0, metadata=dict(help="linear warmup length in epochs"))
+    schedule: Literal["step", "cosine"] = field(default="step", metadata=dict(help="decay after the warmup"))
+    step_epochs: int = field(default=10, metadata=dict(help="step schedule: decay every this many epochs"))
+    gamma: float = field(default=0.1, metadata=dict(help="step schedule: decay factor"))
+
+    def scaled_lr(self, batch_size: int, world_size: int = 1, accumulation: int = 1) -> float:
+        return self.lr * batch_size * world_size * accumulation / self.reference_batch
+
+
+def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int) -> float:
+    epoch = step / max(1, steps_per_epoch)
+    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
+        return (step + 1) / (cfg.warmup_epochs * steps_per_epoch)
+    if cfg.schedule == "cosine":
+        span = max(1e-9, cfg.epochs - cfg.warmup_epochs)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - cfg.warmup_epochs) / span)))
+    if cfg.schedule == "step":
+        return cfg.gamma ** int(epoch // cfg.step_epochs)
+    raise ValueError(f"schedule must be 'step' or 'cosine', got {cfg.schedule!r}")
+
+
+def build_optimizer(groups: Dict[str, Tuple[Iterable[nn.Parameter], float]], cfg: OptimConfig) -> torch.optim.Optimizer:
+    """SGD over named parameter groups ``{name: (params, lr)}``; in each, BatchNorm and bias parameters (1-D) get no
+    weight decay (timm/torchvision reference practice). Frozen parameters are left out."""
+    param_groups = []
+    for name, (params, lr) in groups.items():
+        params = [p for p in params if p.requires_grad]
+        for decay in (True, False):
+            chosen = [p for p in params if (p.dim() > 1) == decay]
+            if chosen:
+                wd = cfg.weight_decay if decay else 0.0
+                param_groups.append(
+                    dict(params=chosen, lr=lr, weight_decay=wd, name=name + ("" if decay else "_no_wd"))
+                )
+    if not param_groups:
+        raise ValueError("no trainable parameters (check the mode / frozen stages)")
+    return torch.optim.SGD(param_groups, lr=param_groups[0]["lr"], momentum=cfg.momentum)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int) -> LambdaLR:
+    """Per-step schedule (call ``step()`` after every optimizer step)."""
+    return LambdaLR(optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch))
+
+
+def autocast(device: torch.device, amp: Optional[str]) -> Any:
+    """bf16/fp16 autocast on GPU; nothing on CPU (``amp`` is ignored there)."""
+    if device.type != "cuda" or amp in (None, "none"):
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[amp])
+
+
+def wrap_ddp(model: nn.Module, world: WorldInfo, device: torch.device, sync_bn: bool = True) -> nn.Module:
+    if world.world_size <= 1:
+        return model
+    if sync_bn and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def rng_state() -> Dict[str, Any]:
+    """RNG states as tensors and plain types, so checkpoints load with ``weights_only=True``."""
+    np_state = np.random.get_state()
+    state = dict(
+        torch=torch.get_rng_state(),
+        numpy=dict(
+            key=torch.from_numpy(np_state[1].astype(np.int64)),
+            pos=int(np_state[2]),
+            has_gauss=int(np_state[3]),
+            cached=float(np_state[4]),
+        ),
+        python=list(random.getstate()[1]),
+        python_version=random.getstate()[0],
+    )
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    random.setstate((state["python_version"], tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
+    """Atomic ``torch.save``: a killed run never leaves a truncated checkpoint."""
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: Path) -> Dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_training_state(path: Path, model: nn.Module, optimizer, scheduler, scaler, **extra: Any) -> None:
+    """Everything a run needs to continue identically: weights, optimizer/scheduler/scaler and RNG states, plus
+    ``extra`` (epoch, history, config ...; converted to plain JSON types so ``weights_only`` loading accepts them)."""
+    state = dict(
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        scaler=scaler.state_dict(),
+        rng=rng_state(),
+    )
+    state.update(json.loads(json.dumps(extra, default=_plain)))
+    save_checkpoint(path, state)
+
+
+def resume_training_state(path: Path, model: nn.Module, optimizer, scheduler, scaler) -> Optional[Dict[str, Any]]:
+    """Restore what :func:`save_training_state` wrote (returns its extras), or ``None`` when ``path`` is absent."""
+    if not Path(path).exists():
+        return None
+    state = load_checkpoint(path)
+    model.load_state_dict(state.pop("model"))
+    optimizer.load_state_dict(state.pop("optimizer"))
+    scheduler.load_state_dict(state.pop("scheduler"))
+    scaler.load_state_dict(state.pop("scaler"))
+    set_rng_state(state.pop("rng"))
+    return state
+
+
+def _plain(obj: Any) -> Any:
+    return asdict(obj) if is_dataclass(obj) else str(obj)
+
+
+def epoch_seed(seed: int, epoch: int, index: int) -> int:
+    """A per-(epoch, example) seed: random clip choices do not depend on worker or rank assignment, so a resumed or
+    re-sharded run draws the same clips."""
+    return (seed * 1_000_003 + epoch * 10_007 + index) % (2**63 - 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The training loop
+
+
+@dataclass
+class TrainConfig:
+    """What every training job shares: batching, precision and memory options, distribution, seed and optimisation."""
+
+    batch_size: int = field(default=8, metadata=dict(help="clips per process per step"))
+    accumulation: int = field(default=1, metadata=dict(help="gradient accumulation steps per optimizer step"))
+    workers: int = field(default_factory=default_workers, metadata=dict(help="data-loading processes"))
+    device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
+    amp: Optional[AmpMode] = field(default="bf16", metadata=dict(help="autocast dtype on GPU (ignored on CPU)"))
+    channels_last: Optional[bool] = field(default=None, metadata=dict(help="channels_last_3d (default: on GPU)"))
+    grad_checkpointing: bool = field(default=False, metadata=dict(help="recompute activations: less memory"))
+    sync_bn: bool = field(default=True, metadata=dict(help="SyncBatchNorm under DDP on GPU"))
+    seed: int = field(default=0, metadata=dict(help="seed of initialisation, clip choice and augmentation"))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
+class StepContext:
+    """What a job's ``step`` gets besides the batch: where to run, how, and this epoch's augmentation generator."""
+
+    device: torch.device
+    amp: Optional[str]
+    channels_last: bool
+    generator: torch.Generator
+
+    def autocast(self) -> Any:
+        return autocast(self.device, self.amp)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A model input in the loop's memory format."""
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
+
+
+class StepOutput(NamedTuple):
+    loss: torch.Tensor  # mean over the batch
+    count: int  # examples in the batch
+    sums: Dict[str, float] = {}  # per-example statistics summed over the batch; the epoch record has their means
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: List[Dict[str, Any]]
+    best_dir: Optional[Path]
+    final_dir: Optional[Path]
+
+
+Step = Callable[[nn.Module, Any, StepContext], StepOutput]
+
+
+def fit(
+    model: nn.Module,
+    dataset: Dataset,
+    step: Step,
+    cfg: TrainConfig,
+    param_groups: Dict[str, Tuple[Iterable[nn.Parameter], float]],
+    *,
+    out_dir: Union[str, Path, None] = None,
+    world: Optional[WorldInfo] = None,
+    drop_last: bool = False,
+    frozen_bn: Sequence[nn.Module] = (),
+    evaluate: Optional[Callable[[nn.Module], Dict[str, Any]]] = None,
+    monitor: Optional[str] = None,
+    export: Optional[Callable[[nn.Module, Path, Dict[str, Any]], None]] = None,
+    final_name: Optional[str] = None,
+    config: Any = None,
+    stop_after_epochs: Optional[int] = None,
+    progress: bool = True,
+    desc: str = "epoch",
+) -> FitResult:
+    """Train ``model`` on ``dataset`` (which may have ``set_epoch``) with ``step``.
+
+    ``param_groups`` maps a name to (parameters, LR multiplier); the base LR is ``cfg.optim`` scaled with the global
+    batch. After every epoch: ``evaluate(model)`` adds to the epoch record; with ``out_dir`` the primary rank writes
+    ``last.pt`` (everything needed to resume exactly, plus ``config``), ``metrics.json``/``.csv`` and ``curves.png``,
+    and calls ``export(model, out_dir / "best", record)`` when the record's ``monitor`` value improves. When the last
+    epoch is done the model is exported to ``out_dir/<final_name>`` with the last record. ``stop_after_epochs`` ends the run early (to test resuming).
+    """
+    world = world or init_distributed()
+    device = default_device(world, cfg.device)
+    cuda = device.type == "cuda"
+    channels_last = cuda if cfg.channels_last is None else cfg.channels_last
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last_3d)
+    if cfg.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    lr = cfg.optim.scaled_lr(cfg.batch_size, world.world_size, cfg.accumulation)
+    optimizer = build_optimizer({k: (p, lr * mult) for k, (p, mult) in param_groups.items()}, cfg.optim)
+    sampler = DistributedSampler(
+        dataset, world.world_size, world.rank, shuffle=True, seed=cfg.seed, drop_last=drop_last
+    )
+    loader = DataLoader(
+        dataset, cfg.batch_size, sampler=sampler, num_workers=cfg.workers, pin_memory=cuda, drop_last=drop_last
+    )
+    if len(loader) == 0:
+        raise ValueError(f"{len(dataset)} examples are fewer than one batch of {cfg.batch_size} per process")
+    steps_per_epoch = math.ceil(len(loader) / cfg.accumulation)
+    scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch)
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp == "fp16")
+    ddp = wrap_ddp(model, world, device, cfg.sync_bn)
+    out = Path(out_dir) if out_dir is not None else None
+    history: List[Dict[str, Any]] = []
+    start_epoch, best = 0, None
+    state = resume_training_state(out / "last.pt", unwrap(ddp), optimizer, scheduler, scaler) if out else None
+    if state is not None:
+        start_epoch, history, best = state["epoch"], state["history"], state.get("best")
+        _logger.info("resumed from %s at epoch %d", out / "last.pt", start_epoch)
+    best_dir = out / "best" if out is not None and (out / "best").exists() else None
+    from tqdm.auto import tqdm
+
+    epochs = cfg.optim.epochs
+    end_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
+    for epoch in range(start_epoch, end_epoch):
+        sampler.set_epoch(epoch)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        ctx = StepContext(
+            device,
+            cfg.amp,
+            channels_last,
+            torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 10**6 + world.rank)),
+        )
+        ddp.train()
+        for m in frozen_bn:
+            m.eval()
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        sums: Dict[str, float] = {}
+        bar = tqdm(
+            loader,
+            desc=f"{desc} {epoch + 1}/{epochs}",
+            leave=False,
+            disable=not (progress and world.is_primary and sys.stderr.isatty()),
+        )
+        optimizer.zero_grad(set_to_none=True)
+        for i, batch in enumerate(bar):
+            result = step(ddp, batch, ctx)
+            scaler.scale(result.loss / cfg.accumulation).backward()
+            if (i + 1) % cfg.accumulation == 0 or i + 1 == len(loader):
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+            seen += result.count
+            loss_sum += float(result.loss.detach()) * result.count
+            for k, v in result.sums.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(
+                loss=f"{float(result.loss.detach()):.3f}",
+                lr=f"{scheduler.get_last_lr()[0]:.3g}",
+                clips_per_s=f"{seen / (time.perf_counter() - t0):.1f}",
+            )
+        record: Dict[str, Any] = dict(
+            epoch=epoch + 1,
+            train_loss=loss_sum / max(1, seen),
+            train_clips=seen,
+            lr=scheduler.get_last_lr()[0],
+            train_clips_per_s=seen / max(time.perf_counter() - t0, 1e-9),
+        )
+        record.update({k: v / max(1, seen) for k, v in sums.items()})
+        if evaluate is not None:
+            record.update(evaluate(ddp))
+        history.append(record)
+        _logger.info("epoch %d: %s", epoch + 1, record)
+        if out is not None and world.is_primary:
+            score = record.get(monitor) if monitor else None
+            if score is not None and (best is None or score > best):
+                best, best_dir = score, out / "best"
+                export(unwrap(ddp), best_dir, record)
+            save_training_state(
+                out / "last.pt",
+                unwrap(ddp),
+                optimizer,
+                scheduler,
+                scaler,
+                epoch=epoch + 1,
+                history=history,
+                best=best,
+                config=config,
+            )
+            write_metrics(out, history)
+    final_dir = None
+    if out is not None and final_name and end_epoch == epochs:
+        final_dir = out / final_name
+        if world.is_primary:
+            export(unwrap(ddp), final_dir, history[-1] if history else {})
+    return FitResult(unwrap(ddp), history, best_dir, final_dir)
+
+
+CURVE_KEYS = ("train_clip_top1", "val_clip_top1", "val_video_top1", "val_mAP")
+
+
+def write_metrics(out: Path, history: List[Dict[str, Any]]) -> None:
+    """``metrics.json``, ``metrics.csv`` and ``curves.png`` (loss and accuracy per epoch), each written atomically."""
+
+    def atomic(name: str, data: bytes) -> None:
+        atomic_write(out / name, lambda f: f.write(data))
+
+    atomic("metrics.json", json.dumps(history, indent=2).encode())
+    keys = sorted({k for h in history for k in h}, key=lambda k: (k != "epoch", k))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    atomic("metrics.csv", buf.getvalue().encode())
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    a.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
+    a.set_xlabel("epoch")
+    a.legend()
+    for key in CURVE_KEYS:
+        if any(key in h for h in history):
+            b.plot(epochs, [h.get(key) for h in history], marker="o", label=key)
+    b.set_xlabel("epoch")
+    b.set_ylim(0, 1)
+    if b.get_legend_handles_labels()[0]:
+        b.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic("curves.png", buf.getvalue())

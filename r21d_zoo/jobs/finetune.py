@@ -1,0 +1,356 @@
+"""Fine-tuning and evaluation with the papers' protocol (Ghadiyaram et al. 2019, sec. 3.3/4; Tran et al. 2018).
+
+- ``mode="full"`` trains every layer (optionally with the first stages frozen and/or BN frozen); ``mode="fc"`` trains
+  only the classifier on frozen features (BN in eval mode): the paper's "fc-only".
+- SGD with momentum 0.9 and weight decay 1e-4 (none on BN/bias), the LR scaled linearly with the global batch,
+  linear warmup, then step decay (or cosine); per-group LRs (``backbone_lr_mult`` for every layer but the classifier).
+- The loop is :func:`r21d_zoo.jobs.engine.fit` (AMP, accumulation, checkpointing, DDP/SyncBN, exact resume, metrics);
+  the best model by validation video top-1 is exported to ``out_dir/best`` and the last epoch's to ``out_dir/final``,
+  each with its own classes, metrics and a card that names the model it started from.
+- :func:`evaluate`: N uniformly spaced clips x 1 or 3 crops (or fully-convolutional on the whole frame), softmax
+  averaged over clips for video-level top-1/top-5, clip-level top-1/top-5, mAP for multi-label data, a per-class
+  report and the confusion matrix. Under DDP every video is evaluated exactly once (``videos[rank::world]``, results
+  gathered), so the counts equal a single-process run.
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Union
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .._io import atomic_write
+from ..export import save_pretrained
+from ..models import ClipSpec, set_derived_cfg
+from ..video import VideoClassificationTransform, train_augment
+from .common import ModelSource, clip_field, default_workers
+from .distributed import WorldInfo, default_device, init_distributed
+from .engine import FitResult, OptimConfig, StepContext, StepOutput, TrainConfig, autocast, fit, unwrap
+from .labelled import EvalClips, LabelledVideos, TrainClips, read_labelled
+
+_logger = logging.getLogger(__name__)
+MODES = ("full", "fc")
+VAL_METRICS = ("video_top1", "video_top5", "clip_top1", "clip_top5", "mAP")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def _topk_correct(probs: torch.Tensor, target: torch.Tensor, k: int) -> int:
+    k = min(k, probs.shape[-1])
+    return int((probs.topk(k, -1).indices == target.unsqueeze(-1)).any(-1).sum())
+
+
+def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-class AP (area under the precision-recall steps, as sklearn's ``average_precision_score``); NaN for
+    classes with no positives."""
+    order = scores.argsort(0, descending=True)
+    t = targets.gather(0, order).float()
+    hits = t.cumsum(0)
+    precision = hits / torch.arange(1, len(t) + 1, device=t.device).unsqueeze(1)
+    positives = t.sum(0)
+    return (precision * t).sum(0) / positives.where(positives > 0, torch.tensor(float("nan")))
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: LabelledVideos,
+    spec: ClipSpec,
+    num_clips: int = 10,
+    device: Union[str, torch.device, None] = None,
+    world: Optional[WorldInfo] = None,
+    workers: int = 0,
+    amp: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Clip- and video-level metrics of ``model`` on ``data``, ``num_clips`` clips of ``spec`` per video cropped by
+    ``spec.crop_mode`` (see the module docstring). Every rank returns the metrics of the whole dataset."""
+    world = world or WorldInfo()
+    device = torch.device(device) if device else next(model.parameters()).device
+    model = unwrap(model).eval()
+    fully_conv = spec.crop_mode == "full"
+    transform = VideoClassificationTransform.from_spec(spec).to(device)  # frames arrive resized: resize is a no-op
+    shard = list(range(world.rank, len(data), world.world_size))  # no padding, no duplicates
+    loader = DataLoader(EvalClips(data, spec, num_clips, shard), batch_size=None, num_workers=workers)
+    pool = model.global_pool
+    if fully_conv:
+        model.global_pool = ""  # the classifier runs as a 1x1x1 conv over the whole clip
+    results = []  # (index, video probs, clip probs, error)
+    try:
+        for clips, _, index, error in loader:
+            if error:
+                results.append((index, None, None, error))
+                continue
+            x = transform(clips.to(device))
+            with autocast(device, amp):
+                logits = model(x).float()
+            if fully_conv:
+                logits = logits.mean(dim=(2, 3, 4))
+            probs = torch.sigmoid(logits) if data.multilabel else logits.softmax(-1)
+            crops = 3 if spec.crop_mode == "three" else 1
+            clip_probs = probs.view(len(clips), crops, -1).mean(1)
+            results.append((index, clip_probs.mean(0).cpu(), clip_probs.cpu(), ""))
+    finally:
+        model.global_pool = pool
+    if world.world_size > 1 and dist.is_initialized():
+        gathered: List[Any] = [None] * world.world_size
+        dist.all_gather_object(gathered, results)
+        results = [r for part in gathered for r in part]
+    results.sort(key=lambda r: r[0])
+    return _metrics(data, results, num_clips, spec.crop_mode)
+
+
+def _metrics(data: LabelledVideos, results, num_clips: int, crop_mode: str) -> Dict[str, Any]:
+    errors = {data.samples[i].path: e for i, _, _, e in results if e}
+    ok = [(i, v, c) for i, v, c, e in results if not e]
+    out: Dict[str, Any] = dict(
+        videos=len(ok),
+        failed=len(errors),
+        errors=errors,
+        clips=sum(len(c) for _, _, c in ok),
+        num_clips=num_clips,
+        crop_mode=crop_mode,
+    )
+    if not ok:
+        return out
+    video_probs = torch.stack([v for _, v, _ in ok])
+    if data.multilabel:
+        targets = torch.stack([_multi_hot(data.samples[i].labels, len(data.classes)) for i, _, _ in ok])
+        ap = average_precision(video_probs, targets)
+        out.update(mAP=float(ap.nanmean()), per_class_ap={c: float(a) for c, a in zip(data.classes, ap)})
+        return out
+    targets = torch.tensor([data.samples[i].labels[0] for i, _, _ in ok])
+    clip_probs = torch.cat([c for _, _, c in ok])
+    clip_targets = torch.cat([torch.full((len(c),), data.samples[i].labels[0]) for i, _, c in ok])
+    top1_video = _topk_correct(video_probs, targets, 1)
+    out.update(
+        video_top1=top1_video / len(ok),
+        video_top5=_topk_correct(video_probs, targets, 5) / len(ok),
+        clip_top1=_topk_correct(clip_probs, clip_targets, 1) / len(clip_targets),
+        clip_top5=_topk_correct(clip_probs, clip_targets, 5) / len(clip_targets),
+        video_correct=top1_video,
+    )
+    k = len(data.classes)
+    pred = video_probs.argmax(-1)
+    confusion = torch.zeros(k, k, dtype=torch.long)
+    confusion.index_put_((targets, pred), torch.ones_like(targets), accumulate=True)
+    per_class = {}
+    for c, name in enumerate(data.classes):
+        support, predicted, hit = int(confusion[c].sum()), int(confusion[:, c].sum()), int(confusion[c, c])
+        per_class[name] = dict(
+            support=support, recall=hit / support if support else None, precision=hit / predicted if predicted else None
+        )
+    out.update(per_class=per_class, confusion_matrix=confusion.tolist(), classes=data.classes)
+    return out
+
+
+def _multi_hot(labels, k: int) -> torch.Tensor:
+    t = torch.zeros(k)
+    t[list(labels)] = 1.0
+    return t
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Fine-tuning
+
+
+def _finetune_optim() -> OptimConfig:
+    return OptimConfig(lr=0.01, reference_batch=64, epochs=8, warmup_epochs=1, step_epochs=4)
+
+
+@dataclass
+class FinetuneConfig(TrainConfig):
+    """Fine-tune a model on labelled clips (full or fc-only) and evaluate it every epoch."""
+
+    model: ModelSource = field(default_factory=ModelSource)
+    mode: Literal["full", "fc"] = field(default="full", metadata=dict(help="fc: train only the classifier"))
+    freeze_stages: int = field(default=0, metadata=dict(help="freeze the stem (1) and the first layers (2-5)"))
+    freeze_bn: bool = field(default=False, metadata=dict(help="keep BatchNorm statistics and affine frozen"))
+    backbone_lr_mult: float = field(default=1.0, metadata=dict(help="LR factor for all but the classifier"))
+    flip: bool = field(default=True, metadata=dict(help="random horizontal flips (off when left/right matters)"))
+    eval_clips: int = field(default=10, metadata=dict(help="uniformly spaced clips per validation video"))
+    clip: Dict[str, Any] = clip_field(help="clip settings (default: the weights'); --crop is the evaluation crop")
+    optim: OptimConfig = field(default_factory=_finetune_optim)
+
+
+def _freeze(model: nn.Module, cfg: FinetuneConfig) -> List[nn.Module]:
+    """Set ``requires_grad`` per the mode / frozen stages; returns the BN layers to keep in eval mode."""
+    if cfg.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+    frozen_bn: List[nn.Module] = []
+    stages = model.stages
+    n_frozen = len(stages) if cfg.mode == "fc" else cfg.freeze_stages
+    for stage in stages[:n_frozen]:
+        stage.requires_grad_(False)
+        frozen_bn += [m for m in stage.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if cfg.freeze_bn or cfg.mode == "fc":
+        frozen_bn = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for m in frozen_bn:
+            m.requires_grad_(False)
+    return frozen_bn
+
+
+def starting_point(model: nn.Module, source: ModelSource) -> Optional[str]:
+    """What a derived model started from: the weight's name, the hub repo or folder, a checkpoint, or None."""
+    if not source.pretrained:
+        return None
+    if source.checkpoint_path:
+        return f"{source.name} ({Path(source.checkpoint_path).name})"
+    cfg = model.pretrained_cfg
+    if source.name.startswith(("hf-hub:", "local-dir:")):
+        return source.name
+    return f"{cfg['architecture']}.{cfg['tag']}" if cfg.get("tag") else cfg.get("architecture")
+
+
+def finetune(
+    train: LabelledVideos,
+    val: Optional[LabelledVideos],
+    cfg: FinetuneConfig,
+    out_dir: Union[str, Path, None] = None,
+    world: Optional[WorldInfo] = None,
+    stop_after_epochs: Optional[int] = None,
+    progress: bool = True,
+) -> FitResult:
+    """Fine-tune ``cfg.model`` on ``train``, evaluating on ``val`` after every epoch (see the module docstring)."""
+    world = world or init_distributed()
+    device = default_device(world, cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = cfg.model.create(num_classes=len(train.classes))
+    spec = ClipSpec.from_model(model, **cfg.clip)
+    base = starting_point(model, cfg.model)
+    set_derived_cfg(
+        model,
+        base_model=base,
+        clip=spec,
+        num_classes=len(train.classes),
+        labels=tuple(train.classes),
+        datasets=(Path(train.source).name,) if train.source else (),
+        notes=f"Fine-tuned ({cfg.mode}) from {base or 'random initialisation'} on {len(train)} videos of "
+        f"{len(train.classes)} classes ({Path(train.source).name if train.source else 'in memory'}).",
+    )
+    frozen_bn = _freeze(model, cfg)
+    head = {id(p) for p in model.get_classifier().parameters()}
+    groups = {
+        "backbone": ([p for p in model.parameters() if id(p) not in head], cfg.backbone_lr_mult),
+        "head": (list(model.get_classifier().parameters()), 1.0),
+    }
+
+    def step(net: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
+        clips, target = batch
+        x = ctx.prepare(train_augment(clips.to(ctx.device, non_blocking=True), spec, cfg.flip, ctx.generator))
+        target = target.to(ctx.device)
+        with ctx.autocast():
+            logits = net(x).float()
+        if train.multilabel:
+            return StepOutput(F.binary_cross_entropy_with_logits(logits, target), len(clips))
+        correct = float((logits.argmax(-1) == target).sum())
+        return StepOutput(F.cross_entropy(logits, target), len(clips), {"train_clip_top1": correct})
+
+    def validate(net: nn.Module) -> Dict[str, Any]:
+        metrics = evaluate(net, val, spec, cfg.eval_clips, device, world, cfg.workers, cfg.amp)
+        out = {f"val_{k}": metrics[k] for k in VAL_METRICS if k in metrics}
+        out["val_failed"] = metrics["failed"]
+        return out
+
+    def export(net: nn.Module, path: Path, record: Dict[str, Any]) -> None:
+        net.pretrained_cfg["metrics"] = [
+            dict(
+                dataset=Path(val.source).name if val.source else "validation",
+                metric=k,
+                value=record[f"val_{k}"],
+                protocol=f"{cfg.eval_clips} clips x {spec.crop_mode} crop, epoch {record['epoch']}",
+                source="r21d-zoo finetune",
+            )
+            for k in VAL_METRICS
+            if val is not None and f"val_{k}" in record
+        ]
+        save_pretrained(net, path)
+
+    return fit(
+        model,
+        TrainClips(train, spec, cfg.seed),
+        step,
+        cfg,
+        groups,
+        out_dir=out_dir,
+        world=world,
+        frozen_bn=frozen_bn,
+        evaluate=validate if val is not None else None,
+        monitor=("val_mAP" if train.multilabel else "val_video_top1") if val is not None else None,
+        export=export,
+        final_name="final",
+        config=cfg,
+        stop_after_epochs=stop_after_epochs,
+        progress=progress,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The commands
+
+
+@dataclass
+class FinetuneJobConfig:
+    """Fine-tune on labelled clips (full or fc-only), evaluating every epoch; writes best/, final/, last.pt, metrics."""
+
+    train: str = field(metadata=dict(help="CSV (path,label), split list, or class-folder tree"))
+    out: str = field(metadata=dict(flag=("-o", "--out"), help="checkpoints, metrics, curves.png and the models"))
+    val: Optional[str] = field(default=None, metadata=dict(help="validation split in the same formats"))
+    settings: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+
+def run(cfg: FinetuneJobConfig) -> int:
+    train = read_labelled(cfg.train)
+    val = read_labelled(cfg.val, classes=train.classes) if cfg.val else None
+    result = finetune(train, val, cfg.settings, out_dir=cfg.out)
+    last = result.history[-1] if result.history else {}
+    print(
+        json.dumps(
+            dict(
+                last_epoch=last,
+                best_model=str(result.best_dir) if result.best_dir else None,
+                final_model=str(result.final_dir) if result.final_dir else None,
+            )
+        )
+    )
+    return 0
+
+
+@dataclass
+class EvaluateJobConfig:
+    """Clip- and video-level accuracy (or mAP) of a model on labelled videos."""
+
+    data: str = field(metadata=dict(help="CSV, split list or class-folder tree"))
+    model: ModelSource = field(default_factory=lambda: ModelSource("r2plus1d_34.ig65m_ft_kinetics400_32f"))
+    num_clips: int = field(default=10, metadata=dict(help="uniformly spaced clips per video"))
+    clip: Dict[str, Any] = clip_field()
+    classes_from_model: bool = field(
+        default=False, metadata=dict(help="map label names with the model's label_names")
+    )
+    output: Optional[str] = field(default=None, metadata=dict(help="write the full results (per class, confusion)"))
+    workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes"))
+    device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
+    amp: Literal["bf16", "fp16", "none"] = field(default="bf16", metadata=dict(help="autocast on GPU"))
+
+
+def run_evaluate(cfg: EvaluateJobConfig) -> int:
+    world = init_distributed()
+    device = default_device(world, cfg.device)
+    model = cfg.model.create().to(device)
+    data = read_labelled(cfg.data, classes=model.pretrained_cfg.get("label_names") if cfg.classes_from_model else None)
+    spec = ClipSpec.from_model(model, **cfg.clip)
+    metrics = evaluate(model, data, spec, cfg.num_clips, device, world, cfg.workers, cfg.amp)
+    if world.is_primary:
+        text = json.dumps(metrics, indent=2)
+        if cfg.output:
+            atomic_write(cfg.output, lambda f: f.write(text.encode()))
+        keys = ("videos", "failed", "video_top1", "video_top5", "clip_top1", "clip_top5", "mAP")
+        print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
+    return 1 if metrics.get("failed") else 0

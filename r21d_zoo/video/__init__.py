@@ -1,0 +1,21 @@
+"""Video I/O and clip preprocessing: the reader seam (``open_video``), clip samplers, transforms, and a writer."""
+
+from .reader import (
+    BACKENDS as BACKENDS,
+    Clip as Clip,
+    ClipFrames as ClipFrames,
+    VideoDecodeError as VideoDecodeError,
+    VideoInfo as VideoInfo,
+    VideoReader as VideoReader,
+    open_video as open_video,
+    read_clip as read_clip,
+)
+from .samplers import random_clip as random_clip, sliding_clips as sliding_clips, uniform_clips as uniform_clips
+from .transforms import (
+    VideoClassificationTransform as VideoClassificationTransform,
+    create_transform as create_transform,
+    normalize as normalize,
+    resize_frames as resize_frames,
+    train_augment as train_augment,
+)
+from .writer import write_video as write_video

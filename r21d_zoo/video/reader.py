@@ -1,0 +1,126 @@
+"""The decoder seam: a small reader protocol and :func:`open_video`, the only constructor the rest of the package uses.
+
+A backend is a :class:`VideoReader` subclass that implements ``info``, ``read_clip`` and ``close``; times are seconds
+from the first frame of the video stream, frames are uint8 (T, H, W, 3) RGB after rotation, and a clip that runs past
+the end is padded (``repeat`` the last frame or ``loop`` the clip) with the padded count reported. Backends register
+in ``BACKENDS`` by module path, so an optional one costs nothing until it is asked for.
+"""
+
+import importlib
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Dict, Iterator, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from ..models import ClipSpec
+
+PAD_MODES = ("repeat", "loop")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
+BACKENDS: Dict[str, str] = {"pyav": "r21d_zoo.video.pyav:PyAVReader"}
+DEFAULT_BACKEND = "pyav"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class VideoDecodeError(RuntimeError):
+    """A video could not be opened or decoded; the message names the file, the cause and what to do."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    duration: float  # seconds covered by the video stream (last frame's end), from metadata or a packet scan
+    fps: float  # the stream's average native frame rate
+    width: int  # display size, i.e. after rotation
+    height: int
+    rotation: int  # counter-clockwise degrees applied to decoded frames
+    start_time: float  # pts of the first frame, seconds (subtracted from all times)
+
+
+class Clip(NamedTuple):
+    """A clip's time span in seconds, end exclusive. ``index`` is its position in the sampler's list."""
+
+    start: float
+    end: float
+    index: int
+
+
+class ClipFrames(NamedTuple):
+    frames: torch.Tensor  # uint8 (T, H, W, 3)
+    times: np.ndarray  # float64 (T,): the time of the frame shown at each position
+    num_padded: int  # trailing positions filled by the pad rule
+
+
+class VideoReader(ABC):
+    """One open video (a context manager). Backends implement ``info``, ``read_clip`` and ``close``."""
+
+    info: VideoInfo
+
+    @abstractmethod
+    def read_clip(
+        self,
+        start: float,
+        num_frames: int,
+        frame_rate: Optional[float] = None,
+        sampling_stride: int = 1,
+        pad: str = "repeat",
+    ) -> ClipFrames:
+        """``num_frames`` frames from ``start`` seconds: resampled to ``frame_rate`` (for each target time the latest
+        frame shown at that time) or, with ``frame_rate=None``, consecutive native frames, taking every
+        ``sampling_stride``-th. Positions past the end of the video are filled by ``pad``."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def read_spec_clip(self, start: float, spec: ClipSpec, pad: str = "repeat") -> ClipFrames:
+        """The clip of ``spec`` (frames, rate, stride) starting at ``start``."""
+        return self.read_clip(start, spec.num_frames, spec.frame_rate, spec.sampling_stride, pad)
+
+    def iter_clips(
+        self, clips: Sequence[Clip], spec: ClipSpec, pad: str = "repeat"
+    ) -> Iterator[Tuple[Clip, ClipFrames]]:
+        """Decode ``clips`` in start order (backends decode forward through clips that are close together)."""
+        for clip in sorted(clips, key=lambda c: c.start):
+            yield clip, self.read_spec_clip(clip.start, spec, pad)
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_video(
+    path: PathLike, spec: Optional[ClipSpec] = None, backend: str = DEFAULT_BACKEND, decoder_resize: bool = False
+) -> VideoReader:
+    """Open ``path`` with a backend. With ``spec``, frames come resized as the spec says (``resize_size``,
+    ``interpolation``, ``antialias``, rounded back to uint8 like the evaluation transform); ``decoder_resize`` resizes
+    inside the decoder instead (faster, but not the reference preprocessing the published accuracies used)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown video backend {backend!r}; available: {', '.join(BACKENDS)}")
+    module, _, name = BACKENDS[backend].partition(":")
+    reader_cls = getattr(importlib.import_module(module), name)
+    if spec is None or spec.resize_size is None:
+        return reader_cls(path)
+    if decoder_resize:
+        return reader_cls(path, frame_size=spec.resize_size)
+    return reader_cls(path, resize=spec.resize_size, interpolation=spec.interpolation, antialias=spec.antialias)
+
+
+def read_clip(
+    path: PathLike,
+    start: float,
+    num_frames: Optional[int] = None,
+    spec: Optional[ClipSpec] = None,
+    backend: str = DEFAULT_BACKEND,
+    pad: str = "repeat",
+    **overrides: object,
+) -> ClipFrames:
+    """Open ``path``, read one clip and close it. The clip is ``spec`` (default: ``ClipSpec(resize_size=None)``, native
+    frames) with ``num_frames`` and any other ClipSpec field in ``overrides`` replaced."""
+    spec = ClipSpec.from_model(spec or ClipSpec(resize_size=None), num_frames=num_frames, **overrides)
+    with open_video(path, spec, backend) as reader:
+        return reader.read_spec_clip(start, spec, pad)

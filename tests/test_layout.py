@@ -1,0 +1,115 @@
+"""The package's shape: layers that only point down, and no import cycles (module- and function-level imports)."""
+
+import ast
+from pathlib import Path
+from typing import Dict, List, Set
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "r21d_zoo"
+
+# Bottom to top. A module may import from its own layer or any layer below it, never above.
+LAYERS = [
+    ("r21d_zoo._version", "r21d_zoo._io"),  # leaves
+    ("r21d_zoo.models",),  # the model zoo: architectures, registry, weights, file reading (caffe2 included)
+    ("r21d_zoo.export",),  # saved folders, model cards, inference copies
+    ("r21d_zoo.video",),  # decoding, clip samplers, transforms
+    ("r21d_zoo.jobs",),  # extract, finetune/evaluate, probe, distill, inflate, convert, demo, synthetic
+    ("r21d_zoo.cli", "r21d_zoo.__main__", "r21d_zoo"),  # the command line and the public API
+]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> Dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(name: str, path: Path, known: Set[str]) -> Set[str]:
+    """Package modules ``name`` imports anywhere in its body (functions included)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                base = ".".join(base + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            # "from pkg import submodule" imports the submodule; "from pkg import name" imports pkg
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:  # "import r21d_zoo.models._hub as h" -> the module itself
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def layer_of(name: str) -> int:
+    best = None
+    for i, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if name == prefix or (name.startswith(prefix + ".") and prefix != "r21d_zoo"):
+                if best is None or len(prefix) > best[1]:
+                    best = (i, len(prefix))
+    assert best is not None, f"{name} belongs to no layer: add it to LAYERS"
+    return best[0]
+
+
+@pytest.fixture(scope="module")
+def graph() -> Dict[str, Set[str]]:
+    mods = modules()
+    return {name: imports_of(name, path, set(mods)) for name, path in mods.items()}
+
+
+def test_every_module_has_a_layer_and_imports_only_downwards(graph):
+    upward = [
+        f"{src} (layer {layer_of(src)}) imports {dst} (layer {layer_of(dst)})"
+        for src, dsts in graph.items()
+        for dst in dsts
+        if layer_of(dst) > layer_of(src)
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_cycles(graph):
+    cycles: List[List[str]] = []
+    state: Dict[str, int] = {}  # 1 = on the stack, 2 = done
+
+    def visit(node: str, stack: List[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
+    """The walker must catch the kinds of imports that made the old cycles (a function-level ``from .. import``)."""
+    mods = modules()
+    graph = {name: imports_of(name, path, set(mods)) for name, path in mods.items()}
+    assert "r21d_zoo.models._caffe2" in graph["r21d_zoo.models._hub"]  # a module-level relative import
+    assert "r21d_zoo.jobs.extract" in graph["r21d_zoo.jobs.distill"]  # a function-level one
+    fake = tmp_path / "r21d_zoo" / "models" / "_bad.py"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("def f():\n    from ..jobs import finetune\n")
+    found = imports_of("r21d_zoo.models._bad", fake, set(mods))
+    assert found == {"r21d_zoo.jobs.finetune"} and layer_of("r21d_zoo.jobs.finetune") > layer_of("r21d_zoo.models._bad")

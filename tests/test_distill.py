@@ -218,3 +218,19 @@ def test_distill_cli_with_a_timm_teacher(dataset, tmp_path):
     assert student.fc.out_features == 1000  # one head per teacher; the first is the exported classifier
     assert len(json.loads((tmp_path / "d" / "metrics.json").read_text())) == 1  # one epoch, written atomically
     assert (tmp_path / "d" / "metrics.csv").read_text().count("\n") == 2 and (tmp_path / "d" / "curves.png").exists()
+
+
+def test_distill_gains_accumulation_channels_last_and_gradient_checkpointing_from_the_shared_loop(dataset, tmp_path):
+    train = dataset[0][:16]
+    teacher = spec(ColourOracle())
+    optim = OptimConfig(lr=0.05, reference_batch=8, epochs=1)
+    plain = distill(train, [teacher], config(optim=optim), progress=False)
+    tuned = distill(train, [teacher], config(optim=optim, grad_checkpointing=True, channels_last=True), progress=False)
+    assert tuned.model.backbone.grad_checkpointing and not plain.model.backbone.grad_checkpointing
+    assert tuned.model.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    for (k, a), b in zip(plain.model.state_dict().items(), tuned.model.state_dict().values()):
+        torch.testing.assert_close(a.contiguous(), b.contiguous(), rtol=1e-4, atol=1e-5, msg=k)  # the same training
+    accumulated = config(optim=optim, batch_size=4, accumulation=2)
+    distill(train, [teacher], accumulated, out_dir=tmp_path / "acc", progress=False)
+    state = torch.load(tmp_path / "acc" / "last.pt", weights_only=True)
+    assert state["scheduler"]["last_epoch"] == 2  # 16 videos in batches of 4: 4 backward passes, 2 optimizer steps

@@ -76,6 +76,56 @@ def test_resumed_run_equals_an_uninterrupted_one(small, tmp_path):
     assert best.pretrained_cfg["label_names"] == ("left", "right") and best.fc.out_features == 2
 
 
+def _front_matter(card: str):
+    from huggingface_hub import ModelCard
+
+    return ModelCard(card).data
+
+
+def test_model_finetuned_from_random_init_carries_its_own_task(small, tmp_path):
+    train, val, _ = small
+    result = finetune(train, val, config(epochs=1), out_dir=tmp_path / "run", progress=False)
+    assert result.best_dir == tmp_path / "run" / "best" and result.final_dir == tmp_path / "run" / "final"
+    for folder in (result.best_dir, result.final_dir):
+        model = r21d_zoo.create_model(f"local-dir:{folder}")
+        cfg = model.pretrained_cfg
+        assert cfg["label_names"] == ("left", "right") and cfg["num_classes"] == 2 and model.fc.out_features == 2
+        assert cfg["base_model"] is None and cfg.get("tag") is None and not cfg.get("url")
+        assert ClipSpec.from_model(model) == SPEC  # the clip it was trained with, not the Kinetics default
+    card = (result.best_dir / "README.md").read_text()
+    data = _front_matter(card)
+    assert data.base_model is None and data.datasets == ["train.csv"]
+    assert "kinetics" not in card.lower() and "trained from random initialisation" in card
+    assert "2: left, right" in card
+    top1 = result.history[-1]["val_video_top1"]
+    assert f"| val.csv | video_top1 | {top1} |" in card  # its own validation accuracy
+
+
+def test_kinetics_weights_finetuned_onto_another_task_name_their_start(small, tmp_path):
+    train, val, _ = small
+    torch.manual_seed(1)
+    source = r21d_zoo.create_model("r2plus1d_18.kinetics400_16f", **TINY)  # stands in for the released weights
+    r21d_zoo.save_pretrained(source, tmp_path / "src")
+    cfg = config(epochs=1, pretrained=True, arch="r2plus1d_18.kinetics400_16f")
+    cfg.model.checkpoint_path = str(tmp_path / "src" / "model.safetensors")
+    result = finetune(train, val, cfg, out_dir=tmp_path / "run", progress=False)
+    model = r21d_zoo.create_model(f"local-dir:{result.best_dir}")
+    assert model.pretrained_cfg["label_names"] == ("left", "right")
+    assert model.pretrained_cfg["base_model"] == "r2plus1d_18.kinetics400_16f"
+    card = (result.best_dir / "README.md").read_text()
+    data = _front_matter(card)
+    assert data.base_model == "r2plus1d_18.kinetics400_16f" and data.datasets == ["train.csv"]
+    assert "68.5" not in card and "kinetics-400" not in card  # none of the source's published numbers or data
+    assert "derived from `r2plus1d_18.kinetics400_16f`" in card
+
+
+def test_finetune_without_validation_still_leaves_a_model(small, tmp_path):
+    train, _, _ = small
+    result = finetune(train, None, config(epochs=1), out_dir=tmp_path / "run", progress=False)
+    assert result.best_dir is None and result.final_dir == tmp_path / "run" / "final"
+    assert r21d_zoo.create_model(f"local-dir:{result.final_dir}").fc.out_features == 2
+
+
 def test_fc_mode_trains_only_the_classifier(small):
     train, _, _ = small
     torch.manual_seed(0)

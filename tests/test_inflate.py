@@ -136,3 +136,28 @@ def test_inflated_model_runs_through_the_video_pipeline():
     assert x.shape == (1, 3, 16, 224, 224)
     with torch.inference_mode():
         assert video(x[:, :, :4, :64, :64]).shape == (1, 4)
+
+
+@pytest.mark.parametrize("family", ["r3d", "r2plus1d"])
+def test_inflated_model_round_trips_through_save_pretrained_and_its_card_names_the_2d_source(family, tmp_path):
+    from huggingface_hub import ModelCard
+
+    torch.manual_seed(0)
+    net2d = randomise_bn(timm.create_model("resnet18", pretrained=False))
+    video = inflate(net2d, family, num_classes=5).eval()
+    cfg = video.pretrained_cfg
+    assert cfg["architecture"] == f"{family}_18" and cfg.get("tag") is None  # a registered architecture, no tag
+    assert cfg["base_model"] == "timm/resnet18.a1_in1k" and not cfg.get("url") and not cfg.get("metrics")
+    out = r21d_zoo.save_pretrained(video, str(tmp_path / family))
+    loaded = r21d_zoo.create_model(f"local-dir:{out}").eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(loaded(x), video(x))
+    assert loaded.pretrained_cfg["base_model"] == "timm/resnet18.a1_in1k"
+    assert loaded.pretrained_cfg["mean"] == (0.485, 0.456, 0.406) and loaded.pretrained_cfg["crop_size"] == 224
+    text = (tmp_path / family / "README.md").read_text()
+    card = ModelCard(text)
+    assert card.data.base_model == "timm/resnet18.a1_in1k" and not card.data.datasets
+    assert "kinetics" not in text.lower() and f"# Model card for {family}_18 (derived from `timm/resnet18" in text
+    tv = inflate(torchvision.models.resnet34(), family)
+    assert tv.pretrained_cfg["base_model"] == "torchvision ResNet-34" and tv.pretrained_cfg["architecture"].endswith("_34")

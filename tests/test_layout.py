@@ -1,6 +1,7 @@
 """The package's shape: layers that only point down, and no import cycles (module- and function-level imports)."""
 
 import ast
+import re
 from pathlib import Path
 from typing import Dict, List, Set
 
@@ -113,3 +114,18 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
     fake.write_text("def f():\n    from ..jobs import finetune\n")
     found = imports_of("r21d_zoo.models._bad", fake, set(mods))
     assert found == {"r21d_zoo.jobs.finetune"} and layer_of("r21d_zoo.jobs.finetune") > layer_of("r21d_zoo.models._bad")
+
+
+def _sources() -> Dict[str, str]:
+    return {name: path.read_text() for name, path in modules().items()}
+
+
+def test_one_epoch_loop_in_the_package():
+    loops = [name for name, text in _sources().items() if "for epoch in range(" in text]
+    assert loops == ["r21d_zoo.jobs.engine"]
+
+
+def test_videos_are_decoded_and_written_only_behind_the_video_layer():
+    pyav = re.compile(r"^\s*(import av\b|from av\b)|PyAVReader\(", re.M)
+    users = sorted(name for name, text in _sources().items() if pyav.search(text))
+    assert users == ["r21d_zoo.video.pyav", "r21d_zoo.video.writer"]

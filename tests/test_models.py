@@ -223,3 +223,18 @@ def test_bad_architecture_arguments():
         r21d_zoo.create_model("r2plus1d_18", mid_width="sometimes")
     with pytest.raises(ValueError, match="bn_eps"):
         r21d_zoo.create_model("r2plus1d_34.ig65m_32f", pretrained=True, bn_eps=1e-5)
+
+
+def test_checkpointed_training_step_updates_batchnorm_statistics_once():
+    """The backward pass recomputes checkpointed blocks; their BatchNorms must not count that batch twice."""
+    x = torch.randn(2, 3, 8, 32, 32)
+    states = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        model = tiny("r2plus1d_50", num_classes=3).train()
+        model.set_grad_checkpointing(ckpt)
+        model(x).sum().backward()
+        states.append(model.state_dict())
+    for key, value in states[0].items():
+        torch.testing.assert_close(states[1][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    assert int(states[1]["layer1.0.conv1.1.num_batches_tracked"]) == 1

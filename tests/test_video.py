@@ -183,3 +183,22 @@ def test_uniform_and_random_clips():
     g = torch.Generator().manual_seed(0)
     starts = [random_clip(12.0, 2.0, g).start for _ in range(200)]
     assert 0 <= min(starts) < 1 and 9 < max(starts) <= 10.0
+
+
+def test_the_decoder_seam_takes_a_new_backend_by_name(cfr, monkeypatch):
+    import r21d_zoo
+    from r21d_zoo.video.reader import BACKENDS
+    from videos import RecordingReader
+
+    monkeypatch.setitem(BACKENDS, "recording", "videos:RecordingReader")
+    RecordingReader.opened.clear()
+    with open_video(cfr, ClipSpec(resize_size=32), backend="recording") as r:
+        assert r.read_clip(0.0, 2).frames.shape == (2, 32, 48, 3)
+    model = r21d_zoo.create_model("r2plus1d_18", channel_multiplier=0.125, num_classes=3).eval()
+    model.pretrained_cfg.update(num_frames=4, resize_size=(32, 40), crop_size=28)
+    ours = r21d_zoo.extract_features(model, cfr, num_clips=2, backend="recording")
+    reference = r21d_zoo.extract_features(model, cfr, num_clips=2)
+    np.testing.assert_array_equal(ours.features, reference.features)
+    assert RecordingReader.opened == [str(cfr)] * 2
+    with pytest.raises(ValueError, match="unknown video backend 'nope'; available: pyav"):
+        open_video(cfr, backend="nope")

@@ -106,3 +106,16 @@ def make_frames_video(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
     from r21d_zoo.jobs.synthetic import write_lossless
 
     return write_lossless(path, frames, fps)
+
+
+class RecordingReader:
+    """A decoder backend for tests: PyAV underneath, recording every file it opens (registered in
+    ``r21d_zoo.video.reader.BACKENDS`` as ``videos:RecordingReader``)."""
+
+    opened: list = []
+
+    def __new__(cls, path, **kwargs):
+        from r21d_zoo.video.pyav import PyAVReader
+
+        cls.opened.append(str(path))
+        return PyAVReader(path, **kwargs)

@@ -96,10 +96,10 @@ def render_model_card(config: Dict[str, Any]) -> str:
         "- safetensors",
     ]
     if p.get("base_model"):
-        front.append(f"base_model: {p['base_model']}")
+        front.append(f"base_model: {json.dumps(p['base_model'])}")
     datasets = _datasets(p)
     if datasets:
-        front += ["datasets:"] + [f"- {d}" for d in datasets]
+        front += ["datasets:"] + [f"- {json.dumps(d)}" if derived else f"- {d}" for d in datasets]
     front += ["metrics:", "- accuracy", "---", ""]
     c, t, h, w = p["input_size"]
     stride = p.get("sampling_stride", 1)
@@ -163,6 +163,8 @@ def render_model_card(config: Dict[str, Any]) -> str:
             else "No accuracy was published for this checkpoint itself (pre-training only, or listed as TBD)."
         )
     lines += ["", "## Provenance", ""]
+    if derived:
+        lines.append(f"- {origin[0].upper()}{origin[1:]} with r21d_zoo (not an upstream release).")
     if p.get("url"):
         lines.append(f"- Original file: `{p.get('source_file')}` ({p.get('source_format')}) from {p['url']}")
     for m in p.get("mirrors") or []:

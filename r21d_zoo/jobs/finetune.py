@@ -198,15 +198,13 @@ def _freeze(model: nn.Module, cfg: FinetuneConfig) -> List[nn.Module]:
 
 
 def starting_point(model: nn.Module, source: ModelSource) -> Optional[str]:
-    """What a derived model started from: the weight's name, the hub repo or folder, a checkpoint, or None."""
+    """What a derived model started from: the weight tag, the hub repo or folder, or None for random init."""
     if not source.pretrained:
         return None
-    if source.checkpoint_path:
-        return f"{source.name} ({Path(source.checkpoint_path).name})"
     cfg = model.pretrained_cfg
-    if source.name.startswith(("hf-hub:", "local-dir:")):
-        return source.name
-    return f"{cfg['architecture']}.{cfg['tag']}" if cfg.get("tag") else cfg.get("architecture")
+    if cfg.get("tag"):
+        return f"{cfg['architecture']}.{cfg['tag']}"
+    return source.name.split(":", 1)[1] if source.name.startswith(("hf-hub:", "local-dir:")) else source.name
 
 
 def finetune(
@@ -232,8 +230,9 @@ def finetune(
         num_classes=len(train.classes),
         labels=tuple(train.classes),
         datasets=(Path(train.source).name,) if train.source else (),
-        notes=f"Fine-tuned ({cfg.mode}) from {base or 'random initialisation'} on {len(train)} videos of "
-        f"{len(train.classes)} classes ({Path(train.source).name if train.source else 'in memory'}).",
+        notes=f"Fine-tuned ({cfg.mode}) from {base or 'random initialisation'}"
+        f"{f' (weights from {cfg.model.checkpoint_path})' if cfg.model.checkpoint_path and base else ''} on "
+        f"{len(train)} videos of {len(train.classes)} classes ({Path(train.source).name if train.source else 'in memory'}).",
     )
     frozen_bn = _freeze(model, cfg)
     head = {id(p) for p in model.get_classifier().parameters()}

@@ -67,14 +67,14 @@ def _source_state_dict(source: Union[str, nn.Module, Dict[str, torch.Tensor]], p
         source = timm.create_model(source, pretrained=pretrained)
     if isinstance(source, nn.Module):
         cfg = getattr(source, "pretrained_cfg", None)
-        if cfg is not None:  # timm
+        if cfg is not None:  # timm: its Hub repo id names the weights
             import timm.data
 
-            name = ".".join(x for x in (cfg.get("architecture"), cfg.get("tag")) if x) or type(source).__name__
-            return source.state_dict(), timm.data.resolve_data_config({}, model=source), f"timm:{name}"
-        return source.state_dict(), {}, f"{type(source).__module__.split('.')[0]}:{type(source).__name__}"
+            name = cfg.get("hf_hub_id") or ".".join(x for x in (cfg.get("architecture"), cfg.get("tag")) if x)
+            return source.state_dict(), timm.data.resolve_data_config({}, model=source), name
+        return source.state_dict(), {}, f"{type(source).__module__.split('.')[0]} {type(source).__name__}"
     if isinstance(source, dict):
-        return dict(source), {}, "a 2D ResNet state dict"
+        return dict(source), {}, "ResNet state dict"
     raise TypeError(f"expected a timm model name, a 2D ResNet module or a state dict, got {type(source).__name__}")
 
 
@@ -252,6 +252,8 @@ def inflate(
             f"no registered {family} architecture for a {block}-block ResNet with layers {layers}; registered: "
             f"{', '.join(list_models(f'{family}_*'))}. " + _INCOMPATIBLE_HINT
         )
+    if not isinstance(source, str) and not hasattr(source, "pretrained_cfg"):
+        source_name = f"{source_name}-{depth}"  # e.g. "torchvision ResNet-50"
     width = sd2d["conv1.weight"].shape[0]
     weight_args = dict(bn_eps=1e-5, pool1=True, stem_mid=width)
     if family == "r2d":

@@ -201,6 +201,7 @@ class PretrainedCfg:
         (this cfg's name unless given), then ``changes`` apply (``clip`` may be a ClipSpec or a dict of overrides)."""
         derived = dict(
             {k: None for k in _SOURCE_FIELDS},
+            source_format="safetensors",  # what save_pretrained writes
             mirrors=(),
             tag=None,
             base_model=self.name if self.tag else self.base_model,

@@ -20,8 +20,9 @@ Weights carry their BatchNorm eps (1e-3 for everything converted from caffe2, 1e
 pretrained config, because a state dict cannot. Weight licences differ from the code licence: see each model card.
 """
 
+import contextlib
 from functools import partial
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
 import torch.nn as nn
@@ -262,6 +263,32 @@ def _make_stem(
 # ------------------------------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _frozen_bn_stats(module: nn.Module) -> Iterator[None]:
+    """Training-mode BatchNorms of ``module`` normalise with batch statistics but leave their running statistics
+    (and ``num_batches_tracked``) exactly as they were."""
+    bns = [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+    ]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
+    for m in bns:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged, bit for bit
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(bns, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
+
+
+def _recompute_keeps_bn_stats(module: nn.Module) -> Tuple[Any, Any]:
+    """Checkpoint contexts (forward, recomputation): the recomputation during backward must not update BatchNorm
+    running statistics a second time, or checkpointing would change what training computes."""
+    return contextlib.nullcontext(), _frozen_bn_stats(module)
+
+
 class VideoResNet(nn.Module):
     """Video ResNet on B x C x T x H x W input (normalised RGB, or ``in_chans`` channels such as 2-channel flow).
 
@@ -416,7 +443,7 @@ class VideoResNet(nn.Module):
         if not (self.grad_checkpointing and torch.is_grad_enabled()) or torch.jit.is_scripting():
             return stage(x)
         for blk in stage:  # checkpoint block by block (stem modules are cheap to keep)
-            x = checkpoint(blk, x, use_reentrant=False)
+            x = checkpoint(blk, x, use_reentrant=False, context_fn=partial(_recompute_keeps_bn_stats, blk))
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

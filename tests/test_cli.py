@@ -1,0 +1,108 @@
+"""The command line is generated from the job configs: its defaults are the dataclasses' by construction."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+import typing
+
+import pytest
+
+from r21d_zoo import __version__
+from r21d_zoo.cli import COMMANDS, build_parser, config_from_args, field_default, main
+from r21d_zoo.jobs.common import ModelSource
+
+
+def _required_args(cls):
+    """argv and field values for the required fields of a command's config (top level only, as in every job)."""
+    argv, values = [], {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if field_default(f) is not dataclasses.MISSING:
+            continue
+        many = typing.get_origin(hints[f.name]) in (list, typing.List)
+        value = ["a.mp4", "b.mp4"] if many else "x"
+        values[f.name] = value
+        if f.metadata.get("positional"):
+            argv += value if many else [value]
+        else:
+            flags = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+            flag = flags if isinstance(flags, str) else flags[-1]
+            for v in value if many else [value]:
+                argv += [flag, v]
+    return argv, values
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_cli_default_equals_its_dataclass_default(name):
+    command = COMMANDS[name]
+    argv, values = _required_args(command.config)
+    parsed = config_from_args(command.config, build_parser().parse_args([name, *argv]))
+    assert parsed == command.config(**values)
+
+
+def test_options_reach_nested_configs_and_the_clip_overrides():
+    args = build_parser().parse_args(
+        [
+            "finetune",
+            "--train",
+            "t.csv",
+            "-o",
+            "out",
+            "--lr",
+            "0.5",
+            "--num-frames",
+            "4",
+            "--resize",
+            "64",
+            "80",
+            "--crop",
+            "three",
+            "--random-weights",
+            "--model-args",
+            '{"drop_rate": 0.1}',
+            "--no-flip",
+            "--accumulation",
+            "3",
+        ]
+    )
+    cfg = config_from_args(COMMANDS["finetune"].config, args)
+    s = cfg.settings
+    assert s.optim.lr == 0.5 and s.optim.epochs == 8 and s.accumulation == 3 and s.flip is False
+    assert s.clip == {"num_frames": 4, "resize_size": (64, 80), "crop_mode": "three"}
+    assert s.model == ModelSource("r2plus1d_34.ig65m_32f", pretrained=False, model_args={"drop_rate": 0.1})
+    distill = config_from_args(
+        COMMANDS["distill"].config,
+        build_parser().parse_args(["distill", "v", "-o", "o", "--teacher", "a", "--teacher", "b"]),
+    )
+    assert distill.teacher == ["a", "b"] and distill.settings.clip == {"num_frames": 8}
+
+
+def test_random_init_flag_is_the_same_everywhere():
+    for name, command in COMMANDS.items():
+        text = build_parser()._subparsers._group_actions[0].choices[name].format_help()
+        if "--model" in text and name != "convert":
+            assert "--random-weights" in text, name
+
+
+def test_bad_json_is_a_usage_error_naming_the_problem(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["extract", "v.mp4", "-o", "out", "--model-args", "{bad"])
+    assert e.value.code == 2 and "--model-args" in capsys.readouterr().err
+
+
+def test_one_entry_style_with_version_and_every_command():
+    out = subprocess.run([sys.executable, "-m", "r21d_zoo", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"r21d-zoo {__version__}"
+    helps = subprocess.run([sys.executable, "-m", "r21d_zoo", "--help"], capture_output=True, text=True, check=True)
+    for name in ("list", "info", "demo", "extract", "finetune", "evaluate", "probe", "distill", "convert", "cards"):
+        assert f"    {name}" in helps.stdout, name
+    assert "synthetic" in helps.stdout
+
+
+def test_synthetic_command_writes_the_dataset(tmp_path):
+    assert main(["synthetic", str(tmp_path), "--videos-per-class", "2", "--val-per-class", "1", "--frames", "8",
+                 "--size", "32", "--directions", "up", "down"]) == 0
+    rows = (tmp_path / "train.csv").read_text().splitlines()
+    assert rows[0] == "path,label" and len(rows) == 5 and {r.split(",")[1] for r in rows[1:]} == {"up", "down"}
+    assert json.dumps(sorted(p.name for p in (tmp_path / "up").iterdir())) == '["up_000.mp4", "up_001.mp4", "up_002.mp4"]'

@@ -22,28 +22,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PeakRSS, interleaved_medians, print_table, write_json  # noqa: E402
 
 import r21d_zoo  # noqa: E402
-from r21d_zoo.features import ClipChunks, ExtractConfig, FeatureRunner, VideoItem, run_extraction  # noqa: E402
-from r21d_zoo.video import VideoReader  # noqa: E402
+from r21d_zoo.jobs.extract import ClipChunks, ExtractConfig, FeatureRunner, VideoItem, run_extraction  # noqa: E402
+from r21d_zoo.models import ClipSpec  # noqa: E402
+from r21d_zoo.video import open_video, write_video  # noqa: E402
 
 
-def write_video(path: Path, seconds: float, size=(360, 640), fps: int = 30, gop: int = 60) -> Path:
+def long_video(path: Path, seconds: float, size=(360, 640), fps: int = 30, gop: int = 60) -> Path:
     """A gradient with a moving square (cheap to encode), libx264 ultrafast, keyframe every ``gop`` frames."""
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w]
-    frames = []
+    cycle = []
     for i in range(30):
         f = np.stack([(xx + 8 * i) % 256, yy * 255 // h, np.full_like(xx, 96)], -1).astype(np.uint8)
         f[h // 2 - h // 12 : h // 2 + h // 12, (w // 40) * i : (w // 40) * i + w // 10] = (230, 40, 40)
-        frames.append(av.VideoFrame.from_ndarray(f, format="rgb24"))
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt, s.options = w, h, "yuv420p", {"preset": "ultrafast"}
-        s.codec_context.gop_size = gop
-        for i in range(int(seconds * fps)):
-            for p in s.encode(frames[i % 30]):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+        cycle.append(f)
+    frames = (cycle[i % 30] for i in range(int(seconds * fps)))
+    write_video(path, frames, fps, options={"preset": "ultrafast"}, gop=gop)
     return path
 
 
@@ -60,7 +54,7 @@ def decode_from_start(path: Path, t: float, n: int) -> np.ndarray:
 
 
 def seek_read(path: Path, t: float, n: int) -> np.ndarray:
-    with VideoReader(path) as r:
+    with open_video(path) as r:
         return r.read_clip(t, n).frames.numpy()
 
 
@@ -75,7 +69,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         # 1. seek vs decode from the start ---------------------------------------------------------------------------
-        long = write_video(tmp / "long.mp4", 60)
+        long = long_video(tmp / "long.mp4", 60)
         assert np.array_equal(seek_read(long, 50.0, 16), decode_from_start(long, 50.0, 16))  # same frames
         times = interleaved_medians(
             dict(seek=lambda: seek_read(long, 50.0, 16), linear=lambda: decode_from_start(long, 50.0, 16)), repeats=5
@@ -94,11 +88,12 @@ def main() -> None:
         # 2. end-to-end vs model-only --------------------------------------------------------------------------------
         torch.manual_seed(0)
         model = r21d_zoo.create_model(args.model, pretrained=False).eval()
-        cfg = ExtractConfig.from_model(model, batch_size=8)
-        clip_video = write_video(tmp / "e2e.mp4", 20)
-        chunks = [c for c in ClipChunks([str(clip_video)], cfg).chunks(0) if len(c["frames"])]
+        cfg = ExtractConfig(batch_size=8)
+        spec = ClipSpec.from_model(model)
+        clip_video = long_video(tmp / "e2e.mp4", 20)
+        chunks = [c for c in ClipChunks([str(clip_video)], spec, cfg).chunks(0) if len(c["frames"])]
         num_clips = sum(len(c["frames"]) for c in chunks)
-        runner = FeatureRunner(model, cfg)
+        runner = FeatureRunner(model, spec, cfg)
         t_model = interleaved_medians(dict(m=lambda: [runner(c["frames"]) for c in chunks]), repeats=3)["m"]
         out = tmp / "feats"
 
@@ -121,7 +116,7 @@ def main() -> None:
         )
         # 3. peak memory on a long 720p video -------------------------------------------------------------------------
         t = time.perf_counter()
-        big = write_video(tmp / "720p.mp4", args.minutes * 60, size=(720, 1280))
+        big = long_video(tmp / "720p.mp4", args.minutes * 60, size=(720, 1280))
         print(f"wrote a {args.minutes:g}-minute 720p video in {time.perf_counter() - t:.0f} s")
         small = r21d_zoo.create_model(args.model.split(".")[0], channel_multiplier=0.25, **cfg_args(model))
         small.pretrained_cfg = model.pretrained_cfg

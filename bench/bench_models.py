@@ -29,7 +29,7 @@ from _common import PeakMalloc, interleaved_medians, print_table, write_json  # 
 import os  # noqa: E402
 
 import r21d_zoo  # noqa: E402
-from r21d_zoo.optimize import optimize_for_inference  # noqa: E402
+from r21d_zoo import optimize_for_inference  # noqa: E402
 
 TV_PAIRS = {  # our arch.tag whose architecture args make it torchvision's network
     "r2plus1d_18": "r2plus1d_18.tv_kinetics400_16f",

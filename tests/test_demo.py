@@ -3,12 +3,15 @@
 import urllib.error
 
 import av
+import pytest
 
 import r21d_zoo.models._hub as hub
 from r21d_zoo.cli import main as cli_main
 from r21d_zoo.jobs.common import ModelSource
 from r21d_zoo.jobs.demo import run_demo, synthesize_clip
 from r21d_zoo.video import read_clip
+
+pytestmark = pytest.mark.video
 
 
 def test_synthesized_clip_is_real_h264(tmp_path):

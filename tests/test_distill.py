@@ -116,6 +116,7 @@ def video_predictions(teacher, student, paths):
 
 
 @pytest.mark.slow
+@pytest.mark.video
 def test_distilled_student_agrees_with_the_teacher_on_held_out_videos(dataset, tmp_path):
     train, held_out, colours = dataset
     teacher = train_teacher()
@@ -138,6 +139,7 @@ def test_distilled_student_agrees_with_the_teacher_on_held_out_videos(dataset, t
     assert video_predictions(teacher, untrained, held_out) < 0.7  # the agreement is learnt, not a given
 
 
+@pytest.mark.video
 def test_entropy_filter_drops_the_uncertain_examples(dataset):
     train, _, colours = dataset
     grey_fraction = np.mean([c == "gray" for c in colours[:48]])
@@ -167,6 +169,7 @@ def test_losses_and_entropy():
         distill_loss(s, t, "kl", 1.0, None)
 
 
+@pytest.mark.video
 def test_resumed_distillation_equals_an_uninterrupted_run(dataset, tmp_path):
     train = dataset[0][:16]
     teacher = spec(ColourOracle())
@@ -182,6 +185,7 @@ def test_resumed_distillation_equals_an_uninterrupted_run(dataset, tmp_path):
     assert student.stem[0].in_channels == 2  # the flow-like modality's student
 
 
+@pytest.mark.video
 def test_distill_cli_with_a_timm_teacher(dataset, tmp_path):
     train = dataset[0][:8]
     rc = cli_main(
@@ -220,6 +224,7 @@ def test_distill_cli_with_a_timm_teacher(dataset, tmp_path):
     assert (tmp_path / "d" / "metrics.csv").read_text().count("\n") == 2 and (tmp_path / "d" / "curves.png").exists()
 
 
+@pytest.mark.video
 def test_distill_gains_accumulation_channels_last_and_gradient_checkpointing_from_the_shared_loop(dataset, tmp_path):
     train = dataset[0][:16]
     teacher = spec(ColourOracle())

@@ -19,6 +19,8 @@ from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import read_clip
 from videos import make_audio_only, make_broken, make_video, make_zero_frames
 
+pytestmark = pytest.mark.video
+
 TINY = dict(channel_multiplier=0.125, num_classes=5)
 DATA = dict(num_frames=8, resize_size=(64, 85), crop_size=56)
 
@@ -214,6 +216,7 @@ def _sharded_worker(rank: int, world: int, init: str, args: list) -> None:
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.ddp
 def test_two_process_gloo_run_equals_single_process_bit_for_bit(videos, tiny_dir, tmp_path):
     good = [str(videos / f"v{i}.mp4") for i in range(5)]
     common = ["--model", f"local-dir:{tiny_dir}", "--workers", "0"]
@@ -250,7 +253,13 @@ def test_shard_flags_split_without_duplicates(videos, tiny_dir, tmp_path):
 
 def test_clip_settings_come_from_the_weights_and_overrides_replace_single_fields():
     tv = ClipSpec.from_model(r21d_zoo.create_model("r2plus1d_18.tv_kinetics400_16f", num_classes=5))
-    assert (tv.num_frames, tv.frame_rate, tv.resize_size, tv.crop_size, tv.antialias) == (16, 15.0, (128, 171), 112, False)
+    assert (tv.num_frames, tv.frame_rate, tv.resize_size, tv.crop_size, tv.antialias) == (
+        16,
+        15.0,
+        (128, 171),
+        112,
+        False,
+    )
     csn = ClipSpec.from_model(r21d_zoo.get_pretrained_cfg("ir_csn_152.ig65m_ft_kinetics400_32f"), num_frames=8)
     assert (csn.num_frames, csn.sampling_stride, csn.crop_size, csn.resize_size) == (8, 2, 224, 256)
     assert ClipSpec.from_model(csn, num_frames=None, crop_size=None) == csn  # None keeps the weights' value

@@ -48,6 +48,7 @@ def small(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.video
 def test_r2plus1d_learns_motion_direction_that_fr2d_cannot(tmp_path):
     train_csv, val_csv = make_motion_dataset(tmp_path, videos_per_class=100, val_per_class=60, num_frames=8, size=32)
     train, val = read_labelled(train_csv), read_labelled(val_csv, classes=["left", "right"])
@@ -59,6 +60,7 @@ def test_r2plus1d_learns_motion_direction_that_fr2d_cannot(tmp_path):
     assert results["fr2d_18"] <= 0.65, results  # chance is 0.5: single frames carry no information on direction
 
 
+@pytest.mark.video
 def test_resumed_run_equals_an_uninterrupted_one(small, tmp_path):
     train, val, _ = small
     cfg = config(epochs=4, model_args=dict(TINY, drop_rate=0.2))  # dropout: the RNG state must be restored too
@@ -82,6 +84,7 @@ def _front_matter(card: str):
     return ModelCard(card).data
 
 
+@pytest.mark.video
 def test_model_finetuned_from_random_init_carries_its_own_task(small, tmp_path):
     train, val, _ = small
     result = finetune(train, val, config(epochs=1), out_dir=tmp_path / "run", progress=False)
@@ -101,6 +104,7 @@ def test_model_finetuned_from_random_init_carries_its_own_task(small, tmp_path):
     assert f"| val.csv | video_top1 | {top1} |" in card  # its own validation accuracy
 
 
+@pytest.mark.video
 def test_kinetics_weights_finetuned_onto_another_task_name_their_start(small, tmp_path):
     train, val, _ = small
     torch.manual_seed(1)
@@ -119,6 +123,7 @@ def test_kinetics_weights_finetuned_onto_another_task_name_their_start(small, tm
     assert "derived from `r2plus1d_18.kinetics400_16f`" in card
 
 
+@pytest.mark.video
 def test_finetune_without_validation_still_leaves_a_model(small, tmp_path):
     train, _, _ = small
     result = finetune(train, None, config(epochs=1), out_dir=tmp_path / "run", progress=False)
@@ -126,6 +131,7 @@ def test_finetune_without_validation_still_leaves_a_model(small, tmp_path):
     assert r21d_zoo.create_model(f"local-dir:{result.final_dir}").fc.out_features == 2
 
 
+@pytest.mark.video
 def test_fc_mode_trains_only_the_classifier(small):
     train, _, _ = small
     torch.manual_seed(0)
@@ -136,6 +142,7 @@ def test_fc_mode_trains_only_the_classifier(small):
     assert changed == {"fc.weight", "fc.bias"}  # BN statistics included: frozen features
 
 
+@pytest.mark.video
 def test_evaluate_counts_protocols_and_report(small):
     _, val, _ = small
     torch.manual_seed(0)
@@ -150,6 +157,7 @@ def test_evaluate_counts_protocols_and_report(small):
     assert three["videos"] == full["videos"] == 7 and 0 <= full["video_top1"] <= 1
 
 
+@pytest.mark.video
 def test_evaluate_records_broken_videos(small, tmp_path):
     _, val, root = small
     broken = make_broken("random", tmp_path / "broken.mp4")
@@ -182,6 +190,8 @@ def _ddp_worker(rank, world, init, root, out):
         dist.destroy_process_group()
 
 
+@pytest.mark.video
+@pytest.mark.ddp
 def test_two_process_ddp_finetune_and_exact_evaluation_counts(small, tmp_path):
     _, val, root = small
     torch.multiprocessing.spawn(_ddp_worker, args=(2, f"file://{tmp_path}/init", root, tmp_path / "ddp"), nprocs=2)
@@ -212,6 +222,7 @@ def test_probe_matches_scikit_learn_logistic_regression(small, tmp_path):
     np.testing.assert_allclose(w.T.numpy() - w.T.numpy().mean(0), ref.coef_ - ref.coef_.mean(0), atol=2e-3)
 
 
+@pytest.mark.video
 def test_probe_cli_on_extracted_features_of_the_motion_dataset(small, tmp_path):
     sklearn = pytest.importorskip("sklearn.linear_model")
     _, _, root = small
@@ -247,6 +258,7 @@ def test_multilabel_map_matches_scikit_learn():
     np.testing.assert_allclose(ours.numpy(), ref, rtol=1e-6)
 
 
+@pytest.mark.video
 def test_read_labelled_formats(tmp_path, small):
     _, _, root = small
     folders = read_labelled(root)
@@ -267,6 +279,7 @@ def test_read_labelled_formats(tmp_path, small):
         read_labelled(bad, classes=["left", "right"])
 
 
+@pytest.mark.video
 def test_finetune_and_evaluate_cli(small, tmp_path):
     _, _, root = small
     common = ["--num-frames", "8", "--resize", "32", "32", "--crop-size", "28", "--workers", "0", "--random-weights"]

@@ -89,7 +89,7 @@ def test_centre_mode_and_r2d_r2plus1d_families():
     image = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
         ref = net2d(image)
-        centre = replicate_time_padding(inflate(net2d, "r3d", mode="centre")).eval()
+        centre = replicate_time_padding(inflate(net2d, "r3d", mode="center")).eval()
         torch.testing.assert_close(centre(boring(image, 8)), ref, rtol=1e-4, atol=1e-4)
         r2d = inflate(net2d, "r2d", num_frames=8).eval()  # the stem's kernel spans the clip: no padding at all
         torch.testing.assert_close(r2d(boring(image, 8)), ref, rtol=1e-4, atol=1e-4)
@@ -160,4 +160,6 @@ def test_inflated_model_round_trips_through_save_pretrained_and_its_card_names_t
     assert card.data.base_model == "timm/resnet18.a1_in1k" and not card.data.datasets
     assert "kinetics" not in text.lower() and f"# Model card for {family}_18 (derived from `timm/resnet18" in text
     tv = inflate(torchvision.models.resnet34(), family)
-    assert tv.pretrained_cfg["base_model"] == "torchvision ResNet-34" and tv.pretrained_cfg["architecture"].endswith("_34")
+    assert tv.pretrained_cfg["base_model"] == "torchvision ResNet-34" and tv.pretrained_cfg["architecture"].endswith(
+        "_34"
+    )

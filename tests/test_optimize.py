@@ -95,6 +95,7 @@ def test_torch_compile_keeps_outputs():
         torch.testing.assert_close(opt(x), model(x), rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.video
 def test_extraction_with_the_optimised_model_matches_eager(tmp_path):
     from videos import make_video
 

@@ -40,8 +40,8 @@ TINY = dict(channel_multiplier=0.125)
 @pytest.mark.parametrize("name", r21d_zoo.list_pretrained())
 def test_pretrained_cfg_consistent_with_model(name):
     cfg = get_pretrained_cfg(name)
-    with torch.device("meta"):
-        model = r21d_zoo.create_model(name)
+    with torch.device("meta"), torch.no_grad():
+        model = r21d_zoo.create_model(name).eval()
         out = model(torch.empty(1, *cfg.input_size))
     assert model.num_classes == cfg.num_classes == out.shape[1]
     assert cfg.input_size == (cfg.in_chans, cfg.clip.num_frames, cfg.clip.crop_size, cfg.clip.crop_size)

@@ -20,6 +20,8 @@ from r21d_zoo.video import (
 from r21d_zoo.video.pyav import PyAVReader
 from videos import decode_index, make_audio_only, make_broken, make_video, make_zero_frames
 
+pytestmark = pytest.mark.video
+
 
 def indices(clip) -> list:
     return [decode_index(f) for f in clip.frames.numpy()]

@@ -53,7 +53,9 @@ def make_video(
     """H.264 mp4 of frames showing their index. ``pts`` (in ``time_base`` units) sets frame times: a variable frame
     rate, or a stream that starts late."""
     frames = (index_frame(i, *size, marker) for i in range(num_frames))
-    write_video(path, frames, fps, pix_fmt=pix_fmt, gop=gop, pts=pts, time_base=time_base, rotation=rotation, audio=audio)
+    write_video(
+        path, frames, fps, pix_fmt=pix_fmt, gop=gop, pts=pts, time_base=time_base, rotation=rotation, audio=audio
+    )
     return path
 
 

@@ -37,8 +37,8 @@ def _stats(arch: str, model_args_json: str, input_size: Tuple[int, ...]) -> Tupl
     """Parameters and GMACs (multiply-accumulates) of one forward, counted on the meta device."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.device("meta"):
-        model = model_entrypoint(arch)(**json.loads(model_args_json))
+    with torch.device("meta"), torch.no_grad():
+        model = model_entrypoint(arch)(**json.loads(model_args_json)).eval()  # BN counts no MACs in either mode
         x = torch.empty(1, *input_size)
         with FlopCounterMode(display=False) as counter:
             model(x)

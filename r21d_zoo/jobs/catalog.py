@@ -1,4 +1,4 @@
-"""``r21d-zoo list`` and ``r21d-zoo info``: what the registry holds, rendered from it (works from an installed wheel)."""
+"""``r21d-zoo list`` and ``r21d-zoo info``: what the registry holds, rendered from it (so it works from a wheel)."""
 
 import json
 from dataclasses import dataclass, field
@@ -13,7 +13,9 @@ from ..models._pretrained import metric_value
 class ListConfig:
     """List architectures, or pretrained weights with --pretrained."""
 
-    filter: Optional[str] = field(default=None, metadata=dict(positional=True, help="fnmatch pattern, e.g. 'r2plus1d_*'"))
+    filter: Optional[str] = field(
+        default=None, metadata=dict(positional=True, help="fnmatch pattern, e.g. 'r2plus1d_*'")
+    )
     pretrained: bool = field(default=False, metadata=dict(help="list the arch.tag names that have weights"))
 
 

@@ -26,18 +26,23 @@ def parse_json_object(text: str) -> Dict[str, Any]:
     return value
 
 
+DEFAULT_MODEL = "r2plus1d_34.ig65m_32f"  # the IG-65M pre-trained R(2+1)D-34 that ig65m-pytorch extracts with
+
+
 @dataclass
 class ModelSource:
     """A model to start from: a registry name, alias, ``hf-hub:org/repo`` or ``local-dir:PATH``, and its weights."""
 
     name: str = field(
-        default="r2plus1d_34.ig65m_32f",
+        default=DEFAULT_MODEL,
         metadata=dict(flag="--model", help="arch.tag, alias, hf-hub:org/repo or local-dir:PATH"),
     )
     pretrained: bool = field(
         default=True, metadata=dict(flag="--random-weights", negate=True, help="random initialisation, no weights")
     )
-    checkpoint_path: Optional[str] = field(default=None, metadata=dict(flag="--checkpoint", help="weights from this local file"))
+    checkpoint_path: Optional[str] = field(
+        default=None, metadata=dict(flag="--checkpoint", help="weights from this local file")
+    )
     model_args: Dict[str, Any] = field(
         default_factory=dict,
         metadata=dict(parse=parse_json_object, help="JSON object of extra create_model arguments, e.g. drop_rate"),

@@ -13,7 +13,7 @@ from ..models import ClipSpec, WeightsError, create_model
 from ..video import create_transform, read_clip, write_video
 from .common import ModelSource
 
-DEFAULT_MODEL = "r2plus1d_34.ig65m_ft_kinetics400_8f"
+DEMO_MODEL = "r2plus1d_34.ig65m_ft_kinetics400_8f"  # a Kinetics classifier, so the predictions read as actions
 
 
 def synthesize_clip(path: str, num_frames: int = 48, size: Tuple[int, int] = (240, 320), fps: int = 30) -> str:
@@ -33,9 +33,7 @@ def synthesize_clip(path: str, num_frames: int = 48, size: Tuple[int, int] = (24
     return write_video(path, frames(), fps)
 
 
-def run_demo(
-    source: ModelSource = ModelSource(DEFAULT_MODEL), video: Optional[str] = None, repeats: int = 3
-) -> Dict[str, object]:
+def run_demo(source: ModelSource, video: Optional[str] = None, repeats: int = 3) -> Dict[str, object]:
     """Run ``source``'s model on the first clip of ``video`` (or of a synthetic clip). Pretrained weights that cannot
     be had fall back to random weights, said loudly."""
     used_pretrained = False
@@ -94,7 +92,7 @@ def print_demo(result: Dict[str, object]) -> None:
 class DemoConfig:
     """Synthesise a clip (or read one), run a model, print predictions, feature shape and throughput."""
 
-    model: ModelSource = field(default_factory=lambda: ModelSource(DEFAULT_MODEL))
+    model: ModelSource = field(default_factory=lambda: ModelSource(DEMO_MODEL))
     video: Optional[str] = field(default=None, metadata=dict(help="use this video instead of a synthetic clip"))
 
 

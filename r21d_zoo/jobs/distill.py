@@ -30,7 +30,7 @@ from .engine import FitResult, OptimConfig, StepContext, StepOutput, TrainConfig
 from .labelled import LabelledVideos, Sample, TrainClips
 
 _logger = logging.getLogger(__name__)
-TARGETS = ("centre", "random", "multi")
+TARGETS = ("center", "random", "multi")
 LOSSES = ("ce", "mse")
 
 
@@ -71,9 +71,9 @@ class TeacherSpec:
 
 
 def teacher_frames(clips: torch.Tensor, target: str, num_frames: int, generator: torch.Generator) -> torch.Tensor:
-    """Frame indices per clip (B, n) for ``centre`` (n=1), ``random`` (n=1) or ``multi`` (n=``num_frames``)."""
+    """Frame indices per clip (B, n) for ``center`` (n=1), ``random`` (n=1) or ``multi`` (n=``num_frames``)."""
     b, t = clips.shape[:2]
-    if target == "centre":
+    if target == "center":
         return torch.full((b, 1), t // 2, dtype=torch.long)
     n = 1 if target == "random" else num_frames
     return torch.randint(0, t, (b, n), generator=generator)
@@ -170,7 +170,7 @@ class DistillConfig(TrainConfig):
     )
     modality: Literal["rgb", "gray_diff"] = field(default="rgb", metadata=dict(help="the student's input"))
     clip: Dict[str, Any] = clip_field(help="the student's clip (default: its architecture's)", num_frames=8)
-    target: Literal["centre", "random", "multi"] = field(default="centre", metadata=dict(help="teacher frame(s)"))
+    target: Literal["center", "random", "multi"] = field(default="center", metadata=dict(help="teacher frame(s)"))
     teacher_frames: int = field(default=4, metadata=dict(help="frames averaged for --target multi"))
     temperature: float = field(default=1.0, metadata=dict(help="softmax temperature of teacher and student"))
     loss: Literal["ce", "mse"] = field(default="ce", metadata=dict(help="cross-entropy, or MSE between logits"))

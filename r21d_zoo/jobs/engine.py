@@ -262,7 +262,8 @@ def fit(
     batch. After every epoch: ``evaluate(model)`` adds to the epoch record; with ``out_dir`` the primary rank writes
     ``last.pt`` (everything needed to resume exactly, plus ``config``), ``metrics.json``/``.csv`` and ``curves.png``,
     and calls ``export(model, out_dir / "best", record)`` when the record's ``monitor`` value improves. When the last
-    epoch is done the model is exported to ``out_dir/<final_name>`` with the last record. ``stop_after_epochs`` ends the run early (to test resuming).
+    epoch is done the model is exported to ``out_dir/<final_name>`` with the last record. ``stop_after_epochs`` ends
+    the run early (to test resuming).
     """
     world = world or init_distributed()
     device = default_device(world, cfg.device)

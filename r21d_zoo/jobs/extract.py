@@ -36,7 +36,6 @@ _logger = logging.getLogger(__name__)
 
 Pool = Literal["avg", "max", "none"]
 POOLS = ("avg", "max", "none")
-DEFAULT_EXTRACT_MODEL = "r2plus1d_34.ig65m_32f"  # the IG-65M pre-trained R(2+1)D-34 that ig65m-pytorch extracts with
 
 
 @dataclass
@@ -496,7 +495,7 @@ class ExtractJobConfig:
         metadata=dict(positional=True, help="video files, directories (recursive) or .txt/.csv lists of paths")
     )
     out: str = field(metadata=dict(flag=("-o", "--out"), help="output directory"))
-    model: ModelSource = field(default_factory=lambda: ModelSource(DEFAULT_EXTRACT_MODEL))
+    model: ModelSource = field(default_factory=ModelSource)
     settings: ExtractConfig = field(default_factory=ExtractConfig)
     format: Literal["npy", "safetensors"] = field(default="npy", metadata=dict(help="feature file format"))
     dtype: Literal["float32", "float16"] = field(default="float32", metadata=dict(help="stored feature dtype"))

@@ -223,6 +223,8 @@ def finetune(
     model = cfg.model.create(num_classes=len(train.classes))
     spec = ClipSpec.from_model(model, **cfg.clip)
     base = starting_point(model, cfg.model)
+    data_name = Path(train.source).name if train.source else "in memory"
+    weights = f" (weights from {cfg.model.checkpoint_path})" if cfg.model.checkpoint_path and base else ""
     set_derived_cfg(
         model,
         base_model=base,
@@ -230,9 +232,8 @@ def finetune(
         num_classes=len(train.classes),
         labels=tuple(train.classes),
         datasets=(Path(train.source).name,) if train.source else (),
-        notes=f"Fine-tuned ({cfg.mode}) from {base or 'random initialisation'}"
-        f"{f' (weights from {cfg.model.checkpoint_path})' if cfg.model.checkpoint_path and base else ''} on "
-        f"{len(train)} videos of {len(train.classes)} classes ({Path(train.source).name if train.source else 'in memory'}).",
+        notes=f"Fine-tuned ({cfg.mode}) from {base or 'random initialisation'}{weights} on {len(train)} videos of "
+        f"{len(train.classes)} classes ({data_name}).",
     )
     frozen_bn = _freeze(model, cfg)
     head = {id(p) for p in model.get_classifier().parameters()}
@@ -330,9 +331,7 @@ class EvaluateJobConfig:
     model: ModelSource = field(default_factory=lambda: ModelSource("r2plus1d_34.ig65m_ft_kinetics400_32f"))
     num_clips: int = field(default=10, metadata=dict(help="uniformly spaced clips per video"))
     clip: Dict[str, Any] = clip_field()
-    classes_from_model: bool = field(
-        default=False, metadata=dict(help="map label names with the model's label_names")
-    )
+    classes_from_model: bool = field(default=False, metadata=dict(help="map label names with the model's label_names"))
     output: Optional[str] = field(default=None, metadata=dict(help="write the full results (per class, confusion)"))
     workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes"))
     device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))

@@ -1,7 +1,7 @@
 """Inflate a 2D ImageNet ResNet (timm or torchvision, or their state dict) into a video ResNet (I3D-style).
 
 Every 2D ``k x k`` filter becomes a ``kt x k x k`` filter: ``repeat`` copies it over time and divides by ``kt`` (a
-clip of one repeated image then gives the 2D activations at every temporally interior position), ``centre`` puts it
+clip of one repeated image then gives the 2D activations at every temporally interior position), ``center`` puts it
 on the centre time slice (zeros elsewhere). BatchNorm statistics and affine parameters are carried over, the 2D
 max-pool after the stem becomes ``pool1``, and strides follow R3D (layers 2-4 also stride 2 in time, except for
 fR2D/R2D/MC3's 2D layers). The video model is the registered ``<family>_<depth>`` architecture, built through the
@@ -33,7 +33,7 @@ FAMILIES: Dict[str, Tuple[Tuple[str, ...], str]] = {
     "r2d": (("2d",) * 4, "r2d"),
     "r2plus1d": (("2plus1d",) * 4, "r2plus1d"),
 }
-MODES = ("repeat", "centre")
+MODES = ("repeat", "center")
 DEPTHS = {
     ("basic", (2, 2, 2, 2)): 18,
     ("basic", (3, 4, 6, 3)): 34,
@@ -234,7 +234,7 @@ def inflate(
         source: a timm model name (``"resnet50.a1_in1k"``; downloaded with ``pretrained=True``), a timm or
             torchvision ResNet, or a state dict in their key naming.
         family: ``r3d``, ``mc3``, ``fr2d``, ``r2d`` or ``r2plus1d``; the depth and block type follow the 2D model.
-        mode: ``repeat`` (divide by the temporal kernel size) or ``centre``.
+        mode: ``repeat`` (divide by the temporal kernel size) or ``center``.
         num_classes: ``None`` keeps the 2D classifier (e.g. 1000 ImageNet classes); another value gets a new head.
         num_frames: clip length (R2D's stem kernel; recorded in the config).
         model_args: further ``create_model`` arguments (e.g. ``drop_rate``).

@@ -503,6 +503,7 @@ _PAPER_R21D = ("arXiv:1711.11248", "A Closer Look at Spatiotemporal Convolutions
 _PAPER_IG65M = ("arXiv:1905.00561", "Large-scale weakly-supervised pre-training for video action recognition")
 _PAPER_CSN = ("arXiv:1904.02811", "Video Classification with Channel-Separated Convolutional Networks")
 
+
 def _cfg(**kwargs: Any) -> PretrainedCfg:
     """Family defaults: the :class:`ClipSpec` defaults (16 frames resized to 128x171, 112 crop, Kinetics mean/std),
     400 Kinetics classes, VMZ caffe2 BN (eps 1e-3). Clip fields may be passed flat (``num_frames=32``)."""

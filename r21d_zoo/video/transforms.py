@@ -1,5 +1,5 @@
-"""Clip preprocessing built from a :class:`ClipSpec` (normally the weights' own), so nobody copies mean/std from a README:
-the evaluation transform (resize, centre / three / no crop, normalise) and the training augmentation (random crop and
+"""Clip preprocessing built from a :class:`ClipSpec` (normally the weights' own), so nobody copies mean/std from a
+README: the evaluation transform (resize, centre / three / no crop, normalise) and the training augmentation (random crop and
 flip)."""
 
 from typing import Any, List, Sequence, Tuple, Union
@@ -113,7 +113,8 @@ class VideoClassificationTransform(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"resize_size={self.resize_size}, crop_size={self.crop_size}, crop_mode={self.crop_mode}, "
-            f"interpolation={self.interpolation}, antialias={self.antialias}, mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+            f"interpolation={self.interpolation}, antialias={self.antialias}, mean={self.mean.flatten().tolist()}, "
+            f"std={self.std.flatten().tolist()}"
         )
 
 

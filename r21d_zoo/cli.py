@@ -6,10 +6,16 @@ to the weights' value.
 
 Field metadata understood here: ``help``, ``flag`` (a flag or a tuple of flags), ``positional``, ``negate`` (a bool
 field set to False by the flag, e.g. ``--random-weights``), ``choices``, ``parse`` (a str -> value function).
+
+Exit codes: 0 success; 1 some items of a batch failed (recorded, the rest done); 2 usage error (a bad option or an
+unknown model name); 3 input or configuration error (a file, folder, label, checkpoint or config that cannot be used).
+Errors are one line on stderr; ``--debug`` shows the traceback.
 """
 
 import argparse
 import dataclasses
+import logging
+import pickle
 import sys
 import typing
 from dataclasses import MISSING, dataclass
@@ -25,7 +31,15 @@ from .jobs.extract import ExtractJobConfig, run as run_extract
 from .jobs.finetune import EvaluateJobConfig, FinetuneJobConfig, run as run_finetune, run_evaluate
 from .jobs.probe import ProbeJobConfig, run as run_probe
 from .jobs.synthetic import SyntheticConfig, run as run_synthetic
-from .models import ClipSpec
+from .models import ClipSpec, WeightsError
+from .models._hub import OFFLINE_HINT
+
+EXIT_PARTIAL, EXIT_USAGE, EXIT_INPUT = 1, 2, 3
+CLI_OFFLINE_HINT = (
+    "If this machine is offline: pass --checkpoint FILE (a .safetensors, .pth or caffe2 .pkl), use --model "
+    "local-dir:FOLDER, pre-populate the Hugging Face cache (HF_HOME) or the torch hub cache (TORCH_HOME) and set "
+    "HF_HUB_OFFLINE=1, or pass --random-weights to run the pipeline without weights."
+)
 
 
 @dataclass(frozen=True)
@@ -196,19 +210,55 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"r21d-zoo {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="logging")
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         doc = _summary(command.config)
-        p = sub.add_parser(name, help=doc, description=doc, formatter_class=_HelpFormatter)
+        p = sub.add_parser(name, help=doc, description=doc, formatter_class=_HelpFormatter, parents=[common])
         add_config_options(p, command.config)
     return parser
+
+
+def _log_handler(level: str) -> logging.Handler:
+    """Timestamped lines on stderr, so a batch job under nohup or SLURM shows its progress in its log."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setLevel(level.upper())
+    return handler
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     command = COMMANDS[args.command]
+    root, handler = logging.getLogger(), _log_handler(args.log_level)
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(handler.level, old_level or logging.WARNING))
     try:
         return command.run(config_from_args(command.config, args))
-    except KeyError as e:  # unknown model names carry their own suggestions
-        print(f"error: {e.args[0]}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        code, message = _explain(e)
+        print(f"error: {message}", file=sys.stderr)
+        return code
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+def _explain(e: Exception) -> Tuple[int, str]:
+    """Exit code and one line (which may wrap) for an exception reaching the command line."""
+    if isinstance(e, KeyError):  # unknown model names carry their own suggestions
+        return EXIT_USAGE, str(e.args[0]) if e.args else repr(e)
+    message = str(e).replace(OFFLINE_HINT, CLI_OFFLINE_HINT) if isinstance(e, WeightsError) else str(e)
+    if isinstance(e, OSError) and e.filename:
+        message = f"{e.strerror or e}: {e.filename}"
+    if isinstance(e, (ValueError, OSError, RuntimeError, pickle.UnpicklingError)):  # input errors (ours subclass these)
+        return EXIT_INPUT, message
+    return EXIT_INPUT, f"{type(e).__name__}: {message} (an unexpected error; rerun with --debug for the traceback)"

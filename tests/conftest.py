@@ -3,6 +3,7 @@ import os
 # huggingface_hub reads these at import: never touch the network from tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("R21D_ZOO_RETRIES", "0")  # no back-off sleeps; the retry test sets its own
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -90,7 +90,7 @@ def test_bad_json_is_a_usage_error_naming_the_problem(capsys):
 
 
 def test_one_entry_style_with_version_and_every_command(capsys):
-    """``python -m r21d_zoo`` itself runs in test_registry and test_extract (subprocesses); this checks what it shows."""
+    """``python -m r21d_zoo`` itself runs in test_registry and test_extract (subprocesses); here: what it shows."""
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"r21d-zoo {__version__}"

@@ -212,6 +212,7 @@ def _sharded_worker(rank: int, world: int, init: str, args: list) -> None:
     try:
         rc = cli_main(args)
         assert rc == 0, rc
+        torch.distributed.barrier()  # both ranks done before gloo tears down (its threads race at exit)
     finally:
         torch.distributed.destroy_process_group()
 

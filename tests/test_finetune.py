@@ -186,6 +186,7 @@ def _ddp_worker(rank, world, init, root, out):
         if rank == 0:
             (out / "eval.json").write_text(json.dumps(metrics))
             assert result.history[0]["epoch"] == 1
+        dist.barrier()  # both ranks done before gloo tears down (its threads race at exit)
     finally:
         dist.destroy_process_group()
 
@@ -263,6 +264,9 @@ def test_read_labelled_formats(tmp_path, small):
     _, _, root = small
     folders = read_labelled(root)
     assert folders.classes == ["left", "right"] and len(folders) == 20
+    for name in ("a.mp4", "b.mp4", "left/left_000.mp4", "right/right_001.mp4"):  # placeholders: a list whose
+        (tmp_path / name).parent.mkdir(exist_ok=True)  # videos are all missing is refused
+        (tmp_path / name).touch()
     ints = tmp_path / "ints.csv"
     ints.write_text("a.mp4,0\nb.mp4,2\n")
     assert read_labelled(ints).classes == ["0", "1", "2"]
@@ -321,7 +325,6 @@ def test_finetune_and_evaluate_cli(small, tmp_path):
             "2",
             "--output",
             str(out),
-            "--classes-from-model",
             *common[:-1],
         ]
     )

@@ -156,7 +156,9 @@ def test_bad_checkpoints_name_file_expected_and_found(tv_checkpoint, problem, ma
 
 
 @pytest.fixture
-def http_dir(tmp_path):
+def http_dir(tmp_path, monkeypatch):
+    """A loopback HTTP server; the network is allowed for these tests (conftest sets HF_HUB_OFFLINE=1 otherwise)."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     served = tmp_path / "served"
     served.mkdir()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
@@ -220,7 +222,8 @@ def test_caffe2_pkl_url_converted_on_the_fly(http_dir, torch_home):
     assert (logits - ref).abs().max() / ref.abs().max() < 1e-4
 
 
-def test_unreachable_sources_give_an_offline_hint(torch_home):
+def test_unreachable_sources_give_an_offline_hint(torch_home, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     overlay = dict(url="http://127.0.0.1:9/none-12345678.pth", hash_prefix="12345678", mirrors=())
     with pytest.raises(WeightsError, match=r"(?s)127.0.0.1:9.*checkpoint_path=.*HF_HUB_OFFLINE"):
         r21d_zoo.create_model("r3d_18.tv_kinetics400_16f", pretrained=True, pretrained_cfg_overlay=overlay, **TINY)

@@ -76,6 +76,11 @@ def test_cli_list_and_info(capsys):
     assert "80.0 / 94.2" in out and "63.70 M" in out and "bn_eps" in out and "model_cards/" in out
     assert cli_main(["info", "r2plus1d_43"]) == 2
     assert "Did you mean" in capsys.readouterr().err
+    assert cli_main(["list", "--pretrained", "csn"]) == 0  # a bare word matches anywhere
+    assert capsys.readouterr().out.split() == r21d_zoo.list_pretrained("*csn*") and r21d_zoo.list_pretrained("*csn*")
+    assert cli_main(["info", "r2plus1d_50"]) == 0
+    out = capsys.readouterr().out
+    assert "no weights, so no class names" in out and "not published" in out and "None" not in out
 
 
 def test_console_script_installed():

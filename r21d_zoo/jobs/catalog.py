@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..export.cards import model_stats, registry_config
-from ..models import get_pretrained_cfg, list_aliases, list_models, list_pretrained, resolve_model_name
+from ..models import PretrainedCfg, get_pretrained_cfg, list_aliases, list_models, list_pretrained, resolve_model_name
 from ..models._pretrained import metric_value
 
 
@@ -14,16 +14,25 @@ class ListConfig:
     """List architectures, or pretrained weights with --pretrained."""
 
     filter: Optional[str] = field(
-        default=None, metadata=dict(positional=True, help="fnmatch pattern, e.g. 'r2plus1d_*'")
+        default=None, metadata=dict(positional=True, help="fnmatch pattern ('r2plus1d_*'), or a word to look for")
     )
     pretrained: bool = field(default=False, metadata=dict(help="list the arch.tag names that have weights"))
 
 
 def run_list(cfg: ListConfig) -> int:
-    names = list_pretrained(cfg.filter or "") if cfg.pretrained else list_models(cfg.filter or "")
+    pattern = cfg.filter or ""
+    if pattern and not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*"  # a bare word matches anywhere in the name
+    names = list_pretrained(pattern) if cfg.pretrained else list_models(pattern)
     for name in names:
         print(name)
     return 0
+
+
+def _class_names(w: PretrainedCfg) -> str:
+    if not w.has_weights:
+        return "no weights, so no class names: a new head to train"
+    return "Kinetics-400 names" if w.label_set else "no published names"
 
 
 @dataclass
@@ -52,7 +61,7 @@ def run_info(cfg: InfoConfig) -> int:
         ("weights", "yes" if w.has_weights else "none released (random init only)"),
         ("params", f"{params / 1e6:.2f} M"),
         ("GMACs", f"{gmacs:.1f} per {t}x{h}x{h} clip"),
-        ("classes", f"{w.num_classes} ({'Kinetics-400 names' if w.label_set else 'no published names'})"),
+        ("classes", f"{w.num_classes} ({_class_names(w)})"),
         ("architecture args", json.dumps(w.model_args, sort_keys=True)),
         (
             "input",

@@ -2,12 +2,43 @@
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch.nn as nn
 
 from ..models import create_model
+
+
+class InputError(ValueError):
+    """A user's input (a file, a folder, a label, an option) cannot be used; the message names it and the fix."""
+
+
+def writable_dir(path: str, option: str = "-o") -> Path:
+    """Create ``path`` if needed and prove it writable, before any work is done."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{option} {path} is an existing file, not a folder; choose another {option}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise InputError(
+            f"cannot write to {option} {path} ({e.strerror or e}); choose a folder you can write to"
+        ) from e
+    return out
+
+
+def writable_file(path: str, option: str) -> Path:
+    """The parent folder of an output file must be writable and the file must not be a folder."""
+    out = Path(path)
+    if out.is_dir():
+        raise InputError(f"{option} {path} is a folder; give a file name")
+    writable_dir(str(out.parent), f"the folder of {option}")
+    return out
 
 
 def default_workers() -> int:

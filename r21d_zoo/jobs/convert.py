@@ -27,6 +27,7 @@ from ..models import (
 )
 from ..models._caffe2 import caffe2_to_state_dict, class_count, load_caffe2_pickle, visual_tower
 from ..models._hub import sha256_file
+from .common import writable_dir
 
 
 def build_target(name: str, num_classes: int, source: str, **model_kwargs: Any) -> nn.Module:
@@ -122,6 +123,7 @@ class ConvertConfig:
 
 
 def run(cfg: ConvertConfig) -> int:
+    writable_dir(cfg.out)
     convert = convert_caffe2 if cfg.source.lower().endswith(".pkl") else convert_torch
     print(convert(cfg.source, cfg.model, cfg.out, cfg.verify))
     return 0

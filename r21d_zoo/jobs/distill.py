@@ -22,11 +22,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..export import save_pretrained
-from ..models import ClipSpec, create_model, set_derived_cfg
+from ..models import ClipSpec, WeightsError, create_model, set_derived_cfg
 from ..video import VideoClassificationTransform, normalize
-from .common import clip_field, parse_json_object
+from .common import InputError, clip_field, parse_json_object, writable_dir
 from .distributed import WorldInfo, default_device, init_distributed
 from .engine import FitResult, OptimConfig, StepContext, StepOutput, TrainConfig, fit
+from .extract import discover_videos
 from .labelled import LabelledVideos, Sample, TrainClips
 
 _logger = logging.getLogger(__name__)
@@ -52,7 +53,16 @@ class TeacherSpec:
         if isinstance(teacher, str):
             import timm
 
-            teacher = timm.create_model(teacher, pretrained=pretrained)
+            try:
+                teacher = timm.create_model(teacher, pretrained=pretrained)
+            except Exception as e:  # timm's Hub download: offline, unreachable, unknown name
+                if not pretrained or isinstance(e, RuntimeError) and "Unknown model" in str(e):
+                    raise
+                raise WeightsError(
+                    f"could not load the weights of the timm teacher {name!r} ({type(e).__name__}: {e}). Offline: "
+                    f"pre-populate the Hugging Face cache (HF_HOME) and set HF_HUB_OFFLINE=1, or pass "
+                    f"--random-teachers (random_teachers) to test the pipeline without weights."
+                ) from e
         spec = cls(teacher, name=name)
         if hasattr(teacher, "pretrained_cfg"):
             import timm.data
@@ -269,12 +279,10 @@ class DistillJobConfig:
 
 
 def run(cfg: DistillJobConfig) -> int:
-    from .extract import discover_videos
-
     videos = [v.path for v in discover_videos(cfg.inputs)]
     if not videos:
-        print(f"error: no videos found in {cfg.inputs}")
-        return 2
+        raise InputError(f"no videos found in {' '.join(cfg.inputs)}")
+    writable_dir(cfg.out)
     teachers = [TeacherSpec.create(name, pretrained=not cfg.random_teachers) for name in cfg.teacher]
     result = distill(videos, teachers, cfg.settings, out_dir=cfg.out)
     if result.final_dir is not None:

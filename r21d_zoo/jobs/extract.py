@@ -26,10 +26,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .._io import atomic_write, partial_path
 from ..export.optimize import AMP_DTYPES, optimize_for_inference
-from ..models import ClipSpec, WeightsError
+from ..models import ClipSpec
 from ..video import VideoClassificationTransform, VideoDecodeError, VideoInfo, open_video, sliding_clips, uniform_clips
 from ..video.reader import BACKENDS, DEFAULT_BACKEND, VIDEO_EXTENSIONS
-from .common import ModelSource, clip_field, default_workers
+from .common import InputError, ModelSource, clip_field, default_workers, writable_dir
 from .distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
 
 _logger = logging.getLogger(__name__)
@@ -513,24 +513,17 @@ class ExtractJobConfig:
 
 def run(cfg: ExtractJobConfig) -> int:
     """``r21d-zoo extract``: exit 1 when any video failed (on any rank), 2 when the model or inputs are unusable."""
+    videos = discover_videos(cfg.inputs, cfg.extensions.split(","))
+    if not videos:
+        raise InputError(f"no videos found in {' '.join(cfg.inputs)} (extensions {cfg.extensions})")
+    writable_dir(cfg.out)
     world = world_info_from_env()
     if cfg.shard_id is not None or cfg.num_shards is not None:
         shard_id, num_shards = cfg.shard_id or 0, cfg.num_shards or 1
     else:
         world = init_distributed(world)
         shard_id, num_shards = world.rank, world.world_size
-    try:
-        model = cfg.model.create()
-    except WeightsError as e:
-        print(
-            f"error: {e}\n(pass --checkpoint PATH for a local file, or --random-weights to test the pipeline)",
-            file=sys.stderr,
-        )
-        return 2
-    videos = discover_videos(cfg.inputs, cfg.extensions.split(","))
-    if not videos:
-        print(f"error: no videos found in {cfg.inputs} (extensions {cfg.extensions})", file=sys.stderr)
-        return 2
+    model = cfg.model.create()
     summary = run_extraction(
         videos,
         cfg.out,

@@ -32,7 +32,8 @@ from ..video import VideoClassificationTransform, train_augment
 from .common import ModelSource, clip_field, default_workers
 from .distributed import WorldInfo, default_device, init_distributed
 from .engine import FitResult, OptimConfig, StepContext, StepOutput, TrainConfig, autocast, fit, unwrap
-from .labelled import EvalClips, LabelledVideos, TrainClips, read_labelled
+from .common import InputError, writable_dir, writable_file
+from .labelled import EvalClips, LabelledVideos, LabelOptions, TrainClips
 
 _logger = logging.getLogger(__name__)
 MODES = ("full", "fc")
@@ -71,10 +72,17 @@ def evaluate(
     amp: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Clip- and video-level metrics of ``model`` on ``data``, ``num_clips`` clips of ``spec`` per video cropped by
-    ``spec.crop_mode`` (see the module docstring). Every rank returns the metrics of the whole dataset."""
+    ``spec.crop_mode`` (see the module docstring). ``data`` must be labelled in the model's label space
+    (:func:`model_classes`); classes absent from the data are reported as such. Every rank returns the metrics of the
+    whole dataset."""
     world = world or WorldInfo()
     device = torch.device(device) if device else next(model.parameters()).device
     model = unwrap(model).eval()
+    if len(data.classes) != model.num_classes:
+        raise InputError(
+            f"{data.source or 'the data'} is labelled with {len(data.classes)} classes but the model has "
+            f"{model.num_classes}; read it with classes=model_classes(model)"
+        )
     fully_conv = spec.crop_mode == "full"
     transform = VideoClassificationTransform.from_spec(spec).to(device)  # frames arrive resized: resize is a no-op
     shard = list(range(world.rank, len(data), world.world_size))  # no padding, no duplicates
@@ -147,8 +155,19 @@ def _metrics(data: LabelledVideos, results, num_clips: int, crop_mode: str) -> D
         per_class[name] = dict(
             support=support, recall=hit / support if support else None, precision=hit / predicted if predicted else None
         )
-    out.update(per_class=per_class, confusion_matrix=confusion.tolist(), classes=data.classes)
+    out.update(
+        per_class=per_class,
+        confusion_matrix=confusion.tolist(),
+        classes=data.classes,
+        absent_classes=[name for name, row in per_class.items() if not row["support"]],
+    )
     return out
+
+
+def model_classes(model: nn.Module) -> List[str]:
+    """The label space a model predicts: its label names, or ``"0" .. "num_classes - 1"`` when it has none."""
+    names = (getattr(model, "pretrained_cfg", None) or {}).get("label_names")
+    return list(names) if names and len(names) == model.num_classes else [str(i) for i in range(model.num_classes)]
 
 
 def _multi_hot(labels, k: int) -> torch.Tensor:
@@ -176,6 +195,9 @@ class FinetuneConfig(TrainConfig):
     backbone_lr_mult: float = field(default=1.0, metadata=dict(help="LR factor for all but the classifier"))
     flip: bool = field(default=True, metadata=dict(help="random horizontal flips (off when left/right matters)"))
     eval_clips: int = field(default=10, metadata=dict(help="uniformly spaced clips per validation video"))
+    stop_on_unreadable: bool = field(
+        default=False, metadata=dict(help="stop when a validation video cannot be read (default: count and warn)")
+    )
     clip: Dict[str, Any] = clip_field(help="clip settings (default: the weights'); --crop is the evaluation crop")
     optim: OptimConfig = field(default_factory=_finetune_optim)
 
@@ -255,8 +277,18 @@ def finetune(
 
     def validate(net: nn.Module) -> Dict[str, Any]:
         metrics = evaluate(net, val, spec, cfg.eval_clips, device, world, cfg.workers, cfg.amp)
+        if metrics["failed"]:
+            details = "; ".join(f"{path}: {error}" for path, error in list(metrics["errors"].items())[:3])
+            if cfg.stop_on_unreadable:
+                raise InputError(f"{metrics['failed']} validation video(s) could not be read: {details}")
+            _logger.warning(
+                "%d of %d validation videos could not be read and are left out of the metrics: %s",
+                metrics["failed"],
+                len(val),
+                details,
+            )
         out = {f"val_{k}": metrics[k] for k in VAL_METRICS if k in metrics}
-        out["val_failed"] = metrics["failed"]
+        out.update(val_videos=metrics["videos"], val_failed=metrics["failed"])
         return out
 
     def export(net: nn.Module, path: Path, record: Dict[str, Any]) -> None:
@@ -303,12 +335,14 @@ class FinetuneJobConfig:
     train: str = field(metadata=dict(help="CSV (path,label), split list, or class-folder tree"))
     out: str = field(metadata=dict(flag=("-o", "--out"), help="checkpoints, metrics, curves.png and the models"))
     val: Optional[str] = field(default=None, metadata=dict(help="validation split in the same formats"))
+    labels: LabelOptions = field(default_factory=LabelOptions)
     settings: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
 def run(cfg: FinetuneJobConfig) -> int:
-    train = read_labelled(cfg.train)
-    val = read_labelled(cfg.val, classes=train.classes) if cfg.val else None
+    train = cfg.labels.read(cfg.train)
+    val = cfg.labels.read(cfg.val, classes=train.classes) if cfg.val else None
+    writable_dir(cfg.out)
     result = finetune(train, val, cfg.settings, out_dir=cfg.out)
     last = result.history[-1] if result.history else {}
     print(
@@ -331,7 +365,7 @@ class EvaluateJobConfig:
     model: ModelSource = field(default_factory=lambda: ModelSource("r2plus1d_34.ig65m_ft_kinetics400_32f"))
     num_clips: int = field(default=10, metadata=dict(help="uniformly spaced clips per video"))
     clip: Dict[str, Any] = clip_field()
-    classes_from_model: bool = field(default=False, metadata=dict(help="map label names with the model's label_names"))
+    labels: LabelOptions = field(default_factory=LabelOptions)
     output: Optional[str] = field(default=None, metadata=dict(help="write the full results (per class, confusion)"))
     workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes"))
     device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
@@ -339,16 +373,20 @@ class EvaluateJobConfig:
 
 
 def run_evaluate(cfg: EvaluateJobConfig) -> int:
+    """Scores are over the model's classes: labels are mapped onto its label names (or indices)."""
+    if cfg.output:
+        writable_file(cfg.output, "--output")
     world = init_distributed()
     device = default_device(world, cfg.device)
     model = cfg.model.create().to(device)
-    data = read_labelled(cfg.data, classes=model.pretrained_cfg.get("label_names") if cfg.classes_from_model else None)
+    data = cfg.labels.read(cfg.data, classes=model_classes(model))
     spec = ClipSpec.from_model(model, **cfg.clip)
     metrics = evaluate(model, data, spec, cfg.num_clips, device, world, cfg.workers, cfg.amp)
     if world.is_primary:
+        metrics["excluded"] = data.excluded
+        keys = ("videos", "failed", "excluded", "video_top1", "video_top5", "clip_top1", "clip_top5", "mAP")
         text = json.dumps(metrics, indent=2)
         if cfg.output:
             atomic_write(cfg.output, lambda f: f.write(text.encode()))
-        keys = ("videos", "failed", "video_top1", "video_top5", "clip_top1", "clip_top5", "mAP")
         print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
     return 1 if metrics.get("failed") else 0

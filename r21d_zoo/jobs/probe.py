@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .finetune import average_precision
-from .labelled import LabelledVideos, read_labelled
+from .labelled import LabelledVideos, LabelOptions
 
 _logger = logging.getLogger(__name__)
 DEFAULT_L2 = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -153,11 +153,12 @@ class ProbeJobConfig:
     test: str = field(metadata=dict(help="labelled test videos"))
     train_features: str = field(metadata=dict(help="feature directory of the training videos"))
     test_features: Optional[str] = field(default=None, metadata=dict(help="feature directory of the test videos"))
+    labels: LabelOptions = field(default_factory=LabelOptions)
 
 
 def run(cfg: ProbeJobConfig) -> int:
-    train = read_labelled(cfg.train)
-    test = read_labelled(cfg.test, classes=train.classes)
+    train = cfg.labels.read(cfg.train)
+    test = cfg.labels.read(cfg.test, classes=train.classes)
     summary = run_probe(Path(cfg.train_features), train, Path(cfg.test_features or cfg.train_features), test)
     print(json.dumps(summary, default=str))
     return 0

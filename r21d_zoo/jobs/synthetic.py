@@ -17,6 +17,7 @@ from typing import List, Literal, Sequence, Tuple
 import numpy as np
 
 from ..video import write_video
+from .common import writable_dir
 
 DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
 
@@ -100,6 +101,7 @@ class SyntheticConfig:
 
 
 def run(cfg: SyntheticConfig) -> int:
+    writable_dir(cfg.out, "the output folder")
     train, val = make_motion_dataset(
         Path(cfg.out), cfg.videos_per_class, cfg.val_per_class, cfg.frames, cfg.size, cfg.seed, cfg.directions
     )

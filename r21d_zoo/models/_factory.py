@@ -26,7 +26,10 @@ def _cfg_from_config(config: Dict[str, Any], source: Dict[str, Any]) -> Tuple[st
     pcfg.update(source)
     model_args = dict(config.get("model_args") or {})
     model_args.setdefault("num_classes", pcfg["num_classes"])
-    cfg = PretrainedCfg.from_dict(pcfg)
+    try:
+        cfg = PretrainedCfg.from_dict(pcfg)
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"the pretrained_cfg of config.json does not describe a weight: {e}") from e
     cfg = cfg.replace(model_args={k: v for k, v in cfg.model_args.items() if k not in model_args})
     return arch_name, cfg, model_args
 
@@ -79,14 +82,17 @@ def create_model(
     saved = _saved_model_source(model_name, cache_dir)
     if saved is not None:  # hf-hub: / local-dir: folders written by save_pretrained; their weights always load
         arch, cfg, model_args = saved
-        return model_entrypoint(arch)(
-            pretrained=True,
-            pretrained_cfg=cfg,
-            pretrained_cfg_overlay=pretrained_cfg_overlay,
-            checkpoint_path=checkpoint_path,
-            cache_dir=cache_dir,
-            **dict(model_args, **kwargs),
-        )
+        try:
+            return model_entrypoint(arch)(
+                pretrained=True,
+                pretrained_cfg=cfg,
+                pretrained_cfg_overlay=pretrained_cfg_overlay,
+                checkpoint_path=checkpoint_path,
+                cache_dir=cache_dir,
+                **dict(model_args, **kwargs),
+            )
+        except TypeError as e:  # an argument the architecture does not take
+            raise WeightsError(f"{model_name}: the model_args of its config.json {model_args} do not fit {arch}: {e}")
     if any(c in model_name for c in "/\\:"):
         raise ValueError(
             f"{model_name!r} looks like a path or repo: use 'local-dir:{model_name}' for a folder "

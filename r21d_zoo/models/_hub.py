@@ -5,13 +5,20 @@ Security: ``.pth`` files are only read with ``torch.load(weights_only=True)``; c
 unpickler in :mod:`r21d_zoo.models._caffe2`.
 """
 
+import contextlib
 import hashlib
+import http.client
 import json
 import logging
 import os
-import tempfile
+import pickle
+import re
+import socket
+import time
+import urllib.error
+import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
 
 import torch
@@ -73,7 +80,21 @@ def read_state_dict(path: str, model: Optional[nn.Module] = None) -> Dict[str, t
 
             return load_file(str(p), device="cpu")
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, bad header, a pickle global that weights_only refuses, ...
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if not found:  # not a refused object: garbage, or a truncated pickle (torch's advice is not repeated)
+            reason = str(e).split("WeightsUnpickler error:")[-1].strip().split("\n")[0]
+            raise WeightsError(
+                f"could not read checkpoint {path} ({reason}): the file is truncated or corrupted, or not a weights "
+                f"file; delete it and download it again."
+            ) from e
+        # the weights-only unpickler refused an object: name it, and never advise turning the check off
+        raise WeightsError(
+            f"refused to load {path}: besides tensors it asks to load {found.group(1)}, which a weights file does not "
+            f"need and which could run code; nothing in it was executed. Use a .safetensors file of the weights, or "
+            f"re-save only the state dict (tensors) on a machine where the file's origin is trusted."
+        ) from e
+    except Exception as e:  # truncated zip, bad header, not a checkpoint at all
         raise WeightsError(
             f"could not read checkpoint {path} ({type(e).__name__}: {e}). The file may be truncated or corrupted, "
             f"or not a weights file; delete it and download it again."
@@ -99,7 +120,15 @@ def read_config_json(directory: str) -> Dict[str, Any]:
     path = Path(directory) / "config.json"
     if not path.is_file():
         raise WeightsError(f"{directory} has no config.json; write one with r21d_zoo.save_pretrained(model, dir)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WeightsError(f"{path} is not valid JSON ({e}); write the folder again with save_pretrained") from e
+    if not isinstance(config, dict) or not isinstance(config.get("pretrained_cfg", {}), dict):
+        raise WeightsError(f"{path} must hold a JSON object with a 'pretrained_cfg' object (timm's config.json)")
+    if not isinstance(config.get("model_args") or {}, dict):
+        raise WeightsError(f"{path}: 'model_args' must be a JSON object, found {config['model_args']!r}")
+    return config
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -119,43 +148,123 @@ def url_filename(url: str) -> str:
     return unquote(os.path.basename(urlparse(url).path))
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def is_offline() -> bool:
+    """``HF_HUB_OFFLINE=1`` or ``R21D_ZOO_OFFLINE=1``: no network at all, caches only."""
+    return _env_flag("HF_HUB_OFFLINE") or _env_flag("R21D_ZOO_OFFLINE")
+
+
+def download_timeout() -> float:
+    """Seconds a connection may wait to connect or for the next bytes (``R21D_ZOO_TIMEOUT``, default 30)."""
+    return float(os.environ.get("R21D_ZOO_TIMEOUT", "30"))
+
+
+def download_retries() -> int:
+    """Further attempts after a failed download (``R21D_ZOO_RETRIES``, default 2)."""
+    return int(os.environ.get("R21D_ZOO_RETRIES", "2"))
+
+
+class DownloadError(OSError):
+    """A file could not be fetched (offline, unreachable, stalled); the message lists every attempt."""
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    """torch.hub's downloader opens URLs with the socket default timeout (none unless set): bound it."""
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _remove_partials(directory: Path, pid: Optional[int] = None) -> None:
+    """Temp files of downloads (``.download-<pid>-*``, torch's ``*.partial`` beside them): those of ``pid``, or of
+    processes that no longer run (a run killed with SIGKILL cannot clean up after itself)."""
+    for f in directory.glob(".download-*"):
+        owner = f.name.split("-")[1]
+        if not owner.isdigit():
+            continue
+        if pid is not None:
+            dead = int(owner) == pid
+        else:
+            try:
+                os.kill(int(owner), 0)
+                dead = False
+            except ProcessLookupError:
+                dead = True
+            except PermissionError:  # another user's live process
+                dead = False
+        if dead:
+            f.unlink(missing_ok=True)
+
+
 def download_url(
     url: str, hash_prefix: Optional[str] = None, cache_dir: Optional[str] = None, progress: bool = True
 ) -> str:
-    """Download ``url`` into the torch hub cache (``$TORCH_HOME/hub/checkpoints``) once; verify the sha256 prefix.
+    """Download ``url`` into the torch hub cache (``$TORCH_HOME/hub/checkpoints``) once, with torch's downloader
+    checking the sha256 prefix while it streams.
 
-    The download goes to a temporary file that is renamed only after the hash matches, so a failed or corrupted
-    transfer never leaves a file in the cache.
+    Each attempt has a connect/read timeout (``R21D_ZOO_TIMEOUT``) and failed attempts are retried
+    (``R21D_ZOO_RETRIES``); the error lists them all. The transfer goes to a temp file that is renamed only when
+    complete and verified, so no failure, interrupt or kill leaves a file in the cache (a killed run's temp files are
+    removed by the next download). Offline (:func:`is_offline`) nothing is fetched.
     """
     directory = Path(cache_dir) if cache_dir else Path(torch.hub.get_dir()) / "checkpoints"
-    directory.mkdir(parents=True, exist_ok=True)
     dst = directory / url_filename(url)
     if dst.is_file():
         return str(dst)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".download-", suffix=".part")
-    os.close(fd)
-    try:
-        torch.hub.download_url_to_file(url, tmp, hash_prefix=None, progress=progress)
-        if hash_prefix:
-            digest = sha256_file(tmp)
-            if not digest.startswith(hash_prefix):
-                raise WeightsError(
-                    f"hash mismatch for {url}: expected sha256 starting with {hash_prefix}, got {digest[:16]}... "
-                    f"The download is corrupted or the file changed upstream; nothing was cached."
-                )
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return str(dst)
+    if is_offline():
+        raise DownloadError(
+            f"not downloaded: offline mode (HF_HUB_OFFLINE / R21D_ZOO_OFFLINE), and {dst} is not cached"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    _remove_partials(directory)
+    timeout, attempts = download_timeout(), []
+    for attempt in range(1 + download_retries()):
+        tmp = directory / f".download-{os.getpid()}-{uuid.uuid4().hex}.part"
+        try:
+            with _socket_timeout(timeout):
+                torch.hub.download_url_to_file(url, str(tmp), hash_prefix=hash_prefix, progress=progress)
+            os.replace(tmp, dst)
+            return str(dst)
+        except RuntimeError as e:  # torch's hash check
+            raise WeightsError(
+                f"hash mismatch for {url}: expected sha256 starting with {hash_prefix} ({e}); the download is "
+                f"corrupted or the file changed upstream; nothing was cached."
+            ) from e
+        except (OSError, http.client.HTTPException) as e:  # URLError, HTTPError, timeouts, resets
+            attempts.append(f"attempt {attempt + 1}: {type(e).__name__}: {getattr(e, 'reason', None) or e}")
+            if isinstance(e, urllib.error.HTTPError) and 400 <= e.code < 500:
+                break  # not found / forbidden: asking again will not help
+            if attempt < download_retries():
+                time.sleep(min(2.0**attempt, 5.0))
+        finally:
+            _remove_partials(directory, os.getpid())
+    raise DownloadError(
+        f"{len(attempts)} attempt(s), each with a {timeout:g} s timeout (R21D_ZOO_TIMEOUT; retries: R21D_ZOO_RETRIES): "
+        + "; ".join(attempts)
+    )
 
 
 def hf_download(repo_id: str, filename: str, revision: Optional[str] = None, cache_dir: Optional[str] = None) -> str:
-    """One file from the Hub (honours HF_HUB_OFFLINE / HF_HUB_CACHE); the single place this package calls the Hub."""
+    """One file from the Hub (honours HF_HUB_OFFLINE / HF_HUB_CACHE); the single place this package calls the Hub.
+    ``R21D_ZOO_OFFLINE=1`` keeps it to the cache too."""
     from huggingface_hub import hf_hub_download
 
     return hf_hub_download(
-        repo_id, filename, revision=revision, cache_dir=cache_dir, library_name="r21d_zoo", library_version=__version__
+        repo_id,
+        filename,
+        revision=revision,
+        cache_dir=cache_dir,
+        library_name="r21d_zoo",
+        library_version=__version__,
+        etag_timeout=download_timeout(),
+        local_files_only=is_offline(),
     )
 
 

@@ -1,6 +1,6 @@
 """Clip preprocessing built from a :class:`ClipSpec` (normally the weights' own), so nobody copies mean/std from a
-README: the evaluation transform (resize, centre / three / no crop, normalise) and the training augmentation (random crop and
-flip)."""
+README: the evaluation transform (resize, centre / three / no crop, normalise) and the training augmentation (random
+crop and flip)."""
 
 from typing import Any, List, Sequence, Tuple, Union
 

@@ -2,7 +2,8 @@
 
 1. a 16-frame clip late in a long video: seek to the preceding keyframe vs decode from the start;
 2. end-to-end extraction throughput (``run_extraction`` with decoding workers) vs model-only throughput on the same clips;
-3. peak resident memory (process + DataLoader workers) while extracting a long 720p video.
+3. peak resident memory (process + DataLoader workers) while extracting a long 720p video; and of ``r21d-zoo demo
+   --video`` on the 60 s video, which decodes only the clip it uses.
 
     python bench/bench_extract.py                 # the full run (a 10-minute 720p video; ~5 min on 2 cores)
     python bench/bench_extract.py --minutes 1     # quicker
@@ -22,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PeakRSS, interleaved_medians, print_table, write_json  # noqa: E402
 
 import r21d_zoo  # noqa: E402
+from r21d_zoo.jobs.common import ModelSource  # noqa: E402
+from r21d_zoo.jobs.demo import run_demo  # noqa: E402
 from r21d_zoo.jobs.extract import ClipChunks, ExtractConfig, FeatureRunner, VideoItem, run_extraction  # noqa: E402
 from r21d_zoo.models import ClipSpec  # noqa: E402
 from r21d_zoo.video import open_video, write_video  # noqa: E402
@@ -83,6 +86,19 @@ def main() -> None:
                 ours=f"seek {times['seek'] * 1e3:.1f} ms",
                 baseline=f"decode from start {times['linear'] * 1e3:.1f} ms",
                 ratio=f"{times['seek'] / times['linear']:.3f}",
+            )
+        )
+        # 1b. demo --video reads only the clip it needs ----------------------------------------------------------------
+        with PeakRSS() as rss:
+            run_demo(ModelSource(args.model, pretrained=False), video=str(long), repeats=1)
+        whole = 60 * 30 * 360 * 640 * 3 / 2**20
+        results["demo_video_peak_rss"] = dict(peak_rss_mb=rss.peak / 2**20, whole_video_uint8_mb=whole)
+        rows.append(
+            dict(
+                measurement="r21d-zoo demo --video on the 60 s 640x360 video (peak RSS, torch import included)",
+                ours=f"{rss.peak / 2**20:.0f} MB",
+                baseline=f"whole video as uint8: {whole:.0f} MB",
+                ratio=f"{rss.peak / 2**20 / whole:.3f}",
             )
         )
         # 2. end-to-end vs model-only --------------------------------------------------------------------------------

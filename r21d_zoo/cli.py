@@ -31,15 +31,10 @@ from .jobs.extract import ExtractJobConfig, run as run_extract
 from .jobs.finetune import EvaluateJobConfig, FinetuneJobConfig, run as run_finetune, run_evaluate
 from .jobs.probe import ProbeJobConfig, run as run_probe
 from .jobs.synthetic import SyntheticConfig, run as run_synthetic
-from .models import ClipSpec, WeightsError
-from .models._hub import OFFLINE_HINT
+from .jobs.common import in_cli_terms
+from .models import ClipSpec
 
 EXIT_PARTIAL, EXIT_USAGE, EXIT_INPUT = 1, 2, 3
-CLI_OFFLINE_HINT = (
-    "If this machine is offline: pass --checkpoint FILE (a .safetensors, .pth or caffe2 .pkl), use --model "
-    "local-dir:FOLDER, pre-populate the Hugging Face cache (HF_HOME) or the torch hub cache (TORCH_HOME) and set "
-    "HF_HUB_OFFLINE=1, or pass --random-weights to run the pipeline without weights."
-)
 
 
 @dataclass(frozen=True)
@@ -256,7 +251,7 @@ def _explain(e: Exception) -> Tuple[int, str]:
     """Exit code and one line (which may wrap) for an exception reaching the command line."""
     if isinstance(e, KeyError):  # unknown model names carry their own suggestions
         return EXIT_USAGE, str(e.args[0]) if e.args else repr(e)
-    message = str(e).replace(OFFLINE_HINT, CLI_OFFLINE_HINT) if isinstance(e, WeightsError) else str(e)
+    message = in_cli_terms(str(e))
     if isinstance(e, OSError) and e.filename:
         message = f"{e.strerror or e}: {e.filename}"
     if isinstance(e, (ValueError, OSError, RuntimeError, pickle.UnpicklingError)):  # input errors (ours subclass these)

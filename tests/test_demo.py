@@ -30,7 +30,7 @@ def test_demo_falls_back_to_random_weights_with_a_clear_message(monkeypatch, cap
     monkeypatch.setattr(hub, "download_url", offline)
     assert cli_main(["demo", "--model", "r2plus1d_18.kinetics400_8f"]) == 0
     out = capsys.readouterr().out
-    assert "FALLING BACK TO RANDOM WEIGHTS" in out and "checkpoint_path=" in out
+    assert "FALLING BACK TO RANDOM WEIGHTS" in out and "--checkpoint FILE" in out and "checkpoint_path=" not in out
     assert "input clip: (1, 3, 8, 112, 112)" in out and "feature map: (1, 512, 1, 7, 7)" in out
     assert "clips/s" in out and out.count("\n  ") >= 5
 

@@ -10,6 +10,18 @@ from typing import Any, Dict, Optional
 import torch.nn as nn
 
 from ..models import create_model
+from ..models._hub import OFFLINE_HINT
+
+CLI_OFFLINE_HINT = (
+    "If this machine is offline: pass --checkpoint FILE (a .safetensors, .pth or caffe2 .pkl), use --model "
+    "local-dir:FOLDER, pre-populate the Hugging Face cache (HF_HOME) or the torch hub cache (TORCH_HOME) and set "
+    "HF_HUB_OFFLINE=1, or pass --random-weights to run the pipeline without weights."
+)
+
+
+def in_cli_terms(message: str) -> str:
+    """A weights error's offline hint, said with command-line options instead of Python arguments."""
+    return message.replace(OFFLINE_HINT, CLI_OFFLINE_HINT)
 
 
 class InputError(ValueError):

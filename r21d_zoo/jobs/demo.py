@@ -11,7 +11,7 @@ import torch
 
 from ..models import ClipSpec, WeightsError, create_model
 from ..video import create_transform, read_clip, write_video
-from .common import ModelSource
+from .common import ModelSource, in_cli_terms
 
 DEMO_MODEL = "r2plus1d_34.ig65m_ft_kinetics400_8f"  # a Kinetics classifier, so the predictions read as actions
 
@@ -44,7 +44,7 @@ def run_demo(source: ModelSource, video: Optional[str] = None, repeats: int = 3)
         except WeightsError as e:
             print(
                 f"[demo] pretrained weights for {source.name} are not cached and not reachable; "
-                f"FALLING BACK TO RANDOM WEIGHTS (predictions are meaningless).\n[demo] reason: {e}"
+                f"FALLING BACK TO RANDOM WEIGHTS (predictions are meaningless).\n[demo] reason: {in_cli_terms(str(e))}"
             )
     if not used_pretrained:
         model = create_model(source.name, **source.model_args)

@@ -239,8 +239,12 @@ def download_url(
             ) from e
         except (OSError, http.client.HTTPException) as e:  # URLError, HTTPError, timeouts, resets
             attempts.append(f"attempt {attempt + 1}: {type(e).__name__}: {getattr(e, 'reason', None) or e}")
-            if isinstance(e, urllib.error.HTTPError) and 400 <= e.code < 500:
-                break  # not found / forbidden: asking again will not help
+            if (
+                isinstance(e, urllib.error.HTTPError)
+                and 400 <= e.code < 500
+                or isinstance(getattr(e, "reason", None), socket.gaierror)
+            ):
+                break  # not found / forbidden / unknown host: asking again will not help
             if attempt < download_retries():
                 time.sleep(min(2.0**attempt, 5.0))
         finally:

@@ -268,3 +268,28 @@ def test_clip_settings_come_from_the_weights_and_overrides_replace_single_fields
         ClipSpec.from_model(csn, frames=8)
     with pytest.raises(ValueError, match="crop_mode must be one of"):
         ClipSpec.from_model(csn, crop_mode="middle")
+
+
+@pytest.mark.video
+def test_extraction_records_its_settings_and_never_mixes_them(videos, tiny_dir, tmp_path, capsys):
+    good = [videos / f"v{i}.mp4" for i in range(2)]
+    out = tmp_path / "feats"
+    common = [*good, "--model", f"local-dir:{tiny_dir}", "-o", out]
+    assert run_cli(*common) == 0
+    settings = json.loads((out / "extraction.json").read_text())
+    assert settings["layer"] == "pre_logits" and settings["clip"]["num_frames"] == 8 and settings["format"] == "npy"
+    assert len(settings["weights"]["sha256"]) == 64 and settings["r21d_zoo_version"] == r21d_zoo.__version__
+    first = {r["settings"] for r in manifest(out)}
+    assert len(first) == 1
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    capsys.readouterr()
+    assert run_cli(*common, "--layer", "layer3", "--spatial-pool", "none") == 3  # refused before any work
+    err = capsys.readouterr().err
+    assert "layer: 'pre_logits' -> 'layer3'" in err and "spatial_pool: 'avg' -> 'none'" in err
+    assert "another folder (-o)" in err and "--overwrite" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing touched
+    assert run_cli(*common) == 0 and "2 already done" in capsys.readouterr().out  # same settings: resumes
+    assert run_cli(*common, "--layer", "layer3", "--spatial-pool", "none", "--overwrite") == 0
+    assert np.load(out / "v0.npy").ndim == 4  # clips x channels x h x w: the new features, not the old
+    assert json.loads((out / "extraction.json").read_text())["layer"] == "layer3"
+    assert len({r["settings"] for r in manifest(out)} - first) == 1  # the new lines name the new settings

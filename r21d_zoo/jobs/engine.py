@@ -300,6 +300,7 @@ def fit(
 
     epochs = cfg.optim.epochs
     end_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
+    epoch_seconds: List[float] = []
     for epoch in range(start_epoch, end_epoch):
         sampler.set_epoch(epoch)
         if hasattr(dataset, "set_epoch"):
@@ -350,9 +351,11 @@ def fit(
         if evaluate is not None:
             record.update(evaluate(ddp))
         history.append(record)
-        _logger.info("epoch %d: %s", epoch + 1, record)
+        epoch_seconds.append(time.perf_counter() - t0)
+        eta = sum(epoch_seconds) / len(epoch_seconds) * (end_epoch - epoch - 1)
+        _logger.info("%s %d/%d: %s, ETA %s", desc, epoch + 1, epochs, _summary(record), _duration(eta))
         if out is not None and world.is_primary:
-            score = record.get(monitor) if monitor else None
+            score = record.get(monitor) if monitor and export else None
             if score is not None and (best is None or score > best):
                 best, best_dir = score, out / "best"
                 export(unwrap(ddp), best_dir, record)
@@ -369,11 +372,26 @@ def fit(
             )
             write_metrics(out, history)
     final_dir = None
-    if out is not None and final_name and end_epoch == epochs:
+    if out is not None and final_name and export and end_epoch == epochs:
         final_dir = out / final_name
         if world.is_primary:
             export(unwrap(ddp), final_dir, history[-1] if history else {})
     return FitResult(unwrap(ddp), history, best_dir, final_dir)
+
+
+def _summary(record: Dict[str, Any]) -> str:
+    """An epoch record as one readable line: losses and accuracies, then the rate."""
+    parts = [
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in record.items()
+        if k not in ("epoch", "train_clips_per_s", "lr")
+    ]
+    return ", ".join(parts + [f"lr {record['lr']:.3g}", f"{record['train_clips_per_s']:.1f} clips/s"])
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{s:02d}"
 
 
 CURVE_KEYS = ("train_clip_top1", "val_clip_top1", "val_video_top1", "val_mAP")

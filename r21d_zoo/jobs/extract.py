@@ -3,13 +3,16 @@
 :func:`extract_features` handles one video in-process. :func:`run_extraction` (``r21d-zoo extract``) handles many:
 workers decode and resize to uint8, the model runs batched on the device (crop + normalise there), each video's
 features are written atomically to ``OUT/<name>.npy`` (+ ``<name>.times.npy``) or ``OUT/<name>.safetensors``, and
-``OUT/manifest.jsonl`` gets one line per processed video. Finished videos are skipped on re-runs; failures are
-recorded and the run carries on. Shards (``torchrun`` ranks or ``shard_id``/``num_shards``) take ``videos[i::n]`` of
+``OUT/manifest.jsonl`` gets one line per processed video, naming the settings it was made with (``OUT/extraction.json``:
+model, weights digest, layer, pooling, clip settings, dtype, format). Finished videos are skipped on re-runs with the
+same settings; a folder made with other settings is refused before any work. Failures are recorded and the run carries
+on. Shards (``torchrun`` ranks or ``shard_id``/``num_shards``) take ``videos[i::n]`` of
 the sorted list: no padding, no duplicates.
 """
 
 import contextlib
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -25,6 +28,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .._io import atomic_write, partial_path
+from .._version import __version__
 from ..export.optimize import AMP_DTYPES, optimize_for_inference
 from ..models import ClipSpec
 from ..video import VideoClassificationTransform, VideoDecodeError, VideoInfo, open_video, sliding_clips, uniform_clips
@@ -364,6 +368,75 @@ def _append_line(path: Path, record: Dict[str, Any]) -> None:
 # The batch job
 
 
+SETTINGS_FILE = "extraction.json"
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """A digest of the model's state dict (names and values): which weights made the features."""
+    h = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def extraction_settings(
+    model: nn.Module, spec: ClipSpec, cfg: ExtractConfig, fmt: str, dtype: str, model_name: Optional[str]
+) -> Dict[str, Any]:
+    """Everything that decides what a features file holds (plus the package version, recorded but not compared)."""
+    pcfg = getattr(model, "pretrained_cfg", None) or {}
+    settings = dict(
+        model=model_name,
+        weights=dict(
+            architecture=pcfg.get("architecture"),
+            tag=pcfg.get("tag"),
+            base_model=pcfg.get("base_model"),
+            sha256=weights_sha256(model),
+        ),
+        clip=spec.to_dict(),
+        clips=dict(
+            num_clips=cfg.num_clips, clip_stride=cfg.clip_stride, pad=cfg.pad, decoder_resize=cfg.decoder_resize
+        ),
+        layer=str(cfg.layer),
+        spatial_pool=cfg.spatial_pool,
+        temporal_pool=cfg.temporal_pool,
+        format=fmt,
+        dtype=dtype,
+        r21d_zoo_version=__version__,
+    )
+    return json.loads(json.dumps(settings))  # tuples as lists, as they read back
+
+
+def _flat(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        if k == "r21d_zoo_version":
+            continue
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def check_settings(out: Path, settings: Dict[str, Any], resume: bool) -> str:
+    """Record ``settings`` in ``out/extraction.json``; with ``resume``, refuse a folder made with other settings (or
+    with unknown ones) before any work. Returns a short id of the settings for the manifest."""
+    path = out / SETTINGS_FILE
+    new = _flat(settings)
+    ways_out = "extract into another folder (-o), or pass --overwrite to replace them"
+    if resume and path.exists():
+        old = _flat(json.loads(path.read_text()))
+        diff = [
+            f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+        ]
+        if diff:
+            raise InputError(f"{out} holds features made with other settings ({'; '.join(diff)}); {ways_out}")
+    elif resume and ((out / "manifest.jsonl").exists() or any(out.glob("*.npy")) or any(out.glob("*.safetensors"))):
+        raise InputError(f"{out} holds features with no {SETTINGS_FILE}, so their settings are unknown; {ways_out}")
+    if not path.exists() or not resume or json.loads(path.read_text()) != settings:
+        text = json.dumps(settings, indent=2, sort_keys=True) + "\n"
+        atomic_write(path, lambda f: f.write(text.encode()))
+    return hashlib.sha256(json.dumps(new, sort_keys=True).encode()).hexdigest()[:12]
+
+
 @dataclass
 class ExtractSummary:
     done: int = 0
@@ -404,6 +477,8 @@ def run_extraction(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "manifest.jsonl"
+    settings = extraction_settings(model, spec, cfg, fmt, dtype, model_name)
+    settings_id = check_settings(out, settings, resume)
     shard = list(videos)[shard_id::num_shards]
     summary = ExtractSummary()
     todo = []
@@ -429,7 +504,7 @@ def run_extraction(
     pending: Dict[int, List[Any]] = {}
     started: Dict[int, float] = {}
     t_run = time.perf_counter()
-    base = dict(model=model_name, rank=shard_id, num_shards=num_shards)
+    base = dict(model=model_name, settings=settings_id, rank=shard_id, num_shards=num_shards)
     for chunk in loader:
         j = chunk["video"]
         v = todo[j]

@@ -473,7 +473,8 @@ def test_four_class_finetune_without_val_leaves_a_loadable_model(env, tmp_path, 
     assert model.pretrained_cfg["label_names"] == ("down", "left", "right", "up")
     err = capsys.readouterr().err
     assert "read " in err and "8 videos, 4 of 4 classes present" in err  # what was read, before the work
-    line = next(x for x in err.splitlines() if "epoch 1/1:" in x)  # per-epoch lines in the log, also without a TTY
+    # per-epoch lines in the log, also without a TTY
+    line = next(x for x in err.splitlines() if "r21d_zoo.jobs.engine: epoch 1/1:" in x)
     assert "train_loss" in line and "train_clip_top1" in line and "clips/s" in line and "ETA 0:00:00" in line
 
 

@@ -293,3 +293,19 @@ def test_extraction_records_its_settings_and_never_mixes_them(videos, tiny_dir, 
     assert np.load(out / "v0.npy").ndim == 4  # clips x channels x h x w: the new features, not the old
     assert json.loads((out / "extraction.json").read_text())["layer"] == "layer3"
     assert len({r["settings"] for r in manifest(out)} - first) == 1  # the new lines name the new settings
+
+
+@pytest.mark.video
+def test_batch_jobs_log_progress_with_rate_and_eta_when_stderr_is_not_a_terminal(videos, tiny_dir, tmp_path, capsys):
+    import logging
+
+    logging.getLogger("r21d_zoo.progress").setLevel(logging.INFO)
+    os.environ["R21D_ZOO_LOG_EVERY"] = "0"  # a line per video
+    try:
+        good = [videos / f"v{i}.mp4" for i in range(3)]
+        assert run_cli(*good, "--model", f"local-dir:{tiny_dir}", "-o", tmp_path / "f") == 0
+    finally:
+        del os.environ["R21D_ZOO_LOG_EVERY"]
+    lines = [x for x in capsys.readouterr().err.splitlines() if "r21d_zoo.progress: extract:" in x]
+    assert [x.split("extract: ")[1].split(" ")[0] for x in lines] == ["1/3", "2/3", "3/3"]
+    assert "video/s" in lines[0] and "ETA" in lines[0] and lines[0][:4].isdigit()  # timestamped

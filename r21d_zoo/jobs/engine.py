@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .._io import atomic_write
 from .common import default_workers
+from .common import progress as show_progress
 from .distributed import WorldInfo, default_device, init_distributed
 
 _logger = logging.getLogger(__name__)
@@ -296,8 +296,6 @@ def fit(
         start_epoch, history, best = state["epoch"], state["history"], state.get("best")
         _logger.info("resumed from %s at epoch %d", out / "last.pt", start_epoch)
     best_dir = out / "best" if out is not None and (out / "best").exists() else None
-    from tqdm.auto import tqdm
-
     epochs = cfg.optim.epochs
     end_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
     epoch_seconds: List[float] = []
@@ -316,11 +314,8 @@ def fit(
             m.eval()
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         sums: Dict[str, float] = {}
-        bar = tqdm(
-            loader,
-            desc=f"{desc} {epoch + 1}/{epochs}",
-            leave=False,
-            disable=not (progress and world.is_primary and sys.stderr.isatty()),
+        bar = show_progress(
+            loader, desc=f"{desc} {epoch + 1}/{epochs}", unit="batch", show=progress and world.is_primary
         )
         optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(bar):

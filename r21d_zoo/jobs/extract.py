@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,6 +33,7 @@ from ..models import ClipSpec
 from ..video import VideoClassificationTransform, VideoDecodeError, VideoInfo, open_video, sliding_clips, uniform_clips
 from ..video.reader import BACKENDS, DEFAULT_BACKEND, VIDEO_EXTENSIONS
 from .common import InputError, ModelSource, clip_field, default_workers, writable_dir
+from .common import progress as show_progress
 from .distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
 
 _logger = logging.getLogger(__name__)
@@ -498,9 +498,7 @@ def run_extraction(
         pin_memory=runner.device.type == "cuda",
         prefetch_factor=2 if workers else None,
     )
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(todo), unit="video", disable=not progress or not sys.stderr.isatty(), desc="extract")
+    bar = show_progress(total=len(todo), unit="video", desc="extract", show=progress)
     pending: Dict[int, List[Any]] = {}
     started: Dict[int, float] = {}
     t_run = time.perf_counter()

@@ -33,6 +33,7 @@ from .common import ModelSource, clip_field, default_workers
 from .distributed import WorldInfo, default_device, init_distributed
 from .engine import FitResult, OptimConfig, StepContext, StepOutput, TrainConfig, autocast, fit, unwrap
 from .common import InputError, writable_dir, writable_file
+from .common import progress as show_progress
 from .labelled import EvalClips, LabelledVideos, LabelOptions, TrainClips
 
 _logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def evaluate(
         model.global_pool = ""  # the classifier runs as a 1x1x1 conv over the whole clip
     results = []  # (index, video probs, clip probs, error)
     try:
-        for clips, _, index, error in loader:
+        for clips, _, index, error in show_progress(loader, desc="evaluate", unit="video", show=world.is_primary):
             if error:
                 results.append((index, None, None, error))
                 continue

@@ -1,7 +1,7 @@
 """Decoding and extraction benchmark, all measured in one run on videos this script writes with PyAV:
 
 1. a 16-frame clip late in a long video: seek to the preceding keyframe vs decode from the start;
-2. end-to-end extraction throughput (``run_extraction`` with decoding workers) vs model-only throughput on the same clips;
+2. end-to-end extraction throughput (``run_extraction``, decoding workers) vs model-only throughput on the same clips;
 3. peak resident memory (process + DataLoader workers) while extracting a long 720p video; and of ``r21d-zoo demo
    --video`` on the 60 s video, which decodes only the clip it uses.
 

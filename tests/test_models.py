@@ -238,3 +238,35 @@ def test_checkpointed_training_step_updates_batchnorm_statistics_once():
     for key, value in states[0].items():
         torch.testing.assert_close(states[1][key], value, rtol=1e-5, atol=1e-6, msg=key)
     assert int(states[1]["layer1.0.conv1.1.num_batches_tracked"]) == 1
+
+
+def test_feature_api_has_timms_signatures_and_pruning():
+    import inspect
+
+    from timm.models._features import FeatureInfo as TimmFeatureInfo
+    from timm.models.resnet import ResNet
+
+    ours = r21d_zoo.VideoResNet
+    for method in ("forward_intermediates", "prune_intermediate_layers"):
+        assert list(inspect.signature(getattr(ours, method)).parameters) == list(
+            inspect.signature(getattr(ResNet, method)).parameters
+        ), method
+    model = r21d_zoo.create_model("r2plus1d_18", **TINY).eval()
+    x = torch.randn(1, 3, 8, 64, 64)
+    with torch.no_grad():
+        maps = model.forward_intermediates(x, [1, 3], False, True, "NCTHW", True)  # timm's positional order
+        assert [m.shape[1] for m in maps] == [8, 32]
+        with pytest.raises(ValueError, match="NCTHW"):
+            model.forward_intermediates(x, output_fmt="NHWC")
+        assert model.prune_intermediate_layers(indices=[1, 3]) == [1, 3]
+        assert isinstance(model.layer4, torch.nn.Identity) and model.num_classes == 0
+        torch.testing.assert_close(model(x), maps[1])  # the pruned model ends at layer3, unpooled
+    features = r21d_zoo.create_model("r2plus1d_18", features_only=True, out_indices=(2, 4), **TINY)
+    info = features.feature_info
+    assert info.out_indices == (2, 4) and info.channels() == [16, 64] and info.channels(0) == 8
+    assert info.get("module") == ["layer2", "layer4"] and info.get("reduction", [0, 1]) == [2, 2]
+    assert info.get_dicts(keys=["num_chs"]) == [{"num_chs": 16}, {"num_chs": 64}]
+    for method in ("get", "get_dicts", "channels", "reduction", "module_name"):
+        assert list(inspect.signature(getattr(type(info), method)).parameters) == list(
+            inspect.signature(getattr(TimmFeatureInfo, method)).parameters
+        ), method

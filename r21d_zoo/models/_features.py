@@ -1,6 +1,6 @@
 """Feature-map extraction: timm's index semantics and a features-only wrapper that keeps checkpoint key names."""
 
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -27,22 +27,41 @@ def feature_take_indices(
 
 
 class FeatureInfo:
-    """Channel / reduction / module lookup over a model's ``feature_info`` for the selected ``out_indices``."""
+    """timm's ``FeatureInfo``: ``info`` describes every stage, ``out_indices`` the stages a features-only model
+    returns; accessors give values at ``out_indices`` by default, or at the stage index (indices) ``idx``."""
 
     def __init__(self, info: List[Dict], out_indices: Sequence[int]):
-        self.info = [dict(f, index=i) for i, f in enumerate(info) if i in out_indices]
+        self.info = [dict(f, index=i) for i, f in enumerate(info)]
+        self.out_indices = tuple(out_indices)
 
-    def channels(self) -> List[int]:
-        return [f["num_chs"] for f in self.info]
+    def get(self, key: str, idx: Optional[Union[int, Sequence[int]]] = None) -> Any:
+        if idx is None:
+            return [self.info[i][key] for i in self.out_indices]
+        if isinstance(idx, (list, tuple)):
+            return [self.info[i][key] for i in idx]
+        return self.info[idx][key]
 
-    def reduction(self) -> List[int]:
-        return [f["reduction"] for f in self.info]
+    def get_dicts(
+        self, keys: Optional[Sequence[str]] = None, idx: Optional[Union[int, Sequence[int]]] = None
+    ) -> Union[Dict, List[Dict]]:
+        def pick(i: int) -> Dict:
+            return dict(self.info[i]) if keys is None else {k: self.info[i][k] for k in keys}
 
-    def temporal_reduction(self) -> List[int]:
-        return [f["temporal_reduction"] for f in self.info]
+        if idx is None:
+            return [pick(i) for i in self.out_indices]
+        return [pick(i) for i in idx] if isinstance(idx, (list, tuple)) else pick(idx)
 
-    def module_name(self) -> List[str]:
-        return [f["module"] for f in self.info]
+    def channels(self, idx: Optional[Union[int, Sequence[int]]] = None) -> Any:
+        return self.get("num_chs", idx)
+
+    def reduction(self, idx: Optional[Union[int, Sequence[int]]] = None) -> Any:
+        return self.get("reduction", idx)
+
+    def temporal_reduction(self, idx: Optional[Union[int, Sequence[int]]] = None) -> Any:
+        return self.get("temporal_reduction", idx)
+
+    def module_name(self, idx: Optional[Union[int, Sequence[int]]] = None) -> Any:
+        return self.get("module", idx)
 
     def __len__(self) -> int:
         return len(self.info)

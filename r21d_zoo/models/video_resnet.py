@@ -440,7 +440,8 @@ class VideoResNet(nn.Module):
         )
 
     def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if not (self.grad_checkpointing and torch.is_grad_enabled()) or torch.jit.is_scripting():
+        checkpointed = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
+        if not checkpointed or not isinstance(stage, nn.Sequential):  # a pruned stage is an Identity
             return stage(x)
         for blk in stage:  # checkpoint block by block (stem modules are cheap to keep)
             x = checkpoint(blk, x, use_reentrant=False, context_fn=partial(_recompute_keeps_bn_stats, blk))
@@ -457,10 +458,15 @@ class VideoResNet(nn.Module):
         self,
         x: torch.Tensor,
         indices: Optional[Union[int, List[int]]] = None,
+        norm: bool = False,
         stop_early: bool = False,
+        output_fmt: str = "NCTHW",
         intermediates_only: bool = False,
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """Feature maps of the stages in ``feature_info`` (0 = stem, 1-4 = layer1-4); timm's index semantics."""
+        """Feature maps of the stages in ``feature_info`` (0 = stem, 1-4 = layer1-4), with timm's signature and index
+        semantics. There is no final norm (``norm`` changes nothing); maps are ``NCTHW``."""
+        if output_fmt != "NCTHW":
+            raise ValueError(f"output_fmt must be 'NCTHW' (video feature maps), got {output_fmt!r}")
         take, max_index = feature_take_indices(len(self.feature_info), indices)
         intermediates = []
         for i, stage in enumerate(self.stages):
@@ -470,6 +476,18 @@ class VideoResNet(nn.Module):
             if stop_early and i == max_index:
                 break
         return intermediates if intermediates_only else (x, intermediates)
+
+    def prune_intermediate_layers(
+        self, indices: Union[int, List[int]] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> List[int]:
+        """timm's pruning for ``forward_intermediates``: stages after the last index become ``Identity`` and, with
+        ``prune_head``, the classifier goes (``forward`` then returns the unpooled map). Returns the kept indices."""
+        take, max_index = feature_take_indices(len(self.feature_info), indices)
+        for i in range(max_index + 1, 5):
+            setattr(self, f"layer{i}", nn.Identity())
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.global_pool == "avg":

@@ -1,9 +1,9 @@
 """r21d_zoo: R(2+1)D, R3D, MC3, R2D and CSN video networks with their released weights, behind one registry."""
 
 from ._version import __version__ as __version__
-from .export import optimize_for_inference as optimize_for_inference
-from .export import push_to_hub as push_to_hub, render_model_card as render_model_card
-from .export import save_pretrained as save_pretrained
+from .deploy import export as export, optimize_for_inference as optimize_for_inference
+from .deploy import push_to_hub as push_to_hub, render_model_card as render_model_card
+from .deploy import save_pretrained as save_pretrained
 from .jobs.extract import ExtractConfig as ExtractConfig, extract_features as extract_features
 from .jobs.inflate import inflate as inflate
 from .models import (

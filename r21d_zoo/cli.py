@@ -22,9 +22,9 @@ from dataclasses import MISSING, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ._version import __version__
-from .export.cards import CardsConfig, run as run_cards
+from .deploy.cards import CardsConfig, run as run_cards
 from .jobs.catalog import InfoConfig, ListConfig, run_info, run_list
-from .jobs.convert import ConvertConfig, run as run_convert
+from .jobs.convert import ConvertConfig, ExportConfig, run as run_convert, run_export
 from .jobs.demo import DemoConfig, run as run_demo
 from .jobs.distill import DistillJobConfig, run as run_distill
 from .jobs.extract import ExtractJobConfig, run as run_extract
@@ -53,6 +53,7 @@ COMMANDS: Dict[str, Command] = {
     "probe": Command(ProbeJobConfig, run_probe),
     "distill": Command(DistillJobConfig, run_distill),
     "convert": Command(ConvertConfig, run_convert),
+    "export": Command(ExportConfig, run_export),
     "cards": Command(CardsConfig, run_cards),
     "synthetic": Command(SyntheticConfig, run_synthetic),
 }
@@ -128,7 +129,7 @@ def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any, 
             kwargs["nargs"] = "?"
         if default is not MISSING:
             kwargs["default"] = default
-        parser.add_argument(dest, metavar=f.name.upper(), **kwargs)
+        parser.add_argument(dest, metavar=meta.get("metavar", f.name.upper()), **kwargs)
         return
     flags = meta.get("flag") or "--" + f.name.replace("_", "-")
     flags = (flags,) if isinstance(flags, str) else tuple(flags)
@@ -155,25 +156,40 @@ def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any, 
     parser.add_argument(*flags, **kwargs)
 
 
-def add_config_options(parser: argparse.ArgumentParser, cls: type, defaults: Any = None, path: str = "") -> None:
+def add_config_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    defaults: Any = None,
+    path: str = "",
+    overrides: Optional[Dict[str, Dict[str, Any]]] = None,
+) -> None:
     """Options for every field of the dataclass ``cls``; ``defaults`` is an instance whose values are the defaults
-    (for a nested config), else the fields' own defaults."""
+    (for a nested config), else the fields' own defaults; ``overrides`` replace field metadata by field name (a
+    nested config's ``overrides`` metadata, e.g. to make its model name positional)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if overrides and f.name in overrides:
+            f = _with_metadata(f, {**f.metadata, **overrides[f.name]})
         default = field_default(f) if defaults is None else getattr(defaults, f.name)
         dest = path + f.name
         if f.metadata.get("clip"):
             clip_hints = typing.get_type_hints(ClipSpec)
             for cf in dataclasses.fields(ClipSpec):
-                meta = dict(cf.metadata, help=f"{cf.metadata['help']} (default: the weights')")
-                clip_field = dataclasses.field(metadata=meta)
-                clip_field.name = cf.name
+                clip_field = _with_metadata(
+                    cf, dict(cf.metadata, help=f"{cf.metadata['help']} (default: the weights')")
+                )
                 value = default.get(cf.name) if isinstance(default, dict) else None
                 _add_option(parser, clip_field, Optional[clip_hints[cf.name]], value, dest + _SEP + cf.name)
         elif dataclasses.is_dataclass(hints[f.name]):
-            add_config_options(parser, hints[f.name], default, dest + _SEP)
+            add_config_options(parser, hints[f.name], default, dest + _SEP, f.metadata.get("overrides"))
         else:
             _add_option(parser, f, hints[f.name], default, dest)
+
+
+def _with_metadata(f: dataclasses.Field, metadata: Dict[str, Any]) -> dataclasses.Field:
+    copy = dataclasses.field(default=f.default, default_factory=f.default_factory, metadata=metadata)
+    copy.name = f.name
+    return copy
 
 
 def config_from_args(cls: type, args: argparse.Namespace, path: str = "") -> Any:

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "r21d_zoo"
 LAYERS = [
     ("r21d_zoo._version", "r21d_zoo._io"),  # leaves
     ("r21d_zoo.models",),  # the model zoo: architectures, registry, weights, file reading (caffe2 included)
-    ("r21d_zoo.export",),  # saved folders, model cards, inference copies
+    ("r21d_zoo.deploy",),  # saved folders, model cards, inference copies
     ("r21d_zoo.video",),  # decoding, clip samplers, transforms
     ("r21d_zoo.jobs",),  # extract, finetune/evaluate, probe, distill, inflate, convert, demo, synthetic
     ("r21d_zoo.cli", "r21d_zoo.__main__", "r21d_zoo"),  # the command line and the public API

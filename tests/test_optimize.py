@@ -8,7 +8,7 @@ import torch.nn as nn
 
 import r21d_zoo
 from util import randomise_bn
-from r21d_zoo.export.optimize import fold_batchnorm, optimize_for_inference
+from r21d_zoo.deploy.optimize import fold_batchnorm, optimize_for_inference
 
 ARCHS = ["r2plus1d_18", "r3d_18", "mc3_18", "r2plus1d_50", "ir_csn_50", "ip_csn_50"]
 

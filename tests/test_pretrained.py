@@ -15,7 +15,7 @@ import torchvision.models.video as tv_video
 from safetensors.torch import save_file
 
 import r21d_zoo
-from r21d_zoo.export.cards import (
+from r21d_zoo.deploy.cards import (
     TABLE_END,
     TABLE_START,
     card_path,

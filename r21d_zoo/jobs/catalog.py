@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..export.cards import model_stats, registry_config
+from ..deploy.cards import model_stats, registry_config
 from ..models import PretrainedCfg, get_pretrained_cfg, list_aliases, list_models, list_pretrained, resolve_model_name
 from ..models._pretrained import metric_value
 

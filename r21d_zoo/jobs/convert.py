@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn as nn
 
-from ..export import save_pretrained
+from ..deploy import save_pretrained
 from ..models import (
     WeightsError,
     create_model,
@@ -27,7 +27,8 @@ from ..models import (
 )
 from ..models._caffe2 import caffe2_to_state_dict, class_count, load_caffe2_pickle, visual_tower
 from ..models._hub import sha256_file
-from .common import writable_dir
+from ..deploy import export
+from .common import ModelSource, clip_field, writable_dir, writable_file
 
 
 def build_target(name: str, num_classes: int, source: str, **model_kwargs: Any) -> nn.Module:
@@ -75,7 +76,9 @@ def verify(model: nn.Module, out_dir: Optional[str] = None) -> Dict[str, Any]:
     return report
 
 
-def export(model: nn.Module, state_dict: Dict[str, torch.Tensor], out_dir: str, run_verify: bool = False) -> str:
+def save_converted(
+    model: nn.Module, state_dict: Dict[str, torch.Tensor], out_dir: str, run_verify: bool = False
+) -> str:
     model.load_state_dict(state_dict, strict=True)
     save_pretrained(model, out_dir)
     if run_verify:
@@ -96,7 +99,7 @@ def convert_caffe2(pkl: str, name: str, out: str, run_verify: bool = False) -> s
         kwargs["num_frames"] = int(visual["conv1_w"].shape[2])
     model = build_target(name, expected if expected is not None else num_classes, pkl, **kwargs)
     state_dict = caffe2_to_state_dict(blobs, model, num_classes=expected)
-    return export(model, state_dict, out, run_verify)
+    return save_converted(model, state_dict, out, run_verify)
 
 
 def convert_torch(pth: str, name: str, out: str, run_verify: bool = False) -> str:
@@ -109,7 +112,28 @@ def convert_torch(pth: str, name: str, out: str, run_verify: bool = False) -> st
     if tag and num_classes != get_pretrained_cfg(name).num_classes:
         raise WeightsError(f"{pth} has {num_classes} classes but {name} has {get_pretrained_cfg(name).num_classes}")
     model = build_target(name, num_classes, pth, in_chans=int(state_dict["stem.0.weight"].shape[1]))
-    return export(model, state_dict, out, run_verify)
+    return save_converted(model, state_dict, out, run_verify)
+
+
+@dataclass
+class ExportConfig:
+    """Export a model to ONNX (.onnx) or torch.export (.pt2), with a dynamic batch axis and BatchNorm folded."""
+
+    out: str = field(metadata=dict(flag=("-o", "--out"), help="output file: .onnx or .pt2"))
+    model: ModelSource = field(
+        default_factory=ModelSource, metadata=dict(overrides=dict(name=dict(positional=True, metavar="MODEL")))
+    )
+    clip: Dict[str, Any] = clip_field(help="the graph's clip: --num-frames and --crop-size set its fixed T, H, W")
+    opset: int = field(default=18, metadata=dict(help="ONNX opset"))
+    fold_bn: bool = field(default=True, metadata=dict(help="fold BatchNorm into the convolutions"))
+
+
+def run_export(cfg: ExportConfig) -> int:
+    writable_file(cfg.out, "-o")
+    model = cfg.model.create()
+    clip = cfg.clip
+    print(export(model, cfg.out, clip.get("num_frames"), clip.get("crop_size"), cfg.fold_bn, cfg.opset))
+    return 0
 
 
 @dataclass

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..export import save_pretrained
+from ..deploy import save_pretrained
 from ..models import ClipSpec, WeightsError, create_model, set_derived_cfg
 from ..video import VideoClassificationTransform, normalize
 from .common import InputError, clip_field, parse_json_object, writable_dir

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .._io import atomic_write, partial_path
 from .._version import __version__
-from ..export.optimize import AMP_DTYPES, optimize_for_inference
+from ..deploy.optimize import AMP_DTYPES, optimize_for_inference
 from ..models import ClipSpec
 from ..video import VideoClassificationTransform, VideoDecodeError, VideoInfo, open_video, sliding_clips, uniform_clips
 from ..video.reader import BACKENDS, DEFAULT_BACKEND, VIDEO_EXTENSIONS

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .._io import atomic_write
-from ..export import save_pretrained
+from ..deploy import save_pretrained
 from ..models import ClipSpec, set_derived_cfg
 from ..video import VideoClassificationTransform, train_augment
 from .common import ModelSource, clip_field, default_workers

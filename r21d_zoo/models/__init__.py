@@ -26,3 +26,6 @@ from ._registry import (
     split_model_name_tag as split_model_name_tag,
 )
 from .video_resnet import VideoResNet as VideoResNet
+from ._timm import register_in_timm
+
+register_in_timm()

@@ -358,6 +358,13 @@ def test_debug_shows_the_traceback(env, capsys):
 # --- evaluation in the model's label space ----------------------------------------------------------------------------
 
 
+def evaluate_cli(env, data, out, *extra) -> dict:
+    """``r21d-zoo evaluate`` of the always-``up`` model, one clip per video; the results it wrote."""
+    args = ["evaluate", "--data", data, "--model", env["model"], "--output", out, "--num-clips", "1", *extra, *COMMON]
+    assert main([str(a) for a in args]) == 0
+    return json.loads(out.read_text())
+
+
 @pytest.mark.parametrize("header", [True, False])
 def test_always_up_model_scores_exactly_half_on_up_and_down(env, tmp_path, header, capsys):
     rows = [r for r in env["train"].read_text().splitlines()[1:] if r.endswith((",up", ",down"))]
@@ -366,47 +373,12 @@ def test_always_up_model_scores_exactly_half_on_up_and_down(env, tmp_path, heade
     data = tmp_path / "up_down.csv"
     data.write_text(("path,label\n" if header else "") + "\n".join(rows) + "\n")
     out = tmp_path / "eval.json"
-    assert (
-        main(
-            [
-                "evaluate",
-                "--data",
-                str(data),
-                "--model",
-                env["model"],
-                "--output",
-                str(out),
-                "--num-clips",
-                "1",
-                *COMMON,
-            ]
-        )
-        == 0
-    )
-    m = json.loads(out.read_text())
+    m = evaluate_cli(env, data, out)
     assert m["video_top1"] == 0.5 and m["classes"] == ["left", "up", "down"]
     assert m["confusion_matrix"] == [[0, 0, 0], [0, 2, 0], [0, 2, 0]] and m["absent_classes"] == ["left"]
     assert m["per_class"]["up"]["recall"] == 1.0 and m["per_class"]["down"]["recall"] == 0.0
     data.write_text("\n".join(rows + [f"{rows[0].split(',')[0]},sideways"]) + "\n")  # an unknown label, excluded
-    assert (
-        main(
-            [
-                "evaluate",
-                "--data",
-                str(data),
-                "--model",
-                env["model"],
-                "--output",
-                str(out),
-                "--num-clips",
-                "1",
-                "--exclude-unknown",
-                *COMMON,
-            ]
-        )
-        == 0
-    )
-    m = json.loads(out.read_text())
+    m = evaluate_cli(env, data, out, "--exclude-unknown")
     assert m["video_top1"] == 0.5 and m["videos"] == 4 and m["excluded"] == {"sideways": 1}
     assert "1 row(s) excluded" in capsys.readouterr().err
 
@@ -416,24 +388,7 @@ def test_a_single_class_csv_and_integer_labels_map_onto_the_model(env, tmp_path)
     data = tmp_path / "only_up.csv"
     data.write_text("".join(f"{env['train'].parent / r.split(',')[0]},1\n" for r in ups))  # index 1 of the model = up
     out = tmp_path / "eval.json"
-    assert (
-        main(
-            [
-                "evaluate",
-                "--data",
-                str(data),
-                "--model",
-                env["model"],
-                "--output",
-                str(out),
-                "--num-clips",
-                "1",
-                *COMMON,
-            ]
-        )
-        == 0
-    )
-    m = json.loads(out.read_text())
+    m = evaluate_cli(env, data, out)
     assert m["video_top1"] == 1.0 and m["per_class"]["up"]["support"] == 2 and m["absent_classes"] == ["left", "down"]
 
 

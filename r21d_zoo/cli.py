@@ -31,10 +31,8 @@ from .jobs.extract import ExtractJobConfig, run as run_extract
 from .jobs.finetune import EvaluateJobConfig, FinetuneJobConfig, run as run_finetune, run_evaluate
 from .jobs.probe import ProbeJobConfig, run as run_probe
 from .jobs.synthetic import SyntheticConfig, run as run_synthetic
-from .jobs.common import in_cli_terms
+from .jobs.common import EXIT_INPUT, EXIT_USAGE, in_cli_terms
 from .models import ClipSpec
-
-EXIT_PARTIAL, EXIT_USAGE, EXIT_INPUT = 1, 2, 3
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,26 @@ pytestmark = pytest.mark.video
 TINY = dict(channel_multiplier=0.125)
 CLIP = dict(num_frames=8, resize_size=(32, 32), crop_size=28)
 COMMON = ["--workers", "0"]
+# a one-epoch fine-tune of a random tiny R(2+1)D-18 on 8-frame 28x28 clips
+TINY_FINETUNE = [
+    "--model",
+    "r2plus1d_18",
+    "--random-weights",
+    "--model-args",
+    json.dumps(TINY),
+    "--epochs",
+    "1",
+    "--num-frames",
+    "8",
+    "--resize",
+    "32",
+    "32",
+    "--crop-size",
+    "28",
+    "--batch-size",
+    "4",
+    *COMMON,
+]
 
 
 def tiny_model(classes, bias=None):
@@ -402,25 +422,9 @@ def test_four_class_finetune_without_val_leaves_a_loadable_model(env, tmp_path, 
             "finetune",
             "--train",
             str(env["train"]),
-            "--model",
-            "r2plus1d_18",
-            "--random-weights",
-            "--model-args",
-            json.dumps(TINY),
+            *TINY_FINETUNE,
             "-o",
             str(out),
-            "--epochs",
-            "1",
-            "--num-frames",
-            "8",
-            "--resize",
-            "32",
-            "32",
-            "--crop-size",
-            "28",
-            "--batch-size",
-            "4",
-            *COMMON,
         ]
     )
     assert rc == 0, capsys.readouterr().err
@@ -443,25 +447,9 @@ def test_unreadable_validation_video_is_logged_counted_and_can_stop_the_run(env,
         str(env["train"]),
         "--val",
         str(val),
-        "--model",
-        "r2plus1d_18",
-        "--random-weights",
-        "--model-args",
-        json.dumps(TINY),
-        "--epochs",
-        "1",
-        "--num-frames",
-        "8",
-        "--resize",
-        "32",
-        "32",
-        "--crop-size",
-        "28",
-        "--batch-size",
-        "4",
+        *TINY_FINETUNE,
         "--eval-clips",
         "1",
-        *COMMON,
     ]
     assert main([*args, "-o", str(tmp_path / "run")]) == 0
     assert "1 of 9 validation videos could not be read" in capsys.readouterr().err

@@ -28,6 +28,12 @@ def in_cli_terms(message: str) -> str:
     return message.replace(OFFLINE_HINT, CLI_OFFLINE_HINT)
 
 
+# Exit codes of every command (the README's table): success is 0.
+EXIT_PARTIAL = 1  # some items of a batch failed; they are recorded and the rest was done
+EXIT_USAGE = 2  # a bad option or value, an unknown model name (argparse uses 2 too)
+EXIT_INPUT = 3  # a file, folder, label, checkpoint, config or download that cannot be used
+
+
 class InputError(ValueError):
     """A user's input (a file, a folder, a label, an option) cannot be used; the message names it and the fix."""
 

@@ -32,7 +32,7 @@ from ..deploy.optimize import AMP_DTYPES, optimize_for_inference
 from ..models import ClipSpec
 from ..video import VideoClassificationTransform, VideoDecodeError, VideoInfo, open_video, sliding_clips, uniform_clips
 from ..video.reader import BACKENDS, DEFAULT_BACKEND, VIDEO_EXTENSIONS
-from .common import InputError, ModelSource, clip_field, default_workers, writable_dir
+from .common import EXIT_PARTIAL, InputError, ModelSource, clip_field, default_workers, writable_dir
 from .common import progress as show_progress
 from .distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
 
@@ -422,8 +422,9 @@ def check_settings(out: Path, settings: Dict[str, Any], resume: bool) -> str:
     path = out / SETTINGS_FILE
     new = _flat(settings)
     ways_out = "extract into another folder (-o), or pass --overwrite to replace them"
-    if resume and path.exists():
-        old = _flat(json.loads(path.read_text()))
+    recorded = json.loads(path.read_text()) if path.exists() else None
+    if resume and recorded is not None:
+        old = _flat(recorded)
         diff = [
             f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
         ]
@@ -431,7 +432,7 @@ def check_settings(out: Path, settings: Dict[str, Any], resume: bool) -> str:
             raise InputError(f"{out} holds features made with other settings ({'; '.join(diff)}); {ways_out}")
     elif resume and ((out / "manifest.jsonl").exists() or any(out.glob("*.npy")) or any(out.glob("*.safetensors"))):
         raise InputError(f"{out} holds features with no {SETTINGS_FILE}, so their settings are unknown; {ways_out}")
-    if not path.exists() or not resume or json.loads(path.read_text()) != settings:
+    if recorded != settings:
         text = json.dumps(settings, indent=2, sort_keys=True) + "\n"
         atomic_write(path, lambda f: f.write(text.encode()))
     return hashlib.sha256(json.dumps(new, sort_keys=True).encode()).hexdigest()[:12]
@@ -622,4 +623,4 @@ def run(cfg: ExtractJobConfig) -> int:
         f"{summary.clips / max(summary.seconds, 1e-9):.1f} clips/s), {summary.skipped} already done, "
         f"{summary.failed} failed -> {cfg.out}/manifest.jsonl"
     )
-    return 1 if failed else 0
+    return EXIT_PARTIAL if failed else 0

@@ -32,7 +32,7 @@ from ..video import VideoClassificationTransform, train_augment
 from .common import ModelSource, clip_field, default_workers
 from .distributed import WorldInfo, default_device, init_distributed
 from .engine import FitResult, OptimConfig, StepContext, StepOutput, TrainConfig, autocast, fit, unwrap
-from .common import InputError, writable_dir, writable_file
+from .common import EXIT_PARTIAL, InputError, writable_dir, writable_file
 from .common import progress as show_progress
 from .labelled import EvalClips, LabelledVideos, LabelOptions, TrainClips
 
@@ -390,4 +390,4 @@ def run_evaluate(cfg: EvaluateJobConfig) -> int:
         if cfg.output:
             atomic_write(cfg.output, lambda f: f.write(text.encode()))
         print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
-    return 1 if metrics.get("failed") else 0
+    return EXIT_PARTIAL if metrics.get("failed") else 0

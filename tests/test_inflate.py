@@ -158,6 +158,7 @@ def test_inflated_model_round_trips_through_save_pretrained_and_its_card_names_t
     text = (tmp_path / family / "README.md").read_text()
     card = ModelCard(text)
     assert card.data.base_model == "timm/resnet18.a1_in1k" and not card.data.datasets
+    assert card.data.license == net2d.pretrained_cfg["license"] == "apache-2.0"  # the 2D weights' licence, from timm
     assert "kinetics" not in text.lower() and f"# Model card for {family}_18 (derived from `timm/resnet18" in text
     tv = inflate(torchvision.models.resnet34(), family)
     assert tv.pretrained_cfg["base_model"] == "torchvision ResNet-34" and tv.pretrained_cfg["architecture"].endswith(

@@ -25,6 +25,7 @@ from r21d_zoo.deploy.cards import (
 )
 from r21d_zoo.models import WeightsError, adapt_input_conv, get_pretrained_cfg
 from r21d_zoo.models._hub import load_into_model, read_state_dict
+from r21d_zoo.models._pretrained import set_derived_cfg
 from r21d_zoo.models import ClipSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -250,7 +251,9 @@ def test_save_pretrained_round_trip_and_offline_hub(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert {"architecture", "num_classes", "num_features", "model_args", "pretrained_cfg", "label_names"} <= set(config)
     assert config["architecture"] == "r2plus1d_34" and config["model_args"]["bn_eps"] == 1e-3
-    assert (out / "README.md").read_text().startswith("---\nlibrary_name: r21d_zoo")
+    from huggingface_hub import ModelCard
+
+    assert ModelCard.load(out / "README.md").data.library_name == "r21d_zoo"
     x = torch.randn(1, 3, 8, 32, 32)
     with torch.no_grad():
         expected = model(x)
@@ -335,6 +338,40 @@ def test_every_tag_has_an_up_to_date_card():
     for name in r21d_zoo.list_pretrained():
         expected = render_model_card(registry_config(name))
         assert card_path(str(ROOT / "model_cards"), name).read_text() == expected, f"{name}: card is stale"
+
+
+def test_cards_parse_as_hub_cards_with_truthful_licences_and_results():
+    from huggingface_hub import ModelCard
+
+    for name in r21d_zoo.list_pretrained():
+        cfg = get_pretrained_cfg(name)
+        data = ModelCard.load(card_path(str(ROOT / "model_cards"), name)).data
+        assert data.library_name == "r21d_zoo" and data.pipeline_tag == "video-classification"
+        assert data.license == cfg.license and data.base_model is None
+        if cfg.source_format == "caffe2_pkl":  # VMZ: Apache-2.0 code, no licence stated for the weights
+            assert (data.license, data.license_name) == ("other", "vmz-weights-no-licence-stated")
+        published = {(m["metric"], m["value"]) for m in cfg.metrics}
+        results = {(r.metric_type, r.metric_value) for r in data.eval_results or []}
+        assert results == published and all(r.dataset_name == "Kinetics-400" for r in data.eval_results or [])
+        assert all(cfg.metrics[i]["protocol"] in r.metric_name for i, r in enumerate(data.eval_results or []))
+    for arch in r21d_zoo.list_models():
+        assert get_pretrained_cfg(arch).license is None or get_pretrained_cfg(arch).has_weights  # no weights, no terms
+
+
+def test_saved_model_card_loads_with_results_and_derived_card_with_base_model(tmp_path):
+    from huggingface_hub import ModelCard
+
+    model = r21d_zoo.create_model("r3d_18.kinetics400_8f", **TINY)
+    data = ModelCard.load(Path(r21d_zoo.save_pretrained(model, str(tmp_path / "w"))) / "README.md").data
+    assert {(r.metric_type, r.metric_value) for r in data.eval_results} == {
+        ("clip_top1", 49.8),
+        ("video_top1", 62.3),
+        ("video_top5", 83.4),
+    }
+    set_derived_cfg(model)  # as fine-tuning does
+    data = ModelCard.load(Path(r21d_zoo.save_pretrained(model, str(tmp_path / "d"))) / "README.md").data
+    assert data.base_model == "r3d_18.kinetics400_8f" and data.eval_results is None
+    assert (data.license, data.license_name) == ("other", "vmz-weights-no-licence-stated")  # the base's terms stay
 
 
 def test_readme_model_table_is_generated_from_registry():

@@ -9,6 +9,7 @@ import torch
 
 import r21d_zoo
 from r21d_zoo.cli import main as cli_main
+from r21d_zoo.deploy.cards import registry_config, render_model_card
 from r21d_zoo.models._registry import list_aliases
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,10 @@ def test_cli_list_and_info(capsys):
     assert capsys.readouterr().out.split() == r21d_zoo.list_pretrained("ip_csn_*")
     assert cli_main(["info", "r2plus1d_34.ig65m_ft_kinetics400_32f"]) == 0
     out = capsys.readouterr().out
-    assert "80.0 / 94.2" in out and "63.70 M" in out and "bn_eps" in out and "model_cards/" in out
+    assert "80.0 / 94.2" in out and "63.70 M" in out and "bn_eps" in out and "--card" in out
+    assert "vmz-weights-no-licence-stated" in out
+    assert cli_main(["info", "r2plus1d_34.ig65m_ft_kinetics400_32f", "--card"]) == 0  # rendered, no repository needed
+    assert capsys.readouterr().out == render_model_card(registry_config("r2plus1d_34.ig65m_ft_kinetics400_32f"))
     assert cli_main(["info", "r2plus1d_43"]) == 2
     assert "Did you mean" in capsys.readouterr().err
     assert cli_main(["list", "--pretrained", "csn"]) == 0  # a bare word matches anywhere

@@ -13,21 +13,36 @@ from ..models import create_model, get_pretrained_cfg, list_models, list_pretrai
 from ..models._pretrained import metric_value
 
 DATASET_IDS = {"kinetics400": "kinetics-400", "ig65m": "ig-65m", "sports1m": "sports-1m"}
+# How a metric's dataset field reads in a model-index: type, name, split (anything else is a user's own dataset).
+EVAL_DATASETS = {"kinetics400-val": ("kinetics-400", "Kinetics-400", "validation")}
+METRIC_WORDS = {
+    "clip_top1": "clip top-1",
+    "clip_top5": "clip top-5",
+    "video_top1": "video top-1",
+    "video_top5": "video top-5",
+    "video_map": "video mAP",
+}
 CITATIONS = {
     "arXiv:1711.11248": """@inproceedings{tran2018closer,
   title={A Closer Look at Spatiotemporal Convolutions for Action Recognition},
   author={Tran, Du and Wang, Heng and Torresani, Lorenzo and Ray, Jamie and LeCun, Yann and Paluri, Manohar},
-  booktitle={CVPR}, year={2018}
+  booktitle={Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages={6450--6459},
+  year={2018}
 }""",
     "arXiv:1905.00561": """@inproceedings{ghadiyaram2019large,
   title={Large-scale weakly-supervised pre-training for video action recognition},
-  author={Ghadiyaram, Deepti and Tran, Du and Mahajan, Dhruv},
-  booktitle={CVPR}, year={2019}
+  author={Ghadiyaram, Deepti and Feiszli, Matt and Tran, Du and Yan, Xueting and Wang, Heng and Mahajan, Dhruv},
+  booktitle={Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages={12046--12055},
+  year={2019}
 }""",
     "arXiv:1904.02811": """@inproceedings{tran2019video,
   title={Video Classification with Channel-Separated Convolutional Networks},
   author={Tran, Du and Wang, Heng and Torresani, Lorenzo and Feiszli, Matt},
-  booktitle={ICCV}, year={2019}
+  booktitle={Proceedings of the IEEE/CVF International Conference on Computer Vision (ICCV)},
+  pages={5552--5561},
+  year={2019}
 }""",
 }
 
@@ -77,30 +92,72 @@ def _resize_text(p: Dict[str, Any]) -> str:
     return "no resize"
 
 
+def _eval_results(p: Dict[str, Any]) -> List[Any]:
+    """The weights' recorded metrics as Hub ``EvalResult``s (the card's ``model-index``), protocol in words."""
+    from huggingface_hub import EvalResult
+
+    out = []
+    for m in p.get("metrics") or []:
+        dataset_type, dataset_name, split = EVAL_DATASETS.get(m["dataset"], (m["dataset"], m["dataset"], None))
+        words = METRIC_WORDS.get(m["metric"], m["metric"])
+        is_url = m["source"].startswith("https://")
+        out.append(
+            EvalResult(
+                task_type="video-classification",
+                task_name="Video Classification",
+                dataset_type=dataset_type,
+                dataset_name=dataset_name,
+                dataset_split=split,
+                metric_type=m["metric"],
+                metric_name=f"{words} accuracy ({m['protocol']})",
+                metric_value=m["value"],
+                source_name=m["source"].rsplit("/", 1)[-1] if is_url else None,  # the Hub needs a URL with a name
+                source_url=m["source"] if is_url else None,
+            )
+        )
+    return out
+
+
+def _licence_text(p: Dict[str, Any]) -> str:
+    if not p.get("license"):
+        return "no licence is recorded for these weights."
+    if p["license"] == "other":
+        return f"`other`: {p.get('license_name')} ({p.get('license_link')})."
+    return f"`{p['license']}`."
+
+
+def card_data(config: Dict[str, Any]) -> Any:
+    """The card's front matter as ``huggingface_hub.ModelCardData``: library, licence of the weights, datasets,
+    ``base_model`` (derived models) and a ``model-index`` of the recorded results."""
+    from huggingface_hub import ModelCardData
+
+    p = config["pretrained_cfg"]
+    arch, tag = p.get("architecture") or config["architecture"], p.get("tag")
+    derived = not tag
+    licence = {k: p.get(k) for k in ("license", "license_name", "license_link") if p.get(k)}
+    return ModelCardData(
+        model_name=f"{arch}.{tag}" if tag else arch,
+        library_name="r21d_zoo",
+        pipeline_tag="video-classification",
+        tags=["video-classification", "r21d_zoo", "pytorch", "safetensors"],
+        datasets=_datasets(p) or None,
+        base_model=p.get("base_model") if derived else None,
+        metrics=["accuracy"],
+        eval_results=_eval_results(p) or None,
+        **licence,
+    )
+
+
 def render_model_card(config: Dict[str, Any]) -> str:
+    """The Hub model card (``README.md``) of a model's ``config.json``; ``ModelCard.load`` reads its front matter."""
+    from huggingface_hub import ModelCard
+
     p = config["pretrained_cfg"]
     arch, tag = p.get("architecture") or config["architecture"], p.get("tag")
     derived = not tag
     name = f"{arch}.{tag}" if tag else arch
     params, gmacs = model_stats(config)
-    license_ = p.get("license") or "other"
-    front = [
-        "---",
-        "library_name: r21d_zoo",
-        f"license: {license_}",
-        "pipeline_tag: video-classification",
-        "tags:",
-        "- video-classification",
-        "- r21d_zoo",
-        "- pytorch",
-        "- safetensors",
-    ]
-    if p.get("base_model"):
-        front.append(f"base_model: {json.dumps(p['base_model'])}")
-    datasets = _datasets(p)
-    if datasets:
-        front += ["datasets:"] + [f"- {json.dumps(d)}" if derived else f"- {d}" for d in datasets]
-    front += ["metrics:", "- accuracy", "---", ""]
+    front = ["---", card_data(config).to_yaml(), "---", ""]
     c, t, h, w = p["input_size"]
     stride = p.get("sampling_stride", 1)
     rate = f"{p['frame_rate']:g} fps" if p.get("frame_rate") else "the native frame rate"
@@ -176,14 +233,13 @@ def render_model_card(config: Dict[str, Any]) -> str:
             "copied as running variance, every blob used exactly once); see conversion/README.md."
         )
     lines += [
-        f"- Licence (of the origin repository; weights may carry their own terms): "
-        f"{p.get('license') or 'not stated upstream'}",
+        f"- Licence of the weights: {_licence_text(p)} The r21d_zoo code is Apache-2.0.",
         "",
         "## Citation",
         "",
     ]
     lines += [f"```bibtex\n{CITATIONS[p['paper_ids']]}\n```" for pid in [p.get("paper_ids")] if pid in CITATIONS]
-    return "\n".join(lines) + "\n"
+    return str(ModelCard("\n".join(lines) + "\n"))
 
 
 def card_path(directory: str, name: str) -> Path:

@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..deploy.cards import model_stats, registry_config
+from ..deploy.cards import model_stats, registry_config, render_model_card
 from ..models import PretrainedCfg, get_pretrained_cfg, list_aliases, list_models, list_pretrained, resolve_model_name
 from ..models._pretrained import metric_value
 
@@ -35,12 +35,19 @@ def _class_names(w: PretrainedCfg) -> str:
     return "Kinetics-400 names" if w.label_set else "no published names"
 
 
+def _licence(w: PretrainedCfg) -> str:
+    if w.license == "other":
+        return f"other: {w.license_name} ({w.license_link})"
+    return w.license or "none recorded"
+
+
 @dataclass
 class InfoConfig:
     """Show a weight's config, clip, accuracy and provenance."""
 
     name: str = field(metadata=dict(positional=True, help="architecture, arch.tag or alias"))
     json: bool = field(default=False, metadata=dict(help="print the full config.json instead"))
+    card: bool = field(default=False, metadata=dict(help="print the model card (the Hub README.md) instead"))
 
 
 def run_info(cfg: InfoConfig) -> int:
@@ -49,6 +56,9 @@ def run_info(cfg: InfoConfig) -> int:
     w = get_pretrained_cfg(name)
     if cfg.json:
         print(json.dumps(config, indent=2, sort_keys=True, default=str))
+        return 0
+    if cfg.card:
+        print(render_model_card(config), end="")
         return 0
     params, gmacs = model_stats(config)
     c, t, h, _ = w.input_size
@@ -73,9 +83,9 @@ def run_info(cfg: InfoConfig) -> int:
         ("video top-1 / top-5", f"{top1} / {top5}" if top1 is not None else "not published"),
         ("source", f"{w.url} ({w.source_format})" if w.url else "-"),
         ("mirrors", ", ".join(m["url"] for m in w.mirrors) or "-"),
-        ("license", w.license or "-"),
+        ("weights licence", _licence(w)),
         ("paper", f"{w.paper_name} ({w.paper_ids})"),
-        ("model card", f"r21d-zoo info {w.name} --json, or model_cards/{w.name}.md in the repository"),
+        ("model card", f"r21d-zoo info {w.name} --card (config: --json)"),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:

@@ -60,7 +60,8 @@ class InflationReport:
 
 
 def _source_state_dict(source: Union[str, nn.Module, Dict[str, torch.Tensor]], pretrained: bool):
-    """State dict, data config and name of a timm name, a timm/torchvision ResNet module, or a state dict."""
+    """State dict, data config (with the weights' ``license`` for timm) and name of a timm name, a timm/torchvision
+    ResNet module, or a state dict."""
     if isinstance(source, str):
         import timm
 
@@ -71,7 +72,8 @@ def _source_state_dict(source: Union[str, nn.Module, Dict[str, torch.Tensor]], p
             import timm.data
 
             name = cfg.get("hf_hub_id") or ".".join(x for x in (cfg.get("architecture"), cfg.get("tag")) if x)
-            return source.state_dict(), timm.data.resolve_data_config({}, model=source), name
+            data = dict(timm.data.resolve_data_config({}, model=source), license=cfg.get("license"))
+            return source.state_dict(), data, name
         return source.state_dict(), {}, f"{type(source).__module__.split('.')[0]} {type(source).__name__}"
     if isinstance(source, dict):
         return dict(source), {}, "ResNet state dict"
@@ -286,7 +288,9 @@ def inflate(
             in_chans=args["in_chans"],
             num_classes=args["num_classes"],
             model_args=weight_args,
-            license=None,
+            license=data.get("license"),  # the 2D weights' terms (timm records them), else none known
+            license_name=None,
+            license_link=None,
             notes=f"{family} {mode}-inflated (I3D-style) from the 2D ResNet {source_name}.",
         )
         .to_dict()

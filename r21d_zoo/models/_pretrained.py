@@ -162,7 +162,9 @@ class PretrainedCfg:
     classifier: str = "fc"
     # --- quality and provenance ------------------------------------------------------------------------------------
     metrics: List[Dict[str, Any]] = field(default_factory=list)  # dataset, metric, value, protocol, source
-    license: Optional[str] = None
+    license: Optional[str] = None  # Hub licence id of the *weights*; "other" with a name and link when not standard
+    license_name: Optional[str] = None
+    license_link: Optional[str] = None
     origin_url: Optional[str] = None
     paper_ids: Optional[str] = None
     paper_name: Optional[str] = None

@@ -514,22 +514,27 @@ def _create_video_resnet(variant: str, pretrained: bool = False, **kwargs: Any) 
 
 
 _VMZ_REPO = "https://github.com/facebookresearch/VMZ"
+_VMZ_DOC = _VMZ_REPO + "/blob/main/c2/tutorials/"  # where a published number comes from: + models.md, model_zoo.md
+_TV_DOC = "https://pytorch.org/vision/stable/models.html#video-classification"
 _DROPBOX = "https://www.dropbox.com/s/{key}/{file}?dl=1"
 _IG65M_RELEASE = "https://github.com/moabitcoin/ig65m-pytorch/releases/download/v1.0.0/"
 _BJUNCEK_RELEASE = "https://github.com/bjuncek/VMZ/releases/download/test_models/"
 _PAPER_R21D = ("arXiv:1711.11248", "A Closer Look at Spatiotemporal Convolutions for Action Recognition")
 _PAPER_IG65M = ("arXiv:1905.00561", "Large-scale weakly-supervised pre-training for video action recognition")
 _PAPER_CSN = ("arXiv:1904.02811", "Video Classification with Channel-Separated Convolutional Networks")
+# VMZ's code is Apache-2.0, but no licence is stated for its released weights (nor for ig65m-pytorch's ports of them).
+_VMZ_WEIGHTS_LICENSE = dict(license="other", license_name="vmz-weights-no-licence-stated", license_link=_VMZ_REPO)
 
 
 def _cfg(**kwargs: Any) -> PretrainedCfg:
     """Family defaults: the :class:`ClipSpec` defaults (16 frames resized to 128x171, 112 crop, Kinetics mean/std),
-    400 Kinetics classes, VMZ caffe2 BN (eps 1e-3). Clip fields may be passed flat (``num_frames=32``)."""
+    400 Kinetics classes, VMZ caffe2 BN (eps 1e-3), VMZ's (unstated) weights licence. Clip fields may be passed flat
+    (``num_frames=32``). An architecture without weights has no licence of its own."""
     clip = {k: kwargs.pop(k) for k in ClipSpec.fields() if k in kwargs}
     args = dict(
         num_classes=400,
         label_set="kinetics400",
-        license="apache-2.0",
+        **(_VMZ_WEIGHTS_LICENSE if "url" in kwargs else {}),
         origin_url=_VMZ_REPO,
         paper_ids=_PAPER_R21D[0],
         paper_name=_PAPER_R21D[1],
@@ -557,7 +562,7 @@ def _vmz2019(
     if video_top1 is not None:
         protocol = "10 clips x 1 centre crop, softmax averaged"
         metrics = [
-            dict(dataset="kinetics400-val", metric=m, value=v, protocol=protocol, source=f"{_VMZ_REPO} model_zoo.md")
+            dict(dataset="kinetics400-val", metric=m, value=v, protocol=protocol, source=_VMZ_DOC + "model_zoo.md")
             for m, v in (("video_top1", video_top1), ("video_top5", video_top5))
         ]
     csn_args = (
@@ -575,7 +580,7 @@ def _vmz2019(
         paper_ids=paper[0],
         paper_name=paper[1],
         **{
-            **dict(notes="Converted from the VMZ caffe2 release; no licence is stated for the weights."),
+            **dict(notes="Converted from the VMZ caffe2 2019 model zoo."),
             **csn_args,
             **kwargs,
         },
@@ -597,7 +602,7 @@ def _vmz2018(
 ) -> PretrainedCfg:
     """A Kinetics-400 model trained from scratch, from the VMZ caffe2 2018 release (``c2/tutorials/models.md``)."""
     protocol = "10 clips x 1 centre crop, softmax averaged (Tran et al. 2018, Table 2)"
-    src = f"{_VMZ_REPO} models.md"
+    src = _VMZ_DOC + "models.md"
     return _cfg(
         url=_DROPBOX.format(key=key, file=file),
         source_format="caffe2_pkl",
@@ -608,7 +613,7 @@ def _vmz2018(
             dict(dataset="kinetics400-val", metric="video_top1", value=video_top1, protocol=protocol, source=src),
             dict(dataset="kinetics400-val", metric="video_top5", value=video_top5, protocol=protocol, source=src),
         ],
-        **{**dict(notes="VMZ caffe2 2018 release; no licence is stated for the weights."), **kwargs},
+        **{**dict(notes="VMZ caffe2 2018 release."), **kwargs},
     )
 
 
@@ -623,14 +628,16 @@ def _tv(file: str, top1: float, top5: float, **kwargs: Any) -> PretrainedCfg:
         num_frames=16,
         frame_rate=15.0,
         antialias=False,
-        license="bsd-3-clause",
+        license="bsd-3-clause",  # torchvision's; its docs add that weights may carry their datasets' terms
+        license_name=None,
+        license_link=None,
         origin_url="https://github.com/pytorch/vision",
         metrics=[
             dict(
-                dataset="kinetics400-val", metric="video_top1", value=top1, protocol=protocol, source="torchvision docs"
+                dataset="kinetics400-val", metric="video_top1", value=top1, protocol=protocol, source=_TV_DOC
             ),
             dict(
-                dataset="kinetics400-val", metric="video_top5", value=top5, protocol=protocol, source="torchvision docs"
+                dataset="kinetics400-val", metric="video_top5", value=top5, protocol=protocol, source=_TV_DOC
             ),
         ],
         notes="Trained natively in PyTorch by torchvision (not the caffe2 weights).",
@@ -871,7 +878,7 @@ default_cfgs = generate_default_cfgs(
             32,
             csn=True,
             paper=_PAPER_CSN,
-            notes="VMZ caffe2 2019 zoo; accuracy listed as TBD upstream. No licence is stated for the weights.",
+            notes="VMZ caffe2 2019 zoo; accuracy listed as TBD upstream.",
         ),
         "ip_csn_50": _cfg(
             crop_size=224,

@@ -102,7 +102,9 @@ def test_model_finetuned_from_random_init_carries_its_own_task(small, tmp_path):
     assert "2: left, right" in card
     top1 = result.history[-1]["val_video_top1"]
     assert f"| val.csv | video_top1 | {top1} |" in card  # its own validation accuracy
-    assert ("val.csv", "video_top1", top1) in {(r.dataset_name, r.metric_type, r.metric_value) for r in data.eval_results}
+    assert ("val.csv", "video_top1", top1) in {
+        (r.dataset_name, r.metric_type, r.metric_value) for r in data.eval_results
+    }
 
 
 @pytest.mark.video

@@ -31,7 +31,7 @@ from .._version import __version__
 from ..deploy.optimize import AMP_DTYPES, optimize_for_inference
 from ..models import ClipSpec
 from ..video import VideoClassificationTransform, VideoDecodeError, VideoInfo, open_video, sliding_clips, uniform_clips
-from ..video.reader import BACKENDS, DEFAULT_BACKEND, VIDEO_EXTENSIONS
+from ..video.reader import BACKENDS, DEFAULT_BACKEND, VIDEO_EXTENSIONS, reader_class
 from .common import EXIT_PARTIAL, InputError, ModelSource, clip_field, default_workers, writable_dir
 from .common import progress as show_progress
 from .distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
@@ -179,7 +179,8 @@ class FeatureRunner:
 class ClipChunks(IterableDataset):
     """Yields, per video, chunks of at most ``batch_size`` resized uint8 clips; the last chunk has ``last=True`` and
     the video's info. A video that fails yields one ``error`` item instead (earlier chunks of it must be discarded).
-    Videos are split across DataLoader workers round-robin; containers are opened inside the worker."""
+    Videos are split across DataLoader workers round-robin; containers are opened inside the worker. With a GPU
+    ``device`` (a backend that decodes there) frames are decoded onto it, in the main process."""
 
     def __init__(
         self,
@@ -188,10 +189,11 @@ class ClipChunks(IterableDataset):
         cfg: ExtractConfig,
         indices: Optional[Sequence[int]] = None,
         backend: str = DEFAULT_BACKEND,
+        device: Optional[torch.device] = None,
     ):
         self.videos = list(videos)
         self.indices = list(indices) if indices is not None else list(range(len(self.videos)))
-        self.spec, self.cfg, self.backend = spec, cfg, backend
+        self.spec, self.cfg, self.backend, self.device = spec, cfg, backend, device
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         worker = get_worker_info()
@@ -203,7 +205,7 @@ class ClipChunks(IterableDataset):
         cfg, idx, path = self.cfg, self.indices[j], self.videos[j]
         start = time.perf_counter()
         try:
-            with open_video(path, self.spec, self.backend, cfg.decoder_resize) as reader:
+            with open_video(path, self.spec, self.backend, cfg.decoder_resize, self.device) as reader:
                 clips = cfg.clips_for(self.spec, reader.info)
                 batch: List[Tuple[Any, Any]] = []
                 for n, (clip, frames) in enumerate(reader.iter_clips(clips, self.spec, cfg.pad)):
@@ -228,6 +230,11 @@ class ClipChunks(IterableDataset):
             last=info is not None,
             info=info,
         )
+
+
+def decode_device(backend: str, device: torch.device) -> Optional[torch.device]:
+    """The GPU to decode on: the model's, when the backend can decode there (torchcodec's NVDEC); else None (CPU)."""
+    return device if device.type != "cpu" and device.type in reader_class(backend).devices else None
 
 
 @dataclass
@@ -256,7 +263,8 @@ def extract_features(
     spec = ClipSpec.from_model(model, **cfg.clip, **clip_overrides)
     runner = FeatureRunner(model, spec, cfg, device, amp, optimize=optimize)
     feats, times, padded = [], [], []
-    for chunk in ClipChunks([str(video)], spec, cfg, backend=backend).chunks(0):
+    chunks = ClipChunks([str(video)], spec, cfg, backend=backend, device=decode_device(backend, runner.device))
+    for chunk in chunks.chunks(0):
         if "error" in chunk:
             raise VideoDecodeError(chunk["error"])
         if len(chunk["frames"]):
@@ -492,11 +500,15 @@ def run_extraction(
             partial_path(p).unlink(missing_ok=True)
         todo.append(v)
     runner = FeatureRunner(model, spec, cfg, device, amp, channels_last, optimize)
+    on_gpu = decode_device(backend, runner.device)
+    if on_gpu is not None and workers:
+        _logger.info("decoding with %s on %s in the main process (not in %d workers)", backend, on_gpu, workers)
+        workers = 0
     loader = DataLoader(
-        ClipChunks([v.path for v in todo], spec, cfg, backend=backend),
+        ClipChunks([v.path for v in todo], spec, cfg, backend=backend, device=on_gpu),
         batch_size=None,
         num_workers=workers,
-        pin_memory=runner.device.type == "cuda",
+        pin_memory=runner.device.type == "cuda" and on_gpu is None,
         prefetch_factor=2 if workers else None,
     )
     bar = show_progress(total=len(todo), unit="video", desc="extract", show=progress)

@@ -633,12 +633,8 @@ def _tv(file: str, top1: float, top5: float, **kwargs: Any) -> PretrainedCfg:
         license_link=None,
         origin_url="https://github.com/pytorch/vision",
         metrics=[
-            dict(
-                dataset="kinetics400-val", metric="video_top1", value=top1, protocol=protocol, source=_TV_DOC
-            ),
-            dict(
-                dataset="kinetics400-val", metric="video_top5", value=top5, protocol=protocol, source=_TV_DOC
-            ),
+            dict(dataset="kinetics400-val", metric="video_top1", value=top1, protocol=protocol, source=_TV_DOC),
+            dict(dataset="kinetics400-val", metric="video_top5", value=top5, protocol=protocol, source=_TV_DOC),
         ],
         notes="Trained natively in PyTorch by torchvision (not the caffe2 weights).",
         **{**dict(model_args=dict(bn_eps=1e-5)), **kwargs},

@@ -19,7 +19,10 @@ from ..models import ClipSpec
 
 PAD_MODES = ("repeat", "loop")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
-BACKENDS: Dict[str, str] = {"pyav": "r21d_zoo.video.pyav:PyAVReader"}
+BACKENDS: Dict[str, str] = {
+    "pyav": "r21d_zoo.video.pyav:PyAVReader",
+    "torchcodec": "r21d_zoo.video.torchcodec_reader:TorchCodecReader",  # optional extra
+}
 DEFAULT_BACKEND = "pyav"
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -55,9 +58,11 @@ class ClipFrames(NamedTuple):
 
 
 class VideoReader(ABC):
-    """One open video (a context manager). Backends implement ``info``, ``read_clip`` and ``close``."""
+    """One open video (a context manager). Backends implement ``info``, ``read_clip`` and ``close``; one that can
+    decode on a GPU lists ``"cuda"`` in ``devices`` and takes a ``device`` argument."""
 
     info: VideoInfo
+    devices: Tuple[str, ...] = ("cpu",)
 
     @abstractmethod
     def read_clip(
@@ -93,21 +98,37 @@ class VideoReader(ABC):
         self.close()
 
 
-def open_video(
-    path: PathLike, spec: Optional[ClipSpec] = None, backend: str = DEFAULT_BACKEND, decoder_resize: bool = False
-) -> VideoReader:
-    """Open ``path`` with a backend. With ``spec``, frames come resized as the spec says (``resize_size``,
-    ``interpolation``, ``antialias``, rounded back to uint8 like the evaluation transform); ``decoder_resize`` resizes
-    inside the decoder instead (faster, but not the reference preprocessing the published accuracies used)."""
+def reader_class(backend: str) -> type:
     if backend not in BACKENDS:
         raise ValueError(f"unknown video backend {backend!r}; available: {', '.join(BACKENDS)}")
     module, _, name = BACKENDS[backend].partition(":")
-    reader_cls = getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(module), name)
+
+
+def open_video(
+    path: PathLike,
+    spec: Optional[ClipSpec] = None,
+    backend: str = DEFAULT_BACKEND,
+    decoder_resize: bool = False,
+    device: Union[str, torch.device, None] = None,
+) -> VideoReader:
+    """Open ``path`` with a backend. With ``spec``, frames come resized as the spec says (``resize_size``,
+    ``interpolation``, ``antialias``, rounded back to uint8 like the evaluation transform); ``decoder_resize`` resizes
+    inside the decoder instead (faster, but not the reference preprocessing the published accuracies used).
+    ``device`` (a backend that decodes on GPUs) is where frames are decoded and returned; default the CPU."""
+    reader_cls = reader_class(backend)
+    kwargs: Dict[str, object] = {}
+    if device is not None and torch.device(device).type != "cpu":
+        if torch.device(device).type not in getattr(reader_cls, "devices", ("cpu",)):
+            raise ValueError(f"the {backend} decoder cannot decode on {device}; use --decoder torchcodec for GPUs")
+        kwargs["device"] = device
     if spec is None or spec.resize_size is None:
-        return reader_cls(path)
+        return reader_cls(path, **kwargs)
     if decoder_resize:
-        return reader_cls(path, frame_size=spec.resize_size)
-    return reader_cls(path, resize=spec.resize_size, interpolation=spec.interpolation, antialias=spec.antialias)
+        return reader_cls(path, frame_size=spec.resize_size, **kwargs)
+    return reader_cls(
+        path, resize=spec.resize_size, interpolation=spec.interpolation, antialias=spec.antialias, **kwargs
+    )
 
 
 def read_clip(

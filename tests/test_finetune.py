@@ -1,6 +1,7 @@
 """Fine-tuning, evaluation and probing on the synthetic motion-direction dataset."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from r21d_zoo.jobs.common import ModelSource
 from r21d_zoo.jobs.engine import OptimConfig
 from r21d_zoo.jobs.finetune import FinetuneConfig, average_precision, evaluate, finetune
 from r21d_zoo.jobs.labelled import read_labelled
-from r21d_zoo.jobs.probe import fit_logistic, probe
+from r21d_zoo.jobs.probe import DEFAULT_L2, fit_logistic, probe
 from r21d_zoo.jobs.synthetic import make_motion_dataset
 from r21d_zoo.models import ClipSpec
 from videos import make_broken
@@ -210,13 +211,16 @@ def test_two_process_ddp_finetune_and_exact_evaluation_counts(small, tmp_path):
     assert ddp["video_top1"] == pytest.approx(single["video_top1"])
 
 
-def test_probe_matches_scikit_learn_logistic_regression(small, tmp_path):
+def test_probe_matches_scikit_learn_logistic_regression(small, tmp_path, caplog):
     sklearn = pytest.importorskip("sklearn.linear_model")
+    caplog.set_level(logging.INFO, logger="r21d_zoo.progress")
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4, 16)) * 1.5
     y = rng.integers(0, 4, 400)
     x = centres[y] + rng.normal(size=(400, 16))
     result = probe(x[:300], y[:300], x[300:], y[300:])
+    last = [r.getMessage() for r in caplog.records if r.name == "r21d_zoo.progress"][-1]  # stderr is no terminal
+    assert last.startswith(f"probe: {len(DEFAULT_L2) + 1}/{len(DEFAULT_L2) + 1} fits") and "ETA" in last
     ref = sklearn.LogisticRegression(C=1.0 / (result["l2"] * 300), max_iter=5000, tol=1e-10)
     mean, std = x[:300].mean(0), x[:300].std(0, ddof=1)
     ref.fit((x[:300] - mean) / std, y[:300])

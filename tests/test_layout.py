@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "r21d_zoo"
 
 # Bottom to top. A module may import from its own layer or any layer below it, never above.
 LAYERS = [
-    ("r21d_zoo._version", "r21d_zoo._io"),  # leaves
+    ("r21d_zoo._version", "r21d_zoo._io", "r21d_zoo._progress"),  # leaves
     ("r21d_zoo.models",),  # the model zoo: architectures, registry, weights, file reading (caffe2 included)
     ("r21d_zoo.deploy",),  # saved folders, model cards, inference copies
     ("r21d_zoo.video",),  # decoding, clip samplers, transforms

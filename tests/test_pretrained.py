@@ -4,6 +4,7 @@ import functools
 import hashlib
 import http.server
 import json
+import logging
 import pickle
 import sys
 import threading
@@ -176,8 +177,9 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_url_download_with_hash_check(http_dir, torch_home):
+def test_url_download_with_hash_check(http_dir, torch_home, caplog):
     served, base = http_dir
+    caplog.set_level(logging.INFO, logger="r21d_zoo.progress")
     source = r21d_zoo.create_model("r3d_18.tv_kinetics400_16f", **TINY).eval()
     tmp = served / "tmp.pth"
     torch.save(source.state_dict(), tmp)
@@ -192,6 +194,9 @@ def test_url_download_with_hash_check(http_dir, torch_home):
     with torch.no_grad():
         torch.testing.assert_close(model(x), source(x))
     assert (torch_home / "checkpoints" / good.name).is_file()
+    lines = [r.getMessage() for r in caplog.records if r.name == "r21d_zoo.progress"]  # stderr is not a terminal
+    assert lines[0] == f"download {good.name}: started" and lines[-1].endswith(" s, done, " + lines[-1].split(", ")[-1])
+    assert f"{good.stat().st_size / 2**20:.1f} MB in" in lines[-1] and "MB/s" in lines[-1]
 
     corrupted = served / f"tiny_r3d_bad-{digest}.pth"
     data = bytearray(good.read_bytes())

@@ -1,21 +1,17 @@
 """Pieces every job's config shares: which model to start from, and the clip-override field."""
 
 import json
-import logging
 import os
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Optional
+from typing import Any, Dict, Optional
 
 import torch.nn as nn
 
 from ..models import create_model
 from ..models._hub import OFFLINE_HINT
 
-_logger = logging.getLogger("r21d_zoo.progress")
 CLI_OFFLINE_HINT = (
     "If this machine is offline: pass --checkpoint FILE (a .safetensors, .pth or caffe2 .pkl), use --model "
     "local-dir:FOLDER, pre-populate the Hugging Face cache (HF_HOME) or the torch hub cache (TORCH_HOME) and set "
@@ -61,57 +57,6 @@ def writable_file(path: str, option: str) -> Path:
         raise InputError(f"{option} {path} is a folder; give a file name")
     writable_dir(str(out.parent), f"the folder of {option}")
     return out
-
-
-class _LogProgress:
-    """tqdm's interface for a job whose stderr is not a terminal (a log file, SLURM, nohup): an INFO line every
-    ``every`` seconds with the count, rate and ETA, instead of a bar that nobody sees."""
-
-    def __init__(self, iterable: Optional[Iterable], total: Optional[int], desc: str, unit: str, every: float):
-        self.iterable, self.total, self.desc, self.unit, self.every = iterable, total, desc, unit, every
-        self.n, self.postfix = 0, ""
-        self.start = self.last = time.perf_counter()
-
-    def __iter__(self) -> Iterator:
-        for item in self.iterable:
-            yield item
-            self.update(1)
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        now = time.perf_counter()
-        if now - self.last >= self.every or self.n == self.total:
-            self.last = now
-            rate = self.n / max(now - self.start, 1e-9)
-            left = f", ETA {(self.total - self.n) / rate:.0f} s" if self.total else ""
-            of = f"/{self.total}" if self.total else ""
-            units = self.unit + ("es" if self.unit.endswith("ch") else "s")
-            postfix = f" ({self.postfix})" if self.postfix else ""
-            _logger.info(f"{self.desc}: {self.n}{of} {units}, {rate:.2f} {self.unit}/s{left}{postfix}")
-
-    def set_postfix(self, **values: Any) -> None:
-        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
-
-    def close(self) -> None:
-        pass
-
-
-def progress(
-    iterable: Optional[Iterable] = None,
-    total: Optional[int] = None,
-    desc: str = "",
-    unit: str = "it",
-    show: bool = True,
-) -> Any:
-    """A progress display: a tqdm bar on a terminal, periodic log lines elsewhere (every ``R21D_ZOO_LOG_EVERY``
-    seconds, default 30), nothing when ``show`` is False (e.g. on ranks other than 0)."""
-    from tqdm.auto import tqdm
-
-    if show and not sys.stderr.isatty():
-        if total is None and iterable is not None and hasattr(iterable, "__len__"):
-            total = len(iterable)
-        return _LogProgress(iterable, total, desc, unit, float(os.environ.get("R21D_ZOO_LOG_EVERY", "30")))
-    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, disable=not show)
 
 
 def default_workers() -> int:

@@ -8,7 +8,9 @@ unpickler (numpy arrays only), ``.pth`` files with ``torch.load(weights_only=Tru
 """
 
 import json
+import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -29,6 +31,8 @@ from ..models._caffe2 import caffe2_to_state_dict, class_count, load_caffe2_pick
 from ..models._hub import sha256_file
 from ..deploy import export
 from .common import ModelSource, clip_field, writable_dir, writable_file
+
+_logger = logging.getLogger("r21d_zoo.progress")
 
 
 def build_target(name: str, num_classes: int, source: str, **model_kwargs: Any) -> nn.Module:
@@ -81,13 +85,17 @@ def save_converted(
 ) -> str:
     model.load_state_dict(state_dict, strict=True)
     save_pretrained(model, out_dir)
+    _logger.info("convert: wrote %s", out_dir)
     if run_verify:
         print(json.dumps(verify(model, out_dir), indent=2))
     return out_dir
 
 
 def convert_caffe2(pkl: str, name: str, out: str, run_verify: bool = False) -> str:
+    start = time.perf_counter()
+    _logger.info("convert: reading %s (%.0f MB)", pkl, os.path.getsize(pkl) / 2**20)
     blobs = load_caffe2_pickle(pkl)
+    _logger.info("convert: %d blobs read in %.1f s; mapping them to %s", len(blobs), time.perf_counter() - start, name)
     visual = visual_tower(blobs)
     name = resolve_model_name(name)
     arch, tag = split_model_name_tag(name)
@@ -99,10 +107,12 @@ def convert_caffe2(pkl: str, name: str, out: str, run_verify: bool = False) -> s
         kwargs["num_frames"] = int(visual["conv1_w"].shape[2])
     model = build_target(name, expected if expected is not None else num_classes, pkl, **kwargs)
     state_dict = caffe2_to_state_dict(blobs, model, num_classes=expected)
+    _logger.info("convert: %d tensors mapped; writing %s", len(state_dict), out)
     return save_converted(model, state_dict, out, run_verify)
 
 
 def convert_torch(pth: str, name: str, out: str, run_verify: bool = False) -> str:
+    _logger.info("convert: reading %s (%.0f MB)", pth, os.path.getsize(pth) / 2**20)
     state_dict = read_state_dict(pth)
     name = resolve_model_name(name)
     _, tag = split_model_name_tag(name)

@@ -25,8 +25,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .._io import atomic_write
+from .._progress import progress as show_progress
 from .common import default_workers
-from .common import progress as show_progress
 from .distributed import WorldInfo, default_device, init_distributed
 
 _logger = logging.getLogger(__name__)

@@ -27,13 +27,13 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .._io import atomic_write, partial_path
+from .._progress import progress as show_progress
 from .._version import __version__
 from ..deploy.optimize import AMP_DTYPES, optimize_for_inference
 from ..models import ClipSpec
 from ..video import VideoClassificationTransform, VideoDecodeError, VideoInfo, open_video, sliding_clips, uniform_clips
 from ..video.reader import BACKENDS, DEFAULT_BACKEND, VIDEO_EXTENSIONS, reader_class
 from .common import EXIT_PARTIAL, InputError, ModelSource, clip_field, default_workers, writable_dir
-from .common import progress as show_progress
 from .distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
 
 _logger = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .._io import atomic_write
+from .._progress import progress as show_progress
 from ..deploy import save_pretrained
 from ..models import ClipSpec, set_derived_cfg
 from ..video import VideoClassificationTransform, train_augment
@@ -33,7 +34,6 @@ from .common import ModelSource, clip_field, default_workers
 from .distributed import WorldInfo, default_device, init_distributed
 from .engine import FitResult, OptimConfig, StepContext, StepOutput, TrainConfig, autocast, fit, unwrap
 from .common import EXIT_PARTIAL, InputError, writable_dir, writable_file
-from .common import progress as show_progress
 from .labelled import EvalClips, LabelledVideos, LabelOptions, TrainClips
 
 _logger = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._progress import progress as show_progress
 from .finetune import average_precision
 from .labelled import LabelledVideos, LabelOptions
 
@@ -68,6 +69,7 @@ def probe(
     l2_grid: Sequence[float] = DEFAULT_L2,
     val_fraction: float = 0.1,
     seed: int = 0,
+    progress: bool = True,
 ) -> Dict[str, object]:
     """Choose the L2 strength on a held-out ``val_fraction`` of the training set, refit on all of it, and report
     test accuracy (or mAP for multi-label ``y`` given as multi-hot rows)."""
@@ -81,11 +83,16 @@ def probe(
     n_val = max(1, int(round(val_fraction * len(xt))))
     val, fit = perm[:n_val], perm[n_val:]
     scores = {}
+    bar = show_progress(total=len(l2_grid) + 1, desc="probe", unit="fit", show=progress)
     for l2 in l2_grid:
         w, b = fit_logistic(xt[fit], yt[fit], l2, multilabel)
         scores[l2] = _score(xt[val], yt[val], w, b, multilabel)
+        bar.update(1)
+        bar.set_postfix(l2=l2, val=f"{scores[l2]:.4f}")
     best = max(l2_grid, key=lambda l2: (scores[l2], l2))  # ties: the stronger regularisation
     w, b = fit_logistic(xt, yt, best, multilabel)
+    bar.update(1)
+    bar.close()
     metric = "test_mAP" if multilabel else "test_accuracy"
     return {
         metric: _score(xs, ys, w, b, multilabel),
@@ -104,13 +111,13 @@ def load_features(feature_dir: Path, data: LabelledVideos) -> Tuple[np.ndarray, 
     """Per-video features (the mean over clips) for every labelled video with a features file, matched by file name
     without extension anywhere under ``feature_dir`` (``r21d-zoo extract`` keeps input sub-folders)."""
     index: Dict[str, Path] = {}
-    for f in sorted(Path(feature_dir).rglob("*.npy")):
+    for f in sorted(Path(feature_dir).rglob("*.npy")):  # a directory listing: fast, no progress needed
         if not f.name.endswith(".times.npy"):
             if f.stem in index:
                 raise ValueError(f"{index[f.stem]} and {f} share the name {f.stem!r}; probe matches videos by name")
             index[f.stem] = f
     xs, ys, missing = [], [], []
-    for sample in data.samples:
+    for sample in show_progress(data.samples, desc=f"probe: read {feature_dir}", unit="video"):
         path = index.get(Path(sample.path).stem)
         if path is None:
             missing.append(sample.path)

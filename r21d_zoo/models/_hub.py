@@ -14,6 +14,7 @@ import os
 import pickle
 import re
 import socket
+import sys
 import time
 import urllib.error
 import uuid
@@ -24,6 +25,7 @@ from urllib.parse import unquote, urlparse
 import torch
 import torch.nn as nn
 
+from .._progress import watch_file
 from .._version import __version__
 from ._caffe2 import Caffe2ConversionError, caffe2_to_state_dict, load_caffe2_pickle
 from ._pretrained import PretrainedCfg
@@ -228,8 +230,10 @@ def download_url(
     for attempt in range(1 + download_retries()):
         tmp = directory / f".download-{os.getpid()}-{uuid.uuid4().hex}.part"
         try:
-            with _socket_timeout(timeout):
-                torch.hub.download_url_to_file(url, str(tmp), hash_prefix=hash_prefix, progress=progress)
+            with _socket_timeout(timeout), watch_file(tmp, f"download {dst.name}", show=progress):
+                torch.hub.download_url_to_file(
+                    url, str(tmp), hash_prefix=hash_prefix, progress=progress and sys.stderr.isatty()
+                )
             os.replace(tmp, dst)
             return str(dst)
         except RuntimeError as e:  # torch's hash check

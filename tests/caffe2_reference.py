@@ -20,7 +20,12 @@ def _mid(cin: int, cout: int) -> int:
 
 
 def _layer_kind(family: str, layer: int) -> str:
-    """'2.5d', '3d', '2d', 'ir', 'ip' for layer 0..3 (MC3: only layer1 is 3D)."""
+    """'2.5d', '3d', '2d', 'ir', 'ip' for layer 0..3. Mixed convolutions (VMZ ``create_mcx``): MCx is 3D up to
+    level x (conv1 is level 2, layer1 level 3, ...), 2D after; rMCx has a 2D conv1 and is 3D from level x on."""
+    if family.startswith("rmc"):
+        return "3d" if layer + 3 >= int(family[3:]) + 1 else "2d"
+    if family.startswith("mc"):
+        return "3d" if layer + 3 <= int(family[2:]) else "2d"
     return {
         "r2plus1d": "2.5d",
         "r3d": "3d",
@@ -28,7 +33,6 @@ def _layer_kind(family: str, layer: int) -> str:
         "r2d": "2d",
         "ir_csn": "ir",
         "ip_csn": "ip",
-        "mc3": "3d" if layer == 0 else "2d",
     }[family]
 
 
@@ -53,7 +57,7 @@ def synth_blobs(
         w("conv1_middle_w", [45, 3, 1, 7, 7]), bn("conv1_middle_spatbn_relu", 45)
         w("conv1_w", [64, 45, 3, 1, 1]), bn("conv1_spatbn_relu", 64)
     else:
-        kt = {"fr2d": 1, "r2d": frames}.get(family, 3)
+        kt = 1 if family == "fr2d" or family.startswith("rmc") else frames if family == "r2d" else 3
         w("conv1_w", [64, 3, kt, 7, 7]), bn("conv1_spatbn_relu", 64)
 
     bottleneck = depth >= 50
@@ -125,7 +129,7 @@ def reference_forward(
         x = bn(conv(x, "conv1_middle_w", (1, 2, 2)), "conv1_middle_spatbn_relu", True)
         x = bn(conv(x, "conv1_w"), "conv1_spatbn_relu", True)
     else:
-        pad_t = 0 if family in ("r2d", "fr2d") else 1
+        pad_t = 0 if family in ("r2d", "fr2d") or family.startswith("rmc") else 1
         x = bn(conv(x, "conv1_w", (1, 2, 2), (pad_t, 3, 3)), "conv1_spatbn_relu", True)
     if pool1:
         x = F.max_pool3d(x, (1, 3, 3), (1, 2, 2), (0, 1, 1))

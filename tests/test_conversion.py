@@ -17,6 +17,7 @@ from r21d_zoo.models._caffe2 import (
     caffe2_to_state_dict,
     load_caffe2_pickle,
 )
+from r21d_zoo.deploy.cards import COMMANDS_END, COMMANDS_START, render_conversion_commands
 from r21d_zoo.jobs.convert import convert_caffe2, convert_torch
 from r21d_zoo.models._registry import get_pretrained_cfg
 
@@ -30,7 +31,8 @@ CASES = [
     ("r2plus1d", 18, "r2plus1d_18.kinetics400_8f", 187),
     ("r2plus1d", 34, "r2plus1d_34.ig65m_32f", 347),
     ("r3d", 18, "r3d_18.kinetics400_8f", 102),
-    ("mc3", 18, "mc3_18.kinetics400_8f", None),
+    *[(f"{mc}", 18, f"{mc}_18.kinetics400_8f", None) for mc in ("mc2", "mc3", "mc4", "mc5")],
+    *[(f"{mc}", 18, f"{mc}_18.kinetics400_16f", None) for mc in ("rmc2", "rmc3", "rmc4", "rmc5")],
     ("fr2d", 18, "fr2d_18.kinetics400_8f", None),
     ("r2d", 18, "r2d_18.kinetics400_8f", None),
     pytest.param("r2plus1d", 152, "r2plus1d_152.ig65m_32f", 1032, marks=pytest.mark.slow),
@@ -181,8 +183,34 @@ def test_torch_port_converter_unwraps_and_loads_strictly(tmp_path):
         torch.testing.assert_close(model(x), reference(x), rtol=0, atol=1e-5)
 
 
-def test_readme_lists_a_command_for_every_released_file():
+def test_conversion_readme_lists_a_command_for_every_released_file():
     text = (ROOT / "conversion" / "README.md").read_text()
+    listed = text.split(COMMANDS_START, 1)[1].split(COMMANDS_END, 1)[0].strip()
+    assert listed == render_conversion_commands(), "run: r21d-zoo cards"
     for name in r21d_zoo.list_pretrained():
         for src in get_pretrained_cfg(name).download_sources():
-            assert src["url"] in text, f"{name}: {src['url']} missing from conversion/README.md"
+            assert src["url"] in listed, f"{name}: {src['url']} missing from conversion/README.md"
+
+
+# Params (M) as VMZ's models.md and the paper's Table 2 print them (one decimal, not consistently rounded).
+PAPER_PARAMS_M = {
+    "r2plus1d_18": 33.3,
+    "r3d_18": 33.3,
+    "mc2_18": 11.4,
+    "mc3_18": 11.7,
+    "mc4_18": 12.7,
+    "mc5_18": 16.8,
+    "rmc2_18": 33.3,
+    "rmc3_18": 33.0,
+    "rmc4_18": 32.0,
+    "rmc5_18": 27.9,
+    "fr2d_18": 11.4,
+}
+
+
+@pytest.mark.parametrize("arch", sorted(PAPER_PARAMS_M))
+def test_parameter_counts_match_the_published_ones(arch):
+    with torch.device("meta"):
+        model = r21d_zoo.create_model(arch)
+    params = sum(p.numel() for p in model.parameters())
+    assert abs(params / 1e6 - PAPER_PARAMS_M[arch]) <= 0.1, params

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import unquote
 
 import torch
 
@@ -291,11 +292,36 @@ def render_model_table() -> str:
     return "\n".join(rows)
 
 
-def update_readme(path: str) -> None:
+COMMANDS_START, COMMANDS_END = "<!-- conversion-commands:start -->", "<!-- conversion-commands:end -->"
+
+
+def render_conversion_commands() -> str:
+    """conversion/README.md's list: one command per released file of every weight tag, hash prefix first."""
+    blocks = []
+    for name in list_pretrained():
+        for src in get_pretrained_cfg(name).download_sources():
+            file = unquote(src["url"].split("?")[0].rsplit("/", 1)[-1])
+            kind, flag = ("caffe2", "pkl") if src["source_format"] == "caffe2_pkl" else ("torch", "pth")
+            blocks.append(
+                f"# {name}  ({src.get('hash_prefix') or '-'})\n# {src['url']}\n"
+                f'python conversion/convert_{kind}.py --{flag} "{file}" --model {name} --out converted/{name} --verify'
+            )
+    return "```bash\n" + "\n\n".join(blocks) + "\n```"
+
+
+def _replace_between(path: str, start: str, end: str, body: str) -> None:
     text = Path(path).read_text(encoding="utf-8")
-    head, rest = text.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    Path(path).write_text(f"{head}{TABLE_START}\n{render_model_table()}\n{TABLE_END}{tail}", encoding="utf-8")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    Path(path).write_text(f"{head}{start}\n{body}\n{end}{tail}", encoding="utf-8")
+
+
+def update_readme(path: str) -> None:
+    _replace_between(path, TABLE_START, TABLE_END, render_model_table())
+
+
+def update_conversion_readme(path: str) -> None:
+    _replace_between(path, COMMANDS_START, COMMANDS_END, render_conversion_commands())
 
 
 @dataclass
@@ -304,6 +330,9 @@ class CardsConfig:
 
     directory: str = field(default="model_cards", metadata=dict(help="where the cards go", positional=True))
     readme: str = field(default="README.md", metadata=dict(help="README whose model table is rewritten ('' to skip)"))
+    conversion_readme: str = field(
+        default="conversion/README.md", metadata=dict(help="README whose command list is rewritten ('' to skip)")
+    )
 
 
 def run(cfg: CardsConfig) -> int:
@@ -312,4 +341,7 @@ def run(cfg: CardsConfig) -> int:
     if cfg.readme:
         update_readme(cfg.readme)
         print(cfg.readme)
+    if cfg.conversion_readme:
+        update_conversion_readme(cfg.conversion_readme)
+        print(cfg.conversion_readme)
     return 0

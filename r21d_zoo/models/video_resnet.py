@@ -758,6 +758,21 @@ default_cfgs = generate_default_cfgs(
         "mc3_18.kinetics400_16f": _vmz2018("mc3_d18_l16.pkl", "rpgbzjewagjeu2f", 16, 54.1, 65.2, 85.8),
         "mc3_18.kinetics400_8f": _vmz2018("mc3_d18_l8.pkl", "3jxzhc3kduyrpik", 8, 51.1, 63.3, 84.2),
         "mc3_18.tv_kinetics400_16f": _tv("mc3_18-a90a0ba3.pth", 63.96, 84.13),
+        "mc2_18.kinetics400_16f": _vmz2018("mc2_d18_l16.pkl", "xmtqk2w3p60yly0", 16, 53.6, 64.8, 85.1),
+        "mc2_18.kinetics400_8f": _vmz2018("mc2_d18_l8.pkl", "lkmhyjok8odtv8e", 8, 50.6, 63.0, 83.8),
+        "mc4_18.kinetics400_16f": _vmz2018("mc4_d18_l16.pkl", "lrjwye0ldsgi2p2", 16, 54.3, 65.6, 85.6),
+        "mc4_18.kinetics400_8f": _vmz2018("mc4_d18_l8.pkl", "vx2xee36et823gs", 8, 50.9, 63.0, 84.2),
+        "mc5_18.kinetics400_16f": _vmz2018("mc5_d18_l16.pkl", "3qp62d3159rzwsj", 16, 54.1, 65.6, 85.5),
+        "mc5_18.kinetics400_8f": _vmz2018("mc5_d18_l8.pkl", "z6fxv6jr30i2lwz", 8, 50.7, 62.9, 84.2),
+        # --- reversed mixed convolutions: 2D stem and early layers, 3D from layer X-1 on (rMCx) ------------------
+        "rmc2_18.kinetics400_16f": _vmz2018("rmc2_d18_l16.pkl", "70k3p0xz6rjcdtb", 16, 53.5, 65.4, 85.5),
+        "rmc2_18.kinetics400_8f": _vmz2018("rmc2_d18_l8.pkl", "vnjpzq7li2b7tk2", 8, 50.2, 62.7, 83.9),
+        "rmc3_18.kinetics400_16f": _vmz2018("rmc3_d18_l16.pkl", "n8eulubwh6l3o0b", 16, 53.6, 65.5, 85.7),
+        "rmc3_18.kinetics400_8f": _vmz2018("rmc3_d18_l8.pkl", "1vwjomlc45ox6u1", 8, 50.2, 62.8, 83.7),
+        "rmc4_18.kinetics400_16f": _vmz2018("rmc4_d18_l16.pkl", "di3wwadbapc61rn", 16, 53.9, 65.6, 85.3),
+        "rmc4_18.kinetics400_8f": _vmz2018("rmc4_d18_l8.pkl", "zots41ng2xs2ezu", 8, 50.3, 62.8, 83.3),
+        "rmc5_18.kinetics400_16f": _vmz2018("rmc5_d18_l16.pkl", "lb5jaji177hid7p", 16, 52.5, 63.5, 84.2),
+        "rmc5_18.kinetics400_8f": _vmz2018("rmc5_d18_l8.pkl", "3e56jjx6x1qot4x", 8, 49.7, 61.6, 83.1),
         "r2d_18.kinetics400_16f": _vmz2018(
             "r2d_d18_l16.pkl", "hyw8ltzvhadxgia", 16, 47.5, 59.4, 81.3, model_args=dict(bn_eps=1e-3, num_frames=16)
         ),
@@ -967,6 +982,55 @@ def mc3_18(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
     """MC3-18: 3D stem and layer1, 2D layers 2-4 (Tran et al. 2018; torchvision ``mc3_18``)."""
     model_args = dict(block="basic", conv_makers=("3d", "2d", "2d", "2d"), layers=(2, 2, 2, 2), stem="3d")
     return _create_video_resnet("mc3_18", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def mc2_18(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """MC2-18: 3D stem, 2D layers 1-4 (Tran et al. 2018, mixed convolutions)."""
+    model_args = dict(block="basic", conv_makers=("2d", "2d", "2d", "2d"), layers=(2, 2, 2, 2), stem="3d")
+    return _create_video_resnet("mc2_18", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def mc4_18(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """MC4-18: 3D stem and layers 1-2, 2D layers 3-4 (Tran et al. 2018, mixed convolutions)."""
+    model_args = dict(block="basic", conv_makers=("3d", "3d", "2d", "2d"), layers=(2, 2, 2, 2), stem="3d")
+    return _create_video_resnet("mc4_18", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def mc5_18(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """MC5-18: 3D stem and layers 1-3, 2D layer 4 (Tran et al. 2018, mixed convolutions)."""
+    model_args = dict(block="basic", conv_makers=("3d", "3d", "3d", "2d"), layers=(2, 2, 2, 2), stem="3d")
+    return _create_video_resnet("mc5_18", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def rmc2_18(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """rMC2-18: 2D stem, 3D layers 1-4 (Tran et al. 2018, reversed mixed convolutions)."""
+    model_args = dict(block="basic", conv_makers=("3d", "3d", "3d", "3d"), layers=(2, 2, 2, 2), stem="2d")
+    return _create_video_resnet("rmc2_18", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def rmc3_18(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """rMC3-18: 2D stem and layer 1, 3D layers 2-4 (Tran et al. 2018, reversed mixed convolutions)."""
+    model_args = dict(block="basic", conv_makers=("2d", "3d", "3d", "3d"), layers=(2, 2, 2, 2), stem="2d")
+    return _create_video_resnet("rmc3_18", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def rmc4_18(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """rMC4-18: 2D stem and layers 1-2, 3D layers 3-4 (Tran et al. 2018, reversed mixed convolutions)."""
+    model_args = dict(block="basic", conv_makers=("2d", "2d", "3d", "3d"), layers=(2, 2, 2, 2), stem="2d")
+    return _create_video_resnet("rmc4_18", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def rmc5_18(pretrained: bool = False, **kwargs: Any) -> VideoResNet:
+    """rMC5-18: 2D stem and layers 1-3, 3D layer 4 (Tran et al. 2018, reversed mixed convolutions)."""
+    model_args = dict(block="basic", conv_makers=("2d", "2d", "2d", "3d"), layers=(2, 2, 2, 2), stem="2d")
+    return _create_video_resnet("rmc5_18", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model

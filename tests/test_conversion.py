@@ -214,3 +214,36 @@ def test_parameter_counts_match_the_published_ones(arch):
         model = r21d_zoo.create_model(arch)
     params = sum(p.numel() for p in model.parameters())
     assert abs(params / 1e6 - PAPER_PARAMS_M[arch]) <= 0.1, params
+
+
+def test_unpublished_class_count_is_read_from_the_file(tmp_path):
+    """ir-CSN-50 IG-65M: its class count was never published; the file's last_out_L{N} decides."""
+    tag = "ir_csn_50.ig65m_32f"
+    assert get_pretrained_cfg(tag).num_classes is None
+    with torch.device("meta"):
+        assert r21d_zoo.create_model(tag).num_classes == 0  # headless without weights
+    blobs = synth_blobs("ir_csn", 50, 123)
+    pkl = write_pickle(blobs, tmp_path / "irCSN_50_pretrained_ig65m_f231921860.pkl")
+    model = r21d_zoo.create_model(tag, pretrained=True, checkpoint_path=pkl).eval()
+    assert model.num_classes == 123 and model.pretrained_cfg["num_classes"] == 123
+    x = torch.randn(1, 3, 8, 56, 56)
+    with torch.no_grad():
+        logits = model(x).double()
+    ref = reference_forward(blobs, "ir_csn", 50, x)
+    assert (logits - ref).abs().max() / ref.abs().max() < 1e-4
+
+
+@pytest.mark.slow
+def test_gblend_visual_tower_converts_and_names_the_ignored_audio_blobs(tmp_path, caplog):
+    tag = "ip_csn_152.ig65m_audioset_ft_kinetics400_32f"
+    visual = synth_blobs("ip_csn", 152, 400, prefix="v_")
+    audio = {"a_conv1_w": np.zeros((4, 1, 3, 3), np.float32), "av_last_out_L400_w": np.zeros((400, 8), np.float32)}
+    pkl = write_pickle({**visual, **audio}, tmp_path / "g_b_ip_csn_152_ig_audioset_ft_kinetics.pkl")
+    model = r21d_zoo.create_model(tag, pretrained=True, checkpoint_path=pkl).eval()
+    assert model.num_classes == 400 and len(model.pretrained_cfg["label_names"]) == 400
+    assert "ignoring 2 audio/fusion blobs: a_conv1_w, av_last_out_L400_w" in caplog.text
+    x = torch.randn(1, 3, 8, 56, 56)
+    with torch.no_grad():
+        logits = model(x).double()
+    ref = reference_forward({k[2:]: v for k, v in visual.items()}, "ip_csn", 152, x)
+    assert (logits - ref).abs().max() / ref.abs().max() < 1e-4

@@ -89,9 +89,9 @@ def test_cli_list_and_info(capsys):
 
 def test_console_script_installed():
     out = subprocess.run(
-        [sys.executable, "-m", "r21d_zoo", "list", "--pretrained", "mc3_18"],
+        [sys.executable, "-m", "r21d_zoo", "list", "--pretrained", "mc3_18*"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.split()
-    assert out == r21d_zoo.list_pretrained("mc3_18")
+    assert out == r21d_zoo.list_pretrained("mc3_18*") and "rmc3_18.kinetics400_8f" not in out

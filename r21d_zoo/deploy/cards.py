@@ -13,7 +13,13 @@ import torch
 from ..models import create_model, get_pretrained_cfg, list_models, list_pretrained, model_config, model_entrypoint
 from ..models._pretrained import metric_value
 
-DATASET_IDS = {"kinetics400": "kinetics-400", "ig65m": "ig-65m", "sports1m": "sports-1m"}
+DATASET_IDS = {
+    "kinetics400": "kinetics-400",
+    "ig65m": "ig-65m",
+    "sports1m": "sports-1m",
+    "audioset": "audioset",
+    "imagenet": "imagenet-1k",
+}
 # How a metric's dataset field reads in a model-index: type, name, split (anything else is a user's own dataset).
 EVAL_DATASETS = {"kinetics400-val": ("kinetics-400", "Kinetics-400", "validation")}
 METRIC_WORDS = {
@@ -37,6 +43,12 @@ CITATIONS = {
   booktitle={Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
   pages={12046--12055},
   year={2019}
+}""",
+    "arXiv:1905.12681": """@inproceedings{wang2020makes,
+  title={What Makes Training Multi-Modal Classification Networks Hard?},
+  author={Wang, Weiyao and Tran, Du and Feiszli, Matt},
+  booktitle={Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year={2020}
 }""",
     "arXiv:1904.02811": """@inproceedings{tran2019video,
   title={Video Classification with Channel-Separated Convolutional Networks},
@@ -168,6 +180,11 @@ def render_model_card(config: Dict[str, Any]) -> str:
     elif names:
         shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
         labels = f"{len(names)}: {shown} (`model.pretrained_cfg['label_names']`)."
+    elif not config["num_classes"]:
+        labels = (
+            "not published; read from the file's classifier (`last_out_L{N}`) when the weights load (without weights "
+            "the model is built headless and returns features)."
+        )
     else:
         labels = f"{config['num_classes']} classes; no class names were ever published for this head."
     if derived:
@@ -278,7 +295,7 @@ def render_model_table() -> str:
         source = "VMZ caffe2 .pkl" if cfg.source_format == "caffe2_pkl" else f"{origin} .{cfg.source_format}"
         rows.append(
             f"| `{name}` | {params / 1e6:.1f} | {gmacs:.1f} | {cfg.clip.num_frames} x {cfg.clip.crop_size}², "
-            f"{cfg.clip.sampling_stride} | {cfg.num_classes} | {acc} | {source} |"
+            f"{cfg.clip.sampling_stride} | {cfg.num_classes or 'from file'} | {acc} | {source} |"
         )
     for arch in list_models():
         if arch not in with_weights:

@@ -71,7 +71,7 @@ def run_info(cfg: InfoConfig) -> int:
         ("weights", "yes" if w.has_weights else "none released (random init only)"),
         ("params", f"{params / 1e6:.2f} M"),
         ("GMACs", f"{gmacs:.1f} per {t}x{h}x{h} clip"),
-        ("classes", f"{w.num_classes} ({_class_names(w)})"),
+        ("classes", f"{w.num_classes or 'not published, read from the file'} ({_class_names(w)})"),
         ("architecture args", json.dumps(w.model_args, sort_keys=True)),
         (
             "input",

@@ -49,7 +49,7 @@ def build_model_with_cfg(
             )
         kwargs.setdefault(key, value)
     num_classes_requested = "num_classes" in kwargs
-    kwargs.setdefault("num_classes", cfg.num_classes)
+    kwargs.setdefault("num_classes", cfg.num_classes if cfg.num_classes is not None else 0)
     kwargs.setdefault("in_chans", cfg.in_chans)
 
     model = model_cls(**kwargs)
@@ -57,6 +57,12 @@ def build_model_with_cfg(
     model._model_args = dict(kwargs)
     if load:
         state_dict, origin = load_weights(cfg, model, checkpoint_path=checkpoint_path, cache_dir=cache_dir)
+        fc_w = f"{cfg.classifier}.weight"
+        if cfg.num_classes is None and not num_classes_requested and fc_w in state_dict:
+            cfg = cfg.replace(num_classes=int(state_dict[fc_w].shape[0]))  # unpublished class count: the file's
+            model.reset_classifier(cfg.num_classes)
+            model.pretrained_cfg = cfg.to_dict()
+            model._model_args["num_classes"] = cfg.num_classes
         load_into_model(
             model,
             state_dict,

@@ -216,9 +216,9 @@ def visual_tower(blobs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     other = sorted(k for k in blobs if not k.startswith("v_"))
     if other:
         _logger.warning(
-            "audio-visual file: converting the visual tower; ignoring %d other blobs (%s, ...)",
+            "audio-visual file: converting the visual tower (v_ blobs); ignoring %d audio/fusion blobs: %s",
             len(other),
-            ", ".join(other[:3]),
+            ", ".join(other),
         )
     return {k[2:]: v for k, v in blobs.items() if k.startswith("v_")}
 

@@ -371,7 +371,12 @@ def load_into_model(
     fc_w, fc_b = f"{cfg.classifier}.weight", f"{cfg.classifier}.bias"
     state_dict = dict(state_dict)
     file_classes = state_dict[fc_w].shape[0] if fc_w in state_dict else None
-    if check_cfg_classes and file_classes is not None and file_classes != cfg.num_classes:
+    if (
+        check_cfg_classes
+        and file_classes is not None
+        and cfg.num_classes is not None
+        and file_classes != cfg.num_classes
+    ):
         raise WeightsError(
             f"{origin} has a {file_classes}-class classifier but {cfg.name} expects {cfg.num_classes} classes: "
             f"wrong file for this tag."

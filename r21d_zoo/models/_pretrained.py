@@ -154,7 +154,7 @@ class PretrainedCfg:
     in_chans: int = 3
     clip: ClipSpec = field(default_factory=ClipSpec)
     # --- head ------------------------------------------------------------------------------------------------------
-    num_classes: int = 400
+    num_classes: Optional[int] = 400  # None: not published, read from the file (built headless without weights)
     label_set: Optional[str] = None  # a label set shipped with the package
     labels: Optional[Tuple[str, ...]] = None  # a derived model's own class names (fine-tuning)
     datasets: Tuple[str, ...] = ()  # what the weights were trained on (hub ids); empty: read from the tag

@@ -522,6 +522,13 @@ _BJUNCEK_RELEASE = "https://github.com/bjuncek/VMZ/releases/download/test_models
 _PAPER_R21D = ("arXiv:1711.11248", "A Closer Look at Spatiotemporal Convolutions for Action Recognition")
 _PAPER_IG65M = ("arXiv:1905.00561", "Large-scale weakly-supervised pre-training for video action recognition")
 _PAPER_CSN = ("arXiv:1904.02811", "Video Classification with Channel-Separated Convolutional Networks")
+_PAPER_GBLEND = ("arXiv:1905.12681", "What Makes Training Multi-Modal Classification Networks Hard?")
+# Evaluation protocols, in words, as the sources state them
+_PROTOCOL_IG65M = "10 uniform clips x 1 centre crop, softmax averaged (Ghadiyaram et al. 2019)"
+_PROTOCOL_CSN = "10 clips x 3 crops of 256 (convolutional prediction), averaged (Tran et al. 2019; VMZ test.md)"
+_PROTOCOL_GBLEND = "the audio-visual Gradient-Blending model, not the visual tower alone (VMZ model_zoo.md)"
+_PROTOCOL_2018 = "10 clips x 1 centre crop, softmax averaged (Tran et al. 2018, Table 2)"
+_PROTOCOL_2018_DENSE = "dense prediction over the whole video (Tran et al. 2018, Table 5)"
 # VMZ's code is Apache-2.0, but no licence is stated for its released weights (nor for ig65m-pytorch's ports of them).
 _VMZ_WEIGHTS_LICENSE = dict(license="other", license_name="vmz-weights-no-licence-stated", license_link=_VMZ_REPO)
 
@@ -555,12 +562,14 @@ def _vmz2019(
     csn: bool = False,
     paper: Tuple[str, str] = _PAPER_IG65M,
     mirrors: Tuple[Dict[str, Any], ...] = (),
+    protocol: Optional[str] = None,
     **kwargs: Any,
 ) -> PretrainedCfg:
-    """A weight from the VMZ caffe2 2019 model zoo (``c2/tutorials/model_zoo.md``); ``mirrors`` are PyTorch ports."""
+    """A weight from the VMZ caffe2 2019 model zoo (``c2/tutorials/model_zoo.md``); ``mirrors`` are PyTorch ports.
+    ``num_classes=None``: the count was never published and is read from the file's ``last_out_L{N}``."""
     metrics = []
     if video_top1 is not None:
-        protocol = "10 clips x 1 centre crop, softmax averaged"
+        protocol = protocol or (_PROTOCOL_CSN if csn else _PROTOCOL_IG65M)
         metrics = [
             dict(dataset="kinetics400-val", metric=m, value=v, protocol=protocol, source=_VMZ_DOC + "model_zoo.md")
             for m, v in (("video_top1", video_top1), ("video_top5", video_top5))
@@ -575,7 +584,7 @@ def _vmz2019(
         mirrors=mirrors,
         num_frames=frames,
         num_classes=num_classes,
-        label_set="kinetics400" if num_classes == 400 else None,
+        label_set=kwargs.pop("label_set", "kinetics400" if num_classes == 400 else None),
         metrics=metrics,
         paper_ids=paper[0],
         paper_name=paper[1],
@@ -584,6 +593,32 @@ def _vmz2019(
             **csn_args,
             **kwargs,
         },
+    )
+
+
+def _gblend(
+    file: str,
+    key: str,
+    video_top1: Optional[float],
+    video_top5: Optional[float],
+    training: str,
+    paper: Tuple[str, str] = _PAPER_GBLEND,
+) -> PretrainedCfg:
+    """The visual tower of a VMZ Gradient-Blending audio-visual ip-CSN-152 (``model_zoo.md``); its published numbers
+    are the audio-visual model's. Class counts were not published: read from the file."""
+    kinetics = video_top1 is not None
+    return _vmz2019(
+        file,
+        key,
+        None,
+        32,
+        video_top1,
+        video_top5,
+        csn=True,
+        paper=paper,
+        protocol=_PROTOCOL_GBLEND,
+        label_set="kinetics400" if kinetics else None,
+        notes=f"Visual tower of VMZ's audio-visual ip-CSN-152 ({training}); audio-tower blobs are ignored by name.",
     )
 
 
@@ -598,10 +633,16 @@ def _vmz_pth(file: str) -> Tuple[Dict[str, Any], ...]:
 
 
 def _vmz2018(
-    file: str, key: str, frames: int, clip_top1: float, video_top1: float, video_top5: float, **kwargs: Any
+    file: str,
+    key: str,
+    frames: int,
+    clip_top1: float,
+    video_top1: float,
+    video_top5: float,
+    protocol: str = _PROTOCOL_2018,
+    **kwargs: Any,
 ) -> PretrainedCfg:
     """A Kinetics-400 model trained from scratch, from the VMZ caffe2 2018 release (``c2/tutorials/models.md``)."""
-    protocol = "10 clips x 1 centre crop, softmax averaged (Tran et al. 2018, Table 2)"
     src = _VMZ_DOC + "models.md"
     return _cfg(
         url=_DROPBOX.format(key=key, file=file),
@@ -689,7 +730,8 @@ default_cfgs = generate_default_cfgs(
             60.6,
             72.4,
             90.6,
-            notes="VMZ caffe2 2018 release, evaluated by dense prediction (Tran et al. 2018, Table 5).",
+            protocol=_PROTOCOL_2018_DENSE,
+            notes="VMZ caffe2 2018 release.",
         ),
         "r2plus1d_34.sports1m_ft_kinetics400_32f": _vmz2018(
             "r2.5d_d34_l32_ft_sports1m.pkl",
@@ -698,7 +740,8 @@ default_cfgs = generate_default_cfgs(
             63.9,
             74.2,
             92.1,
-            notes="VMZ caffe2 2018 release, evaluated by dense prediction (Tran et al. 2018, Table 5).",
+            protocol=_PROTOCOL_2018_DENSE,
+            notes="VMZ caffe2 2018 release.",
         ),
         "r2plus1d_34.sports1m_ft_kinetics400_flow_32f": _vmz2018(
             "r2.5d_d34_l32_ft_sports1m_optical_flow.pkl",
@@ -710,11 +753,23 @@ default_cfgs = generate_default_cfgs(
             in_chans=2,
             mean=(0.0046635, 0.0046261),
             std=(0.972347, 0.755146),
-            notes="2-channel optical-flow input (VMZ caffe2 2018 release, dense prediction, Tran et al. 2018 Table 5).",
+            protocol=_PROTOCOL_2018_DENSE,
+            notes="2-channel optical-flow input (VMZ caffe2 2018 release).",
         ),
         # --- R(2+1)D-50 / 101: architectures without video-only weights--------------------------------------------
         "r2plus1d_50": _cfg(),
-        "r2plus1d_101": _cfg(),
+        "r2plus1d_101.audioset_16f": _vmz2019(
+            "g_b_r2_plus_1d_101_audioset.pkl",
+            "7e36vogqyea152p",
+            None,
+            16,
+            paper=_PAPER_GBLEND,
+            crop_size=224,
+            resize_size=256,
+            notes="Visual tower of VMZ's audio-visual R(2+1)D-101 trained from scratch on AudioSet (16 x 224); the "
+            "only released R(2+1)D-101. The class count is read from the file. Whether the released net max-pooled "
+            "after conv1 is not recorded in the file; this builds R(2+1)D's default (no pool1).",
+        ),
         # --- R(2+1)D-152-------------------------------------------------------------------------------------------
         "r2plus1d_152.ig65m_ft_kinetics400_32f": _vmz2019(
             "r2plus1d_152_ft_kinetics_from_ig65m_f107107466.pkl",
@@ -881,6 +936,47 @@ default_cfgs = generate_default_cfgs(
             csn=True,
             paper=_PAPER_CSN,
             mirrors=_vmz_pth("ipCSN_152_Sports1M_from_scratch_f111018543.pth"),
+        ),
+        # --- Gradient-Blending audio-visual ip-CSN-152: the visual towers (v_ blobs; the audio tower is ignored) ------
+        "ip_csn_152.ig65m_audioset_ft_kinetics400_32f": _gblend(
+            "g_b_ip_csn_152_ig_audioset_ft_kinetics.pkl",
+            "9ja3rlmr568qemt",
+            83.3,
+            96.0,
+            "IG-65M + AudioSet, then Kinetics",
+        ),
+        "ip_csn_152.ig65m_audioset_32f": _gblend(
+            "ig_audioset_ip_csn_152.pkl", "bgxf62o9yzx7zfy", None, None, "IG-65M + AudioSet pre-training"
+        ),
+        "ip_csn_152.gblend_kinetics400_32f": _gblend(
+            "g_b_ip_csn_152_kinetics.pkl", "13d5jgq65nd5sn6", 79.1, 93.9, "Kinetics from scratch"
+        ),
+        "ip_csn_152.sports1m_audioset_ft_kinetics400_32f": _gblend(
+            "g_b_ip_csn_152_sports_audioset_ft_kinetics.pkl",
+            "ubcy09t8ghes9m7",
+            80.4,
+            94.8,
+            "Sports-1M + AudioSet, then Kinetics",
+        ),
+        "ip_csn_152.sports1m_audioset_32f": _gblend(
+            "sports1m_audioset_ip_csn_152.pkl", "u4dgz0z09aaim9x", None, None, "Sports-1M + AudioSet pre-training"
+        ),
+        "ip_csn_152.ig65m_imagenet_32f": _gblend(
+            "ig_imagenet_ip_csn_152.pkl",
+            "63oy0vn4gkyc3xq",
+            None,
+            None,
+            "IG-65M + ImageNet pre-training (VMZ's EPIC-Kitchens entry)",
+            paper=_PAPER_CSN,
+        ),
+        "ir_csn_50.ig65m_32f": _vmz2019(
+            "irCSN_50_pretrained_ig65m_f231921860.pkl",
+            "1cqzndm1zobxvhh",
+            None,
+            32,
+            csn=True,
+            paper=_PAPER_CSN,
+            notes="VMZ caffe2 2019 zoo: IG-65M pre-training, class count not published (read from the file).",
         ),
         "ir_csn_50.ig65m_ft_kinetics400_32f": _vmz2019(
             "irCSN_50_ft_kinetics_from_ig65m_f233743920.pkl",

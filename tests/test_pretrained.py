@@ -231,6 +231,38 @@ def test_caffe2_pkl_url_converted_on_the_fly(http_dir, torch_home):
     assert (logits - ref).abs().max() / ref.abs().max() < 1e-4
 
 
+def test_caffe2_conversion_is_cached_once_and_a_damaged_cache_is_rebuilt(http_dir, torch_home, monkeypatch, caplog):
+    import r21d_zoo.models._hub as hub
+
+    served, base = http_dir
+    blobs = synth_blobs("r3d", 18, 400)
+    with open(served / "r3d_d18_l8.pkl", "wb") as f:
+        pickle.dump({"blobs": blobs}, f, protocol=2)
+    conversions = []
+    convert = hub.caffe2_to_state_dict
+    monkeypatch.setattr(hub, "caffe2_to_state_dict", lambda *a, **k: conversions.append(1) or convert(*a, **k))
+    overlay = dict(url=f"{base}/r3d_d18_l8.pkl", mirrors=())
+
+    def load():
+        model = r21d_zoo.create_model("r3d_18.kinetics400_8f", pretrained=True, pretrained_cfg_overlay=overlay)
+        return model.state_dict()
+
+    first = load()
+    cache = torch_home / "checkpoints" / f"r3d_d18_l8.pkl.converted-v{hub.CONVERTER_VERSION}.safetensors"
+    assert len(conversions) == 1 and cache.is_file()
+    second = load()
+    assert len(conversions) == 1  # read from the cache, not converted again
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+    data = bytearray(cache.read_bytes())
+    data[-100] ^= 0xFF  # a damaged tensor byte: the checksum no longer holds
+    cache.write_bytes(bytes(data))
+    third = load()
+    assert len(conversions) == 2 and "stale or damaged" in caplog.text
+    assert all(torch.equal(first[k], third[k]) for k in first)
+    assert load() and len(conversions) == 2  # the rebuilt entry is used again
+
+
 def test_unreachable_sources_give_an_offline_hint(torch_home, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     overlay = dict(url="http://127.0.0.1:9/none-12345678.pth", hash_prefix="12345678", mirrors=())

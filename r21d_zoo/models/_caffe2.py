@@ -23,6 +23,9 @@ import torch.nn as nn
 
 _logger = logging.getLogger(__name__)
 
+# Bump whenever the blob -> state-dict mapping changes: cached conversions of older versions are then rebuilt.
+CONVERTER_VERSION = 1
+
 # The only globals a caffe2 blob pickle needs: numpy array reconstruction (NumPy 1 and 2 module paths), and
 # ``_codecs.encode``, which protocol-2 pickles written by Python 3 use for raw bytes (a pure function).
 _ALLOWED_GLOBALS = {

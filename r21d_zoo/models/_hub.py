@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
@@ -25,9 +26,10 @@ from urllib.parse import unquote, urlparse
 import torch
 import torch.nn as nn
 
+from .._io import atomic_write
 from .._progress import watch_file
 from .._version import __version__
-from ._caffe2 import Caffe2ConversionError, caffe2_to_state_dict, load_caffe2_pickle
+from ._caffe2 import CONVERTER_VERSION, Caffe2ConversionError, caffe2_to_state_dict, load_caffe2_pickle
 from ._pretrained import PretrainedCfg
 
 _logger = logging.getLogger(__name__)
@@ -136,6 +138,54 @@ def read_config_json(directory: str) -> Dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------------------
 # Downloading
 # ------------------------------------------------------------------------------------------------------------------
+
+
+def _crc(state_dict: Dict[str, torch.Tensor]) -> str:
+    """A checksum of every tensor's bytes (detects a damaged cache file; not a defence against tampering)."""
+    crc = 0
+    for key in sorted(state_dict):
+        crc = zlib.crc32(key.encode(), crc)
+        crc = zlib.crc32(memoryview(state_dict[key].contiguous().reshape(-1).view(torch.uint8).numpy()), crc)
+    return f"{crc:08x}"
+
+
+def converted_caffe2(path: str, model: nn.Module) -> Dict[str, torch.Tensor]:
+    """A downloaded caffe2 ``.pkl`` converted once: the state dict is cached beside it as safetensors, keyed by the
+    pickle's sha256 and :data:`CONVERTER_VERSION`, and reused while both match and its checksum holds; a stale or
+    damaged cache entry is rebuilt. (The pickle's size and mtime stand in for its sha256 while they are unchanged.)"""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save
+
+    pkl = Path(path)
+    stat = pkl.stat()
+    cache = pkl.with_name(f"{pkl.name}.converted-v{CONVERTER_VERSION}.safetensors")
+    if cache.is_file():
+        try:
+            with safe_open(str(cache), "pt") as f:
+                meta = f.metadata() or {}
+            same_file = meta.get("pickle_size") == str(stat.st_size) and meta.get("pickle_mtime_ns") == str(
+                stat.st_mtime_ns
+            )
+            if same_file or meta.get("pickle_sha256") == sha256_file(str(pkl)):
+                state_dict = load_file(str(cache), device="cpu")
+                if meta.get("crc32") == _crc(state_dict):
+                    return state_dict
+            _logger.warning("%s does not match %s (stale or damaged): converting again", cache.name, pkl.name)
+        except Exception as e:  # a truncated or garbled cache file
+            _logger.warning("unreadable conversion cache %s (%s): converting again", cache, e)
+    state_dict = read_state_dict(str(pkl), model)
+    meta = dict(
+        pickle_sha256=sha256_file(str(pkl)),
+        pickle_size=str(stat.st_size),
+        pickle_mtime_ns=str(stat.st_mtime_ns),
+        converter_version=str(CONVERTER_VERSION),
+        crc32=_crc(state_dict),
+    )
+    try:
+        atomic_write(cache, lambda f: f.write(save(state_dict, metadata=meta)))
+    except OSError as e:  # a read-only cache: still usable, just converted every time
+        _logger.warning("could not cache the conversion of %s (%s)", pkl, e)
+    return state_dict
 
 
 def sha256_file(path: str) -> str:
@@ -314,8 +364,10 @@ def load_weights(
         except Exception as e:
             attempts.append(f"{src['url']}: {type(e).__name__}: {e}")
             continue
-        if src.get("source_format") == "caffe2_pkl" and not path.endswith(".pkl"):
-            raise WeightsError(f"{path} should be a caffe2 .pkl")
+        if src.get("source_format") == "caffe2_pkl":
+            if not path.endswith(".pkl"):
+                raise WeightsError(f"{path} should be a caffe2 .pkl")
+            return converted_caffe2(path, model), f"{src['url']} ({path})"
         return read_state_dict(path, model), f"{src['url']} ({path})"
     if not attempts:
         raise WeightsError(f"{cfg.name} has no weights (no checkpoint_path, file, hf_hub_id or url).")

@@ -8,6 +8,7 @@ import logging
 import pickle
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -268,6 +269,41 @@ def test_unreachable_sources_give_an_offline_hint(torch_home, monkeypatch):
     overlay = dict(url="http://127.0.0.1:9/none-12345678.pth", hash_prefix="12345678", mirrors=())
     with pytest.raises(WeightsError, match=r"(?s)127.0.0.1:9.*checkpoint_path=.*HF_HUB_OFFLINE"):
         r21d_zoo.create_model("r3d_18.tv_kinetics400_16f", pretrained=True, pretrained_cfg_overlay=overlay, **TINY)
+
+
+@pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "R21D_ZOO_OFFLINE"])
+def test_offline_mode_makes_no_connection_and_fails_at_once_with_the_hint(torch_home, monkeypatch, variable):
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            requests.append(self.path)
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv(variable, "1")
+    hashed = dict(url=f"{base}/mirror-12345678.pth", source_format="pth", hash_prefix="12345678")
+    overlay = dict(url=f"{base}/r3d_d18_l8.pkl", source_format="caffe2_pkl", hash_prefix=None, mirrors=(hashed,))
+    start = time.perf_counter()
+    try:
+        with pytest.raises(WeightsError, match=r"(?s)offline mode.*checkpoint_path="):
+            r21d_zoo.create_model("r3d_18.kinetics400_8f", pretrained=True, pretrained_cfg_overlay=overlay, **TINY)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert time.perf_counter() - start < 1.0 and requests == []  # not one request reached the server
+
+
+def test_hash_checked_sources_are_tried_before_unhashed_ones():
+    cfg = get_pretrained_cfg("r2plus1d_34.ig65m_32f")  # original .pkl unhashed, ig65m-pytorch .pth hashed
+    order = [bool(s["hash_prefix"]) for s in cfg.download_sources()]
+    assert order == sorted(order, reverse=True) and order[0] and cfg.download_sources()[0]["url"].endswith(".pth")
 
 
 # --- Hugging Face Hub (offline cache) and export ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .reader import PAD_MODES, ClipFrames, VideoDecodeError, VideoInfo, VideoReader
+from .reader import ClipFrames, VideoDecodeError, VideoInfo, VideoReader, check_pad, pad_order
 from .transforms import resize_frames, resized_hw
 
 # Seek instead of decoding forward when the next clip starts this many seconds after the decoder's position.
@@ -224,8 +224,7 @@ class PyAVReader(VideoReader):
         sampling_stride: int = 1,
         pad: str = "repeat",
     ) -> ClipFrames:
-        if pad not in PAD_MODES:
-            raise ValueError(f"pad must be one of {PAD_MODES}, got {pad!r}")
+        check_pad(pad)
         try:
             self._position_for(start)
             if frame_rate is not None:
@@ -242,11 +241,7 @@ class PyAVReader(VideoReader):
             )
         num_padded = num_frames - len(picked)
         if num_padded:
-            picked = (
-                picked + [picked[-1]] * num_padded
-                if pad == "repeat"
-                else [picked[i % len(picked)] for i in range(num_frames)]
-            )
+            picked = [picked[i] for i in pad_order(len(picked), num_frames, pad)]
         frames = torch.from_numpy(np.stack([self._convert(f) for _, f in picked]))
         return ClipFrames(frames, np.array([t for t, _ in picked], dtype=np.float64), num_padded)
 

@@ -10,7 +10,7 @@ import importlib
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Dict, Iterator, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -26,6 +26,19 @@ BACKENDS: Dict[str, str] = {
 DEFAULT_BACKEND = "pyav"
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+def check_pad(pad: str) -> None:
+    if pad not in PAD_MODES:
+        raise ValueError(f"pad must be one of {PAD_MODES}, got {pad!r}")
+
+
+def pad_order(found: int, num_frames: int, pad: str) -> List[int]:
+    """Which of ``found`` decoded frames fills each of ``num_frames`` positions: all of them in order, then the last
+    one again (``repeat``) or the clip from its start again (``loop``)."""
+    if pad == "repeat":
+        return list(range(found)) + [found - 1] * (num_frames - found)
+    return [i % found for i in range(num_frames)]
 
 
 class VideoDecodeError(RuntimeError):

@@ -13,7 +13,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch
 
-from .reader import PAD_MODES, ClipFrames, VideoDecodeError, VideoInfo, VideoReader
+from .reader import ClipFrames, VideoDecodeError, VideoInfo, VideoReader, check_pad, pad_order
 from .transforms import resize_frames, resized_hw
 
 INSTALL_HINT = (
@@ -96,8 +96,7 @@ class TorchCodecReader(VideoReader):
         sampling_stride: int = 1,
         pad: str = "repeat",
     ) -> ClipFrames:
-        if pad not in PAD_MODES:
-            raise ValueError(f"pad must be one of {PAD_MODES}, got {pad!r}")
+        check_pad(pad)
         try:
             if frame_rate is not None:
                 frames, times = self._played_at(start + np.arange(num_frames) * sampling_stride / frame_rate)
@@ -112,11 +111,7 @@ class TorchCodecReader(VideoReader):
             )
         num_padded = num_frames - len(times)
         if num_padded:
-            order = (
-                list(range(len(times))) + [len(times) - 1] * num_padded
-                if pad == "repeat"
-                else [i % len(times) for i in range(num_frames)]
-            )
+            order = pad_order(len(times), num_frames, pad)
             frames, times = frames[order], times[order]
         if self.resize is not None:
             frames = resize_frames(frames, self.resize, self.interpolation, self.antialias)

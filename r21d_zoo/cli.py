@@ -24,12 +24,20 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ._version import __version__
 from .deploy.cards import CardsConfig, run as run_cards
 from .jobs.catalog import InfoConfig, ListConfig, run_info, run_list
-from .jobs.convert import ConvertConfig, ExportConfig, run as run_convert, run_export
+from .jobs.convert import (
+    ConvertConfig,
+    ExportConfig,
+    VerifyWeightsConfig,
+    run as run_convert,
+    run_export,
+    run_verify_weights,
+)
 from .jobs.demo import DemoConfig, run as run_demo
 from .jobs.distill import DistillJobConfig, run as run_distill
 from .jobs.extract import ExtractJobConfig, run as run_extract
 from .jobs.finetune import EvaluateJobConfig, FinetuneJobConfig, run as run_finetune, run_evaluate
 from .jobs.probe import ProbeJobConfig, run as run_probe
+from .jobs.publish import PublishConfig, run as run_publish
 from .jobs.synthetic import SyntheticConfig, run as run_synthetic
 from .jobs.common import EXIT_INPUT, EXIT_USAGE, in_cli_terms
 from .models import ClipSpec
@@ -51,8 +59,10 @@ COMMANDS: Dict[str, Command] = {
     "probe": Command(ProbeJobConfig, run_probe),
     "distill": Command(DistillJobConfig, run_distill),
     "convert": Command(ConvertConfig, run_convert),
+    "verify-weights": Command(VerifyWeightsConfig, run_verify_weights),
     "export": Command(ExportConfig, run_export),
     "cards": Command(CardsConfig, run_cards),
+    "publish": Command(PublishConfig, run_publish),
     "synthetic": Command(SyntheticConfig, run_synthetic),
 }
 _SEP = "__"  # joins the field path of a nested option into its argparse dest
@@ -145,7 +155,7 @@ def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any, 
     else:
         convert, choices, many = _value_type(tp)
         choices = meta.get("choices", choices)
-        kwargs.update(type=convert, choices=choices, metavar=None if choices else f.name.upper())
+        kwargs.update(type=convert, choices=choices, metavar=None if choices else meta.get("metavar", f.name.upper()))
         if many:
             if default is MISSING:
                 kwargs["action"] = "append"  # a repeatable option, e.g. --teacher A --teacher B

@@ -190,6 +190,8 @@ def render_model_card(config: Dict[str, Any]) -> str:
     if derived:
         origin = f"derived from `{p['base_model']}`" if p.get("base_model") else "trained from random initialisation"
         title, load = f"{arch} ({origin})", 'create_model("local-dir:<this folder>")'
+    elif p.get("hf_hub_id"):
+        title, load = name, f'create_model("hf-hub:{p["hf_hub_id"]}")'
     else:
         title, load = name, f'create_model("{name}", pretrained=True)'
     lines = front + [
@@ -243,8 +245,13 @@ def render_model_card(config: Dict[str, Any]) -> str:
     if p.get("url"):
         lines.append(f"- Original file: `{p.get('source_file')}` ({p.get('source_format')}) from {p['url']}")
     for m in p.get("mirrors") or []:
-        check = f"sha256 prefix {m['hash_prefix']}" if m.get("hash_prefix") else "no hash published"
-        lines.append(f"- Mirror: {m['url']} ({m['source_format']}, {check})")
+        check = (
+            f"sha256 prefix {m['hash_prefix']}"
+            if m.get("hash_prefix")
+            else "no hash published: used only once `r21d-zoo verify-weights` has matched it to the original"
+        )
+        part = "" if m.get("head", True) else ", backbone only"
+        lines.append(f"- Mirror: {m['url']} ({m['source_format']}{part}, {check})")
     if p.get("source_format") == "caffe2_pkl":
         lines.append(
             "- caffe2 blobs are mapped 1:1 to state-dict keys by `conversion/` (BatchNorm eps 1e-3, `_riv` "

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -28,9 +28,9 @@ from ..models import (
     split_model_name_tag,
 )
 from ..models._caffe2 import caffe2_to_state_dict, class_count, load_caffe2_pickle, visual_tower
-from ..models._hub import sha256_file
+from ..models._hub import download_url, sha256_file, write_verification
 from ..deploy import export
-from .common import ModelSource, clip_field, writable_dir, writable_file
+from .common import EXIT_PARTIAL, ModelSource, clip_field, writable_dir, writable_file
 
 _logger = logging.getLogger("r21d_zoo.progress")
 
@@ -53,11 +53,13 @@ def build_target(name: str, num_classes: int, source: str, **model_kwargs: Any) 
     return create_model(name, num_classes=num_classes, pretrained_cfg_overlay=overlay, **model_kwargs)
 
 
-def fixed_clip(model: nn.Module, seed: int = 0) -> torch.Tensor:
+def fixed_clip(
+    model: nn.Module, seed: int = 0, frames: Optional[int] = None, size: Optional[int] = None
+) -> torch.Tensor:
     """A deterministic normalised clip of the weight's input size (for logit comparisons across machines)."""
     c, t, h, w = model.pretrained_cfg["input_size"]
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(1, model.stem[0].in_channels, t, h, w, generator=g)
+    return torch.randn(1, model.stem[0].in_channels, frames or t, size or h, size or w, generator=g)
 
 
 def verify(model: nn.Module, out_dir: Optional[str] = None) -> Dict[str, Any]:
@@ -116,11 +118,12 @@ def convert_torch(pth: str, name: str, out: str, run_verify: bool = False) -> st
     state_dict = read_state_dict(pth)
     name = resolve_model_name(name)
     _, tag = split_model_name_tag(name)
-    if "fc.weight" not in state_dict:
-        raise WeightsError(f"{pth} has no fc.weight: not a VideoResNet state dict")
-    num_classes = int(state_dict["fc.weight"].shape[0])
-    if tag and num_classes != get_pretrained_cfg(name).num_classes:
-        raise WeightsError(f"{pth} has {num_classes} classes but {name} has {get_pretrained_cfg(name).num_classes}")
+    if "stem.0.weight" not in state_dict:
+        raise WeightsError(f"{pth} has no stem.0.weight: not a VideoResNet state dict (nor an mmaction2 CSN one)")
+    num_classes = int(state_dict["fc.weight"].shape[0]) if "fc.weight" in state_dict else 0  # 0: backbone only
+    expected = get_pretrained_cfg(name).num_classes if tag else None
+    if num_classes and expected is not None and num_classes != expected:
+        raise WeightsError(f"{pth} has {num_classes} classes but {name} has {expected}")
     model = build_target(name, num_classes, pth, in_chans=int(state_dict["stem.0.weight"].shape[1]))
     return save_converted(model, state_dict, out, run_verify)
 
@@ -161,3 +164,139 @@ def run(cfg: ConvertConfig) -> int:
     convert = convert_caffe2 if cfg.source.lower().endswith(".pkl") else convert_torch
     print(convert(cfg.source, cfg.model, cfg.out, cfg.verify))
     return 0
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# verify-weights: every source of a tag against the original
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SourceCheck:
+    """One source of a weight tag, fetched, converted and run on the fixed clip."""
+
+    url: str
+    role: str  # 'hub copy', 'original' or 'mirror'
+    hashed: bool
+    head: bool
+    status: str = "unavailable"  # 'reference', 'matches', 'differs', 'unavailable'
+    detail: str = ""
+    outputs: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # 'features', 'logits'
+    path: Optional[str] = None
+
+
+def _outputs(model: nn.Module, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    model.eval()
+    with torch.inference_mode():
+        fmap = model.forward_features(x)
+        out = dict(features=model.forward_head(fmap, pre_logits=True).double())
+        if model.num_classes:
+            out["logits"] = model.forward_head(fmap).double()
+    return out
+
+
+def _compare(a: Dict[str, torch.Tensor], ref: Dict[str, torch.Tensor], rtol: float) -> Tuple[bool, str]:
+    """Largest difference relative to the reference's largest magnitude, per output both have; top-5 for logits."""
+    ok, parts = True, []
+    for key in ("features", "logits"):
+        if key not in a or key not in ref:
+            continue
+        if a[key].shape != ref[key].shape:
+            return False, f"{key} shape {tuple(a[key].shape)} vs {tuple(ref[key].shape)}"
+        rel = float((a[key] - ref[key]).abs().max() / ref[key].abs().max().clamp_min(1e-12))
+        ok &= rel <= rtol
+        parts.append(f"{key} max rel diff {rel:.1e}")
+        if key == "logits":
+            k = min(5, a[key].shape[-1])
+            same = torch.equal(a[key].topk(k).indices, ref[key].topk(k).indices)
+            ok &= same
+            parts.append("same top-5" if same else "different top-5")
+    return ok, ", ".join(parts)
+
+
+def check_sources(
+    name: str,
+    cache_dir: Optional[str] = None,
+    rtol: float = 1e-3,
+    frames: Optional[int] = None,
+    size: Optional[int] = None,
+) -> List[SourceCheck]:
+    """Fetch every source of ``name`` (the hub copy, the original, each mirror), convert it, run one fixed clip and
+    compare features and logits with the original's (or, when the original cannot be fetched, the first hash-checked
+    source's). A mirror without a hash that matches the original is recorded as verified beside its file, which lets
+    ``create_model`` use it; one that differs is recorded too, and refused."""
+    name = resolve_model_name(name)
+    cfg = get_pretrained_cfg(name)
+    if not cfg.has_weights:
+        raise WeightsError(f"{name} has no released weights to verify")
+    checks = [SourceCheck(f"hf-hub:{cfg.hf_hub_id}", "hub copy", True, True)] if cfg.hf_hub_id else []
+    checks += [
+        SourceCheck(s["url"], "mirror" if s["mirror"] else "original", bool(s["hash_prefix"]), s["head"])
+        for s in cfg.download_sources()
+    ]
+    sources = {s["url"]: s for s in cfg.download_sources()}
+    x = None
+    for check in checks:
+        try:
+            if check.role == "hub copy":
+                overlay: Dict[str, Any] = dict(url=None, mirrors=())
+            else:
+                src = sources[check.url]
+                check.path = download_url(check.url, src["hash_prefix"], cache_dir=cache_dir)
+                overlay = dict(
+                    hf_hub_id=None, url=check.url, source_format=src["source_format"], hash_prefix=src["hash_prefix"]
+                )
+                overlay["mirrors"] = ()
+            kwargs = {} if check.head else dict(num_classes=0)
+            model = create_model(name, pretrained=True, cache_dir=cache_dir, pretrained_cfg_overlay=overlay, **kwargs)
+        except Exception as e:  # dead link, hash mismatch, a file that does not convert
+            check.detail = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+            _logger.info("verify-weights: %s: %s", check.url, check.detail)
+            continue
+        x = fixed_clip(model, frames=frames, size=size) if x is None else x
+        check.outputs = _outputs(model, x)
+        check.status = "fetched"
+        del model
+    original = [c for c in checks if c.role == "original" and c.status == "fetched"]
+    hashed = [c for c in checks if c.hashed and c.status == "fetched"]
+    reference = (original or hashed or [None])[0]
+    if reference is None:
+        raise WeightsError(
+            f"{name}: neither the original nor a hash-checked source could be fetched, nothing to compare"
+        )
+    reference.status = "reference"
+    for check in checks:
+        if check.status != "fetched":
+            continue
+        ok, check.detail = _compare(check.outputs, reference.outputs, rtol)
+        check.status = "matches" if ok else "differs"
+        if check.role == "mirror" and not check.hashed and check.path:
+            if reference.role == "original":
+                write_verification(
+                    check.path, dict(ok=ok, tag=name, reference=reference.url, rtol=rtol, summary=check.detail)
+                )
+            else:
+                check.detail += " (not recorded as verified: the original could not be fetched)"
+    return checks
+
+
+@dataclass
+class VerifyWeightsConfig:
+    """Fetch every source of a weight tag, convert each, and compare their outputs on a fixed clip with the original's.
+
+    Mirrors without a published hash are used by create_model only after this command has matched them."""
+
+    name: str = field(metadata=dict(positional=True, help="weight tag (arch.tag) or alias"))
+    rtol: float = field(default=1e-3, metadata=dict(help="largest allowed difference, relative to the reference's"))
+    frames: Optional[int] = field(default=None, metadata=dict(help="clip length (default: the weight's)"))
+    size: Optional[int] = field(default=None, metadata=dict(help="clip height and width (default: the weight's)"))
+    cache_dir: Optional[str] = field(default=None, metadata=dict(help="download folder (default: torch hub cache)"))
+
+
+def run_verify_weights(cfg: VerifyWeightsConfig) -> int:
+    checks = check_sources(cfg.name, cfg.cache_dir, cfg.rtol, cfg.frames, cfg.size)
+    for c in checks:
+        print(f"{c.status:<11}  {c.role:<8}  {'sha256' if c.hashed else 'no hash':<7}  {c.url}")
+        if c.detail:
+            print(f"{'':<11}  {c.detail}")
+    return EXIT_PARTIAL if any(c.status == "differs" for c in checks) else 0

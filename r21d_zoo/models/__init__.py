@@ -10,6 +10,7 @@ from ._hub import (
     read_state_dict as read_state_dict,
 )
 from ._pretrained import (
+    HF_HUB_ORG as HF_HUB_ORG,
     ClipSpec as ClipSpec,
     PretrainedCfg as PretrainedCfg,
     load_label_names as load_label_names,

@@ -56,7 +56,9 @@ def build_model_with_cfg(
     model.pretrained_cfg = cfg.to_dict()
     model._model_args = dict(kwargs)
     if load:
-        state_dict, origin = load_weights(cfg, model, checkpoint_path=checkpoint_path, cache_dir=cache_dir)
+        state_dict, origin = load_weights(
+            cfg, model, checkpoint_path=checkpoint_path, cache_dir=cache_dir, need_head=not num_classes_requested
+        )
         fc_w = f"{cfg.classifier}.weight"
         if cfg.num_classes is None and not num_classes_requested and fc_w in state_dict:
             cfg = cfg.replace(num_classes=int(state_dict[fc_w].shape[0]))  # unpublished class count: the file's

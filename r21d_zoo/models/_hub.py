@@ -30,6 +30,7 @@ from .._io import atomic_write
 from .._progress import watch_file
 from .._version import __version__
 from ._caffe2 import CONVERTER_VERSION, Caffe2ConversionError, caffe2_to_state_dict, load_caffe2_pickle
+from ._ports import KEY_FORMATS, detect_key_format
 from ._pretrained import PretrainedCfg
 
 _logger = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ class WeightsError(RuntimeError):
 
 
 def _unwrap(obj: Any, path: str) -> Dict[str, torch.Tensor]:
-    """Training checkpoints wrap the state dict ({'model': ...} etc.); DDP adds a 'module.' prefix."""
+    """Training checkpoints wrap the state dict ({'model': ...} etc.); DDP adds a 'module.' prefix; third-party
+    key layouts (mmaction2's CSN) are renamed to ours."""
     for key in ("state_dict", "model_state", "model", "module"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
@@ -62,7 +64,13 @@ def _unwrap(obj: Any, path: str) -> Dict[str, torch.Tensor]:
         raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module.") :]: v for k, v in obj.items()}
-    return dict(obj)
+    key_format = detect_key_format(obj)
+    if key_format is None:
+        return dict(obj)
+    try:
+        return KEY_FORMATS[key_format](obj, path)
+    except ValueError as e:
+        raise WeightsError(str(e)) from e
 
 
 def read_state_dict(path: str, model: Optional[nn.Module] = None) -> Dict[str, torch.Tensor]:
@@ -255,6 +263,39 @@ def _remove_partials(directory: Path, pid: Optional[int] = None) -> None:
             f.unlink(missing_ok=True)
 
 
+def cached_path(url: str, cache_dir: Optional[str] = None) -> Path:
+    """Where :func:`download_url` keeps ``url``: ``cache_dir`` or ``$TORCH_HOME/hub/checkpoints``."""
+    directory = Path(cache_dir) if cache_dir else Path(torch.hub.get_dir()) / "checkpoints"
+    return directory / url_filename(url)
+
+
+def verification_path(path: str) -> Path:
+    """The record ``r21d-zoo verify-weights`` keeps beside a downloaded file it compared with the original."""
+    return Path(f"{path}.verified.json")
+
+
+def write_verification(path: str, record: Dict[str, Any]) -> None:
+    """Record a comparison of ``path`` with the original weights (``ok``, differences), keyed by the file's sha256."""
+    record = dict(record, sha256=sha256_file(path), r21d_zoo=__version__)
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    atomic_write(verification_path(path), lambda f: f.write(text.encode()))
+
+
+def verified_mirror(url: str, cache_dir: Optional[str] = None) -> Tuple[Optional[str], str]:
+    """A mirror without a hash is used only when it is cached and verify-weights matched that very file to the
+    original. Returns (path, "") or (None, why not)."""
+    path = cached_path(url, cache_dir)
+    record_path = verification_path(str(path))
+    if not path.is_file() or not record_path.is_file():
+        return None, "a mirror without a published hash, not yet checked against the original"
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    if record.get("sha256") != sha256_file(str(path)):
+        return None, f"{path} changed since it was checked against the original"
+    if not record.get("ok"):
+        return None, f"its outputs differ from the original's ({record.get('summary', 'see ' + str(record_path))})"
+    return str(path), ""
+
+
 def download_url(
     url: str, hash_prefix: Optional[str] = None, cache_dir: Optional[str] = None, progress: bool = True
 ) -> str:
@@ -266,8 +307,8 @@ def download_url(
     complete and verified, so no failure, interrupt or kill leaves a file in the cache (a killed run's temp files are
     removed by the next download). Offline (:func:`is_offline`) nothing is fetched.
     """
-    directory = Path(cache_dir) if cache_dir else Path(torch.hub.get_dir()) / "checkpoints"
-    dst = directory / url_filename(url)
+    dst = cached_path(url, cache_dir)
+    directory = dst.parent
     if dst.is_file():
         return str(dst)
     if is_offline():
@@ -337,9 +378,15 @@ def split_repo_revision(repo: str) -> Tuple[str, Optional[str]]:
 
 
 def load_weights(
-    cfg: PretrainedCfg, model: nn.Module, checkpoint_path: Optional[str] = None, cache_dir: Optional[str] = None
+    cfg: PretrainedCfg,
+    model: nn.Module,
+    checkpoint_path: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    need_head: bool = True,
 ) -> Tuple[Dict[str, torch.Tensor], str]:
-    """Fetch the weights for ``cfg``: checkpoint_path, then ``cfg.file``, the HF Hub repo, then the URLs in order.
+    """Fetch the weights for ``cfg``: checkpoint_path, then ``cfg.file``, the HF Hub repo, then the URLs in order
+    (:meth:`PretrainedCfg.download_sources`). Backbone-only files are skipped when ``need_head``; mirrors without a
+    hash are skipped unless ``r21d-zoo verify-weights`` matched them to the original.
 
     Returns the state dict and a description of where it came from (used in error messages).
     """
@@ -357,8 +404,16 @@ def load_weights(
         except Exception as e:  # offline miss, repo or revision not found, network failure
             attempts.append(f"hf-hub:{cfg.hf_hub_id}: {type(e).__name__}: {e}")
     for src in cfg.download_sources():
+        if need_head and not src["head"]:
+            attempts.append(f"{src['url']}: backbone only, used when a new head is asked for (num_classes=N)")
+            continue
+        if src["mirror"] and not src["hash_prefix"]:
+            found, why_not = verified_mirror(src["url"], cache_dir)
+            if found is None:
+                attempts.append(f"{src['url']}: skipped, {why_not} (r21d-zoo verify-weights {cfg.name})")
+                continue
         try:
-            path = download_url(src["url"], src.get("hash_prefix"), cache_dir=cache_dir)
+            path = download_url(src["url"], src["hash_prefix"], cache_dir=cache_dir)
         except WeightsError:
             raise
         except Exception as e:
@@ -438,13 +493,18 @@ def load_into_model(
     if first in state_dict and first in own and state_dict[first].shape[1] != own[first].shape[1]:
         state_dict[first] = adapt_input_conv(own[first].shape[1], state_dict[first])
     model_classes = getattr(model, "num_classes", None)
-    if file_classes is not None and model_classes != file_classes:
+    if file_classes is None and model_classes and not num_classes_requested:
+        raise WeightsError(
+            f"{origin} holds a backbone only (no {fc_w}): pass num_classes=N to train a new head on it, or 0 for "
+            f"features."
+        )
+    if model_classes != file_classes and (file_classes is not None or num_classes_requested):
         if not num_classes_requested:
             raise WeightsError(
                 f"{origin} has {file_classes} classes but the model was built with {model_classes}: pass "
                 f"num_classes={file_classes} to load it as it is, or another num_classes to train a new head."
             )
-        state_dict.pop(fc_w)
+        state_dict.pop(fc_w, None)
         state_dict.pop(fc_b, None)
         result = model.load_state_dict(state_dict, strict=False)
         expected_missing = {fc_w, fc_b} if model_classes else set()

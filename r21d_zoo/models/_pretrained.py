@@ -10,8 +10,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
+HF_HUB_ORG = "r21d-zoo"  # the Hugging Face organisation `r21d-zoo publish` pushes to: one repo per tag, ORG/arch.tag
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
@@ -141,7 +142,9 @@ class PretrainedCfg:
     source_format: str = "pth"  # 'pth', 'safetensors' or 'caffe2_pkl' (converted on the fly by models/_caffe2.py)
     hash_prefix: Optional[str] = None  # leading hex digits of the file's sha256, checked after download
     source_file: Optional[str] = None  # released file name, for provenance
-    mirrors: Tuple[Dict[str, Any], ...] = ()  # same weights elsewhere: dicts of url, source_format, hash_prefix
+    # Same weights elsewhere: dicts of url, source_format, hash_prefix, and head=False for a backbone-only file.
+    # A mirror without a hash is only used once `r21d-zoo verify-weights` has matched it to the original.
+    mirrors: Tuple[Dict[str, Any], ...] = ()
     file: Optional[str] = None  # local file (set by local-dir: or by the user)
     hf_hub_id: Optional[str] = None  # 'org/repo' holding model.safetensors + config.json
     hf_hub_revision: Optional[str] = None
@@ -190,12 +193,13 @@ class PretrainedCfg:
         return (self.in_chans, self.clip.num_frames, self.clip.crop_size, self.clip.crop_size)
 
     def download_sources(self) -> List[Dict[str, Any]]:
-        """URLs to try in order: hash-checked files first, then the original, then unverified mirrors."""
-        sources = (
-            [dict(url=self.url, source_format=self.source_format, hash_prefix=self.hash_prefix)] if self.url else []
-        )
-        sources += [dict(m) for m in self.mirrors]
-        return sorted(sources, key=lambda s: s.get("hash_prefix") is None)
+        """URLs to try in order: hash-checked files first, then the original, then mirrors without a hash. Each is a
+        dict of url, source_format, hash_prefix, head (False: backbone only) and mirror (not the original)."""
+        original = dict(url=self.url, source_format=self.source_format, hash_prefix=self.hash_prefix, mirror=False)
+        sources = [original] if self.url else []
+        sources += [{"hash_prefix": None, "head": True, **m, "mirror": True} for m in self.mirrors]
+        original["head"] = True
+        return sorted(sources, key=lambda s: (s["hash_prefix"] is None, s["mirror"]))
 
     def derive(self, **changes: Any) -> "PretrainedCfg":
         """The cfg of a model made from this one (fine-tuned, distilled, inflated): the source (urls, hub id, file,
@@ -254,12 +258,20 @@ def set_derived_cfg(model: Any, **changes: Any) -> PretrainedCfg:
     return cfg
 
 
-def generate_default_cfgs(cfgs: Dict[str, PretrainedCfg]) -> Dict[str, Dict[str, PretrainedCfg]]:
-    """Group ``'arch.tag'`` -> cfg into arch -> {tag: cfg}; the first tag listed is the arch's default."""
+def generate_default_cfgs(
+    cfgs: Dict[str, PretrainedCfg], published: Iterable[str] = (), hub_org: str = HF_HUB_ORG
+) -> Dict[str, Dict[str, PretrainedCfg]]:
+    """Group ``'arch.tag'`` -> cfg into arch -> {tag: cfg}; the first tag listed is the arch's default. Tags in
+    ``published`` (pushed by ``r21d-zoo publish``) gain their Hub copy, ``hub_org/arch.tag``, tried first."""
+    published = set(published)
+    unknown = sorted(published - set(cfgs))
+    if unknown:
+        raise ValueError(f"published tag(s) not in the weight table: {', '.join(unknown)}")
     out: Dict[str, Dict[str, PretrainedCfg]] = {}
     for name, cfg in cfgs.items():
         arch, _, tag = name.partition(".")
-        out.setdefault(arch, {})[tag] = cfg.replace(architecture=arch, tag=tag)
+        hub = dict(hf_hub_id=f"{hub_org}/{name}") if name in published else {}
+        out.setdefault(arch, {})[tag] = cfg.replace(architecture=arch, tag=tag, **hub)
     return out
 
 

@@ -519,6 +519,7 @@ _TV_DOC = "https://pytorch.org/vision/stable/models.html#video-classification"
 _DROPBOX = "https://www.dropbox.com/s/{key}/{file}?dl=1"
 _IG65M_RELEASE = "https://github.com/moabitcoin/ig65m-pytorch/releases/download/v1.0.0/"
 _BJUNCEK_RELEASE = "https://github.com/bjuncek/VMZ/releases/download/test_models/"
+_MMACTION2_CSN = "https://download.openmmlab.com/mmaction/recognition/csn/"
 _PAPER_R21D = ("arXiv:1711.11248", "A Closer Look at Spatiotemporal Convolutions for Action Recognition")
 _PAPER_IG65M = ("arXiv:1905.00561", "Large-scale weakly-supervised pre-training for video action recognition")
 _PAPER_CSN = ("arXiv:1904.02811", "Video Classification with Channel-Separated Convolutional Networks")
@@ -632,6 +633,14 @@ def _vmz_pth(file: str) -> Tuple[Dict[str, Any], ...]:
     return (dict(url=_BJUNCEK_RELEASE + file, source_format="pth", hash_prefix=None),)
 
 
+def _mmaction2(file: str, head: bool = True) -> Tuple[Dict[str, Any], ...]:
+    """mmaction2's conversion of the same caffe2 file (``configs/recognition/csn/metafile.yml``, "Converted From";
+    backbone-only files are named after the VMZ pre-training they hold). Its key names are renamed on load
+    (``models/_ports.py``); the file name ends in a sha256 prefix."""
+    digest = file.rsplit("-", 1)[1].split(".")[0]
+    return (dict(url=_MMACTION2_CSN + file, source_format="pth", hash_prefix=digest, head=head),)
+
+
 def _vmz2018(
     file: str,
     key: str,
@@ -681,6 +690,10 @@ def _tv(file: str, top1: float, top5: float, **kwargs: Any) -> PretrainedCfg:
         **{**dict(model_args=dict(bn_eps=1e-5)), **kwargs},
     )
 
+
+# Tags whose Hub copy (HF_HUB_ORG/arch.tag, written by `r21d-zoo publish`) exists. Add a name only once its repo is
+# public, so the registry never points at a repository that does not exist.
+PUBLISHED_ON_HUB: Tuple[str, ...] = ()
 
 default_cfgs = generate_default_cfgs(
     {
@@ -857,7 +870,10 @@ default_cfgs = generate_default_cfgs(
             93.0,
             csn=True,
             paper=_PAPER_CSN,
-            mirrors=_vmz_pth("irCSN_152_ft_kinetics_from_Sports1M_f101599884.pth"),
+            mirrors=_mmaction2(
+                "vmz/vmz_ircsn_sports1m_pretrained_r152_32x2x1_58e_kinetics400_rgb_20210617-b9b10241.pth"
+            )
+            + _vmz_pth("irCSN_152_ft_kinetics_from_Sports1M_f101599884.pth"),
         ),
         "ir_csn_152.kinetics400_32f": _vmz2019(
             "irCSN_152_kinetics_from_scratch_f98268019.pkl",
@@ -868,6 +884,7 @@ default_cfgs = generate_default_cfgs(
             92.1,
             csn=True,
             paper=_PAPER_CSN,
+            mirrors=_mmaction2("vmz/vmz_ircsn_from_scratch_r152_32x2x1_180e_kinetics400_rgb_20210617-5c933ae1.pth"),
         ),
         "ir_csn_152.ig65m_32f": _vmz2019(
             "irCSN_152_ig65m_from_scratch_f125286141.pkl",
@@ -876,7 +893,8 @@ default_cfgs = generate_default_cfgs(
             32,
             csn=True,
             paper=_PAPER_CSN,
-            mirrors=_vmz_pth("irCSN_152_ig65m_from_scratch_f125286141.pth"),
+            mirrors=_mmaction2("ircsn_from_scratch_r152_ig65m_20200807-771c4135.pth", head=False)
+            + _vmz_pth("irCSN_152_ig65m_from_scratch_f125286141.pth"),
         ),
         "ir_csn_152.sports1m_32f": _vmz2019(
             "irCSN_152_sports1m_from_scratch_f99918785.pkl",
@@ -885,7 +903,8 @@ default_cfgs = generate_default_cfgs(
             32,
             csn=True,
             paper=_PAPER_CSN,
-            mirrors=_vmz_pth("irCSN_152_Sports1M_from_scratch_f99918785.pth"),
+            mirrors=_mmaction2("ircsn_from_scratch_r152_sports1m_20210617-bcc9c0dd.pth", head=False)
+            + _vmz_pth("irCSN_152_Sports1M_from_scratch_f99918785.pth"),
         ),
         "ip_csn_152.ig65m_ft_kinetics400_32f": _vmz2019(
             "ipCSN_152_ft_kinetics_from_ig65m_f133090949.pkl",
@@ -896,7 +915,8 @@ default_cfgs = generate_default_cfgs(
             95.3,
             csn=True,
             paper=_PAPER_CSN,
-            mirrors=_vmz_pth("ipCSN_152_ft_kinetics_from_ig65m_f133090949.pth"),
+            mirrors=_mmaction2("vmz/vmz_ipcsn_ig65m_pretrained_r152_32x2x1_58e_kinetics400_rgb_20210617-c3be9793.pth")
+            + _vmz_pth("ipCSN_152_ft_kinetics_from_ig65m_f133090949.pth"),
         ),
         "ip_csn_152.sports1m_ft_kinetics400_32f": _vmz2019(
             "ipCSN_152_ft_kinetics_from_sports1m_f111279053.pkl",
@@ -907,7 +927,10 @@ default_cfgs = generate_default_cfgs(
             93.5,
             csn=True,
             paper=_PAPER_CSN,
-            mirrors=_vmz_pth("ipCSN_152_ft_kinetics_from_Sports1M_f111279053.pth"),
+            mirrors=_mmaction2(
+                "vmz/vmz_ipcsn_sports1m_pretrained_r152_32x2x1_58e_kinetics400_rgb_20210617-3367437a.pth"
+            )
+            + _vmz_pth("ipCSN_152_ft_kinetics_from_Sports1M_f111279053.pth"),
         ),
         "ip_csn_152.kinetics400_32f": _vmz2019(
             "ipCSN_152_kinetics_from_scratch_f129594342.pkl",
@@ -918,6 +941,7 @@ default_cfgs = generate_default_cfgs(
             92.8,
             csn=True,
             paper=_PAPER_CSN,
+            mirrors=_mmaction2("vmz/vmz_ipcsn_from_scratch_r152_32x2x1_180e_kinetics400_rgb_20210617-d565828d.pth"),
         ),
         "ip_csn_152.ig65m_32f": _vmz2019(
             "ipCSN_152_ig65m_from_scratch_f130601052.pkl",
@@ -926,7 +950,8 @@ default_cfgs = generate_default_cfgs(
             32,
             csn=True,
             paper=_PAPER_CSN,
-            mirrors=_vmz_pth("ipCSN_152_ig65m_from_scratch_f130601052.pth"),
+            mirrors=_mmaction2("ipcsn_from_scratch_r152_ig65m_20210617-c4b99d38.pth", head=False)
+            + _vmz_pth("ipCSN_152_ig65m_from_scratch_f130601052.pth"),
         ),
         "ip_csn_152.sports1m_32f": _vmz2019(
             "ipCSN_152_sports1m_from_scratch_f111018543.pkl",
@@ -935,7 +960,8 @@ default_cfgs = generate_default_cfgs(
             32,
             csn=True,
             paper=_PAPER_CSN,
-            mirrors=_vmz_pth("ipCSN_152_Sports1M_from_scratch_f111018543.pth"),
+            mirrors=_mmaction2("ipcsn_from_scratch_r152_sports1m_20210617-7a7cc5b9.pth", head=False)
+            + _vmz_pth("ipCSN_152_Sports1M_from_scratch_f111018543.pth"),
         ),
         # --- Gradient-Blending audio-visual ip-CSN-152: the visual towers (v_ blobs; the audio tower is ignored) ------
         "ip_csn_152.ig65m_audioset_ft_kinetics400_32f": _gblend(
@@ -976,6 +1002,7 @@ default_cfgs = generate_default_cfgs(
             32,
             csn=True,
             paper=_PAPER_CSN,
+            mirrors=_mmaction2("ircsn_from_scratch_r50_ig65m_20210617-ce545a37.pth", head=False),
             notes="VMZ caffe2 2019 zoo: IG-65M pre-training, class count not published (read from the file).",
         ),
         "ir_csn_50.ig65m_ft_kinetics400_32f": _vmz2019(
@@ -996,7 +1023,8 @@ default_cfgs = generate_default_cfgs(
             paper_ids=_PAPER_CSN[0],
             paper_name=_PAPER_CSN[1],
         ),
-    }
+    },
+    published=PUBLISHED_ON_HUB,
 )
 
 

@@ -19,7 +19,7 @@ import pickle
 import sys
 import typing
 from dataclasses import MISSING, dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ._version import __version__
 from .deploy.cards import CardsConfig, run as run_cards
@@ -37,6 +37,7 @@ from .jobs.distill import DistillJobConfig, run as run_distill
 from .jobs.extract import ExtractJobConfig, run as run_extract
 from .jobs.finetune import EvaluateJobConfig, FinetuneJobConfig, run as run_finetune, run_evaluate
 from .jobs.probe import ProbeJobConfig, run as run_probe
+from .jobs.shards import PackConfig, StatsConfig, SubsetConfig, run_pack, run_stats, run_subset
 from .jobs.publish import PublishConfig, run as run_publish
 from .jobs.synthetic import SyntheticConfig, run as run_synthetic
 from .jobs.common import EXIT_INPUT, EXIT_USAGE, in_cli_terms
@@ -49,7 +50,7 @@ class Command:
     run: Callable[[Any], int]
 
 
-COMMANDS: Dict[str, Command] = {
+COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {  # a dict: a group, `r21d-zoo GROUP COMMAND`
     "list": Command(ListConfig, run_list),
     "info": Command(InfoConfig, run_info),
     "demo": Command(DemoConfig, run_demo),
@@ -64,7 +65,23 @@ COMMANDS: Dict[str, Command] = {
     "cards": Command(CardsConfig, run_cards),
     "publish": Command(PublishConfig, run_publish),
     "synthetic": Command(SyntheticConfig, run_synthetic),
+    "shards": {
+        "pack": Command(PackConfig, run_pack),
+        "stats": Command(StatsConfig, run_stats),
+        "subset": Command(SubsetConfig, run_subset),
+    },
 }
+
+
+def command_table() -> Dict[Tuple[str, ...], Command]:
+    """Every command by the words that call it: ``("extract",)``, ``("shards", "pack")`` ..."""
+    table: Dict[Tuple[str, ...], Command] = {}
+    for name, command in COMMANDS.items():
+        for sub, cmd in command.items() if isinstance(command, dict) else [(None, command)]:
+            table[(name,) if sub is None else (name, sub)] = cmd
+    return table
+
+
 _SEP = "__"  # joins the field path of a nested option into its argparse dest
 
 
@@ -234,6 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
+        if isinstance(command, dict):
+            doc = f"{name}: {', '.join(command)}"
+            group = sub.add_parser(name, help=doc, description=doc, formatter_class=_HelpFormatter)
+            inner = group.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
+            for sub_name, sub_command in command.items():
+                doc = _summary(sub_command.config)
+                p = inner.add_parser(
+                    sub_name, help=doc, description=doc, formatter_class=_HelpFormatter, parents=[common]
+                )
+                add_config_options(p, sub_command.config)
+            continue
         doc = _summary(command.config)
         p = sub.add_parser(name, help=doc, description=doc, formatter_class=_HelpFormatter, parents=[common])
         add_config_options(p, command.config)
@@ -251,6 +279,8 @@ def _log_handler(level: str) -> logging.Handler:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     command = COMMANDS[args.command]
+    if isinstance(command, dict):
+        command = command[args.subcommand]
     root, handler = logging.getLogger(), _log_handler(args.log_level)
     old_level = root.level
     root.addHandler(handler)

@@ -7,7 +7,7 @@ import typing
 import pytest
 
 from r21d_zoo import __version__
-from r21d_zoo.cli import COMMANDS, build_parser, config_from_args, field_default, main
+from r21d_zoo.cli import COMMANDS, build_parser, command_table, config_from_args, field_default, main
 from r21d_zoo.jobs.common import ModelSource
 
 
@@ -19,23 +19,23 @@ def _required_args(cls):
         if field_default(f) is not dataclasses.MISSING:
             continue
         many = typing.get_origin(hints[f.name]) in (list, typing.List)
-        value = ["a.mp4", "b.mp4"] if many else "x"
+        value = ["a.mp4", "b.mp4"] if many else 3 if hints[f.name] is int else "x"
         values[f.name] = value
         if f.metadata.get("positional"):
-            argv += value if many else [value]
+            argv += value if many else [str(value)]
         else:
             flags = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
             flag = flags if isinstance(flags, str) else flags[-1]
             for v in value if many else [value]:
-                argv += [flag, v]
+                argv += [flag, str(v)]
     return argv, values
 
 
-@pytest.mark.parametrize("name", list(COMMANDS))
-def test_every_cli_default_equals_its_dataclass_default(name):
-    command = COMMANDS[name]
+@pytest.mark.parametrize("words", list(command_table()), ids=" ".join)
+def test_every_cli_default_equals_its_dataclass_default(words):
+    command = command_table()[words]
     argv, values = _required_args(command.config)
-    parsed = config_from_args(command.config, build_parser().parse_args([name, *argv]))
+    parsed = config_from_args(command.config, build_parser().parse_args([*words, *argv]))
     assert parsed == command.config(**values)
 
 
@@ -77,8 +77,11 @@ def test_options_reach_nested_configs_and_the_clip_overrides():
 
 
 def test_random_init_flag_is_the_same_everywhere():
-    for name, command in COMMANDS.items():
-        text = build_parser()._subparsers._group_actions[0].choices[name].format_help()
+    for words in command_table():
+        parser = build_parser()
+        for word in words:
+            parser = parser._subparsers._group_actions[0].choices[word]
+        text, name = parser.format_help(), words[0]
         if "--model" in text and name != "convert":
             assert "--random-weights" in text, name
 

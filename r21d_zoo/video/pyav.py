@@ -5,6 +5,7 @@ they work for variable frame rate files and for containers that report no frame 
 display matrix) is applied.
 """
 
+import io
 import math
 import os
 from fractions import Fraction
@@ -50,7 +51,7 @@ class PyAVReader(VideoReader):
 
     def __init__(
         self,
-        path: Union[str, "os.PathLike[str]"],
+        path: Union[str, "os.PathLike[str]", bytes],
         resize: Union[int, Tuple[int, int], None] = None,
         frame_size: Union[int, Tuple[int, int], None] = None,
         interpolation: str = "bilinear",
@@ -59,13 +60,14 @@ class PyAVReader(VideoReader):
     ):
         import av
 
-        self.path = str(path)
+        in_memory = isinstance(path, (bytes, bytearray, memoryview))
+        self.path = f"<in-memory video, {len(path)} bytes>" if in_memory else str(path)
         self.resize = resize
         self.frame_size = frame_size
         self.interpolation = interpolation
         self.antialias = antialias
         try:
-            self._container = av.open(self.path)
+            self._container = av.open(io.BytesIO(path) if in_memory else self.path)
         except _decode_errors() as e:
             raise _fail(self.path, "cannot open", e) from e
         try:

@@ -26,6 +26,7 @@ BACKENDS: Dict[str, str] = {
 DEFAULT_BACKEND = "pyav"
 
 PathLike = Union[str, "os.PathLike[str]"]
+VideoSource = Union[str, "os.PathLike[str]", bytes]  # a file, or a whole encoded video in memory (a shard member)
 
 
 def check_pad(pad: str) -> None:
@@ -119,7 +120,7 @@ def reader_class(backend: str) -> type:
 
 
 def open_video(
-    path: PathLike,
+    path: VideoSource,
     spec: Optional[ClipSpec] = None,
     backend: str = DEFAULT_BACKEND,
     decoder_resize: bool = False,

@@ -39,7 +39,7 @@ class TorchCodecReader(VideoReader):
 
     def __init__(
         self,
-        path: Union[str, "os.PathLike[str]"],
+        path: Union[str, "os.PathLike[str]", bytes],
         resize: Union[int, Tuple[int, int], None] = None,
         frame_size: Union[int, Tuple[int, int], None] = None,
         interpolation: str = "bilinear",
@@ -47,19 +47,21 @@ class TorchCodecReader(VideoReader):
         device: Union[str, torch.device] = "cpu",
     ):
         VideoDecoder = _import_decoder()
-        self.path = str(path)
+        in_memory = isinstance(path, (bytes, bytearray, memoryview))
+        self.path = f"<in-memory video, {len(path)} bytes>" if in_memory else str(path)
+        source = bytes(path) if in_memory else self.path
         self.resize, self.interpolation, self.antialias = resize, interpolation, antialias
-        if not os.path.exists(self.path):
+        if not in_memory and not os.path.exists(self.path):
             raise VideoDecodeError(f"{self.path}: cannot open: no such file (check the path)")
         transforms = None
         try:
             if frame_size is not None:
                 from torchcodec.transforms import Resize
 
-                probe = VideoDecoder(self.path, seek_mode="approximate").metadata
+                probe = VideoDecoder(source, seek_mode="approximate").metadata
                 transforms = [Resize(size=resized_hw(probe.height, probe.width, frame_size))]
             self._decoder = VideoDecoder(
-                self.path, dimension_order="NHWC", device=str(device), seek_mode="exact", transforms=transforms
+                source, dimension_order="NHWC", device=str(device), seek_mode="exact", transforms=transforms
             )
             md = self._decoder.metadata
         except (RuntimeError, ValueError) as e:

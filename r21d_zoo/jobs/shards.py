@@ -1,0 +1,392 @@
+"""Sharded, streamed video data on WebDataset: pack labelled videos into tar shards, count their labels, choose a
+tail-preserving subset, and stream the shards (split by node, then by worker, in an order fixed by seed and epoch),
+decoding each video from memory with our decoder.
+
+A sample is ``<key>.<ext>`` (the encoded video as it was packed) plus ``<key>.json``: ``{"labels": [names],
+"source": path}``. A packed folder also holds ``index.json``: the class names and the shards in order with their
+sample counts, so an epoch's length is known without reading the shards.
+
+Sampling (``natural``, ``sqrt``, ``uniform``) is applied while streaming: a sample is emitted ``m`` times in
+expectation (``floor(m)`` copies plus one more with probability ``m - floor(m)``; each copy is its own random clip),
+with ``m`` proportional to the target share of its label over its natural share (``sqrt``: 1/sqrt(n), ``uniform``:
+1/n for a label with ``n`` videos) and scaled so an epoch keeps its natural length in expectation. **Multi-label
+rule:** a sample's ``m`` is the mean of its labels' values, and a label's frequency counts every sample that carries it.
+"""
+
+import json
+import logging
+import os
+import random
+import re
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from .._io import atomic_write
+from .._progress import progress
+from ..models import ClipSpec
+from ..video import VideoDecodeError, open_video, random_clip
+from ..video.reader import DEFAULT_BACKEND, VIDEO_EXTENSIONS
+from .common import InputError
+from .distributed import WorldInfo, world_info_from_env
+from .engine import epoch_seed
+from .labelled import LabelOptions, LabelledVideos
+
+_logger = logging.getLogger("r21d_zoo.progress")
+INDEX = "index.json"
+POLICIES = ("natural", "sqrt", "uniform")
+_VIDEO_EXTS = tuple(e.lstrip(".") for e in VIDEO_EXTENSIONS)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Packing
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def sample_key(path: str, root: Optional[str] = None) -> str:
+    """A WebDataset key for a video: its path (relative to ``root``) without the extension, with every character a
+    key cannot hold ('.', '/', spaces ...) replaced, so keys also name feature files."""
+    rel = os.path.relpath(path, root) if root else os.path.basename(path)
+    stem = os.path.splitext(rel)[0].replace(os.sep, "__")
+    return re.sub(r"[^A-Za-z0-9_-]", "_", stem)
+
+
+def pack_shards(
+    data: LabelledVideos, out_dir: str, shard_mb: float = 1000.0, max_per_shard: int = 10000, prefix: str = "shard"
+) -> Dict[str, Any]:
+    """Write ``data`` as ``out_dir/<prefix>-000000.tar`` ... of at most ``shard_mb`` MB / ``max_per_shard`` samples,
+    then ``index.json``. Each shard is written to a temp file and renamed when complete. Returns the index."""
+    import webdataset as wds
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(s.path)) for s in data.samples])
+    shards: List[Dict[str, Any]] = []
+    keys: Set[str] = set()
+    writer, tmp, size, count = None, None, 0, 0
+
+    def close() -> None:
+        nonlocal writer
+        if writer is not None:
+            writer.close()
+            name = f"{prefix}-{len(shards):06d}.tar"
+            os.replace(tmp, out / name)
+            shards.append(dict(url=name, count=count))
+            writer = None
+
+    for s in progress(data.samples, desc="pack", unit="video"):
+        video = Path(s.path).read_bytes()
+        if writer is not None and (count >= max_per_shard or size + len(video) > shard_mb * 2**20):
+            close()
+        if writer is None:
+            tmp = out / f".{prefix}-{len(shards):06d}.tar.{os.getpid()}.part"
+            writer, size, count = wds.TarWriter(str(tmp)), 0, 0
+        key = base = sample_key(os.path.abspath(s.path), root)
+        n = 1
+        while key in keys:
+            n, key = n + 1, f"{base}_{n + 1}"
+        keys.add(key)
+        meta = dict(labels=[data.classes[i] for i in s.labels], source=s.path)
+        writer.write({"__key__": key, Path(s.path).suffix.lower().lstrip("."): video, "json": meta})
+        size, count = size + len(video), count + 1
+    close()
+    index = dict(classes=list(data.classes), multilabel=data.multilabel, shards=shards, total=len(keys))
+    atomic_write(out / INDEX, lambda f: f.write((json.dumps(index, indent=2) + "\n").encode()))
+    return index
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Shard lists, label statistics, subsets
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ShardSet:
+    """Shard URLs (local paths, http(s), ``pipe:`` ... anything WebDataset opens) with their sample counts when an
+    ``index.json`` gave them, and the class names."""
+
+    urls: List[str]
+    counts: Optional[List[int]] = None
+    classes: Optional[List[str]] = None
+
+    @property
+    def total(self) -> Optional[int]:
+        return sum(self.counts) if self.counts is not None else None
+
+
+def open_shards(source: str) -> ShardSet:
+    """A packed folder or its ``index.json``; otherwise shard URLs, brace patterns allowed (``s-{000..009}.tar``)."""
+    from braceexpand import braceexpand
+
+    path = Path(source)
+    index = path / INDEX if path.is_dir() else path if path.name == INDEX else None
+    if index is not None:
+        if not index.is_file():
+            raise InputError(f"{source}: no {INDEX}; pack videos with `r21d-zoo shards pack` or pass shard URLs")
+        meta = json.loads(index.read_text(encoding="utf-8"))
+        urls = [
+            u if "://" in u or u.startswith("pipe:") else str(index.parent / u)
+            for u in (s["url"] for s in meta["shards"])
+        ]
+        return ShardSet(urls, [int(s["count"]) for s in meta["shards"]], meta.get("classes"))
+    urls = list(braceexpand(source))
+    local = [u for u in urls if "://" not in u and not u.startswith("pipe:")]
+    missing = [u for u in local if not Path(u).is_file()]
+    if missing:
+        raise InputError(f"shard {missing[0]} does not exist ({len(missing)} of {len(urls)} missing)")
+    return ShardSet(urls)
+
+
+def _labels_of(sample: Dict[str, Any]) -> List[str]:
+    return [str(x) for x in json.loads(sample["json"])["labels"]]
+
+
+def iter_metadata(urls: Sequence[str]) -> Iterator[Tuple[str, List[str]]]:
+    """(key, label names) of every sample, reading only the json members."""
+    from webdataset.tariterators import tarfile_samples
+
+    for sample in tarfile_samples([dict(url=u) for u in urls], select_files=lambda name: name.endswith(".json")):
+        yield sample["__key__"], _labels_of(sample)
+
+
+def label_stats(shards: ShardSet) -> Dict[str, Any]:
+    """One pass over the shards: videos per label, videos, multi-label videos, the label distribution's spread."""
+    counts: Counter = Counter()
+    videos = multi = 0
+    for _, labels in progress(iter_metadata(shards.urls), desc="stats", unit="video", total=shards.total):
+        videos += 1
+        multi += len(labels) > 1
+        counts.update(set(labels))
+    ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return dict(videos=videos, multilabel_videos=multi, labels=len(counts), label_counts=ordered)
+
+
+def sampling_multiplicity(label_counts: Dict[str, int], policy: str) -> Dict[str, float]:
+    """Per label, how many times a video carrying it is emitted per epoch in expectation (single-label case; see the
+    module docstring for several labels), so that label shares follow ``policy`` and an epoch keeps its length."""
+    if policy not in POLICIES:
+        raise ValueError(f"sampling policy must be one of {POLICIES}, got {policy!r}")
+    power = dict(natural=1.0, sqrt=0.5, uniform=0.0)[policy]
+    total = sum(label_counts.values())
+    target = {k: n**power for k, n in label_counts.items()}
+    norm = sum(target.values())
+    return {k: (target[k] / norm) / (n / total) for k, n in label_counts.items() if n}
+
+
+def tail_preserving_subset(samples: Sequence[Tuple[str, List[str]]], n: int, seed: int = 0) -> List[str]:
+    """``n`` keys that keep every video of the rarest labels and sub-sample the frequent ones to a common cap (water
+    filling: labels with at most ``cap`` videos are kept whole, the others get ``cap`` or ``cap + 1`` at random).
+    A multi-label video belongs to its rarest label here."""
+    if not 0 < n <= len(samples):
+        raise ValueError(f"a subset of {n} videos needs 1 <= n <= {len(samples)}")
+    counts = Counter(label for _, labels in samples for label in set(labels))
+    by_label: Dict[str, List[str]] = {}
+    for key, labels in samples:
+        rarest = min(labels, key=lambda lab: (counts[lab], lab)) if labels else ""
+        by_label.setdefault(rarest, []).append(key)
+    sizes = sorted(len(v) for v in by_label.values())
+    cap, remaining, left = 0, n, len(sizes)
+    for s in sizes:  # the largest cap with sum(min(size, cap)) <= n
+        if s * left > remaining:
+            cap = remaining // left
+            break
+        remaining, left, cap = remaining - s, left - 1, s
+    rng = random.Random(seed)
+    chosen: List[str] = []
+    heads = []
+    for label in sorted(by_label, key=lambda lab: (len(by_label[lab]), lab)):
+        keys = sorted(by_label[label])
+        if len(keys) <= cap:
+            chosen += keys
+        else:
+            rng.shuffle(keys)
+            chosen += keys[:cap]
+            heads.append(keys[cap:])
+    extra = n - len(chosen)  # the remainder: one more video from as many head labels as needed
+    for keys in rng.sample(heads, extra) if extra else []:
+        chosen.append(keys[0])
+    return chosen
+
+
+def read_key_list(path: Optional[str]) -> Optional[Set[str]]:
+    """Keys, one per line (a subset index or an exclusion list)."""
+    if path is None:
+        return None
+    return {line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Streaming
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def split_shards(
+    urls: Sequence[str], seed: int, epoch: int, rank: int, world: int, worker: int, workers: int
+) -> List[str]:
+    """This (rank, worker)'s shards: all shards shuffled by (seed, epoch), dealt to ranks, then to workers."""
+    order = list(urls)
+    random.Random(epoch_seed(seed, epoch, 0)).shuffle(order)
+    return order[rank::world][worker::workers]
+
+
+class ShardStream(IterableDataset):
+    """Training samples streamed from shards: ``(uint8 clip T x H x W x C, target, key)`` with a random clip per
+    emitted copy, or ``(key, label names)`` with ``decode=False``. Each rank reads its own shards, each worker its
+    own share; the order depends only on (seed, epoch, rank, worker). Unreadable videos are logged and skipped.
+
+    ``target``: a class index, or for multi-label data the label vector normalised to sum 1 (``multilabel``).
+    ``include``/``exclude``: key sets (a subset index, a de-duplication list). ``label_counts``: videos per label over
+    the whole set (``r21d-zoo shards stats``), needed by ``sqrt`` and ``uniform``."""
+
+    def __init__(
+        self,
+        shards: ShardSet,
+        spec: Optional[ClipSpec] = None,
+        classes: Optional[Sequence[str]] = None,
+        policy: str = "natural",
+        label_counts: Optional[Dict[str, int]] = None,
+        seed: int = 0,
+        world: Optional[WorldInfo] = None,
+        include: Optional[Set[str]] = None,
+        exclude: Optional[Set[str]] = None,
+        decode: bool = True,
+        multilabel: bool = False,
+        backend: str = DEFAULT_BACKEND,
+    ):
+        self.shards, self.spec, self.seed, self.epoch = shards, spec or ClipSpec(), seed, 0
+        self.classes = list(classes or shards.classes or [])
+        self.index = {c: i for i, c in enumerate(self.classes)}
+        if policy != "natural" and not label_counts:
+            raise InputError(f"sampling policy {policy!r} needs label counts: run `r21d-zoo shards stats` first")
+        self.multiplicity = sampling_multiplicity(label_counts, policy) if policy != "natural" else None
+        self.world = world or world_info_from_env()
+        self.include, self.exclude, self.decode = include, exclude or set(), decode
+        self.multilabel, self.backend = multilabel, backend
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def clip_generator(self, key: str, copy: int = 0) -> torch.Generator:
+        """The generator of one emitted copy's random clip: a function of (seed, epoch, key, copy) only, so a clip
+        does not depend on which rank or worker reads the sample."""
+        clip_id = zlib.crc32(f"{key}/{copy}".encode())  # not hash(), which differs between processes
+        return torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, clip_id))
+
+    def _copies(self, labels: List[str], rng: random.Random) -> int:
+        if self.multiplicity is None:
+            return 1
+        m = sum(self.multiplicity.get(lab, 0.0) for lab in labels) / max(1, len(labels))
+        return int(m) + (rng.random() < m - int(m))
+
+    def _target(self, labels: List[str]) -> torch.Tensor:
+        unknown = [lab for lab in labels if lab not in self.index]
+        if unknown:
+            raise InputError(f"label {unknown[0]!r} is not one of the {len(self.classes)} classes")
+        if not self.multilabel:
+            return torch.tensor(self.index[labels[0]])
+        target = torch.zeros(len(self.classes))
+        target[[self.index[lab] for lab in labels]] = 1.0
+        return target / target.sum()
+
+    def _clip(self, sample: Dict[str, Any], g: torch.Generator) -> torch.Tensor:
+        ext = next((e for e in _VIDEO_EXTS if e in sample), None)
+        if ext is None:
+            raise VideoDecodeError(f"{sample['__key__']}: no video member ({', '.join(_VIDEO_EXTS)})")
+        with open_video(sample[ext], self.spec, self.backend) as r:
+            start = random_clip(r.info.duration, self.spec.clip_seconds(r.info.fps), g).start
+            return r.read_spec_clip(start, self.spec).frames
+
+    def __iter__(self) -> Iterator[Any]:
+        from webdataset.tariterators import tarfile_samples
+
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        urls = split_shards(
+            self.shards.urls, self.seed, self.epoch, self.world.rank, self.world.world_size, worker, workers
+        )
+        stream_id = (self.world.rank * 1000 + worker) * 1000 + 7
+        rng = random.Random(epoch_seed(self.seed, self.epoch, stream_id))
+        wanted = None if self.decode else (lambda name: name.endswith(".json"))
+        for n, sample in enumerate(tarfile_samples([dict(url=u) for u in urls], select_files=wanted)):
+            key, labels = sample["__key__"], _labels_of(sample)
+            if key in self.exclude or (self.include is not None and key not in self.include):
+                continue
+            for copy in range(self._copies(labels, rng)):
+                if not self.decode:
+                    yield key, labels
+                    continue
+                try:
+                    yield self._clip(sample, self.clip_generator(key, copy)), self._target(labels), key
+                except VideoDecodeError as e:
+                    _logger.warning("skipping an unreadable video in %s: %s", sample.get("__url__"), e)
+                    break
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Commands
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PackConfig:
+    """Pack labelled videos (a CSV, list or class folders; one or several labels each) into WebDataset shards."""
+
+    source: str = field(metadata=dict(positional=True, help="CSV, split list or class-folder tree"))
+    out: str = field(metadata=dict(flag=("-o", "--out"), help="output folder for the shards and index.json"))
+    shard_mb: float = field(default=1000.0, metadata=dict(help="target shard size in MB"))
+    max_per_shard: int = field(default=10000, metadata=dict(help="at most this many videos per shard"))
+    labels: LabelOptions = field(default_factory=LabelOptions)
+
+
+def run_pack(cfg: PackConfig) -> int:
+    data = cfg.labels.read(cfg.source)
+    missing = [s.path for s in data.samples if not Path(s.path).is_file()]
+    if missing:
+        raise InputError(f"{len(missing)} listed video(s) do not exist, e.g. {missing[0]}; fix the list first")
+    index = pack_shards(data, cfg.out, cfg.shard_mb, cfg.max_per_shard)
+    print(f"{cfg.out}: {index['total']} videos in {len(index['shards'])} shard(s), {len(index['classes'])} classes")
+    return 0
+
+
+@dataclass
+class StatsConfig:
+    """Count videos per label over shards (one pass over their json members); writes the counts sampling needs."""
+
+    shards: str = field(metadata=dict(positional=True, help="packed folder, index.json, or shard URL/brace pattern"))
+    out: Optional[str] = field(default=None, metadata=dict(flag=("-o", "--out"), help="write the stats as JSON"))
+
+
+def run_stats(cfg: StatsConfig) -> int:
+    stats = label_stats(open_shards(cfg.shards))
+    if cfg.out:
+        atomic_write(Path(cfg.out), lambda f: f.write((json.dumps(stats, indent=2) + "\n").encode()))
+    counts = list(stats["label_counts"].values())
+    print(
+        f"{stats['videos']} videos, {stats['labels']} labels ({stats['multilabel_videos']} multi-label videos); "
+        f"videos per label: max {max(counts, default=0)}, median {sorted(counts)[len(counts) // 2] if counts else 0}, "
+        f"min {min(counts, default=0)}"
+    )
+    return 0
+
+
+@dataclass
+class SubsetConfig:
+    """Choose N videos keeping every video of the rarest labels (tail-preserving); writes their keys, one per line."""
+
+    shards: str = field(metadata=dict(positional=True, help="packed folder, index.json, or shard URL/brace pattern"))
+    n: int = field(metadata=dict(flag=("-n", "--n"), help="videos in the subset"))
+    out: str = field(metadata=dict(flag=("-o", "--out"), help="key list to write (pretrain --include)"))
+    seed: int = field(default=0, metadata=dict(help="which head-label videos are kept"))
+
+
+def run_subset(cfg: SubsetConfig) -> int:
+    samples = list(iter_metadata(open_shards(cfg.shards).urls))
+    keys = tail_preserving_subset(samples, cfg.n, cfg.seed)
+    atomic_write(Path(cfg.out), lambda f: f.write(("\n".join(sorted(keys)) + "\n").encode()))
+    print(f"{cfg.out}: {len(keys)} of {len(samples)} videos")
+    return 0

@@ -1,0 +1,188 @@
+"""WebDataset shards: packing, streaming split by rank and worker, label statistics, sampling policies, subsets."""
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from r21d_zoo.cli import main
+from r21d_zoo.jobs.distributed import WorldInfo
+from r21d_zoo.jobs.labelled import LabelledVideos, Sample, read_labelled
+from r21d_zoo.jobs.shards import (
+    ShardStream,
+    open_shards,
+    pack_shards,
+    sample_key,
+    sampling_multiplicity,
+    tail_preserving_subset,
+)
+from r21d_zoo.models import ClipSpec
+from r21d_zoo.video import open_video, random_clip
+
+sys.path.insert(0, str(Path(__file__).parent))
+from videos import make_video  # noqa: E402
+
+SPEC = ClipSpec(num_frames=4, resize_size=(32, 40), crop_size=32)
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    """14 short videos in class folders (one with two labels via a CSV), packed 3 per shard."""
+    root = tmp_path_factory.mktemp("videos")
+    rows = ["path,labels"]
+    for i in range(14):
+        label = ["a", "b", "c"][i % 3]
+        (root / label).mkdir(exist_ok=True)
+        path = make_video(root / label / f"clip {i}.v1.mp4", num_frames=12 + i, size=(48, 64))
+        rows.append(f"{path},{label}|c" if i == 13 else f"{path},{label}")
+    (root / "list.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path_factory.mktemp("shards")
+    assert main(["shards", "pack", str(root / "list.csv"), "-o", str(out), "--max-per-shard", "3"]) == 0
+    return root, out, read_labelled(root / "list.csv")
+
+
+def _worker_keys(shards, rank, world, workers, epoch=0):
+    stream = ShardStream(shards, world=WorldInfo(rank, world), decode=False, seed=3)
+    stream.set_epoch(epoch)
+    loader = DataLoader(stream, batch_size=None, num_workers=workers)
+    return [key for key, _ in loader]
+
+
+def test_pack_writes_shards_and_an_index_with_exact_counts(packed):
+    _, out, data = packed
+    index = json.loads((out / "index.json").read_text())
+    assert [s["count"] for s in index["shards"]] == [3, 3, 3, 3, 2] and index["total"] == 14
+    assert sorted(p.name for p in out.glob("*.tar")) == [s["url"] for s in index["shards"]]
+    assert not list(out.glob(".*part")) and index["classes"] == ["a", "b", "c"] and index["multilabel"]
+    assert sample_key("/v/a/clip 1.v1.mp4", "/v") == "a__clip_1_v1"
+
+
+def test_every_sample_once_per_epoch_across_ranks_and_workers(packed):
+    _, out, data = packed
+    shards = open_shards(str(out))
+    for epoch in (0, 1):
+        per_rank = [_worker_keys(shards, rank, 2, 2, epoch) for rank in (0, 1)]
+        keys = per_rank[0] + per_rank[1]
+        assert len(keys) == len(set(keys)) == 14 and not set(per_rank[0]) & set(per_rank[1])
+    assert _worker_keys(shards, 0, 2, 2, 0) == _worker_keys(shards, 0, 2, 2, 0)  # deterministic order
+    assert _worker_keys(shards, 0, 1, 1, 0) != _worker_keys(shards, 0, 1, 1, 1)  # reshuffled per epoch
+
+
+def _gloo_worker(rank, world, init, out_dir, result_dir):
+    import torch.distributed as dist
+
+    from r21d_zoo.jobs.distributed import init_distributed
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        info = init_distributed()
+        stream = ShardStream(open_shards(out_dir), world=info, decode=False)
+        keys = [k for k, _ in DataLoader(stream, batch_size=None, num_workers=2)]
+        gathered = [None] * world
+        dist.all_gather_object(gathered, keys)
+        if rank == 0:
+            Path(result_dir, "keys.json").write_text(json.dumps(gathered))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.ddp
+def test_two_gloo_processes_with_two_workers_each_read_every_sample_once(packed, tmp_path):
+    _, out, _ = packed
+    torch.multiprocessing.spawn(_gloo_worker, args=(2, f"file://{tmp_path}/init", str(out), str(tmp_path)), nprocs=2)
+    gathered = json.loads((tmp_path / "keys.json").read_text())
+    keys = gathered[0] + gathered[1]
+    assert len(keys) == len(set(keys)) == 14 and gathered[0] and gathered[1]
+
+
+@pytest.mark.video
+def test_streamed_clips_equal_clips_read_from_the_original_files(packed):
+    root, out, data = packed
+    stream = ShardStream(open_shards(str(out)), SPEC, seed=5, multilabel=True)
+    sources = {sample_key(s.path, str(root)): s for s in data.samples}
+    seen = 0
+    for clip, target, key in stream:
+        with open_video(sources[key].path, SPEC) as r:
+            start = random_clip(r.info.duration, SPEC.clip_seconds(r.info.fps), stream.clip_generator(key)).start
+            assert torch.equal(clip, r.read_spec_clip(start, SPEC).frames)
+        expected = torch.zeros(3)
+        expected[list(sources[key].labels)] = 1
+        assert torch.equal(target, expected / expected.sum())
+        seen += 1
+    assert seen == 14 and clip.shape == (4, 32, 40, 3)
+
+
+def test_stats_count_labels_in_one_pass(packed, tmp_path, capsys):
+    _, out, _ = packed
+    assert main(["shards", "stats", str(out), "-o", str(tmp_path / "stats.json")]) == 0
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["label_counts"] == {"a": 5, "b": 5, "c": 5} and stats["videos"] == 14
+    assert stats["multilabel_videos"] == 1 and "14 videos, 3 labels" in capsys.readouterr().out
+    pattern = str(out / "shard-{000000..000004}.tar")  # shards named by URL pattern, no index
+    assert main(["shards", "stats", pattern, "-o", str(tmp_path / "s2.json")]) == 0
+    assert json.loads((tmp_path / "s2.json").read_text()) == stats
+
+
+# --- sampling policies on a synthetic long-tailed label set ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def zipf_shards(tmp_path_factory):
+    """20 labels with Zipf counts from 1000 down to 10 (placeholder bytes: these tests never decode)."""
+    root = tmp_path_factory.mktemp("zipf")
+    counts = {f"l{i:02d}": round(1000 / (1 + i * (100 - 1) / 19)) for i in range(20)}
+    assert counts["l00"] == 1000 and counts["l19"] == 10
+    samples, classes = [], sorted(counts)
+    video = root / "v.mp4"
+    video.write_bytes(b"not decoded")
+    for label, n in counts.items():
+        samples += [Sample(str(video), (classes.index(label),)) for _ in range(n)]
+    pack_shards(LabelledVideos(samples, classes), str(root / "shards"), max_per_shard=500)
+    return open_shards(str(root / "shards")), counts
+
+
+@pytest.mark.parametrize("policy", ["sqrt", "uniform", "natural"])
+def test_sampling_policies_hit_their_target_label_shares(zipf_shards, policy):
+    shards, counts = zipf_shards
+    power = dict(natural=1.0, sqrt=0.5, uniform=0.0)[policy]
+    norm = sum(n**power for n in counts.values())
+    target = {k: n**power / norm for k, n in counts.items()}
+    stream = ShardStream(shards, policy=policy, label_counts=counts, decode=False, seed=1)
+    seen: Counter = Counter()
+    for epoch in range(20):  # about 20 x 4.6k draws
+        stream.set_epoch(epoch)
+        seen.update(labels[0] for _, labels in stream)
+    draws = sum(seen.values())
+    assert abs(draws / 20 - sum(counts.values())) < 0.02 * sum(counts.values())  # an epoch keeps its length
+    for label, p in target.items():
+        sigma = (p * (1 - p) / draws) ** 0.5  # binomial standard error of the share
+        assert abs(seen[label] / draws - p) < 5 * sigma + 1e-9, (label, seen[label] / draws, p)
+
+
+def test_multiplicity_is_the_ratio_of_target_to_natural_share():
+    m = sampling_multiplicity({"head": 100, "tail": 1}, "uniform")
+    assert m["head"] * 100 == pytest.approx(m["tail"] * 1) and m["head"] * 100 + m["tail"] == pytest.approx(101)
+    with pytest.raises(ValueError, match="sampling policy"):
+        sampling_multiplicity({"a": 1}, "zipf")
+
+
+def test_tail_preserving_subset_keeps_every_tail_video_and_hits_n(zipf_shards, tmp_path):
+    shards, counts = zipf_shards
+    from r21d_zoo.jobs.shards import iter_metadata
+
+    samples = list(iter_metadata(shards.urls))
+    for n in (500, 1234, len(samples)):
+        keys = set(tail_preserving_subset(samples, n, seed=2))
+        assert len(keys) == n
+        kept = Counter(labels[0] for key, labels in samples if key in keys)
+        cap = max(kept.values())
+        for label, total in counts.items():  # a label is kept whole, or cut to the common cap (or cap - 1)
+            assert kept[label] == total or kept[label] >= cap - 1, (label, kept[label], total)
+        assert all(kept[label] == counts[label] for label in counts if counts[label] < cap - 1)
+    assert main(["shards", "subset", str(shards.urls[0]), "-n", "100", "-o", str(tmp_path / "keys.txt")]) == 0
+    assert len((tmp_path / "keys.txt").read_text().split()) == 100

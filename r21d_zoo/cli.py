@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from ._version import __version__
 from .deploy.cards import CardsConfig, run as run_cards
 from .jobs.catalog import InfoConfig, ListConfig, run_info, run_list
+from .jobs.dedup import DedupConfig, run as run_dedup
 from .jobs.convert import (
     ConvertConfig,
     ExportConfig,
@@ -65,6 +66,7 @@ COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {  # a dict: a group, 
     "cards": Command(CardsConfig, run_cards),
     "publish": Command(PublishConfig, run_publish),
     "synthetic": Command(SyntheticConfig, run_synthetic),
+    "dedup": Command(DedupConfig, run_dedup),
     "shards": {
         "pack": Command(PackConfig, run_pack),
         "stats": Command(StatsConfig, run_stats),

@@ -1,0 +1,70 @@
+"""De-duplication of pre-training videos against target videos, over features from `r21d-zoo extract`."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import r21d_zoo
+from r21d_zoo.cli import main
+from r21d_zoo.jobs.dedup import find_duplicates
+from r21d_zoo.jobs.extract import ExtractConfig, discover_videos, run_extraction
+from r21d_zoo.jobs.shards import ShardStream, open_shards
+from r21d_zoo.video.writer import write_video
+
+sys.path.insert(0, str(Path(__file__).parent))
+from videos import COLOURS, colour_frames, make_frames_video  # noqa: E402
+
+
+@pytest.mark.video
+def test_planted_near_duplicates_are_all_found_and_distinct_videos_are_not(tmp_path):
+    rng = np.random.default_rng(0)
+    colours = list(COLOURS)
+    target, pretrain = tmp_path / "target", tmp_path / "pretrain"
+    target.mkdir(), pretrain.mkdir()
+    frames = {}
+    for i in range(16):  # 8 target and 8 distinct pre-training videos, colours shared between the sets
+        frames[i] = colour_frames(colours[i % len(colours)], 40, 96, rng)
+        make_frames_video((target if i < 8 else pretrain) / f"v{i}.mp4", frames[i])
+    write_video(pretrain / "reencoded.mp4", iter(frames[0]), 10, options={"crf": "35"})  # lossy re-encode
+    small = F.interpolate(torch.from_numpy(frames[1]).permute(0, 3, 1, 2).float(), size=(64, 64), mode="bilinear")
+    write_video(pretrain / "resized.mp4", iter(small.permute(0, 2, 3, 1).round().byte().numpy()), 10)
+    write_video(pretrain / "trimmed.mp4", iter(frames[2][8:32]), 10)  # 2.4 s of the 4 s original
+    planted = {"reencoded": "v0", "resized": "v1", "trimmed": "v2"}
+    rows = ["path,label"] + [f"{p},{'dup' if p.stem in planted else 'other'}" for p in sorted(pretrain.glob("*.mp4"))]
+    (tmp_path / "pretrain.csv").write_text("\n".join(rows) + "\n")
+    assert main(["shards", "pack", str(tmp_path / "pretrain.csv"), "-o", str(tmp_path / "shards")]) == 0
+
+    torch.manual_seed(0)
+    model = r21d_zoo.create_model("r2plus1d_18", num_classes=0, channel_multiplier=0.25).eval()
+    clip = dict(num_frames=8, resize_size=(64, 85), crop_size=64)
+    cfg = ExtractConfig(clip=clip, num_clips=4, layer="layer2", spatial_pool="none")  # layout-aware descriptors
+    for name, source in (("pre", tmp_path / "pretrain.csv"), ("tgt", target)):
+        summary = run_extraction(discover_videos([source]), tmp_path / name, model, cfg, progress=False)
+        assert summary.failed == 0
+
+    out = tmp_path / "exclude.txt"
+    args = ["dedup", "--pretrain", str(tmp_path / "pre"), "--target", str(tmp_path / "tgt"), "-o", str(out)]
+    assert main(args + ["--threshold", "0.8", "--shards", str(tmp_path / "shards")]) == 0
+    report = json.loads(Path(f"{out}.json").read_text())
+    assert {p["pretrain"]: p["target"] for p in report["pairs"]} == planted  # all found, no false positive
+    assert report["removed"] == 3 and report["removed_per_label"] == {"dup": 3}
+    excluded = set(out.read_text().split())
+    stream = ShardStream(open_shards(str(tmp_path / "shards")), exclude=excluded, decode=False)
+    kept = {key for key, _ in stream}
+    assert len(kept) == 8 and not kept & excluded and all(k.split("__")[-1] in planted for k in excluded)
+
+
+def test_search_is_exact_in_chunks_and_checks_dimensions():
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(50, 16, generator=g, dtype=torch.float64)
+    pretrain = torch.cat([torch.randn(200, 16, generator=g, dtype=torch.float64), target[[3, 7]] * 1.01])
+    for chunk in (7, 4096):
+        found = find_duplicates(pretrain, target, threshold=0.99, chunk=chunk)
+        assert [(i, j) for i, j, _ in found] == [(200, 3), (201, 7)]
+    with pytest.raises(ValueError, match="16 dimensions, target features 8"):
+        find_duplicates(pretrain, target[:, :8])

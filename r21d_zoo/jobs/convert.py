@@ -229,24 +229,23 @@ def check_sources(
     cfg = get_pretrained_cfg(name)
     if not cfg.has_weights:
         raise WeightsError(f"{name} has no released weights to verify")
-    checks = [SourceCheck(f"hf-hub:{cfg.hf_hub_id}", "hub copy", True, True)] if cfg.hf_hub_id else []
-    checks += [
-        SourceCheck(s["url"], "mirror" if s["mirror"] else "original", bool(s["hash_prefix"]), s["head"])
-        for s in cfg.download_sources()
+    sources: List[Optional[Dict[str, Any]]] = [None] if cfg.hf_hub_id else []  # None: the hub copy
+    sources += cfg.download_sources()
+    checks = [
+        SourceCheck(f"hf-hub:{cfg.hf_hub_id}", "hub copy", True, True)
+        if s is None
+        else SourceCheck(s["url"], "mirror" if s["mirror"] else "original", bool(s["hash_prefix"]), s["head"])
+        for s in sources
     ]
-    sources = {s["url"]: s for s in cfg.download_sources()}
     x = None
-    for check in checks:
+    for check, src in zip(checks, sources):
         try:
-            if check.role == "hub copy":
-                overlay: Dict[str, Any] = dict(url=None, mirrors=())
-            else:
-                src = sources[check.url]
+            # each source alone, as the cfg's only one: an unhashed mirror loads here, this being its check
+            overlay: Dict[str, Any] = dict(url=None, mirrors=())
+            if src is not None:
                 check.path = download_url(check.url, src["hash_prefix"], cache_dir=cache_dir)
-                overlay = dict(
-                    hf_hub_id=None, url=check.url, source_format=src["source_format"], hash_prefix=src["hash_prefix"]
-                )
-                overlay["mirrors"] = ()
+                overlay.update(hf_hub_id=None, url=check.url, source_format=src["source_format"])
+                overlay.update(hash_prefix=src["hash_prefix"])
             kwargs = {} if check.head else dict(num_classes=0)
             model = create_model(name, pretrained=True, cache_dir=cache_dir, pretrained_cfg_overlay=overlay, **kwargs)
         except Exception as e:  # dead link, hash mismatch, a file that does not convert

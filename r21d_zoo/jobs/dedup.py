@@ -25,7 +25,7 @@ import torch
 
 from .._io import atomic_write
 from .common import InputError
-from .shards import open_shards
+from .shards import iter_json, label_names, open_shards
 
 _logger = logging.getLogger("r21d_zoo.progress")
 
@@ -98,13 +98,9 @@ def run(cfg: DedupConfig) -> int:
     names = [pre_names[i] for i, _, _ in found]
     report: Dict[str, Any] = dict(pretrain=len(pre_names), target=len(tgt_names), removed=len(found))
     if cfg.shards:
-        by_stem: Dict[str, Tuple[str, List[str]]] = {}
-        from webdataset.tariterators import tarfile_samples
-
-        shards = open_shards(cfg.shards)
-        for s in tarfile_samples([dict(url=u) for u in shards.urls], select_files=lambda n: n.endswith(".json")):
-            meta = json.loads(s["json"])
-            by_stem[Path(meta["source"]).stem] = (s["__key__"], [str(x) for x in meta["labels"]])
+        by_stem: Dict[str, Tuple[str, List[str]]] = {
+            Path(meta["source"]).stem: (key, label_names(meta)) for key, meta in iter_json(open_shards(cfg.shards).urls)
+        }
         unmatched = [n for n in names if Path(n).name not in by_stem]
         if unmatched:
             raise InputError(f"{len(unmatched)} duplicate(s) match no sample of {cfg.shards}, e.g. {unmatched[0]}")

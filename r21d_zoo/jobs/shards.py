@@ -142,16 +142,23 @@ def open_shards(source: str) -> ShardSet:
     return ShardSet(urls)
 
 
-def _labels_of(sample: Dict[str, Any]) -> List[str]:
-    return [str(x) for x in json.loads(sample["json"])["labels"]]
+def label_names(meta: Dict[str, Any]) -> List[str]:
+    """The label names of a sample's parsed json member."""
+    return [str(x) for x in meta["labels"]]
 
 
-def iter_metadata(urls: Sequence[str]) -> Iterator[Tuple[str, List[str]]]:
-    """(key, label names) of every sample, reading only the json members."""
+def iter_json(urls: Sequence[str]) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    """(key, parsed json member) of every sample, reading only the json members."""
     from webdataset.tariterators import tarfile_samples
 
     for sample in tarfile_samples([dict(url=u) for u in urls], select_files=lambda name: name.endswith(".json")):
-        yield sample["__key__"], _labels_of(sample)
+        yield sample["__key__"], json.loads(sample["json"])
+
+
+def iter_metadata(urls: Sequence[str]) -> Iterator[Tuple[str, List[str]]]:
+    """(key, label names) of every sample."""
+    for key, meta in iter_json(urls):
+        yield key, label_names(meta)
 
 
 def label_stats(shards: ShardSet) -> Dict[str, Any]:
@@ -313,7 +320,7 @@ class ShardStream(IterableDataset):
         rng = random.Random(epoch_seed(self.seed, self.epoch, stream_id))
         wanted = None if self.decode else (lambda name: name.endswith(".json"))
         for n, sample in enumerate(tarfile_samples([dict(url=u) for u in urls], select_files=wanted)):
-            key, labels = sample["__key__"], _labels_of(sample)
+            key, labels = sample["__key__"], label_names(json.loads(sample["json"]))
             if key in self.exclude or (self.include is not None and key not in self.include):
                 continue
             for copy in range(self._copies(labels, rng)):

@@ -171,10 +171,7 @@ def converted_caffe2(path: str, model: nn.Module) -> Dict[str, torch.Tensor]:
         try:
             with safe_open(str(cache), "pt") as f:
                 meta = f.metadata() or {}
-            same_file = meta.get("pickle_size") == str(stat.st_size) and meta.get("pickle_mtime_ns") == str(
-                stat.st_mtime_ns
-            )
-            if same_file or meta.get("pickle_sha256") == sha256_file(str(pkl)):
+            if is_unchanged(pkl, meta.get("pickle_size"), meta.get("pickle_mtime_ns"), meta.get("pickle_sha256")):
                 state_dict = load_file(str(cache), device="cpu")
                 if meta.get("crc32") == _crc(state_dict):
                     return state_dict
@@ -194,6 +191,15 @@ def converted_caffe2(path: str, model: nn.Module) -> Dict[str, torch.Tensor]:
     except OSError as e:  # a read-only cache: still usable, just converted every time
         _logger.warning("could not cache the conversion of %s (%s)", pkl, e)
     return state_dict
+
+
+def is_unchanged(path: Path, size: Optional[str], mtime_ns: Optional[str], sha256: Optional[str]) -> bool:
+    """Whether ``path`` is the file recorded as (size, mtime_ns, sha256): its size and mtime stand in for the hash
+    while they are unchanged, so an untouched file is not read again."""
+    stat = path.stat()
+    if size == str(stat.st_size) and mtime_ns == str(stat.st_mtime_ns):
+        return True
+    return sha256 is not None and sha256 == sha256_file(str(path))
 
 
 def sha256_file(path: str) -> str:
@@ -276,7 +282,10 @@ def verification_path(path: str) -> Path:
 
 def write_verification(path: str, record: Dict[str, Any]) -> None:
     """Record a comparison of ``path`` with the original weights (``ok``, differences), keyed by the file's sha256."""
-    record = dict(record, sha256=sha256_file(path), r21d_zoo=__version__)
+    stat = Path(path).stat()
+    record = dict(
+        record, sha256=sha256_file(path), size=str(stat.st_size), mtime_ns=str(stat.st_mtime_ns), r21d_zoo=__version__
+    )
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
     atomic_write(verification_path(path), lambda f: f.write(text.encode()))
 
@@ -289,7 +298,7 @@ def verified_mirror(url: str, cache_dir: Optional[str] = None) -> Tuple[Optional
     if not path.is_file() or not record_path.is_file():
         return None, "a mirror without a published hash, not yet checked against the original"
     record = json.loads(record_path.read_text(encoding="utf-8"))
-    if record.get("sha256") != sha256_file(str(path)):
+    if not is_unchanged(path, record.get("size"), record.get("mtime_ns"), record.get("sha256")):
         return None, f"{path} changed since it was checked against the original"
     if not record.get("ok"):
         return None, f"its outputs differ from the original's ({record.get('summary', 'see ' + str(record_path))})"

@@ -37,6 +37,7 @@ from .jobs.demo import DemoConfig, run as run_demo
 from .jobs.distill import DistillJobConfig, run as run_distill
 from .jobs.extract import ExtractJobConfig, run as run_extract
 from .jobs.finetune import EvaluateJobConfig, FinetuneJobConfig, run as run_finetune, run_evaluate
+from .jobs.pretrain import PretrainJobConfig, run as run_pretrain
 from .jobs.probe import ProbeJobConfig, run as run_probe
 from .jobs.shards import PackConfig, StatsConfig, SubsetConfig, run_pack, run_stats, run_subset
 from .jobs.publish import PublishConfig, run as run_publish
@@ -60,6 +61,7 @@ COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {  # a dict: a group, 
     "evaluate": Command(EvaluateJobConfig, run_evaluate),
     "probe": Command(ProbeJobConfig, run_probe),
     "distill": Command(DistillJobConfig, run_distill),
+    "pretrain": Command(PretrainJobConfig, run_pretrain),
     "convert": Command(ConvertConfig, run_convert),
     "verify-weights": Command(VerifyWeightsConfig, run_verify_weights),
     "export": Command(ExportConfig, run_export),

@@ -106,7 +106,7 @@ def test_streamed_clips_equal_clips_read_from_the_original_files(packed):
     stream = ShardStream(open_shards(str(out)), SPEC, seed=5, multilabel=True)
     sources = {sample_key(s.path, str(root)): s for s in data.samples}
     seen = 0
-    for clip, target, key in stream:
+    for clip, target, key, _ in stream:
         with open_video(sources[key].path, SPEC) as r:
             start = random_clip(r.info.duration, SPEC.clip_seconds(r.info.fps), stream.clip_generator(key)).start
             assert torch.equal(clip, r.read_spec_clip(start, SPEC).frames)

@@ -16,41 +16,61 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Literal, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Literal, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
 
 from .._io import atomic_write
 from .._progress import progress as show_progress
 from .common import default_workers
-from .distributed import WorldInfo, default_device, init_distributed
+from .distributed import WorldInfo, all_reduce_sum, default_device, init_distributed
 
 _logger = logging.getLogger(__name__)
 AmpMode = Literal["bf16", "fp16", "none"]
 
 
 @dataclass
-class OptimConfig:
+class SGDConfig:
     """SGD with momentum. ``lr`` is per ``reference_batch`` clips; the run uses ``lr * global_batch /
-    reference_batch`` (linear scaling with batch and world size, as VMZ), warmed up linearly over ``warmup_epochs``
-    and then decayed by ``gamma`` every ``step_epochs`` (``schedule="step"``) or to zero (``"cosine"``)."""
+    reference_batch`` (linear scaling with batch and world size, as VMZ and Goyal et al.)."""
 
     lr: float = field(default=0.01, metadata=dict(help="learning rate per --reference-batch clips (scaled linearly)"))
     reference_batch: int = field(default=64, metadata=dict(help="global batch the learning rate is given for"))
     momentum: float = field(default=0.9, metadata=dict(help="SGD momentum"))
     weight_decay: float = field(default=1e-4, metadata=dict(help="L2 weight decay (not on BN and biases)"))
+
+    def scaled_lr(self, batch_size: int, world_size: int = 1, accumulation: int = 1) -> float:
+        return self.lr * batch_size * world_size * accumulation / self.reference_batch
+
+
+@dataclass
+class OptimConfig(SGDConfig):
+    """The scaled LR warmed up linearly over ``warmup_epochs``, then decayed by ``gamma`` every ``step_epochs``
+    (``schedule="step"``) or to zero (``"cosine"``)."""
+
     epochs: int = field(default=10, metadata=dict(help="training epochs"))
     warmup_epochs: float = field(default=0.0, metadata=dict(help="linear warmup length in epochs"))
     schedule: Literal["step", "cosine"] = field(default="step", metadata=dict(help="decay after the warmup"))
     step_epochs: int = field(default=10, metadata=dict(help="step schedule: decay every this many epochs"))
     gamma: float = field(default=0.1, metadata=dict(help="step schedule: decay factor"))
 
-    def scaled_lr(self, batch_size: int, world_size: int = 1, accumulation: int = 1) -> float:
-        return self.lr * batch_size * world_size * accumulation / self.reference_batch
+
+@dataclass
+class SampleOptimConfig(SGDConfig):
+    """The IG-65M schedule, measured in samples processed instead of epochs: the scaled LR warmed up linearly over
+    ``warmup_samples``, then halved ``halvings`` times at equal intervals (the rest of the run in ``halvings + 1``
+    equal parts). Defaults: the paper's 490M videos, 13 halvings, 0.192 for 128 GPUs x 16 8-frame clips."""
+
+    lr: float = field(default=0.192, metadata=dict(help="learning rate per --reference-batch clips (scaled linearly)"))
+    reference_batch: int = field(default=2048, metadata=dict(help="global batch the learning rate is given for"))
+    samples: int = field(default=490_000_000, metadata=dict(help="training length in clips processed (all ranks)"))
+    warmup_samples: int = field(default=10_000_000, metadata=dict(help="linear warmup length in clips"))
+    halvings: int = field(default=13, metadata=dict(help="times the LR is halved, at equal intervals"))
 
 
 def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int) -> float:
@@ -65,7 +85,16 @@ def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int) -> float:
     raise ValueError(f"schedule must be 'step' or 'cosine', got {cfg.schedule!r}")
 
 
-def build_optimizer(groups: Dict[str, Tuple[Iterable[nn.Parameter], float]], cfg: OptimConfig) -> torch.optim.Optimizer:
+def sample_lr_factor(cfg: SampleOptimConfig, samples: int, global_batch: int) -> float:
+    """The LR factor of the optimizer step that starts after ``samples`` clips (warmup reaches 1 at the step that
+    ends at ``warmup_samples`` when every batch is full)."""
+    if samples < cfg.warmup_samples:
+        return min(1.0, (samples + global_batch) / cfg.warmup_samples)
+    span = max(1, cfg.samples - cfg.warmup_samples)
+    return 0.5 ** min(cfg.halvings, int((cfg.halvings + 1) * (samples - cfg.warmup_samples) / span))
+
+
+def build_optimizer(groups: Dict[str, Tuple[Iterable[nn.Parameter], float]], cfg: SGDConfig) -> torch.optim.Optimizer:
     """SGD over named parameter groups ``{name: (params, lr)}``; in each, BatchNorm and bias parameters (1-D) get no
     weight decay (timm/torchvision reference practice). Frozen parameters are left out."""
     param_groups = []
@@ -266,27 +295,22 @@ def fit(
     the run early (to test resuming).
     """
     world = world or init_distributed()
-    device = default_device(world, cfg.device)
-    cuda = device.type == "cuda"
-    channels_last = cuda if cfg.channels_last is None else cfg.channels_last
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last_3d)
-    if cfg.grad_checkpointing:
-        model.set_grad_checkpointing(True)
-    lr = cfg.optim.scaled_lr(cfg.batch_size, world.world_size, cfg.accumulation)
-    optimizer = build_optimizer({k: (p, lr * mult) for k, (p, mult) in param_groups.items()}, cfg.optim)
+    device, channels_last, optimizer, scaler = _prepare(model, cfg, param_groups, world)
     sampler = DistributedSampler(
         dataset, world.world_size, world.rank, shuffle=True, seed=cfg.seed, drop_last=drop_last
     )
     loader = DataLoader(
-        dataset, cfg.batch_size, sampler=sampler, num_workers=cfg.workers, pin_memory=cuda, drop_last=drop_last
+        dataset,
+        cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        drop_last=drop_last,
     )
     if len(loader) == 0:
         raise ValueError(f"{len(dataset)} examples are fewer than one batch of {cfg.batch_size} per process")
     steps_per_epoch = math.ceil(len(loader) / cfg.accumulation)
     scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp == "fp16")
     ddp = wrap_ddp(model, world, device, cfg.sync_bn)
     out = Path(out_dir) if out_dir is not None else None
     history: List[Dict[str, Any]] = []
@@ -312,8 +336,7 @@ def fit(
         ddp.train()
         for m in frozen_bn:
             m.eval()
-        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
-        sums: Dict[str, float] = {}
+        tally = _Tally()
         bar = show_progress(
             loader, desc=f"{desc} {epoch + 1}/{epochs}", unit="batch", show=progress and world.is_primary
         )
@@ -322,31 +345,14 @@ def fit(
             result = step(ddp, batch, ctx)
             scaler.scale(result.loss / cfg.accumulation).backward()
             if (i + 1) % cfg.accumulation == 0 or i + 1 == len(loader):
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-            seen += result.count
-            loss_sum += float(result.loss.detach()) * result.count
-            for k, v in result.sums.items():
-                sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(
-                loss=f"{float(result.loss.detach()):.3f}",
-                lr=f"{scheduler.get_last_lr()[0]:.3g}",
-                clips_per_s=f"{seen / (time.perf_counter() - t0):.1f}",
-            )
-        record: Dict[str, Any] = dict(
-            epoch=epoch + 1,
-            train_loss=loss_sum / max(1, seen),
-            train_clips=seen,
-            lr=scheduler.get_last_lr()[0],
-            train_clips_per_s=seen / max(time.perf_counter() - t0, 1e-9),
-        )
-        record.update({k: v / max(1, seen) for k, v in sums.items()})
+                _optimizer_step(optimizer, scheduler, scaler)
+            tally.add(result)
+            bar.set_postfix(**tally.postfix(result, scheduler))
+        record: Dict[str, Any] = dict(epoch=epoch + 1, **tally.record(scheduler))
         if evaluate is not None:
             record.update(evaluate(ddp))
         history.append(record)
-        epoch_seconds.append(time.perf_counter() - t0)
+        epoch_seconds.append(tally.seconds())
         eta = sum(epoch_seconds) / len(epoch_seconds) * (end_epoch - epoch - 1)
         _logger.info("%s %d/%d: %s, ETA %s", desc, epoch + 1, epochs, _summary(record), _duration(eta))
         if out is not None and world.is_primary:
@@ -374,6 +380,212 @@ def fit(
     return FitResult(unwrap(ddp), history, best_dir, final_dir)
 
 
+class StreamPosition(NamedTuple):
+    """Where one rank is in its stream: the epoch, the last item consumed from each loader stream (``marks``:
+    stream -> the dataset's mark) and the stream the next batch comes from. See :func:`fit_stream`."""
+
+    epoch: int = 0
+    marks: Dict[int, List[int]] = {}
+    first: int = 0
+
+
+def fit_stream(
+    model: nn.Module,
+    dataset: IterableDataset,
+    step: Step,
+    cfg: TrainConfig,
+    param_groups: Dict[str, Tuple[Iterable[nn.Parameter], float]],
+    *,
+    checkpoint_every: int,
+    out_dir: Union[str, Path, None] = None,
+    world: Optional[WorldInfo] = None,
+    export: Optional[Callable[[nn.Module, Path, Dict[str, Any]], None]] = None,
+    final_name: Optional[str] = None,
+    config: Any = None,
+    stop_after_samples: Optional[int] = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> FitResult:
+    """Train on a stream until ``cfg.optim.samples`` clips are processed (a :class:`SampleOptimConfig`; clips of all
+    ranks, counted after every optimizer step, which is the schedule's clock). Each rank starts its next epoch when
+    its stream ends (a stream's last batch may be short), so every rank takes the same number of optimizer steps.
+
+    The stream is an ``IterableDataset`` with ``set_epoch(epoch)`` and ``set_position(marks, first)``. It yields
+    items whose last element is a 1-D integer tensor: the loader stream (the worker, numbered from ``first``, that
+    read it) then the dataset's mark of the item; after ``set_position`` each stream leaves out the items up to its
+    mark and worker ``w`` serves stream ``(w + first) % workers``, so the loader's round robin continues where it
+    stopped. Every ``checkpoint_every`` clips the loop records the interval's metrics and, with ``out_dir``, writes
+    ``last.pt`` holding every rank's position: a resumed run equals an uninterrupted one bit for bit (same number
+    of processes and workers). At the end the model is exported to ``out_dir/<final_name>``.
+    ``stop_after_samples`` ends the run early (to test resuming)."""
+    world = world or init_distributed()
+    device, channels_last, optimizer, scaler = _prepare(model, cfg, param_groups, world)
+    optim: SampleOptimConfig = cfg.optim
+    global_batch = cfg.batch_size * world.world_size * cfg.accumulation
+    clips = [0]  # clips processed by all ranks so far: the schedule's clock
+    scheduler = LambdaLR(optimizer, lambda _: sample_lr_factor(optim, clips[0], global_batch))
+    end = optim.samples if stop_after_samples is None else min(optim.samples, stop_after_samples)
+    streams = max(1, cfg.workers)
+    layout = dict(world_size=world.world_size, workers=streams, batch_size=cfg.batch_size)
+    ddp = wrap_ddp(model, world, device, cfg.sync_bn)
+    out = Path(out_dir) if out_dir is not None else None
+    history: List[Dict[str, Any]] = []
+    steps, position = 0, StreamPosition()
+    state = resume_training_state(out / "last.pt", unwrap(ddp), optimizer, scheduler, scaler) if out else None
+    if state is not None:
+        if state.get("layout") != layout:
+            raise ValueError(
+                f"{out / 'last.pt'} was written by a run with {state.get('layout')}, this one has {layout}; resume "
+                "with the same number of processes, --workers and --batch-size, or choose a new output folder"
+            )
+        clips[0], steps, history = state["samples"], state["step"], state["history"]
+        saved = state["positions"][world.rank]
+        position = StreamPosition(saved["epoch"], {int(k): v for k, v in saved["marks"].items()}, saved["first"])
+        _logger.info("resumed from %s after %d clips", out / "last.pt", clips[0])
+    loader = DataLoader(dataset, cfg.batch_size, num_workers=cfg.workers, pin_memory=device.type == "cuda")
+    batches = _stream_batches(dataset, loader, position, streams)
+    ddp.train()
+    tally = _Tally()
+    bar = show_progress(total=optim.samples, desc=desc, unit="clip", show=progress and world.is_primary)
+    bar.update(clips[0])
+    optimizer.zero_grad(set_to_none=True)
+    while clips[0] < end:
+        ctx = StepContext(
+            device,
+            cfg.amp,
+            channels_last,
+            torch.Generator().manual_seed(epoch_seed(cfg.seed, steps, 10**6 + world.rank)),
+        )
+        count = 0
+        for _ in range(cfg.accumulation):
+            position, batch = next(batches)
+            result = step(ddp, batch, ctx)
+            scaler.scale(result.loss / cfg.accumulation).backward()
+            tally.add(result)
+            count += result.count
+        count = all_reduce_sum(count)
+        before, clips[0], steps = clips[0], clips[0] + count, steps + 1
+        _optimizer_step(optimizer, scheduler, scaler)
+        bar.update(count)
+        bar.set_postfix(**tally.postfix(result, scheduler))
+        if clips[0] // checkpoint_every == before // checkpoint_every and clips[0] < end:
+            continue
+        record = dict(samples=clips[0], step=steps, epoch=position.epoch, **tally.record(scheduler))
+        history.append(record)
+        tally = _Tally()
+        _logger.info("%s %d/%d clips: %s", desc, clips[0], optim.samples, _summary(record))
+        positions = _gather(position._asdict(), world)
+        if out is not None and world.is_primary:
+            save_training_state(
+                out / "last.pt",
+                unwrap(ddp),
+                optimizer,
+                scheduler,
+                scaler,
+                samples=clips[0],
+                step=steps,
+                positions=positions,
+                layout=layout,
+                history=history,
+                config=config,
+            )
+            write_metrics(out, history)
+    bar.close()
+    final_dir = None
+    if out is not None and final_name and export and clips[0] >= optim.samples:
+        final_dir = out / final_name
+        if world.is_primary:
+            export(unwrap(ddp), final_dir, history[-1] if history else {})
+    return FitResult(unwrap(ddp), history, None, final_dir)
+
+
+def _stream_batches(
+    dataset: IterableDataset, loader: DataLoader, position: StreamPosition, streams: int
+) -> Iterator[Tuple[StreamPosition, Any]]:
+    """Batches from ``position`` on, through epoch after epoch, each with the position after it."""
+    epoch, marks, first = position
+    marks = dict(marks)
+    while True:
+        dataset.set_epoch(epoch)
+        dataset.set_position(marks, first)
+        empty = True
+        for batch in loader:
+            stream, *mark = batch[-1][-1].tolist()
+            marks[stream], first, empty = mark, (stream + 1) % streams, False
+            yield StreamPosition(epoch, dict(marks), first), batch
+        if empty and not marks:
+            raise ValueError(f"epoch {epoch} of this rank's stream is empty: fewer shards than processes x workers?")
+        epoch, marks, first = epoch + 1, {}, 0
+
+
+def _gather(obj: Any, world: WorldInfo) -> List[Any]:
+    """``obj`` of every rank, in rank order (on every rank)."""
+    if world.world_size <= 1 or not dist.is_initialized():
+        return [obj]
+    gathered: List[Any] = [None] * world.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def _prepare(
+    model: nn.Module, cfg: TrainConfig, param_groups: Dict[str, Tuple[Iterable[nn.Parameter], float]], world: WorldInfo
+) -> Tuple[torch.device, bool, torch.optim.Optimizer, torch.amp.GradScaler]:
+    """Move the model (channels_last, gradient checkpointing as configured) and build its optimizer with the
+    linearly scaled LR per group, and the fp16 loss scaler (disabled otherwise)."""
+    device = default_device(world, cfg.device)
+    cuda = device.type == "cuda"
+    channels_last = cuda if cfg.channels_last is None else cfg.channels_last
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last_3d)
+    if cfg.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    lr = cfg.optim.scaled_lr(cfg.batch_size, world.world_size, cfg.accumulation)
+    optimizer = build_optimizer({k: (p, lr * mult) for k, (p, mult) in param_groups.items()}, cfg.optim)
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp == "fp16")
+    return device, channels_last, optimizer, scaler
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer, scheduler: LambdaLR, scaler: torch.amp.GradScaler) -> None:
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+
+
+class _Tally:
+    """Loss and per-example statistics over a stretch of training (an epoch, or a checkpoint interval)."""
+
+    def __init__(self) -> None:
+        self.t0, self.seen, self.loss_sum, self.sums = time.perf_counter(), 0, 0.0, {}
+
+    def add(self, result: StepOutput) -> None:
+        self.seen += result.count
+        self.loss_sum += float(result.loss.detach()) * result.count
+        for k, v in result.sums.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def seconds(self) -> float:
+        return max(time.perf_counter() - self.t0, 1e-9)
+
+    def postfix(self, result: StepOutput, scheduler: LambdaLR) -> Dict[str, str]:
+        return dict(
+            loss=f"{float(result.loss.detach()):.3f}",
+            lr=f"{scheduler.get_last_lr()[0]:.3g}",
+            clips_per_s=f"{self.seen / self.seconds():.1f}",
+        )
+
+    def record(self, scheduler: LambdaLR) -> Dict[str, Any]:
+        record = dict(
+            train_loss=self.loss_sum / max(1, self.seen),
+            train_clips=self.seen,
+            lr=scheduler.get_last_lr()[0],
+            train_clips_per_s=self.seen / self.seconds(),
+        )
+        record.update({k: v / max(1, self.seen) for k, v in self.sums.items()})
+        return record
+
+
 def _summary(record: Dict[str, Any]) -> str:
     """An epoch record as one readable line: losses and accuracies, then the rate."""
     parts = [
@@ -398,8 +610,9 @@ def write_metrics(out: Path, history: List[Dict[str, Any]]) -> None:
     def atomic(name: str, data: bytes) -> None:
         atomic_write(out / name, lambda f: f.write(data))
 
+    x_key = "samples" if history and "samples" in history[0] else "epoch"  # a stream's records are by clips
     atomic("metrics.json", json.dumps(history, indent=2).encode())
-    keys = sorted({k for h in history for k in h}, key=lambda k: (k != "epoch", k))
+    keys = sorted({k for h in history for k in h}, key=lambda k: (k != x_key, k))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=keys)
     writer.writeheader()
@@ -410,15 +623,15 @@ def write_metrics(out: Path, history: List[Dict[str, Any]]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
+    epochs = [h[x_key] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
     a.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
-    a.set_xlabel("epoch")
+    a.set_xlabel(x_key)
     a.legend()
     for key in CURVE_KEYS:
         if any(key in h for h in history):
             b.plot(epochs, [h.get(key) for h in history], marker="o", label=key)
-    b.set_xlabel("epoch")
+    b.set_xlabel(x_key)
     b.set_ylim(0, 1)
     if b.get_legend_handles_labels()[0]:
         b.legend()

@@ -108,11 +108,12 @@ def pack_shards(
 @dataclass
 class ShardSet:
     """Shard URLs (local paths, http(s), ``pipe:`` ... anything WebDataset opens) with their sample counts when an
-    ``index.json`` gave them, and the class names."""
+    ``index.json`` gave them, the class names and whether samples may carry several labels."""
 
     urls: List[str]
     counts: Optional[List[int]] = None
     classes: Optional[List[str]] = None
+    multilabel: bool = False
 
     @property
     def total(self) -> Optional[int]:
@@ -133,7 +134,8 @@ def open_shards(source: str) -> ShardSet:
             u if "://" in u or u.startswith("pipe:") else str(index.parent / u)
             for u in (s["url"] for s in meta["shards"])
         ]
-        return ShardSet(urls, [int(s["count"]) for s in meta["shards"]], meta.get("classes"))
+        counts = [int(s["count"]) for s in meta["shards"]]
+        return ShardSet(urls, counts, meta.get("classes"), bool(meta.get("multilabel")))
     urls = list(braceexpand(source))
     local = [u for u in urls if "://" not in u and not u.startswith("pipe:")]
     missing = [u for u in local if not Path(u).is_file()]
@@ -242,11 +244,15 @@ def split_shards(
 
 
 class ShardStream(IterableDataset):
-    """Training samples streamed from shards: ``(uint8 clip T x H x W x C, target, key)`` with a random clip per
-    emitted copy, or ``(key, label names)`` with ``decode=False``. Each rank reads its own shards, each worker its
-    own share; the order depends only on (seed, epoch, rank, worker). Unreadable videos are logged and skipped.
+    """Training samples streamed from shards: ``(uint8 clip T x H x W x C, target, key, position)`` with a random
+    clip per emitted copy, or ``(key, label names)`` with ``decode=False``. Each rank reads its own shards, each worker
+    its own share; the order depends only on (seed, epoch, rank, worker). Emitted copies pass through a shuffle
+    buffer of ``shuffle`` items (raw bytes, decoded when they leave it), so a sample's copies under ``sqrt`` and
+    ``uniform`` are spread out. Unreadable videos are logged and skipped.
 
     ``target``: a class index, or for multi-label data the label vector normalised to sum 1 (``multilabel``).
+    ``position``: ``[stream, index]``, the loader stream and the item's place in it, which
+    :func:`~r21d_zoo.jobs.engine.fit_stream` keeps to resume mid-epoch (:meth:`set_position`).
     ``include``/``exclude``: key sets (a subset index, a de-duplication list). ``label_counts``: videos per label over
     the whole set (``r21d-zoo shards stats``), needed by ``sqrt`` and ``uniform``."""
 
@@ -263,6 +269,7 @@ class ShardStream(IterableDataset):
         exclude: Optional[Set[str]] = None,
         decode: bool = True,
         multilabel: bool = False,
+        shuffle: int = 64,
         backend: str = DEFAULT_BACKEND,
     ):
         self.shards, self.spec, self.seed, self.epoch = shards, spec or ClipSpec(), seed, 0
@@ -273,10 +280,17 @@ class ShardStream(IterableDataset):
         self.multiplicity = sampling_multiplicity(label_counts, policy) if policy != "natural" else None
         self.world = world or world_info_from_env()
         self.include, self.exclude, self.decode = include, exclude or set(), decode
-        self.multilabel, self.backend = multilabel, backend
+        self.multilabel, self.shuffle, self.backend = multilabel, shuffle, backend
+        self.marks: Dict[int, int] = {}
+        self.first = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def set_position(self, marks: Dict[int, Sequence[int]], first: int = 0) -> None:
+        """Continue this epoch after ``marks`` (stream -> ``[index]`` of its last item consumed); worker ``w`` serves
+        stream ``(w + first) % workers``. The skipped items are read but not decoded."""
+        self.marks, self.first = {int(k): int(v[0]) for k, v in marks.items()}, first
 
     def clip_generator(self, key: str, copy: int = 0) -> torch.Generator:
         """The generator of one emitted copy's random clip: a function of (seed, epoch, key, copy) only, so a clip
@@ -308,30 +322,52 @@ class ShardStream(IterableDataset):
             start = random_clip(r.info.duration, self.spec.clip_seconds(r.info.fps), g).start
             return r.read_spec_clip(start, self.spec).frames
 
-    def __iter__(self) -> Iterator[Any]:
+    def _items(self, stream: int, streams: int) -> Iterator[Tuple[Dict[str, Any], List[str], int]]:
+        """(sample, label names, copy) of one stream in emission order."""
         from webdataset.tariterators import tarfile_samples
 
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        urls = split_shards(
-            self.shards.urls, self.seed, self.epoch, self.world.rank, self.world.world_size, worker, workers
-        )
-        stream_id = (self.world.rank * 1000 + worker) * 1000 + 7
-        rng = random.Random(epoch_seed(self.seed, self.epoch, stream_id))
+        world = self.world
+        urls = split_shards(self.shards.urls, self.seed, self.epoch, world.rank, world.world_size, stream, streams)
+        rng = random.Random(epoch_seed(self.seed, self.epoch, (world.rank * 1000 + stream) * 1000 + 7))
         wanted = None if self.decode else (lambda name: name.endswith(".json"))
-        for n, sample in enumerate(tarfile_samples([dict(url=u) for u in urls], select_files=wanted)):
+        buffer: List[Tuple[Dict[str, Any], List[str], int]] = []
+        for sample in tarfile_samples([dict(url=u) for u in urls], select_files=wanted):
             key, labels = sample["__key__"], label_names(json.loads(sample["json"]))
             if key in self.exclude or (self.include is not None and key not in self.include):
                 continue
             for copy in range(self._copies(labels, rng)):
-                if not self.decode:
-                    yield key, labels
-                    continue
-                try:
-                    yield self._clip(sample, self.clip_generator(key, copy)), self._target(labels), key
-                except VideoDecodeError as e:
-                    _logger.warning("skipping an unreadable video in %s: %s", sample.get("__url__"), e)
-                    break
+                buffer.append((sample, labels, copy))
+                if len(buffer) >= self.shuffle:
+                    yield _pop_random(buffer, rng)
+        while buffer:
+            yield _pop_random(buffer, rng)
+
+    def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        worker, streams = (info.id, info.num_workers) if info else (0, 1)
+        stream = (worker + self.first) % streams
+        skip = self.marks.get(stream, -1)
+        unreadable: Set[str] = set()
+        for index, (sample, labels, copy) in enumerate(self._items(stream, streams)):
+            key = sample["__key__"]
+            if index <= skip or key in unreadable:
+                continue
+            if not self.decode:
+                yield key, labels
+                continue
+            try:
+                clip = self._clip(sample, self.clip_generator(key, copy))
+            except VideoDecodeError as e:
+                _logger.warning("skipping an unreadable video in %s: %s", sample.get("__url__"), e)
+                unreadable.add(key)
+                continue
+            yield clip, self._target(labels), key, torch.tensor([stream, index])
+
+
+def _pop_random(buffer: List[Any], rng: random.Random) -> Any:
+    j = rng.randrange(len(buffer))
+    buffer[j], buffer[-1] = buffer[-1], buffer[j]
+    return buffer.pop()
 
 
 # ------------------------------------------------------------------------------------------------------------------

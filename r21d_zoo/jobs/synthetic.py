@@ -1,10 +1,12 @@
-"""A synthetic action dataset whose label is the direction of motion of a textured square (left, right, up, down).
+"""A synthetic action dataset whose label is the direction of motion of a textured square (left, right, up, down and
+the four diagonals).
 
 The square's position, texture and the background are random, so single frames carry no label information. With
 ``left`` and ``right`` only (the default), a clip played backwards is a clip of the other class, so the *set* of frames
 is identically distributed for both classes and any per-frame model with temporal pooling (fR2D) is at chance, while a
 model with temporal convolutions can learn the task. Adding ``up``/``down`` lets a per-frame model tell the axis
-(at most 50%). Writes H.264 videos and ``train.csv`` / ``val.csv`` (``path,label``) split files:
+(at most 50%). :func:`long_tailed_counts` gives the classes geometric (Zipf-like) sizes, for pre-training tests.
+Writes H.264 videos and ``train.csv`` / ``val.csv`` (``path,label``) split files:
 
     r21d-zoo synthetic data/motion --videos-per-class 24 --frames 16 --size 64
 """
@@ -12,14 +14,31 @@ model with temporal convolutions can learn the task. Adding ``up``/``down`` lets
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Literal, Sequence, Tuple
+from typing import Dict, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..video import write_video
 from .common import writable_dir
 
-DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
+DIRECTIONS = {
+    "left": (0, -1),
+    "right": (0, 1),
+    "up": (-1, 0),
+    "down": (1, 0),
+    "up_left": (-1, -1),
+    "up_right": (-1, 1),
+    "down_left": (1, -1),
+    "down_right": (1, 1),
+}
+
+
+def long_tailed_counts(labels: Sequence[str], largest: int, smallest: int) -> Dict[str, int]:
+    """Class sizes falling geometrically from ``largest`` (the first label) to ``smallest`` (the last)."""
+    if len(labels) == 1:
+        return {labels[0]: largest}
+    ratio = (smallest / largest) ** (1 / (len(labels) - 1))
+    return {label: max(1, round(largest * ratio**i)) for i, label in enumerate(labels)}
 
 
 def motion_clip(direction: str, num_frames: int, size: int, rng: np.random.Generator, speed: int = 2) -> np.ndarray:
@@ -63,16 +82,19 @@ def make_motion_dataset(
     size: int = 64,
     seed: int = 0,
     directions: Sequence[str] = ("left", "right"),
+    train_counts: Optional[Dict[str, int]] = None,
 ) -> Tuple[Path, Path]:
-    """Write the videos under ``out/<label>/`` and return the ``train.csv`` and ``val.csv`` paths."""
+    """Write the videos under ``out/<label>/`` and return the ``train.csv`` and ``val.csv`` paths. ``train_counts``
+    (label -> training videos, e.g. :func:`long_tailed_counts`) replaces ``directions``/``videos_per_class``."""
     out = Path(out)
     rng = np.random.default_rng(seed)
+    counts = train_counts or {label: videos_per_class for label in directions}
     rows: List[Tuple[str, str, str]] = []
-    for label in directions:
+    for label, n_train in counts.items():
         (out / label).mkdir(parents=True, exist_ok=True)
-        for i in range(videos_per_class + val_per_class):
+        for i in range(n_train + val_per_class):
             path = write_lossless(out / label / f"{label}_{i:03d}.mp4", motion_clip(label, num_frames, size, rng))
-            rows.append((str(path.relative_to(out)), label, "train" if i < videos_per_class else "val"))
+            rows.append((str(path.relative_to(out)), label, "train" if i < n_train else "val"))
     splits = []
     for split in ("train", "val"):
         path = out / f"{split}.csv"
@@ -84,7 +106,7 @@ def make_motion_dataset(
     return splits[0], splits[1]
 
 
-Direction = Literal["left", "right", "up", "down"]
+Direction = Literal["left", "right", "up", "down", "up_left", "up_right", "down_left", "down_right"]
 
 
 @dataclass
@@ -98,12 +120,16 @@ class SyntheticConfig:
     size: int = field(default=64, metadata=dict(help="frame side in pixels"))
     seed: int = field(default=0, metadata=dict(help="random seed"))
     directions: List[Direction] = field(default_factory=lambda: ["left", "right"], metadata=dict(help="classes"))
+    smallest: Optional[int] = field(
+        default=None, metadata=dict(help="long-tailed: training videos fall from --videos-per-class to this")
+    )
 
 
 def run(cfg: SyntheticConfig) -> int:
     writable_dir(cfg.out, "the output folder")
+    counts = long_tailed_counts(cfg.directions, cfg.videos_per_class, cfg.smallest) if cfg.smallest else None
     train, val = make_motion_dataset(
-        Path(cfg.out), cfg.videos_per_class, cfg.val_per_class, cfg.frames, cfg.size, cfg.seed, cfg.directions
+        Path(cfg.out), cfg.videos_per_class, cfg.val_per_class, cfg.frames, cfg.size, cfg.seed, cfg.directions, counts
     )
     print(f"wrote {train} and {val}")
     return 0

@@ -1,0 +1,201 @@
+"""Weakly-supervised pre-training on streamed shards: the IG-65M recipe (Ghadiyaram et al. 2019, sec. 3.3).
+
+- Data: WebDataset shards (``r21d-zoo shards pack``) streamed by :class:`~r21d_zoo.jobs.shards.ShardStream`, split by
+  rank then worker, with ``natural``/``sqrt``/``uniform`` label sampling, a subset (``--include``, e.g. from
+  ``r21d-zoo shards subset``) and an exclusion list (``--exclude``, from ``r21d-zoo dedup``). Clips are resized to
+  128x171, randomly cropped to 112 and temporally jittered (a random start per emitted copy).
+- Loss on the labels of a video: ``softmax`` cross-entropy against the label vector normalised to sum 1 (the
+  expectation of the paper's "one hashtag sampled per video"), ``sample-one`` (that sampling itself, one label per
+  clip) or ``sigmoid`` (binary cross-entropy per label).
+- Schedule in clips processed, not epochs (:class:`~r21d_zoo.jobs.engine.SampleOptimConfig`): the LR scaled
+  linearly from a reference batch, warmed up, then halved 13 times at equal intervals. BN statistics per GPU by
+  default (the paper's; ``--sync-bn`` to share them), bf16 and channels_last on GPU, gradient checkpointing as an
+  option for 32-frame clips.
+- The loop is :func:`~r21d_zoo.jobs.engine.fit_stream`: checkpoints every ``--checkpoint-every`` clips that resume
+  mid-stream exactly, metrics and curves by clips processed, and the model exported to ``OUT/final`` with its label
+  names and clip settings, so ``create_model("local-dir:OUT/final")``, ``finetune --model local-dir:OUT/final`` and
+  ``extract --model local-dir:OUT/final`` use it.
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Set, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..deploy import save_pretrained
+from ..models import ClipSpec, create_model, set_derived_cfg
+from ..video import train_augment
+from .common import InputError, clip_field, parse_json_object, writable_dir
+from .distributed import WorldInfo, init_distributed
+from .engine import FitResult, SampleOptimConfig, StepContext, StepOutput, TrainConfig, fit_stream
+from .shards import POLICIES, ShardSet, ShardStream, label_stats, open_shards, read_key_list
+
+_logger = logging.getLogger(__name__)
+LOSSES = ("softmax", "sample-one", "sigmoid")
+
+
+@dataclass
+class PretrainConfig(TrainConfig):
+    """The model, the labels' loss and sampling, and the schedule in clips; batching and precision as elsewhere."""
+
+    arch: str = field(default="r2plus1d_34", metadata=dict(help="registry architecture, randomly initialised"))
+    model_args: Dict[str, Any] = field(
+        default_factory=dict, metadata=dict(parse=parse_json_object, help="JSON object of create_model arguments")
+    )
+    clip: Dict[str, Any] = clip_field(help="clip settings (default: the architecture's, 8 frames)", num_frames=8)
+    loss: Literal["softmax", "sample-one", "sigmoid"] = field(
+        default="softmax", metadata=dict(help="softmax vs the normalised label vector, one sampled label, or sigmoid")
+    )
+    policy: Literal["natural", "sqrt", "uniform"] = field(
+        default="sqrt", metadata=dict(help="label sampling: each label's share ~ count, sqrt(count) or 1")
+    )
+    shuffle_buffer: int = field(default=64, metadata=dict(help="items shuffled per loader stream (raw bytes)"))
+    flip: bool = field(default=True, metadata=dict(help="random horizontal flips"))
+    checkpoint_every: int = field(default=1_000_000, metadata=dict(help="clips between checkpoints and metrics"))
+    sync_bn: bool = field(default=False, metadata=dict(help="SyncBatchNorm under DDP (default: per-GPU statistics)"))
+    optim: SampleOptimConfig = field(default_factory=SampleOptimConfig)
+
+
+def shard_classes(shards: ShardSet, label_counts: Optional[Dict[str, int]]) -> List[str]:
+    """The label space: the packed index's classes, else the labels counted by ``shards stats`` (sorted)."""
+    if shards.classes:
+        return list(shards.classes)
+    if label_counts:
+        return sorted(label_counts)
+    raise InputError("the shards have no index.json with classes: pass --stats (from `r21d-zoo shards stats -o`)")
+
+
+def pretrain_loss(logits: torch.Tensor, target: torch.Tensor, loss: str, g: torch.Generator) -> torch.Tensor:
+    """The batch's mean loss. ``target``: class indices, or rows of label vectors normalised to sum 1."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if target.dim() == 1:
+        target = F.one_hot(target, logits.shape[-1]).float()
+    if loss == "sigmoid":
+        return F.binary_cross_entropy_with_logits(logits, (target > 0).float())
+    if loss == "sample-one":
+        return F.cross_entropy(logits, torch.multinomial(target.cpu(), 1, generator=g).squeeze(1).to(logits.device))
+    return F.cross_entropy(logits, target)
+
+
+def pretrain(
+    shards: ShardSet,
+    cfg: PretrainConfig,
+    out_dir: Union[str, Path, None] = None,
+    world: Optional[WorldInfo] = None,
+    label_counts: Optional[Dict[str, int]] = None,
+    include: Optional[Set[str]] = None,
+    exclude: Optional[Set[str]] = None,
+    stop_after_samples: Optional[int] = None,
+    progress: bool = True,
+) -> FitResult:
+    """Pre-train a new ``cfg.arch`` on ``shards`` (see the module docstring). ``label_counts`` (videos per label,
+    from ``r21d-zoo shards stats``) are counted in one pass when ``cfg.policy`` needs them and none are given.
+    With ``out_dir``: ``last.pt`` every ``cfg.checkpoint_every`` clips (resumed from when present), metrics, and
+    the model exported to ``out_dir/final``."""
+    if cfg.policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {cfg.policy!r}")
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {cfg.loss!r}")
+    world = world or init_distributed()
+    if cfg.policy != "natural" and not label_counts:
+        _logger.info("counting labels for %s sampling (pass the counts of `r21d-zoo shards stats` to skip)", cfg.policy)
+        label_counts = label_stats(shards)["label_counts"]
+    classes = shard_classes(shards, label_counts)
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.arch, num_classes=len(classes), **cfg.model_args)
+    spec = ClipSpec.from_model(model, **cfg.clip)
+    stream = ShardStream(
+        shards,
+        spec,
+        classes,
+        cfg.policy,
+        label_counts,
+        cfg.seed,
+        world,
+        include,
+        exclude,
+        multilabel=shards.multilabel,
+        shuffle=cfg.shuffle_buffer,
+    )
+    name = Path(shards.urls[0]).parent.name if shards.urls else "shards"
+    set_derived_cfg(
+        model,
+        base_model=None,
+        clip=spec,
+        num_classes=len(classes),
+        labels=tuple(classes),
+        datasets=(name,),
+        notes=f"Pre-trained from random initialisation on {cfg.optim.samples} clips of {name} ({len(classes)} "
+        f"labels, {cfg.policy} sampling, {cfg.loss} loss).",
+    )
+
+    def step(net: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
+        clips, target = batch[0], batch[1].to(ctx.device)
+        x = ctx.prepare(train_augment(clips.to(ctx.device, non_blocking=True), spec, cfg.flip, ctx.generator))
+        with ctx.autocast():
+            logits = net(x).float()
+        predicted = logits.argmax(-1)
+        hits = (predicted == target) if target.dim() == 1 else target.gather(1, predicted[:, None]).squeeze(1) > 0
+        return StepOutput(
+            pretrain_loss(logits, target, cfg.loss, ctx.generator), len(clips), {"train_clip_top1": float(hits.sum())}
+        )
+
+    def export(net: nn.Module, path: Path, record: Dict[str, Any]) -> None:
+        save_pretrained(net, path)
+
+    return fit_stream(
+        model,
+        stream,
+        step,
+        cfg,
+        {"model": (model.parameters(), 1.0)},
+        checkpoint_every=cfg.checkpoint_every,
+        out_dir=out_dir,
+        world=world,
+        export=export,
+        final_name="final",
+        config=cfg,
+        stop_after_samples=stop_after_samples,
+        progress=progress,
+        desc="pretrain",
+    )
+
+
+@dataclass
+class PretrainJobConfig:
+    """Pre-train on WebDataset shards of labelled videos (the IG-65M recipe); writes last.pt, metrics and final/."""
+
+    shards: str = field(metadata=dict(positional=True, help="packed folder, index.json, or shard URL/brace pattern"))
+    out: str = field(metadata=dict(flag=("-o", "--out"), help="checkpoints, metrics, curves.png and final/"))
+    stats: Optional[str] = field(default=None, metadata=dict(help="label counts from `shards stats -o` (JSON)"))
+    include: Optional[str] = field(default=None, metadata=dict(help="train on these keys only (`shards subset`)"))
+    exclude: Optional[str] = field(default=None, metadata=dict(help="leave out these keys (`r21d-zoo dedup`)"))
+    settings: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+def run(cfg: PretrainJobConfig) -> int:
+    shards = open_shards(cfg.shards)
+    counts = None
+    if cfg.stats:
+        try:
+            counts = json.loads(Path(cfg.stats).read_text(encoding="utf-8"))["label_counts"]
+        except (OSError, ValueError, KeyError) as e:
+            raise InputError(f"--stats {cfg.stats}: not the JSON of `r21d-zoo shards stats -o` ({e})") from e
+    writable_dir(cfg.out)
+    result = pretrain(
+        shards,
+        cfg.settings,
+        cfg.out,
+        label_counts=counts,
+        include=read_key_list(cfg.include),
+        exclude=read_key_list(cfg.exclude),
+    )
+    if result.final_dir is not None:
+        print(f"model exported to {result.final_dir} (load with create_model('local-dir:{result.final_dir}'))")
+    return 0

@@ -1,0 +1,248 @@
+"""Pre-training on streamed shards: the schedule in clips, the multi-label losses, exact mid-stream resume on one and
+two processes, the exported model, and (slow) that pre-training helps and square-root sampling helps the tail."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import r21d_zoo
+from r21d_zoo.cli import main
+from r21d_zoo.jobs.engine import SampleOptimConfig, StepOutput, TrainConfig, fit_stream, sample_lr_factor
+from r21d_zoo.jobs.labelled import EvalClips, read_labelled
+from r21d_zoo.jobs.pretrain import PretrainConfig, pretrain, pretrain_loss
+from r21d_zoo.jobs.probe import probe
+from r21d_zoo.jobs.shards import ShardStream, label_stats, open_shards, pack_shards
+from r21d_zoo.jobs.synthetic import DIRECTIONS, long_tailed_counts, make_motion_dataset
+from r21d_zoo.models import ClipSpec
+from r21d_zoo.video import VideoClassificationTransform, train_augment
+
+SPEC = dict(num_frames=4, resize_size=(32, 32), crop_size=28)
+TINY = dict(channel_multiplier=0.125)
+TIMING = ("train_clips_per_s",)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """20 motion videos of 4 directions (one also labelled with a second direction), 3 per shard."""
+    root = tmp_path_factory.mktemp("motion")
+    train, _ = make_motion_dataset(
+        root, videos_per_class=5, val_per_class=0, num_frames=8, size=32, directions=("left", "right", "up", "down")
+    )
+    lines = train.read_text().splitlines()
+    lines[0], lines[1] = "path,labels", lines[1] + "|up"
+    train.write_text("\n".join(lines) + "\n")
+    out = tmp_path_factory.mktemp("shards")
+    pack_shards(read_labelled(train), str(out), max_per_shard=3)
+    shard_set = open_shards(str(out))
+    shard_set.source_root = root
+    return shard_set
+
+
+def test_schedule_in_clips_warms_up_then_halves_k_times_at_equal_intervals():
+    cfg = SampleOptimConfig(samples=1000, warmup_samples=100, halvings=3)
+    assert sample_lr_factor(cfg, 0, 10) == pytest.approx(0.1) and sample_lr_factor(cfg, 90, 10) == 1.0
+    factors = [sample_lr_factor(cfg, s, 10) for s in range(100, 1000)]
+    changes = [s for s, (a, b) in enumerate(zip(factors, factors[1:]), 101) if a != b]
+    assert changes == [325, 550, 775] and factors[0] == 1.0 and factors[-1] == 0.5**3  # 900 clips in 4 parts
+    paper = SampleOptimConfig()  # 0.192 for 128 GPUs x 16 clips; 6 clips per GPU for 32 frames
+    assert paper.scaled_lr(16, 128) == pytest.approx(0.192) and paper.scaled_lr(6, 128) == pytest.approx(0.072)
+
+
+def test_multilabel_losses():
+    logits, g = torch.randn(3, 4), torch.Generator().manual_seed(0)
+    target = torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 1.0, 0], [1 / 3, 1 / 3, 0, 1 / 3]])
+    per_label = -logits.log_softmax(-1)
+    expected = torch.stack([(per_label[i] * target[i]).sum() for i in range(3)]).mean()  # mean CE over its labels
+    assert torch.allclose(pretrain_loss(logits, target, "softmax", g), expected)
+    bce = F.binary_cross_entropy_with_logits(logits, (target > 0).float())
+    assert torch.allclose(pretrain_loss(logits, target, "sigmoid", g), bce)
+    draws = {round(float(pretrain_loss(logits[:1], target[:1], "sample-one", g)), 5) for _ in range(40)}
+    assert draws == {round(float(per_label[0, 0]), 5), round(float(per_label[0, 1]), 5)}  # one of its two labels
+    index = torch.tensor([1, 2, 3])
+    assert torch.allclose(pretrain_loss(logits, index, "softmax", g), F.cross_entropy(logits, index))
+
+
+@pytest.mark.video
+def test_set_position_continues_each_stream_after_its_mark(shards):
+    stream = ShardStream(shards, ClipSpec(**SPEC), seed=1, multilabel=True, shuffle=4)
+    stream.set_epoch(2)
+    full = [(key, pos.tolist()) for _, _, key, pos in stream]
+    stream.set_position({0: [6]})
+    rest = [(key, pos.tolist()) for _, _, key, pos in stream]
+    assert rest == full[7:] and [p[1] for _, p in full] == list(range(len(full)))
+
+
+def _tiny_stream_fit(shards, out, samples, stop=None, workers=2, world=None, keys=None):
+    """fit_stream on a tiny model with sqrt sampling across epoch ends; records the keys of every batch."""
+    torch.manual_seed(0)
+    model = r21d_zoo.create_model("r3d_18", num_classes=4, **TINY)
+    spec = ClipSpec.from_model(model, **SPEC)
+    counts = label_stats(shards)["label_counts"]
+    stream = ShardStream(shards, spec, None, "sqrt", counts, seed=3, world=world, multilabel=True, shuffle=8)
+    cfg = TrainConfig(batch_size=3, workers=workers, seed=5)
+    cfg.optim = SampleOptimConfig(lr=0.05, reference_batch=3, samples=samples, warmup_samples=6, halvings=2)
+
+    def step(net, batch, ctx):
+        clips, target, batch_keys, _ = batch
+        if keys is not None:
+            keys.append(list(batch_keys))
+        logits = net(ctx.prepare(train_augment(clips, spec, True, ctx.generator)))
+        return StepOutput(F.cross_entropy(logits, target), len(clips))
+
+    return fit_stream(
+        model,
+        stream,
+        step,
+        cfg,
+        {"all": (model.parameters(), 1.0)},
+        checkpoint_every=12,
+        out_dir=out,
+        world=world,
+        stop_after_samples=stop,
+        progress=False,
+    )
+
+
+def _same_run(a: Path, b: Path) -> None:
+    sa, sb = (torch.load(p / "last.pt", weights_only=True) for p in (a, b))
+    for k in ("model",):
+        assert sa[k].keys() == sb[k].keys() and all(torch.equal(sa[k][n], sb[k][n]) for n in sa[k])
+    ma, mb = sa["optimizer"]["state"], sb["optimizer"]["state"]
+    assert ma.keys() == mb.keys() and all(torch.equal(ma[i]["momentum_buffer"], mb[i]["momentum_buffer"]) for i in ma)
+    assert sa["positions"] == sb["positions"] and sa["samples"] == sb["samples"] and sa["step"] == sb["step"]
+    strip = lambda h: [{k: v for k, v in r.items() if k not in TIMING} for r in h]  # noqa: E731
+    assert strip(sa["history"]) == strip(sb["history"])
+
+
+@pytest.mark.video
+def test_stopped_and_resumed_run_equals_an_uninterrupted_one(shards, tmp_path):
+    full, part1, part2 = [], [], []
+    _tiny_stream_fit(shards, tmp_path / "a", 48, keys=full)
+    _tiny_stream_fit(shards, tmp_path / "b", 48, stop=24, keys=part1)
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["samples"] < 48
+    _tiny_stream_fit(shards, tmp_path / "b", 48, keys=part2)
+    assert part1 and part2 and full == part1 + part2  # same sample order, nothing repeated or skipped
+    assert torch.load(tmp_path / "a" / "last.pt", weights_only=True)["positions"][0]["epoch"] >= 1  # crossed epochs
+    _same_run(tmp_path / "a", tmp_path / "b")
+    with pytest.raises(ValueError, match="--workers"):
+        _tiny_stream_fit(shards, tmp_path / "b", 60, workers=1)
+
+
+def _gloo_resume(rank, world_size, init, shard_dir, out):
+    import torch.distributed as dist
+
+    from r21d_zoo.jobs.distributed import init_distributed
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world_size)
+    try:
+        world = init_distributed()
+        shards, keys = open_shards(shard_dir), {"full": [], "part1": [], "part2": []}
+        _tiny_stream_fit(shards, Path(out, "a"), 48, world=world, keys=keys["full"])
+        _tiny_stream_fit(shards, Path(out, "b"), 48, stop=24, world=world, keys=keys["part1"])
+        _tiny_stream_fit(shards, Path(out, "b"), 48, world=world, keys=keys["part2"])
+        Path(out, f"keys{rank}.json").write_text(json.dumps(keys))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.ddp
+@pytest.mark.video
+def test_two_gloo_processes_resume_bit_for_bit(shards, tmp_path):
+    shard_dir = str(Path(shards.urls[0]).parent)
+    torch.multiprocessing.spawn(_gloo_resume, args=(2, f"file://{tmp_path}/init", shard_dir, str(tmp_path)), nprocs=2)
+    orders = []
+    for rank in (0, 1):
+        keys = json.loads((tmp_path / f"keys{rank}.json").read_text())
+        assert keys["part1"] and keys["part2"] and keys["full"] == keys["part1"] + keys["part2"]
+        orders.append(keys["full"])
+    assert orders[0] != orders[1]  # each rank read its own shards
+    _same_run(tmp_path / "a", tmp_path / "b")
+
+
+@pytest.mark.video
+def test_pretrain_command_exports_a_model_finetune_and_extract_load(shards, tmp_path):
+    out, shard_dir = tmp_path / "run", str(Path(shards.urls[0]).parent)
+    args = ["pretrain", shard_dir, "-o", str(out), "--arch", "r3d_18", "--model-args", json.dumps(TINY)]
+    args += ["--num-frames", "4", "--resize", "32", "32", "--crop-size", "28", "--samples", "12"]
+    args += ["--warmup-samples", "3", "--checkpoint-every", "6", "--batch-size", "3", "--workers", "1"]
+    args += ["--lr", "0.05", "--reference-batch", "3", "--loss", "sample-one"]
+    assert main(args) == 0
+    history = json.loads((out / "metrics.json").read_text())
+    assert [h["samples"] for h in history] == [6, 12] and (out / "curves.png").is_file()
+    model = r21d_zoo.create_model(f"local-dir:{out / 'final'}")
+    assert list(model.pretrained_cfg["label_names"]) == ["down", "left", "right", "up"]
+    assert ClipSpec.from_model(model).num_frames == 4 and "sqrt sampling" in model.pretrained_cfg["notes"]
+    state = torch.load(out / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    head = r21d_zoo.jobs.common.ModelSource(f"local-dir:{out / 'final'}").create(num_classes=2)
+    assert head.num_classes == 2 and torch.equal(head.stem[0].weight, model.stem[0].weight)
+    video = sorted(Path(shards.source_root).glob("left/*.mp4"))[0]
+    assert main(["extract", str(video), "-o", str(tmp_path / "feats"), "--model", f"local-dir:{out / 'final'}"]) == 0
+    assert np.load(tmp_path / "feats" / "left_000.npy").shape[-1] == model.num_features
+
+
+def test_policy_without_counts_counts_in_one_pass(shards, tmp_path):
+    cfg = PretrainConfig(arch="r3d_18", model_args=TINY, clip=SPEC, batch_size=3, workers=0, policy="uniform")
+    cfg.optim = SampleOptimConfig(lr=0.05, reference_batch=3, samples=3, warmup_samples=0, halvings=0)
+    result = pretrain(shards, cfg, progress=False)
+    assert result.history[-1]["samples"] == 3 and result.model.num_classes == 4
+
+
+@torch.no_grad()
+def _video_outputs(model, csv, classes, spec_kw):
+    """Per video: pre-logit features and class probabilities (2 uniform clips, centre crop), and the label index."""
+    data = read_labelled(csv, classes=classes)
+    spec = ClipSpec.from_model(model, **spec_kw)
+    transform = VideoClassificationTransform.from_spec(spec)
+    features, probs, labels = [], [], []
+    for clips, _, i, error in EvalClips(data, spec, 2):
+        assert not error
+        x = model.forward_features(transform(clips))
+        features.append(model.forward_head(x, pre_logits=True).mean(0).numpy())
+        probs.append(model.forward_head(x).softmax(-1).mean(0))
+        labels.append(data.samples[i].labels[0])
+    return np.stack(features), torch.stack(probs), np.array(labels)
+
+
+@pytest.mark.slow
+@pytest.mark.video
+def test_pretraining_helps_a_linear_probe_and_sqrt_sampling_helps_the_tail(tmp_path):
+    """8 motion directions with 60 down to 4 training videos each; a balanced target set of other videos."""
+    directions = list(DIRECTIONS)
+    counts = long_tailed_counts(directions, 60, 4)
+    pre, _ = make_motion_dataset(tmp_path / "pre", val_per_class=0, num_frames=8, size=32, seed=1, train_counts=counts)
+    target_train, target_test = make_motion_dataset(
+        tmp_path / "target", videos_per_class=8, val_per_class=16, num_frames=8, size=32, seed=2, directions=directions
+    )
+    pack_shards(read_labelled(pre), str(tmp_path / "shards"), max_per_shard=16)
+    clip = dict(num_frames=8, resize_size=(32, 32), crop_size=28)
+    tail = directions[4:]  # the 4 rarest labels: 13, 9, 6 and 4 videos
+    classes = sorted(directions)
+
+    def assess(model):
+        x_train, _, y_train = _video_outputs(model, target_train, classes, clip)
+        x_test, probs, y_test = _video_outputs(model, target_test, classes, clip)
+        accuracy = probe(x_train, y_train, x_test, y_test, progress=False)["test_accuracy"]
+        predicted = probs.argmax(-1).numpy()
+        is_tail = np.isin(y_test, [classes.index(c) for c in tail])
+        return accuracy, float((predicted[is_tail] == y_test[is_tail]).mean())
+
+    torch.manual_seed(0)
+    results = {"random": assess(r21d_zoo.create_model("r2plus1d_18", num_classes=8, channel_multiplier=0.25))}
+    for policy in ("sqrt", "natural"):
+        cfg = PretrainConfig(
+            arch="r2plus1d_18", model_args=dict(channel_multiplier=0.25), clip=clip, policy=policy, flip=False,
+            batch_size=16, workers=2, checkpoint_every=800,
+            optim=SampleOptimConfig(lr=0.04, reference_batch=16, samples=2400, warmup_samples=240, halvings=2),
+        )  # fmt: skip
+        model = pretrain(open_shards(str(tmp_path / "shards")), cfg, progress=False).model.eval()
+        assert list(model.pretrained_cfg["label_names"]) == classes
+        results[policy] = assess(model)
+    (probe_random, _), (probe_sqrt, tail_sqrt), (probe_natural, tail_natural) = results.values()
+    assert probe_sqrt > probe_random + 0.3 and probe_natural > probe_random + 0.3, results  # chance: 0.125
+    assert tail_sqrt > tail_natural, results

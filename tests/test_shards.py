@@ -5,10 +5,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from r21d_zoo import create_model, save_pretrained
 from r21d_zoo.cli import main
 from r21d_zoo.jobs.distributed import WorldInfo
 from r21d_zoo.jobs.labelled import LabelledVideos, Sample, read_labelled
@@ -186,3 +188,36 @@ def test_tail_preserving_subset_keeps_every_tail_video_and_hits_n(zipf_shards, t
         assert all(kept[label] == counts[label] for label in counts if counts[label] < cap - 1)
     assert main(["shards", "subset", str(shards.urls[0]), "-n", "100", "-o", str(tmp_path / "keys.txt")]) == 0
     assert len((tmp_path / "keys.txt").read_text().split()) == 100
+
+
+@pytest.mark.video
+def test_extract_reads_shards_and_names_outputs_by_key(packed, tmp_path, capsys):
+    root, out, data = packed
+    save_pretrained(create_model("r3d_18", num_classes=3, channel_multiplier=0.125), tmp_path / "m")
+    model = ["--model", f"local-dir:{tmp_path / 'm'}"]  # the same random weights in every run
+    clip = ["--num-frames", "4", "--resize", "32", "40", "--crop-size", "32", "--workers", "2"]
+    assert main(["extract", str(out), "-o", str(tmp_path / "a"), *model, *clip]) == 0
+    assert main(["extract", str(root / "list.csv"), "-o", str(tmp_path / "b"), *model, *clip]) == 0
+    by_key = {sample_key(s.path, str(root)): Path(s.path).stem for s in data.samples}
+    assert sorted(p.stem for p in (tmp_path / "a").glob("*.npy") if ".times" not in p.name) == sorted(by_key)
+    for key, stem in by_key.items():  # the same features as from the original files
+        np.testing.assert_array_equal(np.load(tmp_path / "a" / f"{key}.npy"), np.load(tmp_path / "b" / f"{stem}.npy"))
+    capsys.readouterr()
+    assert main(["extract", f"{out}/shard-{{000000..000004}}.tar", "-o", str(tmp_path / "a"), *model, *clip]) == 0
+    assert "0 extracted" in capsys.readouterr().out  # a re-run skips every key already done
+    args = ["extract", str(out), "-o", str(tmp_path / "c"), *model, *clip, "--shard-id", "1", "--num-shards", "2"]
+    assert main(args) == 0
+    index = json.loads((out / "index.json").read_text())
+    assert len(list((tmp_path / "c").glob("*.times.npy"))) == sum(s["count"] for s in index["shards"][1::2])
+
+
+def test_shuffle_buffer_spreads_a_samples_copies_and_keeps_them(zipf_shards):
+    shards, counts = zipf_shards
+
+    def keys(shuffle):
+        return [k for k, _ in ShardStream(shards, policy="uniform", label_counts=counts, decode=False, shuffle=shuffle)]
+
+    plain, shuffled = keys(1), keys(64)
+    repeats = lambda ks: sum(a == b for a, b in zip(ks, ks[1:]))  # noqa: E731
+    assert Counter(plain) == Counter(shuffled)  # the same copies, in another order
+    assert repeats(plain) > 500 and repeats(shuffled) < repeats(plain) / 20, (repeats(plain), repeats(shuffled))

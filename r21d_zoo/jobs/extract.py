@@ -12,6 +12,7 @@ the sorted list: no padding, no duplicates.
 
 import contextlib
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from ..video import VideoClassificationTransform, VideoDecodeError, VideoInfo, o
 from ..video.reader import BACKENDS, DEFAULT_BACKEND, VIDEO_EXTENSIONS, reader_class
 from .common import EXIT_PARTIAL, InputError, ModelSource, clip_field, default_workers, writable_dir
 from .distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
+from .shards import VIDEO_MEMBERS as SHARD_VIDEO_EXTS, ShardSet, is_shard_source, open_shards
 
 _logger = logging.getLogger(__name__)
 
@@ -176,60 +178,102 @@ class FeatureRunner:
 # Decoding in workers
 
 
+@dataclass(frozen=True)
+class VideoItem:
+    path: str
+    name: str  # output name, relative to the output directory, without extension
+
+
 class ClipChunks(IterableDataset):
-    """Yields, per video, chunks of at most ``batch_size`` resized uint8 clips; the last chunk has ``last=True`` and
-    the video's info. A video that fails yields one ``error`` item instead (earlier chunks of it must be discarded).
-    Videos are split across DataLoader workers round-robin; containers are opened inside the worker. With a GPU
-    ``device`` (a backend that decodes there) frames are decoded onto it, in the main process."""
+    """Yields, per video, chunks of at most ``batch_size`` resized uint8 clips, named by the video's output name; the
+    last chunk has ``last=True`` and the video's info. A video that fails yields one ``error`` item instead (earlier
+    chunks of it must be discarded). Videos are split across DataLoader workers round-robin; containers are opened
+    inside the worker. With a GPU ``device`` (a backend that decodes there) frames are decoded onto it, in the main
+    process."""
 
     def __init__(
         self,
-        videos: Sequence[str],
+        videos: Sequence[VideoItem],
         spec: ClipSpec,
         cfg: ExtractConfig,
-        indices: Optional[Sequence[int]] = None,
         backend: str = DEFAULT_BACKEND,
         device: Optional[torch.device] = None,
     ):
-        self.videos = list(videos)
-        self.indices = list(indices) if indices is not None else list(range(len(self.videos)))
-        self.spec, self.cfg, self.backend, self.device = spec, cfg, backend, device
+        self.videos, self.spec, self.cfg, self.backend, self.device = list(videos), spec, cfg, backend, device
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
-        worker = get_worker_info()
-        wid, nw = (worker.id, worker.num_workers) if worker else (0, 1)
-        for j in range(wid, len(self.videos), nw):
-            yield from self.chunks(j)
+        wid, nw = _worker()
+        for v in self.videos[wid::nw]:
+            yield from self.chunks(v.path, v)
 
-    def chunks(self, j: int) -> Iterator[Dict[str, Any]]:
-        cfg, idx, path = self.cfg, self.indices[j], self.videos[j]
-        start = time.perf_counter()
+    def chunks(self, source: Union[str, bytes], item: VideoItem) -> Iterator[Dict[str, Any]]:
+        """The chunks of one video read from ``source`` (a path, or the encoded bytes of a shard member)."""
+        cfg, start = self.cfg, time.perf_counter()
+        head = dict(name=item.name, video=item.path)
         try:
-            with open_video(path, self.spec, self.backend, cfg.decoder_resize, self.device) as reader:
+            with open_video(source, self.spec, self.backend, cfg.decoder_resize, self.device) as reader:
                 clips = cfg.clips_for(self.spec, reader.info)
                 batch: List[Tuple[Any, Any]] = []
                 for n, (clip, frames) in enumerate(reader.iter_clips(clips, self.spec, cfg.pad)):
                     batch.append((clip, frames))
                     if len(batch) == cfg.batch_size and n < len(clips) - 1:
-                        yield self._chunk(idx, batch, None)
+                        yield self._chunk(head, batch, None)
                         batch = []
                 info = asdict(reader.info)
                 info["decode_seconds"] = time.perf_counter() - start
-                yield self._chunk(idx, batch, info)
+                yield self._chunk(head, batch, info)
         except Exception as e:  # one bad video must not stop a batch job; the error is recorded in the manifest
-            message = str(e) if isinstance(e, VideoDecodeError) else f"{path}: {type(e).__name__}: {e}"
-            yield dict(video=idx, error=message)
+            message = str(e) if isinstance(e, VideoDecodeError) else f"{item.path}: {type(e).__name__}: {e}"
+            yield dict(head, error=message)
 
     @staticmethod
-    def _chunk(idx: int, batch: List[Tuple[Any, Any]], info: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    def _chunk(head: Dict[str, str], batch: List[Tuple[Any, Any]], info: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         return dict(
-            video=idx,
+            head,
             frames=torch.stack([f.frames for _, f in batch]),
             times=torch.tensor([[c.start, c.end] for c, _ in batch], dtype=torch.float64),
             num_padded=torch.tensor([f.num_padded for _, f in batch]),
             last=info is not None,
             info=info,
         )
+
+
+class ShardClipChunks(ClipChunks):
+    """:class:`ClipChunks` of the videos in WebDataset shards, named by sample key: this job's shards
+    (``urls[shard_id::num_shards]``) are dealt to the workers, and each video is decoded from memory. A key whose
+    outputs exist already (``done(key)``) yields one ``skipped`` item instead."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        spec: ClipSpec,
+        cfg: ExtractConfig,
+        done: Callable[[str], bool],
+        backend: str = DEFAULT_BACKEND,
+        device: Optional[torch.device] = None,
+    ):
+        super().__init__([], spec, cfg, backend, device)
+        self.urls, self.done = list(urls), done
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        from webdataset.tariterators import tarfile_samples
+
+        wid, nw = _worker()
+        for sample in tarfile_samples([dict(url=u) for u in self.urls[wid::nw]]):
+            key = sample["__key__"]
+            item = VideoItem(f"{sample['__url__']}#{key}", key)
+            ext = next((e for e in SHARD_VIDEO_EXTS if e in sample), None)
+            if self.done(key):
+                yield dict(name=key, video=item.path, skipped=True)
+            elif ext is None:
+                yield dict(name=key, video=item.path, error=f"{item.path}: no video member ({SHARD_VIDEO_EXTS})")
+            else:
+                yield from self.chunks(sample[ext], item)
+
+
+def _worker() -> Tuple[int, int]:
+    info = get_worker_info()
+    return (info.id, info.num_workers) if info else (0, 1)
 
 
 def decode_device(backend: str, device: torch.device) -> Optional[torch.device]:
@@ -263,8 +307,8 @@ def extract_features(
     spec = ClipSpec.from_model(model, **cfg.clip, **clip_overrides)
     runner = FeatureRunner(model, spec, cfg, device, amp, optimize=optimize)
     feats, times, padded = [], [], []
-    chunks = ClipChunks([str(video)], spec, cfg, backend=backend, device=decode_device(backend, runner.device))
-    for chunk in chunks.chunks(0):
+    chunks = ClipChunks([], spec, cfg, backend=backend, device=decode_device(backend, runner.device))
+    for chunk in chunks.chunks(str(video), VideoItem(str(video), Path(video).stem)):
         if "error" in chunk:
             raise VideoDecodeError(chunk["error"])
         if len(chunk["frames"]):
@@ -282,12 +326,6 @@ def _stage_check(model: nn.Module, layer: Union[str, int]) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Inputs and outputs
-
-
-@dataclass(frozen=True)
-class VideoItem:
-    path: str
-    name: str  # output name, relative to the output directory, without extension
 
 
 def discover_videos(
@@ -457,7 +495,7 @@ class ExtractSummary:
 
 
 def run_extraction(
-    videos: Sequence[VideoItem],
+    videos: Union[Sequence[VideoItem], ShardSet],
     out_dir: Union[str, os.PathLike],
     model: nn.Module,
     cfg: ExtractConfig,
@@ -476,7 +514,8 @@ def run_extraction(
     model_name: Optional[str] = None,
     optimize: bool = False,
 ) -> ExtractSummary:
-    """Extract features of ``videos[shard_id::num_shards]`` into ``out_dir`` (see the module docstring)."""
+    """Extract features of ``videos[shard_id::num_shards]`` into ``out_dir`` (see the module docstring). ``videos``
+    may be WebDataset shards: this job then takes ``shards[shard_id::num_shards]`` and names outputs by sample key."""
     spec = ClipSpec.from_model(model, **cfg.clip)
     _stage_check(model, cfg.layer)
     if fmt not in OUTPUT_FORMATS:
@@ -488,60 +527,66 @@ def run_extraction(
     manifest = out / "manifest.jsonl"
     settings = extraction_settings(model, spec, cfg, fmt, dtype, model_name)
     settings_id = check_settings(out, settings, resume)
-    shard = list(videos)[shard_id::num_shards]
     summary = ExtractSummary()
-    todo = []
-    for v in shard:
-        paths = output_paths(out, v.name, fmt)
-        if resume and all(p.exists() for p in paths):
-            summary.skipped += 1
-            continue
-        for p in paths:  # a killed run can leave a temp file; only this shard writes these names
-            partial_path(p).unlink(missing_ok=True)
-        todo.append(v)
+    done = functools.partial(_finished, out, fmt) if resume else _never
     runner = FeatureRunner(model, spec, cfg, device, amp, channels_last, optimize)
     on_gpu = decode_device(backend, runner.device)
     if on_gpu is not None and workers:
         _logger.info("decoding with %s on %s in the main process (not in %d workers)", backend, on_gpu, workers)
         workers = 0
+    if isinstance(videos, ShardSet):
+        chunks: ClipChunks = ShardClipChunks(videos.urls[shard_id::num_shards], spec, cfg, done, backend, on_gpu)
+        total = sum(videos.counts[shard_id::num_shards]) if videos.counts is not None else None
+    else:
+        mine = list(videos)[shard_id::num_shards]
+        todo = [v for v in mine if not done(v.name)]
+        summary.skipped = len(mine) - len(todo)
+        chunks, total = ClipChunks(todo, spec, cfg, backend, on_gpu), len(todo)
     loader = DataLoader(
-        ClipChunks([v.path for v in todo], spec, cfg, backend=backend, device=on_gpu),
+        chunks,
         batch_size=None,
         num_workers=workers,
         pin_memory=runner.device.type == "cuda" and on_gpu is None,
         prefetch_factor=2 if workers else None,
     )
-    bar = show_progress(total=len(todo), unit="video", desc="extract", show=progress)
+    bar = show_progress(total=total, unit="video", desc="extract", show=progress)
     pending: Dict[int, List[Any]] = {}
     started: Dict[int, float] = {}
     t_run = time.perf_counter()
     base = dict(model=model_name, settings=settings_id, rank=shard_id, num_shards=num_shards)
     for chunk in loader:
-        j = chunk["video"]
-        v = todo[j]
-        started.setdefault(j, time.perf_counter())
-        if "error" in chunk:
-            pending.pop(j, None)
-            summary.failed += 1
-            summary.failures.append(v.path)
-            _logger.warning("failed: %s", chunk["error"])
-            _append_line(manifest, dict(base, video=v.path, name=v.name, status="error", error=chunk["error"]))
+        name, video = chunk["name"], chunk["video"]
+        if chunk.get("skipped"):
+            summary.skipped += 1
             bar.update(1)
             continue
-        parts = pending.setdefault(j, [])
+        if name not in started:
+            started[name] = time.perf_counter()
+            for p in output_paths(out, name, fmt):  # a killed run can leave a temp file; only this job writes name
+                partial_path(p).unlink(missing_ok=True)
+        if "error" in chunk:
+            pending.pop(name, None)
+            started.pop(name)
+            summary.failed += 1
+            summary.failures.append(video)
+            _logger.warning("failed: %s", chunk["error"])
+            _append_line(manifest, dict(base, video=video, name=name, status="error", error=chunk["error"]))
+            bar.update(1)
+            continue
+        parts = pending.setdefault(name, [])
         if len(chunk["frames"]):
             parts.append((runner(chunk["frames"]), chunk["times"], chunk["num_padded"]))
         if not chunk["last"]:
             continue
-        del pending[j]
+        del pending[name]
         result = VideoFeatures(
             torch.cat([p[0] for p in parts]).numpy(),
             torch.cat([p[1] for p in parts]).numpy(),
             torch.cat([p[2] for p in parts]).numpy(),
             dict(chunk["info"], model=model_name),
         )
-        paths = write_features(out, v.name, result, fmt, dtype)
-        seconds = time.perf_counter() - started.pop(j)
+        paths = write_features(out, name, result, fmt, dtype)
+        seconds = time.perf_counter() - started.pop(name)
         n = len(result.features)
         summary.done += 1
         summary.clips += n
@@ -549,8 +594,8 @@ def run_extraction(
             manifest,
             dict(
                 base,
-                video=v.path,
-                name=v.name,
+                video=video,
+                name=name,
                 status="ok",
                 num_clips=n,
                 feature_shape=list(result.features.shape),
@@ -566,6 +611,14 @@ def run_extraction(
     bar.close()
     summary.seconds = time.perf_counter() - t_run
     return summary
+
+
+def _finished(out: Path, fmt: str, name: str) -> bool:
+    return all(p.exists() for p in output_paths(out, name, fmt))
+
+
+def _never(name: str) -> bool:
+    return False
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -597,9 +650,22 @@ class ExtractJobConfig:
     extensions: str = field(default=",".join(VIDEO_EXTENSIONS), metadata=dict(help="comma-separated, for folders"))
 
 
+def shard_inputs(inputs: Sequence[str]) -> Optional[ShardSet]:
+    """The inputs as one set of WebDataset shards when they are shards (packed folders, ``index.json``, ``.tar``
+    files, brace patterns, URLs), None when they are videos; a mix is an error."""
+    kinds = [is_shard_source(x) for x in inputs]
+    if not any(kinds):
+        return None
+    if not all(kinds):
+        raise InputError("pass either WebDataset shards or videos to one extract run, not both")
+    sets = [open_shards(x) for x in inputs]
+    counts = [c for s in sets for c in s.counts] if all(s.counts is not None for s in sets) else None
+    return ShardSet([u for s in sets for u in s.urls], counts)
+
+
 def run(cfg: ExtractJobConfig) -> int:
     """``r21d-zoo extract``: exit 1 when any video failed (on any rank), 2 when the model or inputs are unusable."""
-    videos = discover_videos(cfg.inputs, cfg.extensions.split(","))
+    videos = shard_inputs(cfg.inputs) or discover_videos(cfg.inputs, cfg.extensions.split(","))
     if not videos:
         raise InputError(f"no videos found in {' '.join(cfg.inputs)} (extensions {cfg.extensions})")
     writable_dir(cfg.out)

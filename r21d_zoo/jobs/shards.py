@@ -40,7 +40,7 @@ from .labelled import LabelOptions, LabelledVideos
 _logger = logging.getLogger("r21d_zoo.progress")
 INDEX = "index.json"
 POLICIES = ("natural", "sqrt", "uniform")
-_VIDEO_EXTS = tuple(e.lstrip(".") for e in VIDEO_EXTENSIONS)
+VIDEO_MEMBERS = tuple(e.lstrip(".") for e in VIDEO_EXTENSIONS)  # a sample's video member, by extension
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -142,6 +142,15 @@ def open_shards(source: str) -> ShardSet:
     if missing:
         raise InputError(f"shard {missing[0]} does not exist ({len(missing)} of {len(urls)} missing)")
     return ShardSet(urls)
+
+
+def is_shard_source(source: str) -> bool:
+    """Whether ``source`` names shards rather than videos: a packed folder (with ``index.json``), an ``index.json``,
+    ``.tar`` files or brace patterns of them, or a URL / ``pipe:`` command."""
+    path = Path(source)
+    if (path.is_dir() and (path / INDEX).is_file()) or path.name == INDEX:
+        return True
+    return source.startswith("pipe:") or "://" in source or bool(re.search(r"\.tar([}.]|$)", source))
 
 
 def label_names(meta: Dict[str, Any]) -> List[str]:
@@ -315,9 +324,9 @@ class ShardStream(IterableDataset):
         return target / target.sum()
 
     def _clip(self, sample: Dict[str, Any], g: torch.Generator) -> torch.Tensor:
-        ext = next((e for e in _VIDEO_EXTS if e in sample), None)
+        ext = next((e for e in VIDEO_MEMBERS if e in sample), None)
         if ext is None:
-            raise VideoDecodeError(f"{sample['__key__']}: no video member ({', '.join(_VIDEO_EXTS)})")
+            raise VideoDecodeError(f"{sample['__key__']}: no video member ({', '.join(VIDEO_MEMBERS)})")
         with open_video(sample[ext], self.spec, self.backend) as r:
             start = random_clip(r.info.duration, self.spec.clip_seconds(r.info.fps), g).start
             return r.read_spec_clip(start, self.spec).frames
@@ -328,7 +337,9 @@ class ShardStream(IterableDataset):
 
         world = self.world
         urls = split_shards(self.shards.urls, self.seed, self.epoch, world.rank, world.world_size, stream, streams)
-        rng = random.Random(epoch_seed(self.seed, self.epoch, (world.rank * 1000 + stream) * 1000 + 7))
+        stream_id = (world.rank * 1000 + stream) * 1000
+        rng = random.Random(epoch_seed(self.seed, self.epoch, stream_id + 7))  # copies
+        order = random.Random(epoch_seed(self.seed, self.epoch, stream_id + 8))  # the shuffle buffer
         wanted = None if self.decode else (lambda name: name.endswith(".json"))
         buffer: List[Tuple[Dict[str, Any], List[str], int]] = []
         for sample in tarfile_samples([dict(url=u) for u in urls], select_files=wanted):
@@ -338,9 +349,9 @@ class ShardStream(IterableDataset):
             for copy in range(self._copies(labels, rng)):
                 buffer.append((sample, labels, copy))
                 if len(buffer) >= self.shuffle:
-                    yield _pop_random(buffer, rng)
+                    yield _pop_random(buffer, order)
         while buffer:
-            yield _pop_random(buffer, rng)
+            yield _pop_random(buffer, order)
 
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()

@@ -35,7 +35,7 @@ def loader_rate(shards, spec: ClipSpec, workers: int, batch: int) -> float:
     it = iter(loader)
     next(it)  # workers started, first shard opened
     start, clips = time.perf_counter(), 0
-    for clip, _, _ in it:
+    for clip, *_ in it:
         clips += len(clip)
     return clips / (time.perf_counter() - start)
 

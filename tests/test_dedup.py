@@ -54,6 +54,13 @@ def test_planted_near_duplicates_are_all_found_and_distinct_videos_are_not(tmp_p
     assert {p["pretrain"]: p["target"] for p in report["pairs"]} == planted  # all found, no false positive
     assert report["removed"] == 3 and report["removed_per_label"] == {"dup": 3}
     excluded = set(out.read_text().split())
+    # features extracted from the shards themselves are named by key; faiss's HNSW index finds the same pairs
+    summary = run_extraction(open_shards(str(tmp_path / "shards")), tmp_path / "pre_keys", model, cfg, progress=False)
+    assert summary.done == 11
+    keyed = ["dedup", "--pretrain", str(tmp_path / "pre_keys"), "--target", str(tmp_path / "tgt")]
+    keyed += ["-o", str(tmp_path / "keyed.txt"), "--shards", str(tmp_path / "shards"), "--index", "faiss"]
+    assert main(keyed) == 0
+    assert set((tmp_path / "keyed.txt").read_text().split()) == excluded
     stream = ShardStream(open_shards(str(tmp_path / "shards")), exclude=excluded, decode=False)
     kept = {key for key, _ in stream}
     assert len(kept) == 8 and not kept & excluded and all(k.split("__")[-1] in planted for k in excluded)
@@ -63,8 +70,8 @@ def test_search_is_exact_in_chunks_and_checks_dimensions():
     g = torch.Generator().manual_seed(0)
     target = torch.randn(50, 16, generator=g, dtype=torch.float64)
     pretrain = torch.cat([torch.randn(200, 16, generator=g, dtype=torch.float64), target[[3, 7]] * 1.01])
-    for chunk in (7, 4096):
-        found = find_duplicates(pretrain, target, threshold=0.99, chunk=chunk)
+    for chunk, index in ((7, "exact"), (4096, "exact"), (64, "faiss")):
+        found = find_duplicates(pretrain, target, threshold=0.99, chunk=chunk, index=index)
         assert [(i, j) for i, j, _ in found] == [(200, 3), (201, 7)]
     with pytest.raises(ValueError, match="16 dimensions, target features 8"):
         find_duplicates(pretrain, target[:, :8])

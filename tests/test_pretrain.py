@@ -246,3 +246,17 @@ def test_pretraining_helps_a_linear_probe_and_sqrt_sampling_helps_the_tail(tmp_p
     (probe_random, _), (probe_sqrt, tail_sqrt), (probe_natural, tail_natural) = results.values()
     assert probe_sqrt > probe_random + 0.3 and probe_natural > probe_random + 0.3, results  # chance: 0.125
     assert tail_sqrt > tail_natural, results
+
+
+def test_slurm_ranks_are_read_and_a_missing_rendezvous_address_is_named(monkeypatch):
+    from r21d_zoo.jobs.distributed import init_distributed, world_info_from_env
+
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "16")
+    monkeypatch.setenv("SLURM_PROCID", "9")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    world = world_info_from_env()
+    assert (world.rank, world.world_size, world.local_rank) == (9, 16, 1)
+    with pytest.raises(RuntimeError, match="MASTER_ADDR and MASTER_PORT not set.*scontrol show hostnames"):
+        init_distributed()

@@ -35,6 +35,13 @@ def init_distributed(world: Optional[WorldInfo] = None) -> WorldInfo:
         return WorldInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
     world = world or world_info_from_env()
     if world.world_size > 1:
+        missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+        if missing:  # torchrun sets them; under SLURM the job script does
+            raise RuntimeError(
+                f"{world.world_size} processes but {' and '.join(missing)} not set: launch with torchrun, or "
+                'under SLURM export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1) '
+                "MASTER_PORT=29500"
+            )
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if torch.cuda.is_available():
             torch.cuda.set_device(world.local_rank)

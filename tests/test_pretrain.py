@@ -170,7 +170,8 @@ def test_pretrain_command_exports_a_model_finetune_and_extract_load(shards, tmp_
     args = ["pretrain", shard_dir, "-o", str(out), "--arch", "r3d_18", "--model-args", json.dumps(TINY)]
     args += ["--num-frames", "4", "--resize", "32", "32", "--crop-size", "28", "--samples", "12"]
     args += ["--warmup-samples", "3", "--checkpoint-every", "6", "--batch-size", "3", "--workers", "1"]
-    args += ["--lr", "0.05", "--reference-batch", "3", "--loss", "sample-one"]
+    args += ["--lr", "0.05", "--reference-batch", "3", "--loss", "sample-one", "--stats", str(tmp_path / "stats.json")]
+    assert main(["shards", "stats", shard_dir, "-o", str(tmp_path / "stats.json")]) == 0
     assert main(args) == 0
     history = json.loads((out / "metrics.json").read_text())
     assert [h["samples"] for h in history] == [6, 12] and (out / "curves.png").is_file()

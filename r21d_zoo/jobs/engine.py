@@ -1,6 +1,8 @@
-"""The one training loop (:func:`fit`) and its plumbing: the papers' LR rule and schedules, AMP, gradient
-accumulation and checkpointing, channels_last, DDP/SyncBN, checkpoints that resume a run exactly (model, optimizer,
-scheduler, scaler, RNG states, epoch), the progress display and atomic metrics (json, csv, curves).
+"""The one training loop and its plumbing: the papers' LR rule and schedules, AMP, gradient accumulation and
+checkpointing, channels_last, DDP/SyncBN, checkpoints that resume a run exactly (model, optimizer, scheduler, scaler,
+RNG states, epoch or stream position), the progress display and atomic metrics (json, csv, curves). :func:`fit` runs
+by epochs over a map-style dataset; :func:`fit_stream` by clips processed over a stream (sharded pre-training), with
+the same optimizer, step, tally and checkpoint pieces.
 
 A job (fine-tuning, distillation, pre-training) brings only what differs: the model, the dataset, a ``step`` that
 turns a batch into a loss, and optionally an evaluation hook and an export function.
@@ -372,11 +374,7 @@ def fit(
                 config=config,
             )
             write_metrics(out, history)
-    final_dir = None
-    if out is not None and final_name and export and end_epoch == epochs:
-        final_dir = out / final_name
-        if world.is_primary:
-            export(unwrap(ddp), final_dir, history[-1] if history else {})
+    final_dir = _export_final(unwrap(ddp), out, final_name, export, history, world) if end_epoch == epochs else None
     return FitResult(unwrap(ddp), history, best_dir, final_dir)
 
 
@@ -491,12 +489,25 @@ def fit_stream(
             )
             write_metrics(out, history)
     bar.close()
-    final_dir = None
-    if out is not None and final_name and export and clips[0] >= optim.samples:
-        final_dir = out / final_name
-        if world.is_primary:
-            export(unwrap(ddp), final_dir, history[-1] if history else {})
+    done = clips[0] >= optim.samples
+    final_dir = _export_final(unwrap(ddp), out, final_name, export, history, world) if done else None
     return FitResult(unwrap(ddp), history, None, final_dir)
+
+
+def _export_final(
+    model: nn.Module,
+    out: Optional[Path],
+    name: Optional[str],
+    export: Optional[Callable[[nn.Module, Path, Dict[str, Any]], None]],
+    history: List[Dict[str, Any]],
+    world: WorldInfo,
+) -> Optional[Path]:
+    """The finished run's model, exported by the primary rank to ``out/name`` with the last record."""
+    if out is None or not name or export is None:
+        return None
+    if world.is_primary:
+        export(model, out / name, history[-1] if history else {})
+    return out / name
 
 
 def _stream_batches(

@@ -184,9 +184,11 @@ def run(cfg: PretrainJobConfig) -> int:
     counts = None
     if cfg.stats:
         try:
-            counts = json.loads(Path(cfg.stats).read_text(encoding="utf-8"))["label_counts"]
+            stats = json.loads(Path(cfg.stats).read_text(encoding="utf-8"))
+            counts = stats["label_counts"]
         except (OSError, ValueError, KeyError) as e:
             raise InputError(f"--stats {cfg.stats}: not the JSON of `r21d-zoo shards stats -o` ({e})") from e
+        shards.multilabel = shards.multilabel or stats.get("multilabel_videos", 0) > 0  # shard URLs without index
     writable_dir(cfg.out)
     result = pretrain(
         shards,

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 import r21d_zoo
 from r21d_zoo.cli import main
-from r21d_zoo.jobs.dedup import find_duplicates
+from r21d_zoo.jobs.common import InputError
+from r21d_zoo.jobs.dedup import Descriptors, find_duplicates
 from r21d_zoo.jobs.extract import ExtractConfig, discover_videos, run_extraction
 from r21d_zoo.jobs.shards import ShardStream, open_shards
 from r21d_zoo.video.writer import write_video
@@ -61,6 +62,9 @@ def test_planted_near_duplicates_are_all_found_and_distinct_videos_are_not(tmp_p
     keyed += ["-o", str(tmp_path / "keyed.txt"), "--shards", str(tmp_path / "shards"), "--index", "faiss"]
     assert main(keyed) == 0
     assert set((tmp_path / "keyed.txt").read_text().split()) == excluded
+    # 4 x 4 cells of the same maps (512 numbers a video instead of 8192) separate them as well
+    gridded = keyed[:-2] + ["-o", str(tmp_path / "grid.txt"), "--grid", "4"]
+    assert main(gridded) == 0 and set((tmp_path / "grid.txt").read_text().split()) == excluded
     stream = ShardStream(open_shards(str(tmp_path / "shards")), exclude=excluded, decode=False)
     kept = {key for key, _ in stream}
     assert len(kept) == 8 and not kept & excluded and all(k.split("__")[-1] in planted for k in excluded)
@@ -75,3 +79,31 @@ def test_search_is_exact_in_chunks_and_checks_dimensions():
         assert [(i, j) for i, j, _ in found] == [(200, 3), (201, 7)]
     with pytest.raises(ValueError, match="16 dimensions, target features 8"):
         find_duplicates(pretrain, target[:, :8])
+
+
+def test_folders_are_read_in_chunks_and_pooled_to_a_grid(tmp_path):
+    """Pre-training descriptors stream from their files in chunks with the same result as in memory; --grid pools
+    spatial maps; mismatched or unpoolable features are named."""
+    g = torch.Generator().manual_seed(1)
+    maps = torch.randn(30, 3, 8, 6, 6, generator=g)  # 30 videos of 3 clips, 8 x 6 x 6 maps
+    maps[25:] = maps[[4, 9, 14, 19, 24]] + 0.05 * torch.randn(5, 3, 8, 6, 6, generator=g)  # 5 noisy copies
+    (tmp_path / "pre").mkdir(), (tmp_path / "tgt").mkdir()
+    for i, m in enumerate(maps):
+        np.save(tmp_path / ("tgt" if i < 20 else "pre") / f"v{i:02d}.npy", m.numpy())
+    for grid, cells in ((None, 36), (2, 4)):
+        pre, tgt = Descriptors(str(tmp_path / "pre"), grid), Descriptors(str(tmp_path / "tgt"), grid)
+        rows = pre.all()
+        assert rows.shape == (10, 8 * cells) and rows.dtype == torch.float32
+        pooled = F.adaptive_avg_pool2d(maps[20:].flatten(0, 1), grid) if grid else maps[20:]
+        assert torch.allclose(rows, pooled.reshape(10, 3, -1).mean(1), atol=1e-6)
+        in_memory = find_duplicates(rows, tgt.all(), threshold=0.9)
+        streamed = find_duplicates(pre, tgt.all(), threshold=0.9, chunk=3)
+        pairs = [(i, j) for i, j, _ in streamed]
+        assert pairs == [(i, j) for i, j, _ in in_memory] == [(5, 4), (6, 9), (7, 14), (8, 19)]
+        assert all(a[2] == pytest.approx(b[2], abs=1e-6) for a, b in zip(streamed, in_memory))
+    np.save(tmp_path / "pre" / "odd.npy", np.zeros((3, 8, 5, 5), np.float32))
+    with pytest.raises(InputError, match="different sizes: .*odd.npy gives 200 numbers, .*v20.npy 288"):
+        Descriptors(str(tmp_path / "pre")).all()
+    np.save(tmp_path / "pre" / "odd.npy", np.zeros((3, 8), np.float32))
+    with pytest.raises(InputError, match="--grid pools spatial maps.*--spatial-pool none"):
+        Descriptors(str(tmp_path / "pre"), grid=2).all()

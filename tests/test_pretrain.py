@@ -2,6 +2,7 @@
 two processes, the exported model, and (slow) that pre-training helps and square-root sampling helps the tail."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from r21d_zoo.jobs.engine import SampleOptimConfig, StepOutput, TrainConfig, fit
 from r21d_zoo.jobs.labelled import EvalClips, read_labelled
 from r21d_zoo.jobs.pretrain import PretrainConfig, pretrain, pretrain_loss
 from r21d_zoo.jobs.probe import probe
-from r21d_zoo.jobs.shards import ShardStream, label_stats, open_shards, pack_shards
+from r21d_zoo.jobs.shards import ShardStream, iter_metadata, label_stats, open_shards, pack_shards
 from r21d_zoo.jobs.synthetic import DIRECTIONS, long_tailed_counts, make_motion_dataset
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import VideoClassificationTransform, train_augment
@@ -187,11 +188,30 @@ def test_pretrain_command_exports_a_model_finetune_and_extract_load(shards, tmp_
     assert np.load(tmp_path / "feats" / "left_000.npy").shape[-1] == model.num_features
 
 
-def test_policy_without_counts_counts_in_one_pass(shards, tmp_path):
+def test_label_counts_of_another_selection_are_refused(shards, tmp_path, capsys):
+    """sqrt/uniform shares come from the counts: counts over the whole set would mis-sample a subset."""
+    shard_dir = str(Path(shards.urls[0]).parent)
+    (tmp_path / "subset.txt").write_text("\n".join(k for k, _ in iter_metadata(shards.urls) if "left" in k))
+    assert main(["shards", "stats", shard_dir, "-o", str(tmp_path / "all.json")]) == 0
+    args = ["pretrain", shard_dir, "-o", str(tmp_path / "run"), "--include", str(tmp_path / "subset.txt")]
+    assert main(args + ["--stats", str(tmp_path / "all.json")]) == 3
+    assert f"shards stats {shard_dir} --include {tmp_path / 'subset.txt'} -o" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_policy_without_counts_counts_the_selected_videos_in_one_pass(shards, monkeypatch):
+    import r21d_zoo.jobs.pretrain as job
+
+    counted, count = [], job.label_stats
+    monkeypatch.setattr(job, "label_stats", lambda *a: counted.append(count(*a)) or counted[-1])
     cfg = PretrainConfig(arch="r3d_18", model_args=TINY, clip=SPEC, batch_size=3, workers=0, policy="uniform")
     cfg.optim = SampleOptimConfig(lr=0.05, reference_batch=3, samples=3, warmup_samples=0, halvings=0)
-    result = pretrain(shards, cfg, progress=False)
+    metadata = list(iter_metadata(shards.urls))
+    left = {k for k, _ in metadata if "left" in k}
+    result = pretrain(shards, cfg, include=left, progress=False)
     assert result.history[-1]["samples"] == 3 and result.model.num_classes == 4
+    expected = Counter(label for k, labels in metadata if k in left for label in labels)
+    assert len(counted) == 1 and counted[0]["label_counts"] == dict(expected) and expected["left"] == 5
 
 
 @torch.no_grad()

@@ -1,7 +1,11 @@
 """WebDataset shards: packing, streaming split by rank and worker, label statistics, sampling policies, subsets."""
 
+import functools
+import http.server
 import json
+import shutil
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +20,8 @@ from r21d_zoo.jobs.distributed import WorldInfo
 from r21d_zoo.jobs.labelled import LabelledVideos, Sample, read_labelled
 from r21d_zoo.jobs.shards import (
     ShardStream,
+    iter_metadata,
+    label_stats,
     open_shards,
     pack_shards,
     sample_key,
@@ -103,6 +109,29 @@ def test_two_gloo_processes_with_two_workers_each_read_every_sample_once(packed,
 
 
 @pytest.mark.video
+def test_shards_stream_the_same_from_a_url_and_a_pipe(packed):
+    """WebDataset opens the shards (http through curl, from a loopback server): same samples, same clips."""
+    _, out, _ = packed
+    if shutil.which("curl") is None:
+        pytest.skip("WebDataset reads http(s) shards through curl, which this machine lacks")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        pattern = "shard-{000000..000004}.tar"
+        local = [(k, c) for c, _, k, _ in ShardStream(open_shards(str(out)), SPEC, seed=2, multilabel=True)]
+        for source in (f"http://127.0.0.1:{server.server_address[1]}/{pattern}", f"pipe:cat {out}/{pattern}"):
+            shards = open_shards(source)
+            assert len(shards.urls) == 5 and label_stats(shards)["videos"] == 14
+            remote = [(k, c) for c, _, k, _ in ShardStream(shards, SPEC, ["a", "b", "c"], seed=2, multilabel=True)]
+            assert [k for k, _ in remote] == [k for k, _ in local] and len(local) == 14
+            assert all(torch.equal(a, b) for (_, a), (_, b) in zip(remote, local))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.video
 def test_streamed_clips_equal_clips_read_from_the_original_files(packed):
     root, out, data = packed
     stream = ShardStream(open_shards(str(out)), SPEC, seed=5, multilabel=True)
@@ -128,6 +157,27 @@ def test_stats_count_labels_in_one_pass(packed, tmp_path, capsys):
     pattern = str(out / "shard-{000000..000004}.tar")  # shards named by URL pattern, no index
     assert main(["shards", "stats", pattern, "-o", str(tmp_path / "s2.json")]) == 0
     assert json.loads((tmp_path / "s2.json").read_text()) == stats
+
+
+def test_stats_and_subset_count_and_choose_only_the_selected_keys(packed, tmp_path, capsys):
+    _, out, _ = packed
+    keys = [key for key, _ in iter_metadata(open_shards(str(out)).urls)]
+    a_keys = [k for k in keys if k.startswith("a__")]
+    (tmp_path / "only_a.txt").write_text("\n".join(a_keys) + "\n")
+    (tmp_path / "drop.txt").write_text(f"{a_keys[0]}\n{keys[-1]}\n")  # keys[-1]: the video labelled b and c
+    stats = label_stats(open_shards(str(out)), include=set(a_keys), exclude={a_keys[0]})
+    assert stats["label_counts"] == {"a": 4} and stats["videos"] == 4
+    full = label_stats(open_shards(str(out)))
+    assert stats["selection"] != full["selection"] == {"include": None, "exclude": None}
+    cli = ["shards", "stats", str(out), "--include", str(tmp_path / "only_a.txt"), "-o", str(tmp_path / "s.json")]
+    assert main(cli) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["label_counts"] == {"a": 5}
+    sub = ["shards", "subset", str(out), "-n", "12", "--exclude", str(tmp_path / "drop.txt")]
+    assert main(sub + ["-o", str(tmp_path / "sub.txt")]) == 0
+    chosen = set((tmp_path / "sub.txt").read_text().split())
+    assert len(chosen) == 12 and chosen == set(keys) - {a_keys[0], keys[-1]}
+    assert main(sub[:-2] + ["-o", str(tmp_path / "x.txt"), "--exclude", str(tmp_path / "missing.txt")]) == 3
+    assert "missing.txt cannot be read" in capsys.readouterr().err
 
 
 # --- sampling policies on a synthetic long-tailed label set ----------------------------------------------------------

@@ -4,9 +4,11 @@ Each video is described by the mean of its clip features (``r21d-zoo extract`` o
 ``<name>.safetensors``), centred on the mean over both sets (so features that every video shares do not count) and
 L2-normalised. A pre-training video whose cosine similarity to some target video reaches ``threshold`` is a duplicate.
 Descriptors of spatial maps (``extract --layer layer2 --spatial-pool none``) keep the layout, which separates copies
-(re-encoded, resized, trimmed) from merely similar videos far better than pooled vectors.
-The default search is exact: pre-training descriptors against all targets in chunks (a matrix product per chunk), so
-memory stays bounded for millions of videos. ``--index faiss`` (``pip install faiss-cpu``) searches an HNSW graph of
+(re-encoded, resized, trimmed) from merely similar videos far better than pooled vectors; ``--grid N`` pools such maps
+to N x N cells (layer2 of R(2+1)D with ``--grid 4``: 2048 numbers a video instead of 128 x 28 x 28).
+The default search is exact: the target descriptors are held in memory, the pre-training ones are read from their
+files in chunks (a pass for the joint mean, a pass of matrix products), so memory does not grow with the pre-training
+set. ``--index faiss`` (``pip install faiss-cpu``) searches an HNSW graph of
 the target descriptors instead: approximate, much faster for large target sets.
 
 With ``--shards`` (the packed pre-training set), feature names are matched to samples by key (``extract`` run on the
@@ -19,7 +21,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Literal, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -31,57 +33,99 @@ from .shards import iter_json, label_names, open_shards
 _logger = logging.getLogger("r21d_zoo.progress")
 
 
-def read_descriptors(folder: str) -> Tuple[List[str], torch.Tensor]:
-    """Feature names (relative to ``folder``, no extension) and the mean clip feature of each, float64."""
-    root = Path(folder)
-    files = sorted(
-        f
-        for f in root.rglob("*")
-        if (f.suffix == ".npy" and not f.name.endswith(".times.npy")) or f.suffix == ".safetensors"
-    )
-    if not files:
-        raise InputError(f"{folder}: no feature files (<name>.npy or <name>.safetensors from r21d-zoo extract)")
-    names, rows = [], []
-    for f in files:
+class Descriptors:
+    """The descriptor of every feature file under a folder (``<name>.npy`` or ``<name>.safetensors`` from ``r21d-zoo
+    extract``): the mean clip feature, flattened, float32. With ``grid``, a feature that kept its spatial axes
+    (``--spatial-pool none``: clips x C [x T] x H x W) is first average-pooled to ``grid`` x ``grid`` cells, so a
+    layout-aware descriptor stays small. Files are read a chunk at a time (:meth:`chunks`), so memory does not grow
+    with the number of videos."""
+
+    def __init__(self, folder: str, grid: Optional[int] = None):
+        self.root, self.grid = Path(folder), grid
+        self.files = sorted(
+            f
+            for f in self.root.rglob("*")
+            if (f.suffix == ".npy" and not f.name.endswith(".times.npy")) or f.suffix == ".safetensors"
+        )
+        if not self.files:
+            raise InputError(f"{folder}: no feature files (<name>.npy or <name>.safetensors from r21d-zoo extract)")
+        self.names = [f.relative_to(self.root).with_suffix("").as_posix() for f in self.files]
+
+    def read(self, f: Path) -> torch.Tensor:
+        """One file's descriptor."""
         if f.suffix == ".npy":
-            feats = np.load(f)
+            feats = torch.from_numpy(np.load(f))
         else:
-            from safetensors.numpy import load_file
+            from safetensors.torch import load_file
 
             feats = load_file(str(f))["features"]
-        feats = feats.reshape(feats.shape[0], -1) if feats.ndim > 1 else feats[None]
-        names.append(f.relative_to(root).with_suffix("").as_posix())
-        rows.append(torch.from_numpy(feats.astype(np.float64)).mean(0))
-    dims = {r.numel() for r in rows}
-    if len(dims) > 1:
-        raise InputError(f"{folder}: feature files of different sizes {sorted(dims)}; extract them with one setting")
-    return names, torch.stack(rows)
+        feats = feats.float() if feats.ndim > 1 else feats.float()[None]
+        if self.grid:
+            if feats.ndim < 4:
+                raise InputError(
+                    f"{f}: --grid pools spatial maps, this feature has shape {tuple(feats.shape)}; extract with "
+                    "--spatial-pool none"
+                )
+            feats = torch.nn.functional.adaptive_avg_pool2d(feats.flatten(1, -3), self.grid)
+        return feats.reshape(feats.shape[0], -1).mean(0)
+
+    def chunks(self, size: int) -> Iterator[torch.Tensor]:
+        """The descriptors, ``size`` rows at a time, in :attr:`names` order."""
+        dim = None
+        for start in range(0, len(self.files), size):
+            files = self.files[start : start + size]
+            rows = [self.read(f) for f in files]
+            dim = dim or rows[0].numel()
+            bad = next(((f, r.numel()) for f, r in zip(files, rows) if r.numel() != dim), None)
+            if bad is not None:
+                raise InputError(
+                    f"feature files of different sizes: {self.files[0]} gives {dim} numbers, {bad[0]} {bad[1]}; "
+                    "extract them all with one setting"
+                )
+            yield torch.stack(rows)
+
+    def all(self) -> torch.Tensor:
+        return torch.cat(list(self.chunks(4096)))
 
 
 INDEXES = ("exact", "faiss")
 
 
 def find_duplicates(
-    pretrain: torch.Tensor, target: torch.Tensor, threshold: float = 0.8, chunk: int = 4096, index: str = "exact"
+    pretrain: Union[torch.Tensor, Descriptors],
+    target: torch.Tensor,
+    threshold: float = 0.8,
+    chunk: int = 4096,
+    index: str = "exact",
 ) -> List[Tuple[int, int, float]]:
     """(pre-training row, most similar target row, cosine) for every pre-training descriptor at or above
-    ``threshold``, after centring both sets on their joint mean, ``chunk`` pre-training rows at a time; ``index``:
-    exact search, or faiss's HNSW graph over the targets (approximate)."""
+    ``threshold``, after centring both sets on their joint mean. The pre-training rows (a tensor, or a folder's
+    :class:`Descriptors`, read twice: for the mean, then to search) go ``chunk`` at a time; ``index``: exact search,
+    or faiss's HNSW graph over the targets (approximate)."""
     if index not in INDEXES:
         raise ValueError(f"index must be one of {INDEXES}, got {index!r}")
-    if pretrain.shape[1] != target.shape[1]:
-        raise InputError(
-            f"pre-training features have {pretrain.shape[1]} dimensions, target features {target.shape[1]}: extract "
-            f"both with the same model and layer"
-        )
-    mean = torch.cat([pretrain, target]).mean(0)
-    t = torch.nn.functional.normalize(target - mean, dim=1)
-    nearest = _exact(t) if index == "exact" else _hnsw(t)
-    found = []
-    for start in range(0, len(pretrain), chunk):
-        best, which = nearest(torch.nn.functional.normalize(pretrain[start : start + chunk] - mean, dim=1))
+
+    def chunks() -> Iterator[torch.Tensor]:
+        for rows in pretrain.split(chunk) if isinstance(pretrain, torch.Tensor) else pretrain.chunks(chunk):
+            if rows.shape[1] != target.shape[1]:
+                raise InputError(
+                    f"pre-training features have {rows.shape[1]} dimensions, target features {target.shape[1]}: "
+                    "extract both with the same model and layer (and use one --grid)"
+                )
+            yield rows.to(target.dtype)
+
+    total, count = target.double().sum(0), len(target)
+    for rows in chunks():
+        total, count = total + rows.double().sum(0), count + len(rows)
+    mean = (total / count).to(target.dtype)
+    nearest = (_exact if index == "exact" else _hnsw)(torch.nn.functional.normalize(target - mean, dim=1))
+    found: List[Tuple[int, int, float]] = []
+    start = 0
+    for rows in chunks():
+        best, which = nearest(torch.nn.functional.normalize(rows - mean, dim=1))
         for i in torch.nonzero(best >= threshold).flatten().tolist():
             found.append((start + i, int(which[i]), float(best[i])))
+        start += len(rows)
     return found
 
 
@@ -103,7 +147,7 @@ def _hnsw(targets: torch.Tensor, neighbours: int = 32, ef_search: int = 128) -> 
 
     def nearest(rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         scores, which = graph.search(rows.float().numpy(), 1)
-        return torch.from_numpy(scores[:, 0]).double(), torch.from_numpy(which[:, 0])
+        return torch.from_numpy(scores[:, 0]), torch.from_numpy(which[:, 0])
 
     return nearest
 
@@ -122,12 +166,15 @@ class DedupConfig:
     index: Literal["exact", "faiss"] = field(
         default="exact", metadata=dict(help="exact search in chunks, or faiss HNSW over the targets (approximate)")
     )
+    grid: Optional[int] = field(
+        default=None, metadata=dict(help="average-pool spatial maps to N x N cells first: small layout-aware rows")
+    )
 
 
 def run(cfg: DedupConfig) -> int:
-    pre_names, pre = read_descriptors(cfg.pretrain)
-    tgt_names, tgt = read_descriptors(cfg.target)
-    found = find_duplicates(pre, tgt, cfg.threshold, index=cfg.index)
+    pre, target = Descriptors(cfg.pretrain, cfg.grid), Descriptors(cfg.target, cfg.grid)
+    pre_names, tgt_names = pre.names, target.names
+    found = find_duplicates(pre, target.all(), cfg.threshold, index=cfg.index)
     names = [pre_names[i] for i, _, _ in found]
     report: Dict[str, Any] = dict(pretrain=len(pre_names), target=len(tgt_names), removed=len(found))
     if cfg.shards:

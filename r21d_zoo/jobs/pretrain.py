@@ -33,7 +33,7 @@ from ..video import train_augment
 from .common import InputError, clip_field, parse_json_object, writable_dir
 from .distributed import WorldInfo, init_distributed
 from .engine import FitResult, SampleOptimConfig, StepContext, StepOutput, TrainConfig, fit_stream
-from .shards import POLICIES, ShardSet, ShardStream, label_stats, open_shards, read_key_list
+from .shards import POLICIES, ShardSet, ShardStream, label_stats, open_shards, read_key_list, selection_digest
 
 _logger = logging.getLogger(__name__)
 LOSSES = ("softmax", "sample-one", "sigmoid")
@@ -94,8 +94,9 @@ def pretrain(
     stop_after_samples: Optional[int] = None,
     progress: bool = True,
 ) -> FitResult:
-    """Pre-train a new ``cfg.arch`` on ``shards`` (see the module docstring). ``label_counts`` (videos per label,
-    from ``r21d-zoo shards stats``) are counted in one pass when ``cfg.policy`` needs them and none are given.
+    """Pre-train a new ``cfg.arch`` on ``shards`` (see the module docstring). ``label_counts`` (videos per label over
+    the samples ``include``/``exclude`` select, from ``r21d-zoo shards stats`` given the same lists) are counted in one
+    pass when ``cfg.policy`` needs them and none are given.
     With ``out_dir``: ``last.pt`` every ``cfg.checkpoint_every`` clips (resumed from when present), metrics, and
     the model exported to ``out_dir/final``."""
     if cfg.policy not in POLICIES:
@@ -105,7 +106,7 @@ def pretrain(
     world = world or init_distributed()
     if cfg.policy != "natural" and not label_counts:
         _logger.info("counting labels for %s sampling (pass the counts of `r21d-zoo shards stats` to skip)", cfg.policy)
-        label_counts = label_stats(shards)["label_counts"]
+        label_counts = label_stats(shards, include, exclude)["label_counts"]
     classes = shard_classes(shards, label_counts)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.arch, num_classes=len(classes), **cfg.model_args)
@@ -181,6 +182,7 @@ class PretrainJobConfig:
 
 def run(cfg: PretrainJobConfig) -> int:
     shards = open_shards(cfg.shards)
+    include, exclude = read_key_list(cfg.include), read_key_list(cfg.exclude)
     counts = None
     if cfg.stats:
         try:
@@ -188,16 +190,16 @@ def run(cfg: PretrainJobConfig) -> int:
             counts = stats["label_counts"]
         except (OSError, ValueError, KeyError) as e:
             raise InputError(f"--stats {cfg.stats}: not the JSON of `r21d-zoo shards stats -o` ({e})") from e
+        if stats.get("selection", selection_digest(None, None)) != selection_digest(include, exclude):
+            lists = "".join(f" --{k} {v}" for k, v in (("include", cfg.include), ("exclude", cfg.exclude)) if v)
+            raise InputError(
+                f"--stats {cfg.stats} counts the labels of other videos than --include/--exclude select here, so "
+                f"{cfg.settings.policy} sampling would miss its shares; count them again: r21d-zoo shards stats "
+                f"{cfg.shards}{lists} -o {cfg.stats}"
+            )
         shards.multilabel = shards.multilabel or stats.get("multilabel_videos", 0) > 0  # shard URLs without index
     writable_dir(cfg.out)
-    result = pretrain(
-        shards,
-        cfg.settings,
-        cfg.out,
-        label_counts=counts,
-        include=read_key_list(cfg.include),
-        exclude=read_key_list(cfg.exclude),
-    )
+    result = pretrain(shards, cfg.settings, cfg.out, label_counts=counts, include=include, exclude=exclude)
     if result.final_dir is not None:
         print(f"model exported to {result.final_dir} (load with create_model('local-dir:{result.final_dir}'))")
     return 0

@@ -13,6 +13,7 @@ with ``m`` proportional to the target share of its label over its natural share 
 rule:** a sample's ``m`` is the mean of its labels' values, and a label's frequency counts every sample that carries it.
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -172,16 +173,42 @@ def iter_metadata(urls: Sequence[str]) -> Iterator[Tuple[str, List[str]]]:
         yield key, label_names(meta)
 
 
-def label_stats(shards: ShardSet) -> Dict[str, Any]:
-    """One pass over the shards: videos per label, videos, multi-label videos, the label distribution's spread."""
+def is_selected(key: str, include: Optional[Set[str]], exclude: Optional[Set[str]]) -> bool:
+    """Whether a sample is used: in ``include`` (a subset index; ``None``: every sample) and not in ``exclude``."""
+    return (include is None or key in include) and not (exclude and key in exclude)
+
+
+def selection_digest(include: Optional[Set[str]], exclude: Optional[Set[str]]) -> Dict[str, Optional[str]]:
+    """Fingerprints of the key lists that select the samples, recorded with label counts so that counts made on one
+    selection are not used to sample another (``None``: no list)."""
+
+    def digest(keys: Optional[Set[str]]) -> Optional[str]:
+        return None if keys is None else hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+
+    return dict(include=digest(include), exclude=digest(exclude or None))
+
+
+def label_stats(
+    shards: ShardSet, include: Optional[Set[str]] = None, exclude: Optional[Set[str]] = None
+) -> Dict[str, Any]:
+    """One pass over the shards: videos per label, videos, multi-label videos, over the samples that ``include`` and
+    ``exclude`` select (recorded as ``selection``)."""
     counts: Counter = Counter()
     videos = multi = 0
-    for _, labels in progress(iter_metadata(shards.urls), desc="stats", unit="video", total=shards.total):
+    for key, labels in progress(iter_metadata(shards.urls), desc="stats", unit="video", total=shards.total):
+        if not is_selected(key, include, exclude):
+            continue
         videos += 1
         multi += len(labels) > 1
         counts.update(set(labels))
     ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    return dict(videos=videos, multilabel_videos=multi, labels=len(counts), label_counts=ordered)
+    return dict(
+        videos=videos,
+        multilabel_videos=multi,
+        labels=len(counts),
+        label_counts=ordered,
+        selection=selection_digest(include, exclude),
+    )
 
 
 def sampling_multiplicity(label_counts: Dict[str, int], policy: str) -> Dict[str, float]:
@@ -235,7 +262,11 @@ def read_key_list(path: Optional[str]) -> Optional[Set[str]]:
     """Keys, one per line (a subset index or an exclusion list)."""
     if path is None:
         return None
-    return {line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()}
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"key list {path} cannot be read ({e}); write it with `shards subset` or `dedup`") from e
+    return {line.strip() for line in text.splitlines() if line.strip()}
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -263,7 +294,7 @@ class ShardStream(IterableDataset):
     ``position``: ``[stream, index]``, the loader stream and the item's place in it, which
     :func:`~r21d_zoo.jobs.engine.fit_stream` keeps to resume mid-epoch (:meth:`set_position`).
     ``include``/``exclude``: key sets (a subset index, a de-duplication list). ``label_counts``: videos per label over
-    the whole set (``r21d-zoo shards stats``), needed by ``sqrt`` and ``uniform``."""
+    the samples they select (``r21d-zoo shards stats`` with the same lists), needed by ``sqrt`` and ``uniform``."""
 
     def __init__(
         self,
@@ -344,7 +375,7 @@ class ShardStream(IterableDataset):
         buffer: List[Tuple[Dict[str, Any], List[str], int]] = []
         for sample in tarfile_samples([dict(url=u) for u in urls], select_files=wanted):
             key, labels = sample["__key__"], label_names(json.loads(sample["json"]))
-            if key in self.exclude or (self.include is not None and key not in self.include):
+            if not is_selected(key, self.include, self.exclude):
                 continue
             for copy in range(self._copies(labels, rng)):
                 buffer.append((sample, labels, copy))
@@ -413,10 +444,12 @@ class StatsConfig:
 
     shards: str = field(metadata=dict(positional=True, help="packed folder, index.json, or shard URL/brace pattern"))
     out: Optional[str] = field(default=None, metadata=dict(flag=("-o", "--out"), help="write the stats as JSON"))
+    include: Optional[str] = field(default=None, metadata=dict(help="count these keys only (`shards subset`)"))
+    exclude: Optional[str] = field(default=None, metadata=dict(help="leave out these keys (`r21d-zoo dedup`)"))
 
 
 def run_stats(cfg: StatsConfig) -> int:
-    stats = label_stats(open_shards(cfg.shards))
+    stats = label_stats(open_shards(cfg.shards), read_key_list(cfg.include), read_key_list(cfg.exclude))
     if cfg.out:
         atomic_write(Path(cfg.out), lambda f: f.write((json.dumps(stats, indent=2) + "\n").encode()))
     counts = list(stats["label_counts"].values())
@@ -436,10 +469,13 @@ class SubsetConfig:
     n: int = field(metadata=dict(flag=("-n", "--n"), help="videos in the subset"))
     out: str = field(metadata=dict(flag=("-o", "--out"), help="key list to write (pretrain --include)"))
     seed: int = field(default=0, metadata=dict(help="which head-label videos are kept"))
+    exclude: Optional[str] = field(default=None, metadata=dict(help="never choose these keys (`r21d-zoo dedup`)"))
 
 
 def run_subset(cfg: SubsetConfig) -> int:
-    samples = list(iter_metadata(open_shards(cfg.shards).urls))
+    exclude = read_key_list(cfg.exclude)
+    metadata = iter_metadata(open_shards(cfg.shards).urls)
+    samples = [(key, labels) for key, labels in metadata if is_selected(key, None, exclude)]
     keys = tail_preserving_subset(samples, cfg.n, cfg.seed)
     atomic_write(Path(cfg.out), lambda f: f.write(("\n".join(sorted(keys)) + "\n").encode()))
     print(f"{cfg.out}: {len(keys)} of {len(samples)} videos")

@@ -261,6 +261,40 @@ def test_extract_reads_shards_and_names_outputs_by_key(packed, tmp_path, capsys)
     assert len(list((tmp_path / "c").glob("*.times.npy"))) == sum(s["count"] for s in index["shards"][1::2])
 
 
+@pytest.mark.video
+def test_damaged_shards_are_named_and_left_out_and_the_jobs_carry_on(packed, tmp_path, capsys):
+    """A truncated shard keeps the samples before the damage, a shard that is not a tar is left whole; stats, subset,
+    the training stream and extract go on with the rest, name each damaged shard and exit 1 (partial)."""
+    _, out, _ = packed
+    damaged = tmp_path / "shards"
+    shutil.copytree(out, damaged)
+    per_shard = [[k for k, _ in iter_metadata([str(u)])] for u in sorted(damaged.glob("shard-*.tar"))]
+    truncated, garbage = damaged / "shard-000001.tar", damaged / "shard-000003.tar"
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    garbage.write_bytes(b"not a tar file " * 200)
+    intact = set(per_shard[0] + per_shard[2] + per_shard[4])
+    capsys.readouterr()
+
+    assert main(["shards", "stats", str(damaged), "-o", str(tmp_path / "stats.json")]) == 1
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert [m.split(":")[0] for m in stats["unreadable"]] == [str(truncated), str(garbage)]
+    assert len(intact) <= stats["videos"] < len(intact) + len(per_shard[1])
+    assert "2 damaged shard(s)" in capsys.readouterr().err
+    assert main(["shards", "subset", str(damaged), "-n", "5", "-o", str(tmp_path / "sub.txt")]) == 1
+
+    streamed = [key for _, _, key, _ in ShardStream(open_shards(str(damaged)), SPEC, multilabel=True)]
+    assert intact <= set(streamed) <= intact | set(per_shard[1]) and len(streamed) == len(set(streamed))
+
+    save_pretrained(create_model("r3d_18", num_classes=3, channel_multiplier=0.125), tmp_path / "m")
+    args = ["extract", str(damaged), "-o", str(tmp_path / "feats"), "--model", f"local-dir:{tmp_path / 'm'}"]
+    assert main(args + ["--num-frames", "4", "--resize", "32", "40", "--crop-size", "32", "--workers", "2"]) == 1
+    done = {p.name[: -len(".times.npy")] for p in (tmp_path / "feats").glob("*.times.npy")}
+    assert intact <= done <= intact | set(per_shard[1])
+    manifest = [json.loads(line) for line in (tmp_path / "feats" / "manifest.jsonl").read_text().splitlines()]
+    errors = {r["video"] for r in manifest if r["status"] == "error"}
+    assert errors == {str(truncated), str(garbage)}
+
+
 def test_shuffle_buffer_spreads_a_samples_copies_and_keeps_them(zipf_shards):
     shards, counts = zipf_shards
 

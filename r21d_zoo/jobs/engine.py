@@ -525,7 +525,10 @@ def _stream_batches(
             marks[stream], first, empty = mark, (stream + 1) % streams, False
             yield StreamPosition(epoch, dict(marks), first), batch
         if empty and not marks:
-            raise ValueError(f"epoch {epoch} of this rank's stream is empty: fewer shards than processes x workers?")
+            raise ValueError(
+                f"epoch {epoch} of this rank's stream is empty: fewer shards than processes x workers, or all of its "
+                "shards damaged (see the warnings)?"
+            )
         epoch, marks, first = epoch + 1, {}, 0
 
 

@@ -36,7 +36,7 @@ from ..video import VideoClassificationTransform, VideoDecodeError, VideoInfo, o
 from ..video.reader import BACKENDS, DEFAULT_BACKEND, VIDEO_EXTENSIONS, reader_class
 from .common import EXIT_PARTIAL, InputError, ModelSource, clip_field, default_workers, writable_dir
 from .distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
-from .shards import VIDEO_MEMBERS as SHARD_VIDEO_EXTS, ShardSet, is_shard_source, open_shards
+from .shards import VIDEO_MEMBERS as SHARD_VIDEO_EXTS, ShardSet, is_shard_source, open_shards, shard_samples
 
 _logger = logging.getLogger(__name__)
 
@@ -256,10 +256,11 @@ class ShardClipChunks(ClipChunks):
         self.urls, self.done = list(urls), done
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
-        from webdataset.tariterators import tarfile_samples
-
         wid, nw = _worker()
-        for sample in tarfile_samples([dict(url=u) for u in self.urls[wid::nw]]):
+        failures: List[Tuple[str, str]] = []  # damaged shards: each becomes one error item, named by its URL
+        for sample in shard_samples(self.urls[wid::nw], require=None, failures=failures):
+            yield from (dict(name=url, video=url, error=message) for url, message in failures)
+            failures.clear()
             key = sample["__key__"]
             item = VideoItem(f"{sample['__url__']}#{key}", key)
             ext = next((e for e in SHARD_VIDEO_EXTS if e in sample), None)
@@ -269,6 +270,7 @@ class ShardClipChunks(ClipChunks):
                 yield dict(name=key, video=item.path, error=f"{item.path}: no video member ({SHARD_VIDEO_EXTS})")
             else:
                 yield from self.chunks(sample[ext], item)
+        yield from (dict(name=url, video=url, error=message) for url, message in failures)
 
 
 def _worker() -> Tuple[int, int]:
@@ -560,19 +562,19 @@ def run_extraction(
             summary.skipped += 1
             bar.update(1)
             continue
-        if name not in started:
-            started[name] = time.perf_counter()
-            for p in output_paths(out, name, fmt):  # a killed run can leave a temp file; only this job writes name
-                partial_path(p).unlink(missing_ok=True)
-        if "error" in chunk:
+        if "error" in chunk:  # a video, or a damaged shard (named by its URL)
             pending.pop(name, None)
-            started.pop(name)
+            started.pop(name, None)
             summary.failed += 1
             summary.failures.append(video)
             _logger.warning("failed: %s", chunk["error"])
             _append_line(manifest, dict(base, video=video, name=name, status="error", error=chunk["error"]))
             bar.update(1)
             continue
+        if name not in started:
+            started[name] = time.perf_counter()
+            for p in output_paths(out, name, fmt):  # a killed run can leave a temp file; only this job writes name
+                partial_path(p).unlink(missing_ok=True)
         parts = pending.setdefault(name, [])
         if len(chunk["frames"]):
             parts.append((runner(chunk["frames"]), chunk["times"], chunk["num_padded"]))

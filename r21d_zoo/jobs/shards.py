@@ -19,11 +19,12 @@ import logging
 import os
 import random
 import re
+import sys
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
@@ -33,7 +34,7 @@ from .._progress import progress
 from ..models import ClipSpec
 from ..video import VideoDecodeError, open_video, random_clip
 from ..video.reader import DEFAULT_BACKEND, VIDEO_EXTENSIONS
-from .common import InputError
+from .common import EXIT_PARTIAL, InputError
 from .distributed import WorldInfo, world_info_from_env
 from .engine import epoch_seed
 from .labelled import LabelOptions, LabelledVideos
@@ -159,17 +160,48 @@ def label_names(meta: Dict[str, Any]) -> List[str]:
     return [str(x) for x in meta["labels"]]
 
 
-def iter_json(urls: Sequence[str]) -> Iterator[Tuple[str, Dict[str, Any]]]:
-    """(key, parsed json member) of every sample, reading only the json members."""
+def shard_samples(
+    urls: Sequence[str],
+    select_files: Optional[Callable[[str], bool]] = None,
+    require: Optional[str] = "json",
+    failures: Optional[List[Tuple[str, str]]] = None,
+) -> Iterator[Dict[str, Any]]:
+    """The samples of ``urls`` in order, read by WebDataset. A shard that cannot be opened or read to its end
+    (missing, truncated, not a tar, a failed download) is logged and left, keeping the whole samples before the
+    damage, and so is a sample without its ``require`` member; each such problem is also appended to ``failures`` as
+    (shard URL, message). A long job thus loses what is damaged, not the run."""
     from webdataset.tariterators import tarfile_samples
 
-    for sample in tarfile_samples([dict(url=u) for u in urls], select_files=lambda name: name.endswith(".json")):
+    def skip(url: str, problem: str) -> None:
+        _logger.warning("skipping damaged shard data: %s: %s", url, problem)
+        if failures is not None:
+            failures.append((url, f"{url}: {problem}"))
+
+    for url in urls:
+        try:
+            for sample in tarfile_samples([dict(url=url)], select_files=select_files):
+                if require is None or require in sample:
+                    yield sample
+                else:
+                    skip(url, f"sample {sample['__key__']} has no {require} member")
+        except Exception as exn:  # WebDataset appends the stream and URL to the arguments: keep the first
+            first = str(exn.args[0]).split(" @ <")[0] if exn.args else ""
+            skip(url, f"{type(exn).__name__}: {first}")
+
+
+def iter_json(
+    urls: Sequence[str], failures: Optional[List[Tuple[str, str]]] = None
+) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    """(key, parsed json member) of every sample, reading only the json members (see :func:`shard_samples`)."""
+    for sample in shard_samples(urls, lambda name: name.endswith(".json"), failures=failures):
         yield sample["__key__"], json.loads(sample["json"])
 
 
-def iter_metadata(urls: Sequence[str]) -> Iterator[Tuple[str, List[str]]]:
+def iter_metadata(
+    urls: Sequence[str], failures: Optional[List[Tuple[str, str]]] = None
+) -> Iterator[Tuple[str, List[str]]]:
     """(key, label names) of every sample."""
-    for key, meta in iter_json(urls):
+    for key, meta in iter_json(urls, failures):
         yield key, label_names(meta)
 
 
@@ -192,10 +224,12 @@ def label_stats(
     shards: ShardSet, include: Optional[Set[str]] = None, exclude: Optional[Set[str]] = None
 ) -> Dict[str, Any]:
     """One pass over the shards: videos per label, videos, multi-label videos, over the samples that ``include`` and
-    ``exclude`` select (recorded as ``selection``)."""
+    ``exclude`` select (recorded as ``selection``); ``unreadable`` lists the damaged shard data that was left out."""
     counts: Counter = Counter()
     videos = multi = 0
-    for key, labels in progress(iter_metadata(shards.urls), desc="stats", unit="video", total=shards.total):
+    failures: List[Tuple[str, str]] = []
+    metadata = iter_metadata(shards.urls, failures)
+    for key, labels in progress(metadata, desc="stats", unit="video", total=shards.total):
         if not is_selected(key, include, exclude):
             continue
         videos += 1
@@ -208,6 +242,7 @@ def label_stats(
         labels=len(counts),
         label_counts=ordered,
         selection=selection_digest(include, exclude),
+        unreadable=[message for _, message in failures],
     )
 
 
@@ -364,8 +399,6 @@ class ShardStream(IterableDataset):
 
     def _items(self, stream: int, streams: int) -> Iterator[Tuple[Dict[str, Any], List[str], int]]:
         """(sample, label names, copy) of one stream in emission order."""
-        from webdataset.tariterators import tarfile_samples
-
         world = self.world
         urls = split_shards(self.shards.urls, self.seed, self.epoch, world.rank, world.world_size, stream, streams)
         stream_id = (world.rank * 1000 + stream) * 1000
@@ -373,7 +406,7 @@ class ShardStream(IterableDataset):
         order = random.Random(epoch_seed(self.seed, self.epoch, stream_id + 8))  # the shuffle buffer
         wanted = None if self.decode else (lambda name: name.endswith(".json"))
         buffer: List[Tuple[Dict[str, Any], List[str], int]] = []
-        for sample in tarfile_samples([dict(url=u) for u in urls], select_files=wanted):
+        for sample in shard_samples(urls, wanted):
             key, labels = sample["__key__"], label_names(json.loads(sample["json"]))
             if not is_selected(key, self.include, self.exclude):
                 continue
@@ -458,7 +491,14 @@ def run_stats(cfg: StatsConfig) -> int:
         f"videos per label: max {max(counts, default=0)}, median {sorted(counts)[len(counts) // 2] if counts else 0}, "
         f"min {min(counts, default=0)}"
     )
-    return 0
+    return _partial(stats["unreadable"])
+
+
+def _partial(failures: Sequence[str]) -> int:
+    """The exit code of a pass over shards: partial when damaged shard data was left out (each was logged)."""
+    if failures:
+        print(f"{len(failures)} damaged shard(s) or sample(s) left out, e.g. {failures[0]}", file=sys.stderr)
+    return EXIT_PARTIAL if failures else 0
 
 
 @dataclass
@@ -473,10 +513,10 @@ class SubsetConfig:
 
 
 def run_subset(cfg: SubsetConfig) -> int:
-    exclude = read_key_list(cfg.exclude)
-    metadata = iter_metadata(open_shards(cfg.shards).urls)
+    exclude, failures = read_key_list(cfg.exclude), []
+    metadata = iter_metadata(open_shards(cfg.shards).urls, failures)
     samples = [(key, labels) for key, labels in metadata if is_selected(key, None, exclude)]
     keys = tail_preserving_subset(samples, cfg.n, cfg.seed)
     atomic_write(Path(cfg.out), lambda f: f.write(("\n".join(sorted(keys)) + "\n").encode()))
     print(f"{cfg.out}: {len(keys)} of {len(samples)} videos")
-    return 0
+    return _partial([message for _, message in failures])

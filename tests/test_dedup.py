@@ -107,3 +107,5 @@ def test_folders_are_read_in_chunks_and_pooled_to_a_grid(tmp_path):
     np.save(tmp_path / "pre" / "odd.npy", np.zeros((3, 8), np.float32))
     with pytest.raises(InputError, match="--grid pools spatial maps.*--spatial-pool none"):
         Descriptors(str(tmp_path / "pre"), grid=2).all()
+    with pytest.raises(InputError, match="--grid 0: .*at least 1"):
+        Descriptors(str(tmp_path / "pre"), grid=0)

@@ -41,6 +41,8 @@ class Descriptors:
     with the number of videos."""
 
     def __init__(self, folder: str, grid: Optional[int] = None):
+        if grid is not None and grid < 1:
+            raise InputError(f"--grid {grid}: give the number of cells per side, at least 1")
         self.root, self.grid = Path(folder), grid
         self.files = sorted(
             f

@@ -77,13 +77,13 @@ def test_set_position_continues_each_stream_after_its_mark(shards):
     assert rest == full[7:] and [p[1] for _, p in full] == list(range(len(full)))
 
 
-def _tiny_stream_fit(shards, out, samples, stop=None, workers=2, world=None, keys=None):
+def _tiny_stream_fit(shards, out, samples, stop=None, workers=2, world=None, keys=None, stream_seed=3):
     """fit_stream on a tiny model with sqrt sampling across epoch ends; records the keys of every batch."""
     torch.manual_seed(0)
     model = r21d_zoo.create_model("r3d_18", num_classes=4, **TINY)
     spec = ClipSpec.from_model(model, **SPEC)
     counts = label_stats(shards)["label_counts"]
-    stream = ShardStream(shards, spec, None, "sqrt", counts, seed=3, world=world, multilabel=True, shuffle=8)
+    stream = ShardStream(shards, spec, None, "sqrt", counts, seed=stream_seed, world=world, multilabel=True, shuffle=8)
     cfg = TrainConfig(batch_size=3, workers=workers, seed=5)
     cfg.optim = SampleOptimConfig(lr=0.05, reference_batch=3, samples=samples, warmup_samples=6, halvings=2)
 
@@ -129,8 +129,10 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(shards, tmp_path):
     assert part1 and part2 and full == part1 + part2  # same sample order, nothing repeated or skipped
     assert torch.load(tmp_path / "a" / "last.pt", weights_only=True)["positions"][0]["epoch"] >= 1  # crossed epochs
     _same_run(tmp_path / "a", tmp_path / "b")
-    with pytest.raises(ValueError, match="--workers"):
+    with pytest.raises(ValueError, match=r"other workers \(workers: 2 then, 1 now\)"):
         _tiny_stream_fit(shards, tmp_path / "b", 60, workers=1)
+    with pytest.raises(ValueError, match=r"other stream \(stream: .*'seed': 3.* then, .*'seed': 4"):
+        _tiny_stream_fit(shards, tmp_path / "b", 60, stream_seed=4)  # the saved positions index another order
 
 
 def _gloo_resume(rank, world_size, init, shard_dir, out):

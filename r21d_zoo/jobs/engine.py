@@ -408,7 +408,8 @@ def fit_stream(
     ranks, counted after every optimizer step, which is the schedule's clock). Each rank starts its next epoch when
     its stream ends (a stream's last batch may be short), so every rank takes the same number of optimizer steps.
 
-    The stream is an ``IterableDataset`` with ``set_epoch(epoch)`` and ``set_position(marks, first)``. It yields
+    The stream is an ``IterableDataset`` with ``set_epoch(epoch)``, ``set_position(marks, first)`` and
+    ``order_key()`` (the settings that fix its order, checked on resume). It yields
     items whose last element is a 1-D integer tensor: the loader stream (the worker, numbered from ``first``, that
     read it) then the dataset's mark of the item; after ``set_position`` each stream leaves out the items up to its
     mark and worker ``w`` serves stream ``(w + first) % workers``, so the loader's round robin continues where it
@@ -424,17 +425,28 @@ def fit_stream(
     scheduler = LambdaLR(optimizer, lambda _: sample_lr_factor(optim, clips[0], global_batch))
     end = optim.samples if stop_after_samples is None else min(optim.samples, stop_after_samples)
     streams = max(1, cfg.workers)
-    layout = dict(world_size=world.world_size, workers=streams, batch_size=cfg.batch_size)
+    layout = dict(
+        world_size=world.world_size,
+        workers=streams,
+        batch_size=cfg.batch_size,
+        accumulation=cfg.accumulation,
+        stream=dataset.order_key(),
+    )
     ddp = wrap_ddp(model, world, device, cfg.sync_bn)
     out = Path(out_dir) if out_dir is not None else None
     history: List[Dict[str, Any]] = []
     steps, position = 0, StreamPosition()
     state = resume_training_state(out / "last.pt", unwrap(ddp), optimizer, scheduler, scaler) if out else None
     if state is not None:
-        if state.get("layout") != layout:
+        saved_layout = state.get("layout") or {}
+        changed = sorted(k for k in set(layout) | set(saved_layout) if layout.get(k) != saved_layout.get(k))
+        if changed:
             raise ValueError(
-                f"{out / 'last.pt'} was written by a run with {state.get('layout')}, this one has {layout}; resume "
-                "with the same number of processes, --workers and --batch-size, or choose a new output folder"
+                f"{out / 'last.pt'} was written by a run with other {', '.join(changed)} ("
+                + "; ".join(f"{k}: {saved_layout.get(k)} then, {layout.get(k)} now" for k in changed)
+                + "); its stream positions only hold for the same number of processes, --workers, --batch-size, "
+                "--accumulation and stream (shards, seed, sampling, key lists, shuffle buffer): resume with those, "
+                "or choose a new output folder"
             )
         clips[0], steps, history = state["samples"], state["step"], state["history"]
         saved = state["positions"][world.rank]

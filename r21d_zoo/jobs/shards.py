@@ -352,6 +352,7 @@ class ShardStream(IterableDataset):
         self.index = {c: i for i, c in enumerate(self.classes)}
         if policy != "natural" and not label_counts:
             raise InputError(f"sampling policy {policy!r} needs label counts: run `r21d-zoo shards stats` first")
+        self.policy, self.label_counts = policy, label_counts
         self.multiplicity = sampling_multiplicity(label_counts, policy) if policy != "natural" else None
         self.world = world or world_info_from_env()
         self.include, self.exclude, self.decode = include, exclude or set(), decode
@@ -361,6 +362,20 @@ class ShardStream(IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def order_key(self) -> Dict[str, Any]:
+        """What fixes the order and the copies of the items: a position saved in one run holds in another only when
+        this is equal (:func:`~r21d_zoo.jobs.engine.fit_stream` checks it on resume)."""
+        shards = hashlib.sha256("\n".join(self.shards.urls).encode()).hexdigest()[:16]
+        counts = hashlib.sha256(json.dumps(self.label_counts, sort_keys=True).encode()).hexdigest()[:16]
+        return dict(
+            shards=shards,
+            seed=self.seed,
+            policy=self.policy,
+            label_counts=counts if self.multiplicity is not None else None,
+            selection=selection_digest(self.include, self.exclude),
+            shuffle=self.shuffle,
+        )
 
     def set_position(self, marks: Dict[int, Sequence[int]], first: int = 0) -> None:
         """Continue this epoch after ``marks`` (stream -> ``[index]`` of its last item consumed); worker ``w`` serves

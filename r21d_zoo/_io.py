@@ -12,12 +12,13 @@ def partial_path(path: Union[str, os.PathLike]) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
-def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], object]) -> None:
+def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], object], shared: bool = False) -> None:
     """Write through ``write(file)`` into a temp file beside ``path``, fsync, then rename: readers see the old file
-    or the complete new one, never a partial one."""
+    or the complete new one, never a partial one. ``shared``: several processes may write ``path`` at once (a
+    setting every rank records), so each writes its own temp file (``.<name>.<pid>.partial``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial") if shared else partial_path(path)
     try:
         with open(tmp, "wb") as f:
             write(f)

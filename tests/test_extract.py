@@ -242,6 +242,21 @@ def test_two_process_gloo_run_equals_single_process_bit_for_bit(videos, tiny_dir
             assert a.tobytes() == b.tobytes()
 
 
+def _write_shared(rank: int, path: str) -> None:
+    from r21d_zoo._io import atomic_write
+
+    text = json.dumps({"settings": list(range(2000))}).encode()
+    for _ in range(300):
+        atomic_write(Path(path), lambda f: f.write(text), shared=True)
+        assert json.loads(Path(path).read_bytes()) == json.loads(text)  # never a partial file
+
+
+def test_ranks_recording_the_same_settings_file_at_once_do_not_collide(tmp_path):
+    """Every rank (or --shard-id job) records extraction.json: each writes through its own temp file."""
+    torch.multiprocessing.spawn(_write_shared, args=(str(tmp_path / "extraction.json"),), nprocs=2)
+    assert [p.name for p in tmp_path.iterdir()] == ["extraction.json"]
+
+
 def test_shard_flags_split_without_duplicates(videos, tiny_dir, tmp_path):
     good = [videos / f"v{i}.mp4" for i in range(5)]
     for shard in range(2):

@@ -482,7 +482,7 @@ def check_settings(out: Path, settings: Dict[str, Any], resume: bool) -> str:
         raise InputError(f"{out} holds features with no {SETTINGS_FILE}, so their settings are unknown; {ways_out}")
     if recorded != settings:
         text = json.dumps(settings, indent=2, sort_keys=True) + "\n"
-        atomic_write(path, lambda f: f.write(text.encode()))
+        atomic_write(path, lambda f: f.write(text.encode()), shared=True)  # every rank or job records them
     return hashlib.sha256(json.dumps(new, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -257,10 +257,15 @@ class ShardClipChunks(ClipChunks):
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         wid, nw = _worker()
-        failures: List[Tuple[str, str]] = []  # damaged shards: each becomes one error item, named by its URL
+        failures: List[Tuple[str, str]] = []
+
+        def damaged() -> Iterator[Dict[str, Any]]:  # each damaged shard as one error item, named by its URL
+            while failures:
+                url, message = failures.pop(0)
+                yield dict(name=url, video=url, error=message)
+
         for sample in shard_samples(self.urls[wid::nw], require=None, failures=failures):
-            yield from (dict(name=url, video=url, error=message) for url, message in failures)
-            failures.clear()
+            yield from damaged()
             key = sample["__key__"]
             item = VideoItem(f"{sample['__url__']}#{key}", key)
             ext = next((e for e in SHARD_VIDEO_EXTS if e in sample), None)
@@ -270,7 +275,7 @@ class ShardClipChunks(ClipChunks):
                 yield dict(name=key, video=item.path, error=f"{item.path}: no video member ({SHARD_VIDEO_EXTS})")
             else:
                 yield from self.chunks(sample[ext], item)
-        yield from (dict(name=url, video=url, error=message) for url, message in failures)
+        yield from damaged()
 
 
 def _worker() -> Tuple[int, int]:

@@ -210,12 +210,16 @@ def is_selected(key: str, include: Optional[Set[str]], exclude: Optional[Set[str
     return (include is None or key in include) and not (exclude and key in exclude)
 
 
+def _fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def selection_digest(include: Optional[Set[str]], exclude: Optional[Set[str]]) -> Dict[str, Optional[str]]:
     """Fingerprints of the key lists that select the samples, recorded with label counts so that counts made on one
     selection are not used to sample another (``None``: no list)."""
 
     def digest(keys: Optional[Set[str]]) -> Optional[str]:
-        return None if keys is None else hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+        return None if keys is None else _fingerprint("\n".join(sorted(keys)))
 
     return dict(include=digest(include), exclude=digest(exclude or None))
 
@@ -366,10 +370,9 @@ class ShardStream(IterableDataset):
     def order_key(self) -> Dict[str, Any]:
         """What fixes the order and the copies of the items: a position saved in one run holds in another only when
         this is equal (:func:`~r21d_zoo.jobs.engine.fit_stream` checks it on resume)."""
-        shards = hashlib.sha256("\n".join(self.shards.urls).encode()).hexdigest()[:16]
-        counts = hashlib.sha256(json.dumps(self.label_counts, sort_keys=True).encode()).hexdigest()[:16]
+        counts = _fingerprint(json.dumps(self.label_counts, sort_keys=True))
         return dict(
-            shards=shards,
+            shards=_fingerprint("\n".join(self.shards.urls)),
             seed=self.seed,
             policy=self.policy,
             label_counts=counts if self.multiplicity is not None else None,

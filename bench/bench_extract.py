@@ -170,9 +170,11 @@ def main() -> None:
 
 
 def torchcodec_rows(results: dict, video: Path, spec: ClipSpec, cfg: ExtractConfig, model, tmp: Path, workers: int):
+    from r21d_zoo.video import DecoderUnavailableError, check_backend
+
     try:
-        from torchcodec.decoders import VideoDecoder  # noqa: F401
-    except (ImportError, RuntimeError, OSError) as e:
+        check_backend("torchcodec")
+    except DecoderUnavailableError as e:
         print(f"torchcodec rows skipped: {e}")
         return [dict(measurement="torchcodec vs PyAV", ours="torchcodec not usable", baseline="-", ratio="-")]
 

@@ -67,9 +67,10 @@ def test_boring_video_first_stage_equals_the_2d_model_at_interior_positions(name
     )
     interior = range(convs_t3, frames - convs_t3)
     assert len(interior) >= 4
+    scale = float(ref.abs().max())  # float32 rounding of long sums grows with it and differs between CPUs' kernels
     for t in interior:
-        torch.testing.assert_close(out[:, :, t], ref, rtol=1e-5, atol=1e-5)
-    assert (out[:, :, 0] - ref).abs().max() > 1e-3  # the boundary really differs: zero padding in time
+        torch.testing.assert_close(out[:, :, t], ref, rtol=1e-5, atol=1e-5 * scale)
+    assert (out[:, :, 0] - ref).abs().max() > 1e-2 * scale  # the boundary really differs: zero padding in time
 
 
 @pytest.mark.parametrize("name", ["timm_resnet18", "torchvision_resnet18"])

@@ -1,7 +1,8 @@
 """The optional torchcodec decoder gives the same clips as PyAV: times, padding and pixels, then the same features.
 
-CI installs torchcodec and FFmpeg's libraries and sets R21D_ZOO_REQUIRE_TORCHCODEC=1, so these tests fail there
-instead of skipping when the decoder is unusable.
+They need FFmpeg's shared libraries from the OS, which the README's set-up does not install: without them they skip,
+naming the libraries (``check_backend`` decodes a tiny video to know). CI installs the libraries and sets
+R21D_ZOO_REQUIRE_TORCHCODEC=1, so these tests fail there instead of skipping when the decoder is unusable.
 """
 
 import os
@@ -12,7 +13,7 @@ import torch
 
 import r21d_zoo
 from r21d_zoo.models import ClipSpec
-from r21d_zoo.video import VideoDecodeError, open_video
+from r21d_zoo.video import DecoderUnavailableError, VideoDecodeError, check_backend, open_video
 from videos import make_broken, make_video, make_zero_frames
 
 pytestmark = pytest.mark.video
@@ -21,11 +22,11 @@ pytestmark = pytest.mark.video
 @pytest.fixture(scope="module", autouse=True)
 def torchcodec_usable():
     try:
-        from torchcodec.decoders import VideoDecoder  # noqa: F401
-    except (ImportError, RuntimeError, OSError) as e:
+        check_backend("torchcodec")
+    except DecoderUnavailableError as e:
         if os.environ.get("R21D_ZOO_REQUIRE_TORCHCODEC") == "1":
-            pytest.fail(f"torchcodec is required here but unusable: {e}")
-        pytest.skip(f"torchcodec is not usable: {e}")
+            pytest.fail(f"torchcodec is required here (R21D_ZOO_REQUIRE_TORCHCODEC=1) but unusable: {e}")
+        pytest.skip(f"needs FFmpeg's shared libraries for torchcodec: {e}")
 
 
 @pytest.fixture(scope="module")

@@ -204,3 +204,80 @@ def test_the_decoder_seam_takes_a_new_backend_by_name(cfr, monkeypatch):
     assert RecordingReader.opened == [str(cfr)] * 2
     with pytest.raises(ValueError, match="unknown video backend 'nope'; available: pyav"):
         open_video(cfr, backend="nope")
+
+
+# --- an optional decoder that cannot load here ------------------------------------------------------------------------
+# torchcodec imports without FFmpeg's shared libraries and fails only at its first decode; the fake module below fails
+# the way it does then (its real message), so these run on every machine, with or without the libraries.
+
+
+@pytest.fixture
+def fresh_decoder_check():
+    from r21d_zoo.video import reader
+
+    reader._unusable_reason.cache_clear()
+    yield
+    reader._unusable_reason.cache_clear()
+
+
+def _torchcodec_without_ffmpeg(monkeypatch):
+    import sys
+    import types
+
+    class VideoDecoder:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("Could not load libtorchcodec. Likely causes:\n  1. FFmpeg is not properly installed")
+
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", types.SimpleNamespace(VideoDecoder=VideoDecoder))
+
+
+def test_a_decoder_without_its_libraries_is_one_clear_error(cfr, monkeypatch, fresh_decoder_check):
+    from r21d_zoo.video import DecoderUnavailableError, check_backend
+
+    _torchcodec_without_ffmpeg(monkeypatch)
+    with pytest.raises(DecoderUnavailableError) as e:
+        open_video(cfr, backend="torchcodec")
+    message = str(e.value)
+    assert "Could not load libtorchcodec" in message and "libavcodec" in message
+    assert "apt-get install ffmpeg" in message and "conda install -c conda-forge ffmpeg" in message
+    assert "--decoder pyav" in message and "re-encode" not in message and str(cfr) not in message  # not the video's
+    check_backend("pyav")  # the bundled decoder is unaffected
+    with open_video(cfr, backend="pyav") as r:
+        assert r.read_clip(0.0, 2).frames.shape[0] == 2
+
+
+def test_a_decoder_that_is_not_installed_says_how_to_install_it(cfr, monkeypatch, fresh_decoder_check):
+    import sys
+
+    from r21d_zoo.video import DecoderUnavailableError
+
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # import fails as when not installed
+    with pytest.raises(DecoderUnavailableError, match=r'not installed.*pip install "r21d_zoo\[torchcodec\]"'):
+        open_video(cfr, backend="torchcodec")
+
+
+def test_extract_with_an_unusable_decoder_exits_3_before_any_work(cfr, tmp_path, monkeypatch, capsys, fresh_decoder_check):
+    from r21d_zoo.cli import EXIT_INPUT, main
+
+    _torchcodec_without_ffmpeg(monkeypatch)
+    out = tmp_path / "feats"
+    args = ["extract", str(cfr), "-o", str(out), "--decoder", "torchcodec", "--model", "r3d_18", "--random-weights"]
+    assert main(args + ["--workers", "0"]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "apt-get install ffmpeg" in err and "re-encod" not in err
+    assert not out.exists()  # refused before the output folder, the model or any video
+
+
+def test_torchcodec_unusable_on_this_machine_is_reported_the_same_way(cfr, fresh_decoder_check):
+    """The real thing, where FFmpeg's shared libraries are missing (the README's set-up does not install them)."""
+    from r21d_zoo.video import DecoderUnavailableError, check_backend
+
+    try:
+        check_backend("torchcodec")
+    except DecoderUnavailableError as e:
+        assert ("apt-get install ffmpeg" in str(e) or "pip install" in str(e)) and "re-encode" not in str(e)
+        with pytest.raises(DecoderUnavailableError):
+            open_video(cfr, backend="torchcodec")
+    else:
+        with open_video(cfr, backend="torchcodec") as r:  # usable: it decodes
+            assert r.read_clip(0.0, 2).frames.shape[0] == 2

@@ -33,7 +33,7 @@ from .._version import __version__
 from ..deploy.optimize import AMP_DTYPES, optimize_for_inference
 from ..models import ClipSpec
 from ..video import VideoClassificationTransform, VideoDecodeError, VideoInfo, open_video, sliding_clips, uniform_clips
-from ..video.reader import BACKENDS, DEFAULT_BACKEND, VIDEO_EXTENSIONS, reader_class
+from ..video.reader import BACKENDS, DEFAULT_BACKEND, VIDEO_EXTENSIONS, check_backend, reader_class
 from .common import EXIT_PARTIAL, InputError, ModelSource, clip_field, default_workers, writable_dir
 from .distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
 from .shards import VIDEO_MEMBERS as SHARD_VIDEO_EXTS, ShardSet, is_shard_source, open_shards, shard_samples
@@ -527,6 +527,7 @@ def run_extraction(
     _stage_check(model, cfg.layer)
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"format must be one of {OUTPUT_FORMATS}, got {fmt!r}")
+    check_backend(backend)  # a decoder that cannot load here fails once, not once per video
     if not 0 <= shard_id < num_shards:
         raise ValueError(f"shard id {shard_id} is not in 0..{num_shards - 1}")
     out = Path(out_dir)
@@ -671,7 +672,9 @@ def shard_inputs(inputs: Sequence[str]) -> Optional[ShardSet]:
 
 
 def run(cfg: ExtractJobConfig) -> int:
-    """``r21d-zoo extract``: exit 1 when any video failed (on any rank), 2 when the model or inputs are unusable."""
+    """``r21d-zoo extract``: exit 1 when any video failed (on any rank), 3 when the model, the inputs or the decoder
+    are unusable (refused before any work)."""
+    check_backend(cfg.decoder)
     videos = shard_inputs(cfg.inputs) or discover_videos(cfg.inputs, cfg.extensions.split(","))
     if not videos:
         raise InputError(f"no videos found in {' '.join(cfg.inputs)} (extensions {cfg.extensions})")

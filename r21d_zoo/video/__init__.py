@@ -4,9 +4,11 @@ from .reader import (
     BACKENDS as BACKENDS,
     Clip as Clip,
     ClipFrames as ClipFrames,
+    DecoderUnavailableError as DecoderUnavailableError,
     VideoDecodeError as VideoDecodeError,
     VideoInfo as VideoInfo,
     VideoReader as VideoReader,
+    check_backend as check_backend,
     open_video as open_video,
     read_clip as read_clip,
 )

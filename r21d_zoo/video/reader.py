@@ -6,6 +6,7 @@ the end is padded (``repeat`` the last frame or ``loop`` the clip) with the padd
 in ``BACKENDS`` by module path, so an optional one costs nothing until it is asked for.
 """
 
+import functools
 import importlib
 import os
 from abc import ABC, abstractmethod
@@ -46,6 +47,11 @@ class VideoDecodeError(RuntimeError):
     """A video could not be opened or decoded; the message names the file, the cause and what to do."""
 
 
+class DecoderUnavailableError(RuntimeError):
+    """A decoding backend cannot run on this machine (not installed, or its system libraries are missing): a fault
+    of the set-up, not of any video, so jobs refuse it before any work; the message says what to install."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     path: str
@@ -77,6 +83,11 @@ class VideoReader(ABC):
 
     info: VideoInfo
     devices: Tuple[str, ...] = ("cpu",)
+
+    @classmethod
+    def check_usable(cls) -> None:
+        """Raise :class:`DecoderUnavailableError` if this backend cannot decode here (an optional backend loads
+        itself and decodes a tiny video); backends that ship with the package need not override it."""
 
     @abstractmethod
     def read_clip(
@@ -119,6 +130,26 @@ def reader_class(backend: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+@functools.lru_cache(maxsize=None)
+def _unusable_reason(backend: str) -> Optional[str]:
+    check = getattr(reader_class(backend), "check_usable", None)  # a backend need not subclass VideoReader
+    try:
+        if check is not None:
+            check()
+    except DecoderUnavailableError as e:
+        return str(e)
+    return None
+
+
+def check_backend(backend: str) -> None:
+    """Raise :class:`DecoderUnavailableError` if ``backend`` cannot decode on this machine. The answer comes from
+    actually loading it (once per process, then cached): an optional decoder can import and still fail at its
+    first frame when the system libraries it loads lazily are missing."""
+    reason = _unusable_reason(backend)
+    if reason is not None:
+        raise DecoderUnavailableError(reason)
+
+
 def open_video(
     path: VideoSource,
     spec: Optional[ClipSpec] = None,
@@ -129,8 +160,10 @@ def open_video(
     """Open ``path`` with a backend. With ``spec``, frames come resized as the spec says (``resize_size``,
     ``interpolation``, ``antialias``, rounded back to uint8 like the evaluation transform); ``decoder_resize`` resizes
     inside the decoder instead (faster, but not the reference preprocessing the published accuracies used).
-    ``device`` (a backend that decodes on GPUs) is where frames are decoded and returned; default the CPU."""
+    ``device`` (a backend that decodes on GPUs) is where frames are decoded and returned; default the CPU. A backend
+    that cannot run here raises :class:`DecoderUnavailableError` (see :func:`check_backend`)."""
     reader_cls = reader_class(backend)
+    check_backend(backend)
     kwargs: Dict[str, object] = {}
     if device is not None and torch.device(device).type != "cpu":
         if torch.device(device).type not in getattr(reader_cls, "devices", ("cpu",)):

@@ -7,28 +7,39 @@ consecutive native frames; the end of the stream is the last frame plus one fram
 same frames. torchcodec's exact seek mode indexes every frame when the file is opened and seeks by it.
 """
 
+import io
 import os
+import re
 from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
 
-from .reader import ClipFrames, VideoDecodeError, VideoInfo, VideoReader, check_pad, pad_order
+from .reader import ClipFrames, DecoderUnavailableError, VideoDecodeError, VideoInfo, VideoReader, check_pad, pad_order
 from .transforms import resize_frames, resized_hw
+from .writer import write_video
 
-INSTALL_HINT = (
-    'install it with pip install "r21d_zoo[torchcodec]" and FFmpeg\'s shared libraries (Debian/Ubuntu: apt-get install '
-    "libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavdevice59 libavfilter8), or use the PyAV "
-    "decoder (--decoder pyav)"
+PIP_HINT = 'pip install "r21d_zoo[torchcodec]"'
+LIBRARIES_HINT = (
+    "torchcodec loads FFmpeg's shared libraries (libavcodec, libavformat, libavutil, libswscale, libswresample; "
+    "FFmpeg 4 to 8) from the system, and they are missing or unusable here. Install them: Debian/Ubuntu: "
+    "sudo apt-get install ffmpeg (or just the libraries, e.g. on Debian 12: libavcodec59 libavformat59 libavutil57 "
+    "libswscale6 libswresample4 libavdevice59 libavfilter8); conda: conda install -c conda-forge ffmpeg"
 )
+OTHER_DECODER = "or decode with PyAV, which bundles its own FFmpeg (--decoder pyav, backend=\"pyav\")"
 
 
-def _import_decoder():
-    try:
-        from torchcodec.decoders import VideoDecoder
-    except (ImportError, RuntimeError, OSError) as e:  # RuntimeError/OSError: FFmpeg libraries missing
-        raise VideoDecodeError(f"the torchcodec decoder is not usable ({type(e).__name__}: {e}); {INSTALL_HINT}") from e
-    return VideoDecoder
+def _tiny_video() -> bytes:
+    """Two 16x16 H.264 frames in MP4, encoded by PyAV (which bundles its own FFmpeg)."""
+    buffer = io.BytesIO()
+    write_video(buffer, np.zeros((2, 16, 16, 3), np.uint8), container_format="mp4")
+    return buffer.getvalue()
+
+
+def _first_line(e: BaseException) -> str:
+    """The error's type and first sentence (torchcodec's own message goes on for pages)."""
+    sentences = re.split(r"(?<=[.:])\s", str(e).strip(), maxsplit=1)
+    return f"{type(e).__name__}: {sentences[0]}"
 
 
 class TorchCodecReader(VideoReader):
@@ -36,6 +47,23 @@ class TorchCodecReader(VideoReader):
     preprocessing); ``frame_size`` resizes inside the decoder instead (faster, not the reference)."""
 
     devices = ("cpu", "cuda")
+
+    @classmethod
+    def check_usable(cls) -> None:
+        """torchcodec imports without FFmpeg (it loads its core library lazily), so decode a tiny video to know."""
+        try:
+            from torchcodec.decoders import VideoDecoder
+        except ImportError as e:
+            raise DecoderUnavailableError(
+                f"the torchcodec decoder is not installed ({_first_line(e)}); {PIP_HINT}, {OTHER_DECODER}"
+            ) from e
+        try:
+            VideoDecoder(_tiny_video(), seek_mode="exact").get_frame_at(0)
+        except Exception as e:  # any failure on a known-good video is the set-up's, not a video's
+            raise DecoderUnavailableError(
+                f"the torchcodec decoder cannot run on this machine ({_first_line(e)}). {LIBRARIES_HINT}; "
+                f"{OTHER_DECODER}"
+            ) from e
 
     def __init__(
         self,
@@ -46,7 +74,8 @@ class TorchCodecReader(VideoReader):
         antialias: bool = False,
         device: Union[str, torch.device] = "cpu",
     ):
-        VideoDecoder = _import_decoder()
+        from torchcodec.decoders import VideoDecoder  # open_video checked that it loads (check_usable)
+
         in_memory = isinstance(path, (bytes, bytearray, memoryview))
         self.path = f"<in-memory video, {len(path)} bytes>" if in_memory else str(path)
         source = bytes(path) if in_memory else self.path

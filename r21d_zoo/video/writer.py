@@ -3,13 +3,13 @@ the tests."""
 
 import os
 from fractions import Fraction
-from typing import Any, Dict, Iterable, Optional, Sequence, Union
+from typing import Any, BinaryIO, Dict, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
 
 def write_video(
-    path: Union[str, "os.PathLike[str]"],
+    path: Union[str, "os.PathLike[str]", BinaryIO],
     frames: Iterable[np.ndarray],
     fps: int = 10,
     *,
@@ -25,10 +25,12 @@ def write_video(
     """Encode uint8 (H, W, 3) RGB ``frames`` with libx264. ``pix_fmt="yuv444p"`` with ``options={"qp": "0"}`` is
     lossless (and allows odd sizes); ``pts`` (in ``time_base`` units) sets each frame's time for variable frame rates
     or late-starting streams; ``rotation`` writes display-matrix metadata; ``audio`` adds a 440 Hz AAC track as long
-    as the video."""
+    as the video. ``path`` may be a seekable binary file object (then name ``container_format``). Returns the path written ("" for a
+    file object)."""
     import av
 
-    with av.open(str(path), "w", format=container_format) as container:
+    target = path if hasattr(path, "write") else str(path)
+    with av.open(target, "w", format=container_format) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.pix_fmt = pix_fmt
         stream.options = dict(options or {}, **({"bf": "0"} if pts is not None else {}))
@@ -51,7 +53,7 @@ def write_video(
         container.mux(stream.encode())
         if astream is not None:
             write_tone(container, astream, seconds=count / fps)
-    return str(path)
+    return target if isinstance(target, str) else ""
 
 
 def write_tone(container: Any, stream: Any, seconds: float, rate: int = 16000) -> None:

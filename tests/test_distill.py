@@ -14,6 +14,7 @@ from r21d_zoo.jobs.distill import DistillConfig, TeacherSpec, distill, distill_l
 from r21d_zoo.jobs.engine import OptimConfig
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import read_clip
+from util import learning_seed
 from videos import colour_frames, make_frames_video
 
 COLOURS3 = ["red", "green", "blue"]
@@ -62,7 +63,7 @@ def spec(model):
 def dataset(tmp_path_factory):
     """48 unlabelled training videos (12 of them with a grey object) and 24 held-out videos, 8 frames of 32x32."""
     root = tmp_path_factory.mktemp("colour")
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(learning_seed())
     train, held_out, colours = [], [], []
     for i in range(72):
         colour = "gray" if i < 48 and i % 4 == 3 else COLOURS3[i % 3]
@@ -73,8 +74,8 @@ def dataset(tmp_path_factory):
 
 
 def train_teacher() -> nn.Module:
-    torch.manual_seed(0)
-    rng = np.random.default_rng(1)
+    torch.manual_seed(learning_seed())
+    rng = np.random.default_rng(learning_seed() + 1)
     teacher = TinyTeacher()
     opt = torch.optim.Adam(teacher.parameters(), 1e-2)
     for _ in range(150):
@@ -127,16 +128,20 @@ def test_distilled_student_agrees_with_the_teacher_on_held_out_videos(dataset, t
         assert acc.float().mean() == 1.0
     clean = [p for p, c in zip(train, colours) if c != "gray"]
     cfg = config(
-        target="random", optim=OptimConfig(lr=0.1, reference_batch=8, epochs=12, warmup_epochs=1, schedule="cosine")
+        target="random",
+        optim=OptimConfig(lr=0.03, reference_batch=8, epochs=16, warmup_epochs=2, schedule="cosine"),
+        seed=learning_seed(),
     )
     result = distill(clean, [spec(teacher)], cfg, out_dir=tmp_path / "run", progress=False)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     student = r21d_zoo.create_model(f"local-dir:{result.final_dir}").eval()
     agreement = video_predictions(teacher, student, held_out)
-    assert agreement >= 0.9, agreement
     untrained = r21d_zoo.create_model("r2plus1d_18", num_classes=3, **STUDENT).eval()
     untrained.pretrained_cfg = student.pretrained_cfg
-    assert video_predictions(teacher, untrained, held_out) < 0.7  # the agreement is learnt, not a given
+    untrained_agreement = video_predictions(teacher, untrained, held_out)
+    print(f"distill seed {learning_seed()}: agreement {agreement:.3f} (untrained {untrained_agreement:.3f})")
+    assert agreement >= 0.9, agreement
+    assert untrained_agreement < 0.7  # the agreement is learnt, not a given
 
 
 @pytest.mark.video

@@ -1,5 +1,6 @@
 """Pre-training on streamed shards: the schedule in clips, the multi-label losses, exact mid-stream resume on one and
-two processes, the exported model, and (slow) that pre-training helps and square-root sampling helps the tail."""
+two processes, the exported model, the tail's share of the optimiser steps under each sampling policy, and (slow)
+that pre-training helps a linear probe."""
 
 import json
 from collections import Counter
@@ -20,6 +21,7 @@ from r21d_zoo.jobs.shards import ShardStream, iter_metadata, label_stats, open_s
 from r21d_zoo.jobs.synthetic import DIRECTIONS, long_tailed_counts, make_motion_dataset
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import VideoClassificationTransform, train_augment
+from util import learning_seed
 
 SPEC = dict(num_frames=4, resize_size=(32, 32), crop_size=28)
 TINY = dict(channel_multiplier=0.125)
@@ -216,60 +218,101 @@ def test_policy_without_counts_counts_the_selected_videos_in_one_pass(shards, mo
     assert len(counted) == 1 and counted[0]["label_counts"] == dict(expected) and expected["left"] == 5
 
 
+TAIL_COUNTS = {"left": 27, "right": 9, "up": 3, "down": 1}  # the tail: up and down, 10% of the videos
+
+
+@pytest.fixture(scope="module")
+def long_tail(tmp_path_factory):
+    """4 directions with 27, 9, 3 and 1 training videos (4 frames of 32x32), 8 per shard."""
+    root = tmp_path_factory.mktemp("tail")
+    train, _ = make_motion_dataset(root, val_per_class=0, num_frames=4, size=32, train_counts=TAIL_COUNTS)
+    pack_shards(read_labelled(train), str(root / "shards"), max_per_shard=8)
+    return str(root / "shards")
+
+
+@pytest.mark.video
+@pytest.mark.parametrize("policy", ["natural", "sqrt"])
+def test_sampling_gives_the_tail_its_target_share_of_the_optimiser_steps(long_tail, policy, monkeypatch):
+    """What square-root sampling provably changes, whatever a training run then learns: each label's share of what the
+    loss sees, step after step, through the pretrain job's stream, workers and batching (natural 0.10, sqrt 0.25)."""
+    import r21d_zoo.jobs.pretrain as job
+
+    seen, loss = [], job.pretrain_loss
+
+    def recording_loss(logits, target, *args):
+        seen.append(target)
+        return loss(logits, target, *args)
+
+    monkeypatch.setattr(job, "pretrain_loss", recording_loss)
+    samples = 400
+    cfg = PretrainConfig(
+        arch="r3d_18", model_args=TINY, clip=dict(num_frames=4, resize_size=(32, 32), crop_size=28), policy=policy,
+        batch_size=8, workers=1, seed=learning_seed(),
+        optim=SampleOptimConfig(lr=0.01, reference_batch=8, samples=samples, warmup_samples=0, halvings=0),
+    )  # fmt: skip
+    classes = list(pretrain(open_shards(long_tail), cfg, progress=False).model.pretrained_cfg["label_names"])
+    labels = torch.cat(seen).tolist()
+    assert samples <= len(labels) < samples + cfg.batch_size  # the run stops at the step that reaches its budget
+    power = dict(natural=1.0, sqrt=0.5)[policy]
+    tail = ("up", "down")
+    target = sum(TAIL_COUNTS[k] ** power for k in tail) / sum(n**power for n in TAIL_COUNTS.values())
+    share = sum(classes[i] in tail for i in labels) / len(labels)
+    sigma = (target * (1 - target) / len(labels)) ** 0.5  # 0.015 (natural), 0.022 (sqrt): the targets are 5+ apart
+    print(f"tail share of the optimiser steps, {policy}, seed {learning_seed()}: {share:.3f} (target {target:.3f})")
+    assert abs(share - target) < 4 * sigma, (share, target)
+
+
 @torch.no_grad()
-def _video_outputs(model, csv, classes, spec_kw):
-    """Per video: pre-logit features and class probabilities (2 uniform clips, centre crop), and the label index."""
+def _video_features(model, csv, classes, spec_kw):
+    """Per video: pre-logit features (2 uniform clips, centre crop, averaged) and the label index."""
     data = read_labelled(csv, classes=classes)
     spec = ClipSpec.from_model(model, **spec_kw)
     transform = VideoClassificationTransform.from_spec(spec)
-    features, probs, labels = [], [], []
+    features, labels = [], []
     for clips, _, i, error in EvalClips(data, spec, 2):
         assert not error
-        x = model.forward_features(transform(clips))
-        features.append(model.forward_head(x, pre_logits=True).mean(0).numpy())
-        probs.append(model.forward_head(x).softmax(-1).mean(0))
+        features.append(model.forward_head(model.forward_features(transform(clips)), pre_logits=True).mean(0).numpy())
         labels.append(data.samples[i].labels[0])
-    return np.stack(features), torch.stack(probs), np.array(labels)
+    return np.stack(features), np.array(labels)
 
 
 @pytest.mark.slow
 @pytest.mark.video
-def test_pretraining_helps_a_linear_probe_and_sqrt_sampling_helps_the_tail(tmp_path):
-    """8 motion directions with 60 down to 4 training videos each; a balanced target set of other videos. The seeds
-    are fixed: on a task this small, other training seeds or budgets can reverse the tail comparison (README)."""
+def test_pretraining_helps_a_linear_probe(tmp_path):
+    """Pre-training with sqrt sampling on 8 motion directions (60 down to 4 videos each), then a linear probe on a
+    balanced target task of other videos: far above the same probe on a randomly initialised network (chance 0.125).
+    The recipe has headroom: gaps of +0.57 to +0.84 at seeds 0-2 (README). R3D-18 learns the task from random
+    initialisation at every seed tried; R(2+1)D-18 at this budget did not take off at some."""
+    seed, arch, width = learning_seed(), "r3d_18", dict(channel_multiplier=0.25)
     directions = list(DIRECTIONS)
     counts = long_tailed_counts(directions, 60, 4)
-    pre, _ = make_motion_dataset(tmp_path / "pre", val_per_class=0, num_frames=8, size=32, seed=1, train_counts=counts)
-    target_train, target_test = make_motion_dataset(
-        tmp_path / "target", videos_per_class=8, val_per_class=16, num_frames=8, size=32, seed=2, directions=directions
+    pre, _ = make_motion_dataset(
+        tmp_path / "pre", val_per_class=0, num_frames=8, size=32, seed=seed, train_counts=counts
     )
+    target_train, target_test = make_motion_dataset(
+        tmp_path / "target", videos_per_class=8, val_per_class=16, num_frames=8, size=32, seed=seed + 1000,
+        directions=directions,
+    )  # fmt: skip
     pack_shards(read_labelled(pre), str(tmp_path / "shards"), max_per_shard=16)
-    clip = dict(num_frames=8, resize_size=(32, 32), crop_size=28)
-    tail = directions[4:]  # the 4 rarest labels: 13, 9, 6 and 4 videos
-    classes = sorted(directions)
+    clip, classes = dict(num_frames=8, resize_size=(32, 32), crop_size=28), sorted(directions)
 
-    def assess(model):
-        x_train, _, y_train = _video_outputs(model, target_train, classes, clip)
-        x_test, probs, y_test = _video_outputs(model, target_test, classes, clip)
-        accuracy = probe(x_train, y_train, x_test, y_test, progress=False)["test_accuracy"]
-        predicted = probs.argmax(-1).numpy()
-        is_tail = np.isin(y_test, [classes.index(c) for c in tail])
-        return accuracy, float((predicted[is_tail] == y_test[is_tail]).mean())
+    def probe_accuracy(model):
+        x_train, y_train = _video_features(model, target_train, classes, clip)
+        x_test, y_test = _video_features(model, target_test, classes, clip)
+        return probe(x_train, y_train, x_test, y_test, progress=False)["test_accuracy"]
 
-    torch.manual_seed(0)
-    results = {"random": assess(r21d_zoo.create_model("r2plus1d_18", num_classes=8, channel_multiplier=0.25))}
-    for policy in ("sqrt", "natural"):
-        cfg = PretrainConfig(
-            arch="r2plus1d_18", model_args=dict(channel_multiplier=0.25), clip=clip, policy=policy, flip=False,
-            batch_size=16, workers=2, checkpoint_every=800,
-            optim=SampleOptimConfig(lr=0.04, reference_batch=16, samples=2400, warmup_samples=240, halvings=2),
-        )  # fmt: skip
-        model = pretrain(open_shards(str(tmp_path / "shards")), cfg, progress=False).model.eval()
-        assert list(model.pretrained_cfg["label_names"]) == classes
-        results[policy] = assess(model)
-    (probe_random, _), (probe_sqrt, tail_sqrt), (probe_natural, tail_natural) = results.values()
-    assert probe_sqrt > probe_random + 0.3 and probe_natural > probe_random + 0.3, results  # chance: 0.125
-    assert tail_sqrt > tail_natural, results
+    torch.manual_seed(seed)
+    random_init = probe_accuracy(r21d_zoo.create_model(arch, num_classes=8, **width).eval())
+    cfg = PretrainConfig(
+        arch=arch, model_args=width, clip=clip, policy="sqrt", flip=False, batch_size=16, workers=2,
+        checkpoint_every=3000, seed=seed,
+        optim=SampleOptimConfig(lr=0.05, reference_batch=16, samples=3000, warmup_samples=300, halvings=2),
+    )  # fmt: skip
+    model = pretrain(open_shards(str(tmp_path / "shards")), cfg, progress=False).model.eval()
+    assert list(model.pretrained_cfg["label_names"]) == classes
+    pretrained = probe_accuracy(model)
+    print(f"linear probe, seed {seed}: pre-trained {pretrained:.3f}, random init {random_init:.3f}")
+    assert pretrained > random_init + 0.3, (pretrained, random_init)
 
 
 def test_slurm_ranks_are_read_and_a_missing_rendezvous_address_is_named(monkeypatch):

@@ -256,7 +256,9 @@ def test_a_decoder_that_is_not_installed_says_how_to_install_it(cfr, monkeypatch
         open_video(cfr, backend="torchcodec")
 
 
-def test_extract_with_an_unusable_decoder_exits_3_before_any_work(cfr, tmp_path, monkeypatch, capsys, fresh_decoder_check):
+def test_extract_with_an_unusable_decoder_exits_3_before_any_work(
+    cfr, tmp_path, monkeypatch, capsys, fresh_decoder_check
+):
     from r21d_zoo.cli import EXIT_INPUT, main
 
     _torchcodec_without_ffmpeg(monkeypatch)

@@ -25,8 +25,8 @@ def write_video(
     """Encode uint8 (H, W, 3) RGB ``frames`` with libx264. ``pix_fmt="yuv444p"`` with ``options={"qp": "0"}`` is
     lossless (and allows odd sizes); ``pts`` (in ``time_base`` units) sets each frame's time for variable frame rates
     or late-starting streams; ``rotation`` writes display-matrix metadata; ``audio`` adds a 440 Hz AAC track as long
-    as the video. ``path`` may be a seekable binary file object (then name ``container_format``). Returns the path written ("" for a
-    file object)."""
+    as the video. ``path`` may be a seekable binary file object (then name ``container_format``). Returns the path
+    written ("" for a file object)."""
     import av
 
     target = path if hasattr(path, "write") else str(path)

@@ -40,3 +40,17 @@ def test_demo_result_fields():
     assert result["pretrained"] is False and len(result["predictions"]) == 5
     assert all(isinstance(label, str) for label, _ in result["predictions"]) and result["clips_per_s"] > 0
     assert result["feature_shape"] == (1, 512, 16, 7, 7)  # MC3: layers 2-4 are 2D, time is never strided
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not weights at all", b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03."],
+    ids=["empty", "garbage", "malicious"],
+)
+def test_a_named_checkpoint_that_cannot_be_used_is_an_error_not_a_fallback(content, tmp_path, capsys):
+    bad = tmp_path / "weights.pth"
+    bad.write_bytes(content)
+    assert cli_main(["demo", "--model", "r2plus1d_18.kinetics400_8f", "--checkpoint", str(bad)]) == 3
+    captured = capsys.readouterr()
+    assert str(bad) in captured.err and "FALLING BACK" not in captured.out and "top-5" not in captured.out
+    assert "weights_only=False" not in captured.err

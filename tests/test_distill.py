@@ -188,6 +188,8 @@ def test_resumed_distillation_equals_an_uninterrupted_run(dataset, tmp_path):
         assert torch.equal(a, b), k
     student = r21d_zoo.create_model(f"local-dir:{tmp_path / 'full' / 'student'}")
     assert student.stem[0].in_channels == 2  # the flow-like modality's student
+    with pytest.raises(ValueError, match=r"other settings \(train data: .*16 videos.* then, .*15 videos.* now"):
+        distill(train[:15], [teacher], cfg, out_dir=tmp_path / "split", progress=False)  # other videos: another run
 
 
 @pytest.mark.video

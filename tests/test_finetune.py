@@ -84,6 +84,27 @@ def test_resumed_run_equals_an_uninterrupted_one(small, tmp_path):
     assert best.pretrained_cfg["label_names"] == ("left", "right") and best.fc.out_features == 2
 
 
+@pytest.mark.video
+def test_a_run_folder_resumes_only_with_the_settings_it_was_started_with(small, tmp_path, capsys):
+    from r21d_zoo.cli import EXIT_INPUT
+
+    _, _, root = small
+    out = tmp_path / "run"
+    args = ["finetune", "--train", str(root / "train.csv"), "-o", str(out), "--model", "r2plus1d_18"]
+    args += ["--random-weights", "--model-args", json.dumps(TINY), "--epochs", "1", "--num-frames", "8"]
+    args += ["--resize", "32", "32", "--crop-size", "28", "--batch-size", "4", "--workers", "0"]
+    assert cli_main(args) == 0
+    final = (out / "final" / "model.safetensors").read_bytes()
+    subset = root / "train_subset.csv"
+    subset.write_text("\n".join((root / "train.csv").read_text().splitlines()[:9]) + "\n")  # 8 of the 12 videos
+    for change, named in ((["--lr", "0.5"], "optim.lr: 0.01 then, 0.5 now"), (["--train", str(subset)], "train data")):
+        assert cli_main(args + change) == EXIT_INPUT
+        err = capsys.readouterr().err
+        assert named in err and "another -o" in err and str(out / "last.pt") in err, err
+    assert (out / "final" / "model.safetensors").read_bytes() == final  # nothing of the run was touched
+    assert cli_main(args + ["--workers", "1"]) == 0  # the same settings (workers only say how) resume it
+
+
 def _front_matter(card: str):
     from huggingface_hub import ModelCard
 

@@ -450,6 +450,53 @@ def test_saved_model_card_loads_with_results_and_derived_card_with_base_model(tm
     assert (data.license, data.license_name) == ("other", "vmz-weights-no-licence-stated")  # the base's terms stay
 
 
+@pytest.mark.video
+def test_a_new_head_is_a_model_of_its_own_and_label_names_survive_every_reader(tmp_path):
+    """A tag with another num_classes keeps the weights' preprocessing and names them as its base, but not their
+    classes, results or source; label names set the way timm documents them come back from every reader."""
+    from huggingface_hub import ModelCard
+
+    from r21d_zoo.cli import main
+    from r21d_zoo.jobs.synthetic import make_motion_dataset
+    from r21d_zoo.models import ClipSpec
+
+    tag = "r2plus1d_18.tv_kinetics400_16f"
+    source = r21d_zoo.create_model(tag, **TINY)  # stands in for the released weights
+    r21d_zoo.save_pretrained(source, str(tmp_path / "src"))
+    checkpoint = str(tmp_path / "src" / "model.safetensors")
+    model = r21d_zoo.create_model(tag, num_classes=3, checkpoint_path=checkpoint, **TINY)
+    cfg = model.pretrained_cfg
+    assert (cfg["num_classes"], cfg["label_names"], cfg.get("tag"), cfg.get("url")) == (3, None, None, None)
+    assert cfg["metrics"] == [] and cfg.get("hf_hub_id") is None
+    assert cfg["base_model"] == tag and ClipSpec.from_model(model) == ClipSpec.from_model(source)
+    assert torch.equal(model.stem[0].weight, source.stem[0].weight)
+    card = ModelCard.load(Path(r21d_zoo.save_pretrained(model, str(tmp_path / "new"))) / "README.md")
+    assert card.data.base_model == tag and card.data.eval_results is None and "67.463" not in card.text
+    assert r21d_zoo.create_model("r2plus1d_18", num_classes=3, **TINY).pretrained_cfg["base_model"] is None  # random
+
+    classes = ["left", "right", "up"]
+    model.pretrained_cfg["label_names"] = classes  # timm's documented way
+    out = Path(r21d_zoo.save_pretrained(model, str(tmp_path / "named")))
+    assert json.loads((out / "config.json").read_text())["label_names"] == classes
+    cache = tmp_path / "hf"
+    _fake_hub_cache(cache, "acme/named", out)
+    for reloaded in (
+        r21d_zoo.create_model(f"local-dir:{out}"),
+        r21d_zoo.create_model("hf-hub:acme/named", cache_dir=str(cache)),
+    ):
+        assert list(reloaded.pretrained_cfg["label_names"]) == classes and reloaded.pretrained_cfg["base_model"] == tag
+    named = r21d_zoo.create_model(tag, label_names=["a", "b"], **TINY)  # the public way
+    assert named.num_classes == 2 and named.pretrained_cfg["label_names"] == ("a", "b")
+    with pytest.raises(ValueError, match="2 label_names for num_classes=3"):
+        r21d_zoo.create_model(tag, label_names=["a", "b"], num_classes=3)
+
+    train, _ = make_motion_dataset(tmp_path / "v", 1, 0, num_frames=8, size=32, directions=tuple(classes))
+    args = ["evaluate", "--data", str(train), "--model", f"local-dir:{out}", "--output", str(tmp_path / "r.json")]
+    assert main(args + ["--num-frames", "8", "--resize", "32", "32", "--crop-size", "28", "--workers", "0"]) == 0
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["classes"] == classes and results["videos"] == 3  # every named label maps onto the model
+
+
 def test_readme_model_table_is_generated_from_registry():
     text = (ROOT / "README.md").read_text()
     table = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip()

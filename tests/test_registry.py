@@ -85,6 +85,9 @@ def test_cli_list_and_info(capsys):
     assert cli_main(["info", "r2plus1d_50"]) == 0
     out = capsys.readouterr().out
     assert "no weights, so no class names" in out and "not published" in out and "None" not in out
+    assert cli_main(["list", "--pretrained", "nomatch*"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "no pretrained weight matches 'nomatch*'" in captured.err  # not silence
 
 
 def test_console_script_installed():

@@ -1,6 +1,7 @@
 """``r21d-zoo list`` and ``r21d-zoo info``: what the registry holds, rendered from it (so it works from a wheel)."""
 
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -26,6 +27,10 @@ def run_list(cfg: ListConfig) -> int:
     names = list_pretrained(pattern) if cfg.pretrained else list_models(pattern)
     for name in names:
         print(name)
+    if not names:
+        kind = "pretrained weight" if cfg.pretrained else "architecture"
+        every = "r21d-zoo list --pretrained" if cfg.pretrained else "r21d-zoo list"
+        print(f"no {kind} matches {cfg.filter!r}; `{every}` shows them all", file=sys.stderr)
     return 0
 
 

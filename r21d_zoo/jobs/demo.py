@@ -34,14 +34,18 @@ def synthesize_clip(path: str, num_frames: int = 48, size: Tuple[int, int] = (24
 
 
 def run_demo(source: ModelSource, video: Optional[str] = None, repeats: int = 3) -> Dict[str, object]:
-    """Run ``source``'s model on the first clip of ``video`` (or of a synthetic clip). Pretrained weights that cannot
-    be had fall back to random weights, said loudly."""
+    """Run ``source``'s model on the first clip of ``video`` (or of a synthetic clip). Registry weights that cannot be
+    downloaded fall back to random weights, said loudly; a file or folder the user named that cannot be used is an
+    error (``--checkpoint``, ``local-dir:``)."""
     used_pretrained = False
+    named = source.checkpoint_path is not None or source.name.startswith("local-dir:")
     if source.pretrained:
         try:
             model = source.create()
             used_pretrained = True
         except WeightsError as e:
+            if named:
+                raise
             print(
                 f"[demo] pretrained weights for {source.name} are not cached and not reachable; "
                 f"FALLING BACK TO RANDOM WEIGHTS (predictions are meaningless).\n[demo] reason: {in_cli_terms(str(e))}"

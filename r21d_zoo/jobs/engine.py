@@ -207,6 +207,36 @@ def _plain(obj: Any) -> Any:
     return asdict(obj) if is_dataclass(obj) else str(obj)
 
 
+RESUME_FREE = ("workers", "device")  # how a run is executed, not what it computes: free to change on resume
+
+
+def run_settings(config: Any, data: Dict[str, str]) -> Dict[str, Any]:
+    """What a resumed run must share with the run that wrote ``last.pt``: every field of ``config`` (dotted names)
+    but :data:`RESUME_FREE`, and the fingerprints of its data."""
+    flat: Dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            flat[prefix[:-1]] = value
+
+    walk("", json.loads(json.dumps(config, default=_plain)) if config is not None else {})
+    return {k: v for k, v in {**flat, **data}.items() if k and k not in RESUME_FREE}
+
+
+def check_same_run(path: Path, saved: Optional[Dict[str, Any]], now: Dict[str, Any]) -> None:
+    """Refuse to continue the run in ``path`` with other settings (it would mix two runs and report neither)."""
+    changed = sorted(k for k in set(saved or {}) & set(now) if saved[k] != now[k])  # type: ignore[index]
+    if changed:
+        raise ValueError(
+            f"{path} is a run with other settings ("
+            + "; ".join(f"{k}: {saved[k]!r} then, {now[k]!r} now" for k in changed)  # type: ignore[index]
+            + "): rerun with the settings it was started with to resume it, or choose another -o for a new run"
+        )
+
+
 def epoch_seed(seed: int, epoch: int, index: int) -> int:
     """A per-(epoch, example) seed: random clip choices do not depend on worker or rank assignment, so a resumed or
     re-sharded run draws the same clips."""
@@ -283,6 +313,7 @@ def fit(
     export: Optional[Callable[[nn.Module, Path, Dict[str, Any]], None]] = None,
     final_name: Optional[str] = None,
     config: Any = None,
+    data: Optional[Dict[str, str]] = None,
     stop_after_epochs: Optional[int] = None,
     progress: bool = True,
     desc: str = "epoch",
@@ -294,9 +325,12 @@ def fit(
     ``last.pt`` (everything needed to resume exactly, plus ``config``), ``metrics.json``/``.csv`` and ``curves.png``,
     and calls ``export(model, out_dir / "best", record)`` when the record's ``monitor`` value improves. When the last
     epoch is done the model is exported to ``out_dir/<final_name>`` with the last record. ``stop_after_epochs`` ends
-    the run early (to test resuming).
+    the run early (to test resuming). ``last.pt`` records the run's settings (``config`` and the fingerprints of the
+    training data and of ``data``, e.g. the validation set); resuming with other ones is refused, naming them.
     """
     world = world or init_distributed()
+    fingerprint = getattr(dataset, "fingerprint", None)
+    settings = run_settings(config, dict(data or {}, **({"train data": fingerprint()} if fingerprint else {})))
     device, channels_last, optimizer, scaler = _prepare(model, cfg, param_groups, world)
     sampler = DistributedSampler(
         dataset, world.world_size, world.rank, shuffle=True, seed=cfg.seed, drop_last=drop_last
@@ -319,6 +353,7 @@ def fit(
     start_epoch, best = 0, None
     state = resume_training_state(out / "last.pt", unwrap(ddp), optimizer, scheduler, scaler) if out else None
     if state is not None:
+        check_same_run(out / "last.pt", state.get("settings"), settings)
         start_epoch, history, best = state["epoch"], state["history"], state.get("best")
         _logger.info("resumed from %s at epoch %d", out / "last.pt", start_epoch)
     best_dir = out / "best" if out is not None and (out / "best").exists() else None
@@ -372,6 +407,7 @@ def fit(
                 history=history,
                 best=best,
                 config=config,
+                settings=settings,
             )
             write_metrics(out, history)
     final_dir = _export_final(unwrap(ddp), out, final_name, export, history, world) if end_epoch == epochs else None

@@ -227,7 +227,9 @@ def starting_point(model: nn.Module, source: ModelSource) -> Optional[str]:
     cfg = model.pretrained_cfg
     if cfg.get("tag"):
         return f"{cfg['architecture']}.{cfg['tag']}"
-    return source.name.split(":", 1)[1] if source.name.startswith(("hf-hub:", "local-dir:")) else source.name
+    if source.name.startswith(("hf-hub:", "local-dir:")):
+        return source.name.split(":", 1)[1]
+    return cfg.get("base_model") or source.name  # a new head on registry weights: the tag it loaded
 
 
 def finetune(
@@ -320,6 +322,7 @@ def finetune(
         export=export,
         final_name="final",
         config=cfg,
+        data={"validation data": val.fingerprint()} if val is not None else None,
         stop_after_epochs=stop_after_epochs,
         progress=progress,
     )

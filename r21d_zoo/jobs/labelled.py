@@ -18,6 +18,8 @@ decodes N uniformly spaced clips of every video.
 """
 
 import csv
+import hashlib
+import json
 import logging
 import os
 from collections import Counter
@@ -57,6 +59,14 @@ class LabelledVideos:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def fingerprint(self) -> str:
+        """Which videos, labels and classes these are, in one short line (a run records what it trained on)."""
+        h = hashlib.sha256(json.dumps(self.classes).encode())
+        for sample in self.samples:
+            h.update(json.dumps([sample.path, list(sample.labels)]).encode())
+        name = Path(self.source).name if self.source else "in memory"
+        return f"{name} ({len(self)} videos, {len(self.classes)} classes, sha256 {h.hexdigest()[:12]})"
 
     def describe(self) -> str:
         """What was read, in one line (logged before any work starts)."""
@@ -228,6 +238,9 @@ class TrainClips(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def fingerprint(self) -> str:
+        return self.data.fingerprint()
 
     def __len__(self) -> int:
         return len(self.data)

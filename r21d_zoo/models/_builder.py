@@ -1,5 +1,6 @@
 """Build a model from an entrypoint's numbers plus a pretrained cfg, then load its weights strictly."""
 
+from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Type
 
 import torch.nn as nn
@@ -21,6 +22,17 @@ def resolve_pretrained_cfg(
     return cfg
 
 
+def loaded_from(cfg: PretrainedCfg) -> Optional[str]:
+    """The name of the weights a cfg loads: the tag, the Hub repo, the folder of a saved model, else its own base."""
+    if cfg.tag:
+        return cfg.name
+    if cfg.hf_hub_id:
+        return cfg.hf_hub_id
+    if cfg.file:
+        return str(Path(cfg.file).parent)
+    return cfg.base_model
+
+
 def build_model_with_cfg(
     model_cls: Type[nn.Module],
     variant: str,
@@ -38,9 +50,22 @@ def build_model_with_cfg(
     ``kwargs`` are the entrypoint's numbers merged with the user's model kwargs. Architecture args from the cfg
     (``bn_eps``, ``mid_width``, ``pool1``, ...) fill in what the user did not pass; when weights are loaded, passing a
     conflicting value is an error because the weights would silently compute something else.
+
+    A head of another size than the weights' (``num_classes``) is a model of its own: its cfg is derived (no tag,
+    source, published results or label names of the weights; ``base_model`` names the weights it loaded, or None
+    without weights), keeping the weights' preprocessing. ``label_names`` names the classes (and sets
+    ``num_classes`` to their count).
     """
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg, pretrained_cfg_overlay)
     load = pretrained or checkpoint_path is not None
+    label_names = kwargs.pop("label_names", None)
+    if label_names is not None:
+        label_names = tuple(str(name) for name in label_names)
+        if kwargs.get("num_classes", len(label_names)) != len(label_names) or not label_names:
+            raise ValueError(
+                f"{len(label_names)} label_names for num_classes={kwargs.get('num_classes')}: give one name per class"
+            )
+        kwargs["num_classes"] = len(label_names)
     for key, value in cfg.model_args.items():
         if key in kwargs and kwargs[key] != value and load:
             raise ValueError(
@@ -73,6 +98,13 @@ def build_model_with_cfg(
             num_classes_requested,
             check_cfg_classes=checkpoint_path is None and cfg.file is None,
         )
+    new_head = num_classes_requested and kwargs["num_classes"] != cfg.num_classes
+    if new_head:
+        cfg = cfg.derive(num_classes=kwargs["num_classes"], base_model=loaded_from(cfg) if load else None)
+    if label_names is not None:
+        cfg = cfg.replace(labels=label_names, label_set=None)
+    if new_head or label_names is not None:
+        model.pretrained_cfg = cfg.to_dict()
     if features_only:
         return FeatureListNet(model, out_indices)
     return model

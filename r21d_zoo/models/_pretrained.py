@@ -243,9 +243,11 @@ class PretrainedCfg:
             if kwargs.get(k) is not None:
                 kwargs[k] = tuple(kwargs[k])
         clip = d["clip"] if isinstance(d.get("clip"), ClipSpec) else ClipSpec.from_dict(d)
-        if kwargs.get("labels") is None and d.get("label_names") and not kwargs.get("label_set"):
-            kwargs["labels"] = tuple(d["label_names"])
-        return cls(clip=clip, **kwargs)
+        cfg = cls(clip=clip, **kwargs)
+        names = d.get("label_names")  # the visible field (timm's): names a user set there win over the label set
+        if names and tuple(names) != cfg.label_names:
+            cfg = cfg.replace(labels=tuple(str(n) for n in names), label_set=None)
+        return cfg
 
     def replace(self, **changes: Any) -> "PretrainedCfg":
         return dataclasses.replace(self, **changes)

@@ -1,6 +1,8 @@
 """Decoding real PyAV-written videos: timestamps, frame selection, VFR, rotation, padding, errors, samplers."""
 
 import math
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -8,8 +10,10 @@ import torch
 
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import (
+    DecoderUnavailableError,
     VideoClassificationTransform,
     VideoDecodeError,
+    check_backend,
     open_video,
     random_clip,
     read_clip,
@@ -221,9 +225,6 @@ def fresh_decoder_check():
 
 
 def _torchcodec_without_ffmpeg(monkeypatch):
-    import sys
-    import types
-
     class VideoDecoder:
         def __init__(self, *args, **kwargs):
             raise RuntimeError("Could not load libtorchcodec. Likely causes:\n  1. FFmpeg is not properly installed")
@@ -232,8 +233,6 @@ def _torchcodec_without_ffmpeg(monkeypatch):
 
 
 def test_a_decoder_without_its_libraries_is_one_clear_error(cfr, monkeypatch, fresh_decoder_check):
-    from r21d_zoo.video import DecoderUnavailableError, check_backend
-
     _torchcodec_without_ffmpeg(monkeypatch)
     with pytest.raises(DecoderUnavailableError) as e:
         open_video(cfr, backend="torchcodec")
@@ -247,10 +246,6 @@ def test_a_decoder_without_its_libraries_is_one_clear_error(cfr, monkeypatch, fr
 
 
 def test_a_decoder_that_is_not_installed_says_how_to_install_it(cfr, monkeypatch, fresh_decoder_check):
-    import sys
-
-    from r21d_zoo.video import DecoderUnavailableError
-
     monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # import fails as when not installed
     with pytest.raises(DecoderUnavailableError, match=r'not installed.*pip install "r21d_zoo\[torchcodec\]"'):
         open_video(cfr, backend="torchcodec")
@@ -272,8 +267,6 @@ def test_extract_with_an_unusable_decoder_exits_3_before_any_work(
 
 def test_torchcodec_unusable_on_this_machine_is_reported_the_same_way(cfr, fresh_decoder_check):
     """The real thing, where FFmpeg's shared libraries are missing (the README's set-up does not install them)."""
-    from r21d_zoo.video import DecoderUnavailableError, check_backend
-
     try:
         check_backend("torchcodec")
     except DecoderUnavailableError as e:

@@ -227,12 +227,14 @@ def run_settings(config: Any, data: Dict[str, str]) -> Dict[str, Any]:
 
 
 def check_same_run(path: Path, saved: Optional[Dict[str, Any]], now: Dict[str, Any]) -> None:
-    """Refuse to continue the run in ``path`` with other settings (it would mix two runs and report neither)."""
-    changed = sorted(k for k in set(saved or {}) & set(now) if saved[k] != now[k])  # type: ignore[index]
+    """Refuse to continue the run in ``path`` with other settings (it would mix two runs and report neither). A
+    ``last.pt`` that recorded none (``saved`` None, an older version) resumes."""
+    saved = saved or {}
+    changed = sorted(k for k in set(saved) & set(now) if saved[k] != now[k])
     if changed:
         raise ValueError(
             f"{path} is a run with other settings ("
-            + "; ".join(f"{k}: {saved[k]!r} then, {now[k]!r} now" for k in changed)  # type: ignore[index]
+            + "; ".join(f"{k}: {saved[k]!r} then, {now[k]!r} now" for k in changed)
             + "): rerun with the settings it was started with to resume it, or choose another -o for a new run"
         )
 
@@ -329,8 +331,10 @@ def fit(
     training data and of ``data``, e.g. the validation set); resuming with other ones is refused, naming them.
     """
     world = world or init_distributed()
-    fingerprint = getattr(dataset, "fingerprint", None)
-    settings = run_settings(config, dict(data or {}, **({"train data": fingerprint()} if fingerprint else {})))
+    data = dict(data or {})
+    if hasattr(dataset, "fingerprint"):
+        data["train data"] = dataset.fingerprint()
+    settings = run_settings(config, data)
     device, channels_last, optimizer, scaler = _prepare(model, cfg, param_groups, world)
     sampler = DistributedSampler(
         dataset, world.world_size, world.rank, shuffle=True, seed=cfg.seed, drop_last=drop_last

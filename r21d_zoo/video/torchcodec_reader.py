@@ -36,7 +36,7 @@ def _tiny_video() -> bytes:
     return buffer.getvalue()
 
 
-def _first_line(e: BaseException) -> str:
+def _first_sentence(e: BaseException) -> str:
     """The error's type and first sentence (torchcodec's own message goes on for pages)."""
     sentences = re.split(r"(?<=[.:])\s", str(e).strip(), maxsplit=1)
     return f"{type(e).__name__}: {sentences[0]}"
@@ -55,13 +55,13 @@ class TorchCodecReader(VideoReader):
             from torchcodec.decoders import VideoDecoder
         except ImportError as e:
             raise DecoderUnavailableError(
-                f"the torchcodec decoder is not installed ({_first_line(e)}); {PIP_HINT}, {OTHER_DECODER}"
+                f"the torchcodec decoder is not installed ({_first_sentence(e)}); {PIP_HINT}, {OTHER_DECODER}"
             ) from e
         try:
             VideoDecoder(_tiny_video(), seek_mode="exact").get_frame_at(0)
         except Exception as e:  # any failure on a known-good video is the set-up's, not a video's
             raise DecoderUnavailableError(
-                f"the torchcodec decoder cannot run on this machine ({_first_line(e)}). {LIBRARIES_HINT}; "
+                f"the torchcodec decoder cannot run on this machine ({_first_sentence(e)}). {LIBRARIES_HINT}; "
                 f"{OTHER_DECODER}"
             ) from e
 

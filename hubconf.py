@@ -7,7 +7,7 @@ torch.hub.load("<repo or dir>", "r2plus1d_34", pretrained_tag="ig65m_32f", pretr
 dependencies = ["torch", "numpy"]  # safetensors / huggingface_hub / av are imported only when used
 
 import r21d_zoo as _r21d_zoo
-from r21d_zoo.models._registry import _model_entrypoints as _entrypoints
+from r21d_zoo.models import model_entrypoint as _entrypoint
 
 
 def _hub_entrypoint(_arch):
@@ -17,7 +17,7 @@ def _hub_entrypoint(_arch):
 
     entrypoint.__name__ = _arch
     entrypoint.__doc__ = (
-        f"{_entrypoints[_arch].__doc__}\n\nWeights (pass pretrained_tag=...): "
+        f"{_entrypoint(_arch).__doc__}\n\nWeights (pass pretrained_tag=...): "
         f"{', '.join(n.split('.', 1)[1] for n in _r21d_zoo.list_pretrained(_arch))}.\n"
         "kwargs go to r21d_zoo.create_model (num_classes, in_chans, drop_rate, checkpoint_path, ...)."
     )

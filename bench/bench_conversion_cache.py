@@ -21,7 +21,8 @@ from _common import print_table, write_json  # noqa: E402
 from caffe2_reference import synth_blobs  # noqa: E402
 
 import r21d_zoo  # noqa: E402
-from r21d_zoo.models._hub import converted_caffe2, read_state_dict  # noqa: E402
+from r21d_zoo.models import read_state_dict  # noqa: E402
+from r21d_zoo.models._files import converted_caffe2  # noqa: E402
 
 
 def timed(fn) -> float:

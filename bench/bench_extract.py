@@ -26,7 +26,8 @@ from _common import PeakRSS, interleaved_medians, print_table, write_json  # noq
 import r21d_zoo  # noqa: E402
 from r21d_zoo.jobs.common import ModelSource  # noqa: E402
 from r21d_zoo.jobs.demo import run_demo  # noqa: E402
-from r21d_zoo.jobs.extract import ClipChunks, ExtractConfig, FeatureRunner, VideoItem, run_extraction  # noqa: E402
+from r21d_zoo.data.inputs import VideoItem  # noqa: E402
+from r21d_zoo.jobs.extract import ClipChunks, ExtractConfig, FeatureRunner, run_extraction  # noqa: E402
 from r21d_zoo.models import ClipSpec  # noqa: E402
 from r21d_zoo.video import open_video, write_video  # noqa: E402
 
@@ -170,23 +171,23 @@ def main() -> None:
 
 
 def torchcodec_rows(results: dict, video: Path, spec: ClipSpec, cfg: ExtractConfig, model, tmp: Path, workers: int):
-    from r21d_zoo.video import DecoderUnavailableError, check_backend
+    from r21d_zoo.video import DecoderUnavailableError, check_decoder
 
     try:
-        check_backend("torchcodec")
+        check_decoder("torchcodec")
     except DecoderUnavailableError as e:
         print(f"torchcodec rows skipped: {e}")
         return [dict(measurement="torchcodec vs PyAV", ours="torchcodec not usable", baseline="-", ratio="-")]
 
     def decode(backend: str):
-        return [c["frames"] for c in ClipChunks([str(video)], spec, cfg, backend=backend).chunks(0)]
+        return [c["frames"] for c in ClipChunks([str(video)], spec, cfg, decoder=backend).chunks(0)]
 
     same = all(torch.equal(a, b) for a, b in zip(decode("torchcodec"), decode("pyav")))
     t = interleaved_medians(dict(tc=lambda: decode("torchcodec"), av=lambda: decode("pyav")), repeats=3)
 
     def e2e(backend: str):
         item = [VideoItem(str(video), "e2e")]
-        run_extraction(item, tmp / backend, model, cfg, backend=backend, workers=workers, resume=False, progress=False)
+        run_extraction(item, tmp / backend, model, cfg, decoder=backend, workers=workers, resume=False, progress=False)
 
     te = interleaved_medians(dict(tc=lambda: e2e("torchcodec"), av=lambda: e2e("pyav")), repeats=3)
     feats = [np.load(tmp / b / "e2e.npy") for b in ("torchcodec", "pyav")]

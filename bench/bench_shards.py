@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 from _common import machine, print_table, write_json  # noqa: E402
-from videos import make_video  # noqa: E402
+from util import make_video  # noqa: E402
 
 import r21d_zoo  # noqa: E402
-from r21d_zoo.jobs.labelled import LabelledVideos, Sample  # noqa: E402
-from r21d_zoo.jobs.shards import ShardStream, open_shards, pack_shards  # noqa: E402
+from r21d_zoo.data.labelled import LabelledVideos, Sample  # noqa: E402
+from r21d_zoo.data.shards import ShardStream, open_shards, pack_shards  # noqa: E402
 from r21d_zoo.models import ClipSpec  # noqa: E402
 
 

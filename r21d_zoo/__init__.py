@@ -5,7 +5,6 @@ from .deploy import export as export, optimize_for_inference as optimize_for_inf
 from .deploy import push_to_hub as push_to_hub, render_model_card as render_model_card
 from .deploy import save_pretrained as save_pretrained
 from .jobs.extract import ExtractConfig as ExtractConfig, extract_features as extract_features
-from .jobs.inflate import inflate as inflate
 from .models import (
     ClipSpec as ClipSpec,
     FeatureListNet as FeatureListNet,
@@ -15,6 +14,7 @@ from .models import (
     create_model as create_model,
     from_pretrained as from_pretrained,
     get_pretrained_cfg as get_pretrained_cfg,
+    inflate as inflate,
     is_model as is_model,
     list_models as list_models,
     list_pretrained as list_pretrained,

@@ -1,8 +1,19 @@
-"""Atomic file writes shared by every writer in the package (features, checkpoints, exports, metrics)."""
+"""Atomic file writes shared by every writer in the package (features, checkpoints, exports, metrics), the checks that
+an output folder or file is writable before any work, and the lock that keeps a second live run out of a folder."""
 
+import json
+import logging
 import os
+import socket
+import sys
+import tempfile
+import time
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import BinaryIO, Callable, Optional, Union
+
+from ._errors import InputError
+
+_logger = logging.getLogger(__name__)
 
 
 def partial_path(path: Union[str, os.PathLike]) -> Path:
@@ -28,3 +39,110 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], obje
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def writable_dir(path: Union[str, os.PathLike], option: str = "-o") -> Path:
+    """Create ``path`` if needed and prove it writable, before any work is done."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{option} {path} is an existing file, not a folder; choose another {option}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise InputError(
+            f"cannot write to {option} {path} ({e.strerror or e}); choose a folder you can write to"
+        ) from e
+    return out
+
+
+def writable_file(path: Union[str, os.PathLike], option: str) -> Path:
+    """The parent folder of an output file must be writable and the file must not be a folder."""
+    out = Path(path)
+    if out.is_dir():
+        raise InputError(f"{option} {path} is a folder; give a file name")
+    writable_dir(str(out.parent), f"the folder of {option}")
+    return out
+
+
+class FolderLockedError(InputError):
+    """Another live process holds the folder a run writes to."""
+
+
+class FolderLock:
+    """An exclusive lock on an output folder, held by one live process: ``flock`` on ``folder/<name>``, which the
+    kernel releases when the process ends, ``kill -9`` included, so the file a killed run leaves is simply taken
+    over. The file names its holder (pid, host, command, start time) for the refusal message; a run that ends
+    removes it."""
+
+    def __init__(self, folder: Union[str, os.PathLike], name: str = ".r21d-zoo.lock"):
+        self.path = Path(folder) / name
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> "FolderLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = self._lock_file()
+        previous = self._holder(fd)
+        if previous != "unknown process":
+            _logger.info("taking over %s from a process that has ended (%s)", self.path, previous)
+        record = dict(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            command=" ".join([_program()] + sys.argv[1:]),
+            started=time.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        self._fd = fd
+        return self
+
+    def _lock_file(self) -> int:
+        """An open, locked descriptor of the lock file that is at ``self.path`` (a file another process released and
+        removed between our open and our lock is not it: open again)."""
+        import fcntl
+
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = self._holder(fd)
+                os.close(fd)
+                raise FolderLockedError(
+                    f"{self.path.parent} is in use by another run that is still going ({holder}); wait for it to "
+                    "end, or write into another folder (-o)"
+                ) from None
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    def release(self) -> None:
+        """Remove the lock file, then unlock (a run that ends leaves nothing behind; a killed one leaves the file)."""
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)  # closing the last descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "FolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    @staticmethod
+    def _holder(fd: int) -> str:  # the record of the process that holds, or held, the lock
+        try:
+            record = json.loads(os.pread(fd, 4096, 0) or b"null")
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            return "unknown process"
+        return f"pid {record.get('pid')} on {record.get('host')} since {record.get('started')}: {record.get('command')}"
+
+
+def _program() -> str:
+    return "r21d-zoo" if sys.argv[0].endswith("__main__.py") else Path(sys.argv[0]).name

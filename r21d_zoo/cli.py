@@ -5,7 +5,8 @@ the same command; a clip field (``clip_field()``) contributes one option per :cl
 to the weights' value.
 
 Field metadata understood here: ``help``, ``flag`` (a flag or a tuple of flags), ``positional``, ``negate`` (a bool
-field set to False by the flag, e.g. ``--random-weights``), ``choices``, ``parse`` (a str -> value function).
+field set to False by the flag, e.g. ``--random-weights``), ``choices``, ``parse`` (a str -> value function),
+``deprecated`` (old flags of the option, accepted with a warning for one release).
 
 Exit codes: 0 success; 1 some items of a batch failed (recorded, the rest done); 2 usage error (a bad option or an
 unknown model name); 3 input or configuration error (a file, folder, label, checkpoint or config that cannot be used).
@@ -22,10 +23,10 @@ from dataclasses import MISSING, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ._version import __version__
-from .deploy.cards import CardsConfig, run as run_cards
-from .jobs.catalog import InfoConfig, ListConfig, run_info, run_list
-from .jobs.dedup import DedupConfig, run as run_dedup
-from .jobs.convert import (
+from ._errors import EXIT_INPUT, EXIT_USAGE, UsageError
+from .commands.cards import CardsConfig, run as run_cards
+from .commands.catalog import InfoConfig, ListConfig, run_info, run_list
+from .commands.convert import (
     ConvertConfig,
     ExportConfig,
     VerifyWeightsConfig,
@@ -33,6 +34,9 @@ from .jobs.convert import (
     run_export,
     run_verify_weights,
 )
+from .commands.publish import PublishConfig, run as run_publish
+from .jobs.common import in_cli_terms
+from .jobs.dedup import DedupConfig, run as run_dedup
 from .jobs.demo import DemoConfig, run as run_demo
 from .jobs.distill import DistillJobConfig, run as run_distill
 from .jobs.extract import ExtractJobConfig, run as run_extract
@@ -40,9 +44,7 @@ from .jobs.finetune import EvaluateJobConfig, FinetuneJobConfig, run as run_fine
 from .jobs.pretrain import PretrainJobConfig, run as run_pretrain
 from .jobs.probe import ProbeJobConfig, run as run_probe
 from .jobs.shards import PackConfig, StatsConfig, SubsetConfig, run_pack, run_stats, run_subset
-from .jobs.publish import PublishConfig, run as run_publish
 from .jobs.synthetic import SyntheticConfig, run as run_synthetic
-from .jobs.common import EXIT_INPUT, EXIT_USAGE, in_cli_terms
 from .models import ClipSpec
 
 
@@ -183,6 +185,24 @@ def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any, 
             else:
                 kwargs["nargs"] = "+"
     parser.add_argument(*flags, **kwargs)
+    if meta.get("deprecated"):  # old names of this option, accepted with a warning for one release
+        if kwargs.get("action") is not None or default is MISSING:
+            raise TypeError(f"{f.name}: only options that take a value and have a default can have deprecated flags")
+        kwargs.update(action=_DeprecatedFlag, new=flags[0], help=argparse.SUPPRESS)
+        parser.add_argument(*meta["deprecated"], **kwargs)
+
+
+class _DeprecatedFlag(argparse._StoreAction):
+    """Stores like the option it stands for, after a warning naming that option."""
+
+    def __init__(self, *args: Any, new: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: Any = None):
+        warning = f"warning: {option_string} is deprecated and will be removed in the next release; use {self.new}"
+        print(warning, file=sys.stderr)
+        super().__call__(parser, namespace, values, option_string)
 
 
 def add_config_options(
@@ -281,7 +301,13 @@ def _log_handler(level: str) -> logging.Handler:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said with the usage of the (sub)command they were given to, not the top level's
+        sub = parser._subparsers._group_actions[0].choices[args.command]
+        if getattr(args, "subcommand", None):
+            sub = sub._subparsers._group_actions[0].choices[args.subcommand]
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}")
     command = COMMANDS[args.command]
     if isinstance(command, dict):
         command = command[args.subcommand]
@@ -309,6 +335,8 @@ def _explain(e: Exception) -> Tuple[int, str]:
     """Exit code and one line (which may wrap) for an exception reaching the command line."""
     if isinstance(e, KeyError):  # unknown model names carry their own suggestions
         return EXIT_USAGE, str(e.args[0]) if e.args else repr(e)
+    if isinstance(e, UsageError):
+        return EXIT_USAGE, str(e)
     message = in_cli_terms(str(e))
     if isinstance(e, OSError) and e.filename:
         message = f"{e.strerror or e}: {e.filename}"

@@ -11,13 +11,12 @@ import torch
 
 import r21d_zoo
 from r21d_zoo.cli import EXIT_INPUT, EXIT_USAGE, main
-from r21d_zoo.jobs.synthetic import make_motion_dataset
+from r21d_zoo.data.synthetic import make_motion_dataset
 from r21d_zoo.models import set_derived_cfg
-from videos import make_broken
+from util import TINY, make_broken
 
 pytestmark = pytest.mark.video
 
-TINY = dict(channel_multiplier=0.125)
 CLIP = dict(num_frames=8, resize_size=(32, 32), crop_size=28)
 COMMON = ["--workers", "0"]
 # a one-epoch fine-tune of a random tiny R(2+1)D-18 on 8-frame 28x28 clips
@@ -271,6 +270,28 @@ def _cases():
             ["feats2"],
         ),
         (
+            "unknown-model-arg",
+            lambda e: ["extract", e["broken"], "--model", "r2plus1d_18", "--random-weights", "-o", e["root"] / "f5"]
+            + ["--model-args", '{"nosuch": 1}'],
+            EXIT_USAGE,
+            r"--model-args: .* takes no argument 'nosuch'.*the arguments it takes: num_classes, in_chans, drop_rate",
+            ["f5/manifest.jsonl"],
+        ),
+        (
+            "unknown-option-of-a-subcommand",
+            lambda e: ["shards", "stats", e["root"], "--nosuch"],
+            EXIT_USAGE,
+            r"usage: r21d-zoo shards stats .*r21d-zoo shards stats: error: unrecognized arguments: --nosuch",
+            [],
+        ),
+        (
+            "stats-out-is-a-folder",
+            lambda e: ["shards", "stats", e["root"] / "no_shards", "-o", e["root"]],
+            EXIT_INPUT,
+            r"-o .* is a folder; give a file name",
+            [],
+        ),
+        (
             "unknown-layer",
             lambda e: [
                 "extract",
@@ -433,7 +454,7 @@ def test_four_class_finetune_without_val_leaves_a_loadable_model(env, tmp_path, 
     err = capsys.readouterr().err
     assert "read " in err and "8 videos, 4 of 4 classes present" in err  # what was read, before the work
     # per-epoch lines in the log, also without a TTY
-    line = next(x for x in err.splitlines() if "r21d_zoo.jobs.engine: epoch 1/1:" in x)
+    line = next(x for x in err.splitlines() if "r21d_zoo.train.loop: epoch 1/1:" in x)
     assert "train_loss" in line and "train_clip_top1" in line and "clips/s" in line and "ETA 0:00:00" in line
 
 
@@ -448,7 +469,7 @@ def test_unreadable_validation_video_is_logged_counted_and_can_stop_the_run(env,
         "--val",
         str(val),
         *TINY_FINETUNE,
-        "--eval-clips",
+        "--num-clips",
         "1",
     ]
     assert main([*args, "-o", str(tmp_path / "run")]) == 0

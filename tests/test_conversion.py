@@ -17,12 +17,11 @@ from r21d_zoo.models._caffe2 import (
     caffe2_to_state_dict,
     load_caffe2_pickle,
 )
-from r21d_zoo.deploy.cards import COMMANDS_END, COMMANDS_START, render_conversion_commands
-from r21d_zoo.jobs.convert import convert_caffe2, convert_torch
+from r21d_zoo.commands.cards import COMMANDS_END, COMMANDS_START, render_conversion_commands
+from r21d_zoo.commands.convert import convert_caffe2, convert_torch
 from r21d_zoo.models._registry import get_pretrained_cfg
 
-sys.path.insert(0, str(Path(__file__).parent))
-from caffe2_reference import reference_forward, synth_blobs  # noqa: E402
+from caffe2_reference import reference_forward, synth_blobs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,6 @@
 """De-duplication of pre-training videos against target videos, over features from `r21d-zoo extract`."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +10,14 @@ import torch.nn.functional as F
 
 import r21d_zoo
 from r21d_zoo.cli import main
-from r21d_zoo.jobs.common import InputError
+from r21d_zoo._errors import InputError
 from r21d_zoo.jobs.dedup import Descriptors, find_duplicates
-from r21d_zoo.jobs.extract import ExtractConfig, discover_videos, run_extraction
-from r21d_zoo.jobs.shards import ShardStream, open_shards
+from r21d_zoo.data.inputs import discover_videos
+from r21d_zoo.jobs.extract import ExtractConfig, run_extraction
+from r21d_zoo.data.shards import ShardStream, open_shards
 from r21d_zoo.video.writer import write_video
 
-sys.path.insert(0, str(Path(__file__).parent))
-from videos import COLOURS, colour_frames, make_frames_video  # noqa: E402
+from util import COLOURS, colour_frames, make_frames_video
 
 
 @pytest.mark.video

@@ -5,7 +5,7 @@ import urllib.error
 import av
 import pytest
 
-import r21d_zoo.models._hub as hub
+import r21d_zoo.models._loading as loading
 from r21d_zoo.cli import main as cli_main
 from r21d_zoo.jobs.common import ModelSource
 from r21d_zoo.jobs.demo import run_demo, synthesize_clip
@@ -27,7 +27,7 @@ def test_demo_falls_back_to_random_weights_with_a_clear_message(monkeypatch, cap
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network in tests")
 
-    monkeypatch.setattr(hub, "download_url", offline)
+    monkeypatch.setattr(loading, "download_url", offline)
     assert cli_main(["demo", "--model", "r2plus1d_18.kinetics400_8f"]) == 0
     out = capsys.readouterr().out
     assert "FALLING BACK TO RANDOM WEIGHTS" in out and "--checkpoint FILE" in out and "checkpoint_path=" not in out

@@ -11,11 +11,10 @@ import torch.nn as nn
 import r21d_zoo
 from r21d_zoo.cli import main as cli_main
 from r21d_zoo.jobs.distill import DistillConfig, TeacherSpec, distill, distill_loss, entropy, teacher_input
-from r21d_zoo.jobs.engine import OptimConfig
+from r21d_zoo.train.optim import OptimConfig
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import read_clip
-from util import learning_seed
-from videos import colour_frames, make_frames_video
+from util import colour_frames, learning_seed, make_frames_video
 
 COLOURS3 = ["red", "green", "blue"]
 SIZE, FRAMES = 32, 8
@@ -91,8 +90,8 @@ def train_teacher() -> nn.Module:
 
 def config(**kw) -> DistillConfig:
     base = dict(
-        student="r2plus1d_18",
-        student_args=STUDENT,
+        model="r2plus1d_18",
+        model_args=STUDENT,
         clip=dict(num_frames=FRAMES, resize_size=SIZE, crop_size=SIZE),
         batch_size=8,
         workers=0,
@@ -202,7 +201,7 @@ def test_distill_cli_with_a_timm_teacher(dataset, tmp_path):
             "--teacher",
             "resnet10t",
             "--random-teachers",
-            "--student-args",
+            "--model-args",
             '{"channel_multiplier": 0.125}',
             "-o",
             str(tmp_path / "d"),

@@ -5,8 +5,9 @@ import torch
 
 import r21d_zoo
 from r21d_zoo.cli import main
+import util
 
-TINY = dict(channel_multiplier=0.125, num_classes=5)
+TINY = dict(util.TINY, num_classes=5)
 CLIP = (8, 48)  # frames, crop: the graph's fixed T, H, W
 
 

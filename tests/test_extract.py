@@ -14,14 +14,15 @@ import torch
 
 import r21d_zoo
 from r21d_zoo.cli import main as cli_main
-from r21d_zoo.jobs.extract import discover_videos
+from r21d_zoo.data.inputs import discover_videos
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import read_clip
-from videos import make_audio_only, make_broken, make_video, make_zero_frames
+import util
+from util import make_audio_only, make_broken, make_video, make_zero_frames
 
 pytestmark = pytest.mark.video
 
-TINY = dict(channel_multiplier=0.125, num_classes=5)
+TINY = dict(util.TINY, num_classes=5)
 DATA = dict(num_frames=8, resize_size=(64, 85), crop_size=56)
 
 
@@ -191,8 +192,9 @@ def test_killed_run_resumes_without_recomputing_or_partial_files(tmp_path, tiny_
     killed = subprocess.run([sys.executable, "-c", KILL_AT_RENAME, "3", *args], env=env, capture_output=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     assert [r["name"] for r in manifest(out)] == ["clip00", "clip01"]  # the third was killed before its rename
-    partial = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    partial = [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".r21d-zoo.lock"]
     assert partial == [".clip02.npy.partial"]  # the kill left a fully written temp file behind
+    assert (out / ".r21d-zoo.lock").exists()  # and the lock of the dead run, which the next one takes over
     assert {p.name for p in out.glob("*.npy") if not p.name.endswith(".times.npy")} == {"clip00.npy", "clip01.npy"}
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("clip0[01]*.npy")}
     rerun = subprocess.run([sys.executable, "-m", "r21d_zoo", *args], env=env, capture_output=True, text=True)

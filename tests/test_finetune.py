@@ -1,6 +1,7 @@
 """Fine-tuning, evaluation and probing on the synthetic motion-direction dataset."""
 
 import json
+from pathlib import Path
 import logging
 
 import numpy as np
@@ -10,18 +11,18 @@ import torch
 import r21d_zoo
 from r21d_zoo.cli import main as cli_main
 from r21d_zoo.jobs.common import ModelSource
-from r21d_zoo.jobs.engine import OptimConfig
-from r21d_zoo.jobs.finetune import FinetuneConfig, average_precision, evaluate, finetune
-from r21d_zoo.jobs.labelled import read_labelled
-from r21d_zoo.jobs.probe import DEFAULT_L2, fit_logistic, probe
-from r21d_zoo.jobs.synthetic import make_motion_dataset
+from r21d_zoo.train.optim import OptimConfig
+from r21d_zoo.jobs.finetune import FinetuneConfig, evaluate, finetune
+from r21d_zoo.train.metrics import average_precision
+from r21d_zoo.data.labelled import read_labelled
+from r21d_zoo.jobs.probe import DEFAULT_L2, probe
+from r21d_zoo.train.logistic import fit_logistic
+from r21d_zoo.data.synthetic import make_motion_dataset
 from r21d_zoo.models import ClipSpec
-from util import learning_seed
-from videos import make_broken
+from util import TINY, learning_seed, make_broken
 
 CLIP = dict(num_frames=8, resize_size=(32, 32), crop_size=28)
 SPEC = ClipSpec(**CLIP)
-TINY = dict(channel_multiplier=0.125)
 
 
 def config(arch="r2plus1d_18", epochs=2, lr=0.02, model_args=TINY, pretrained=False, **kw) -> FinetuneConfig:
@@ -33,7 +34,7 @@ def config(arch="r2plus1d_18", epochs=2, lr=0.02, model_args=TINY, pretrained=Fa
         workers=0,
         amp=None,
         optim=OptimConfig(lr=lr, reference_batch=8, epochs=epochs, warmup_epochs=1, schedule="cosine"),
-        eval_clips=2,
+        num_clips=2,
     )
     base.update(kw)
     return FinetuneConfig(**base)
@@ -59,7 +60,7 @@ def test_r2plus1d_learns_motion_direction_that_fr2d_cannot(tmp_path):
     train, val = read_labelled(train_csv), read_labelled(val_csv, classes=["left", "right"])
     results = {}
     for arch in ("r2plus1d_18", "fr2d_18"):
-        cfg = config(arch, epochs=8, model_args=dict(channel_multiplier=0.25), eval_clips=1, seed=seed)
+        cfg = config(arch, epochs=8, model_args=dict(channel_multiplier=0.25), num_clips=1, seed=seed)
         results[arch] = finetune(train, val, cfg, progress=False).history[-1]["val_video_top1"]
     print(f"finetune seed {seed}: {results}")
     assert results["r2plus1d_18"] >= 0.9, results
@@ -205,7 +206,7 @@ def _ddp_worker(rank, world, init, root, out):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
-        from r21d_zoo.jobs.distributed import WorldInfo
+        from r21d_zoo.train.distributed import WorldInfo
 
         info = WorldInfo(rank, world, 0)
         train, val = read_labelled(root / "train.csv"), read_labelled(root / "val.csv", classes=["left", "right"])
@@ -316,6 +317,28 @@ def test_read_labelled_formats(tmp_path, small):
         read_labelled(bad, classes=["left", "right"])
 
 
+
+def test_a_new_label_format_plugs_into_the_registry(tmp_path, monkeypatch):
+    """What the next dataset format does: register a LabelFormat; every reader of labelled videos then reads it."""
+    from r21d_zoo.data import labelled
+
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).touch()
+    source = tmp_path / "annotations.json"
+    source.write_text(json.dumps([{"video": "a.mp4", "label": "jump"}, {"video": "b.mp4", "label": "run"}]))
+
+    def rows(src, path_column, label_column):
+        return [(i + 1, r["video"], r["label"]) for i, r in enumerate(json.loads(src.read_text()))]
+
+    json_format = labelled.LabelFormat("json", lambda p: p.suffix == ".json", rows)
+    monkeypatch.setattr(labelled, "LABEL_FORMATS", {"json": json_format, **labelled.LABEL_FORMATS})
+    data = read_labelled(source)
+    assert data.classes == ["jump", "run"] and [Path(s.path).name for s in data.samples] == ["a.mp4", "b.mp4"]
+    assert len(read_labelled(tmp_path / "annotations.json", format="json")) == 2
+    with pytest.raises(ValueError, match="unknown label format 'kinetics'; known: json, folders, csv, list"):
+        read_labelled(source, format="kinetics")
+
+
 @pytest.mark.video
 def test_finetune_and_evaluate_cli(small, tmp_path):
     _, _, root = small
@@ -340,7 +363,7 @@ def test_finetune_and_evaluate_cli(small, tmp_path):
             "4",
             "--accumulation",
             "2",
-            "--eval-clips",
+            "--num-clips",
             "2",
             *common,
         ]

@@ -8,7 +8,7 @@ import torchvision
 
 import r21d_zoo
 from util import randomise_bn
-from r21d_zoo.jobs.inflate import InflationError, inflate
+from r21d_zoo.models import InflationError, inflate
 
 
 def sources():

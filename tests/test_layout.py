@@ -11,11 +11,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "r21d_zoo"
 
 # Bottom to top. A module may import from its own layer or any layer below it, never above.
 LAYERS = [
-    ("r21d_zoo._version", "r21d_zoo._io", "r21d_zoo._progress"),  # leaves
-    ("r21d_zoo.models",),  # the model zoo: architectures, registry, weights, file reading (caffe2 included)
-    ("r21d_zoo.deploy",),  # saved folders, model cards, inference copies
+    ("r21d_zoo._version", "r21d_zoo._io", "r21d_zoo._progress", "r21d_zoo._errors", "r21d_zoo._world"),  # leaves
+    ("r21d_zoo.models",),  # the model zoo: architectures, registry, weight files, fetching, loading, weight surgery
+    ("r21d_zoo.deploy",),  # saved folders, model cards, inference copies, precision and memory format
     ("r21d_zoo.video",),  # decoding, clip samplers, transforms
-    ("r21d_zoo.jobs",),  # extract, finetune/evaluate, probe, distill, inflate, convert, demo, synthetic
+    ("r21d_zoo.data",),  # inputs, labelled datasets, shards, synthetic data, seeds, the feature store
+    ("r21d_zoo.train",),  # the one loop, its run folder, optimisers, distributed helpers, metrics
+    ("r21d_zoo.jobs",),  # the user tasks: extract, finetune/evaluate, probe, distill, pretrain, dedup, demo, data tools
+    ("r21d_zoo.commands",),  # maintainer commands: convert, verify-weights, export, publish, cards, list/info
     ("r21d_zoo.cli", "r21d_zoo.__main__", "r21d_zoo"),  # the command line and the public API
 ]
 
@@ -103,26 +106,46 @@ def test_no_import_cycles(graph):
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
 
 
-def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
-    """The walker must catch the kinds of imports that made the old cycles (a function-level ``from .. import``)."""
+def test_models_private_modules_are_imported_only_inside_models(graph):
+    """Other layers use what ``r21d_zoo.models`` exports; its ``_*`` modules may change without notice."""
+    private = re.compile(r"^r21d_zoo\.models\._")
+    outside = sorted(
+        f"{src} imports {dst}"
+        for src, dsts in graph.items()
+        for dst in dsts
+        if private.match(dst) and not src.startswith("r21d_zoo.models")
+    )
+    assert not outside, "\n".join(outside)
+
+
+def test_the_checker_sees_function_level_relative_and_private_imports(tmp_path):
+    """The walker must catch the kinds of imports that made the old cycles (a function-level ``from .. import``),
+    and a private import from another layer."""
     mods = modules()
     graph = {name: imports_of(name, path, set(mods)) for name, path in mods.items()}
-    assert "r21d_zoo.models._caffe2" in graph["r21d_zoo.models._hub"]  # a module-level relative import
-    assert "r21d_zoo.jobs.extract" in graph["r21d_zoo.jobs.distill"]  # a function-level one
+    assert "r21d_zoo.models._caffe2" in graph["r21d_zoo.models._files"]  # a module-level relative import
     fake = tmp_path / "r21d_zoo" / "models" / "_bad.py"
     fake.parent.mkdir(parents=True)
     fake.write_text("def f():\n    from ..jobs import finetune\n")
     found = imports_of("r21d_zoo.models._bad", fake, set(mods))
     assert found == {"r21d_zoo.jobs.finetune"} and layer_of("r21d_zoo.jobs.finetune") > layer_of("r21d_zoo.models._bad")
+    sneaky = tmp_path / "r21d_zoo" / "deploy" / "_sneaky.py"
+    sneaky.parent.mkdir(parents=True)
+    sneaky.write_text("def f():\n    import r21d_zoo.models._files as files\n")
+    assert imports_of("r21d_zoo.deploy._sneaky", sneaky, set(mods)) == {"r21d_zoo.models._files"}
 
 
 def _sources() -> Dict[str, str]:
     return {name: path.read_text() for name, path in modules().items()}
 
 
-def test_one_epoch_loop_in_the_package():
-    loops = [name for name, text in _sources().items() if "for epoch in range(" in text]
-    assert loops == ["r21d_zoo.jobs.engine"]
+def test_only_the_train_layer_takes_gradient_steps():
+    """One loop: whatever a job calls its optimizer, backward passes and optimizer steps happen in the train layer."""
+    gradient = re.compile(r"\.backward\(|autograd\.(backward|grad)\(|\.step\(")
+    users = sorted(name for name, text in _sources().items() if gradient.search(text))
+    assert users and all(name.startswith("r21d_zoo.train.") for name in users), users
+    loops = [name for name in users if "scaler.scale(" in _sources()[name]]
+    assert loops == ["r21d_zoo.train.loop"]
 
 
 def test_videos_are_decoded_and_written_only_behind_the_video_layer():

@@ -8,9 +8,9 @@ import torchvision.models.video as tv_video
 from torch.utils.flop_counter import FlopCounterMode
 
 import r21d_zoo
+from util import TINY
 
 ARCHS = r21d_zoo.list_models()
-TINY = dict(channel_multiplier=0.125)  # widths 8/16/32/64: fast on CPU, same structure
 
 
 def tiny(name, **kwargs):

@@ -62,7 +62,7 @@ def test_channels_last_3d_keeps_outputs_and_intermediates():
 def test_torchscript_path_is_traced_once_and_serves_any_shape():
     model = tiny("r2plus1d_18")
     opt = optimize_for_inference(model)  # CPU default: BN folded + TorchScript optimize_for_inference
-    assert opt.torchscript and not opt.channels_last
+    assert opt.torchscript and not opt.runtime.channels_last
     with torch.inference_mode():
         for shape in ((1, 3, 8, 32, 32), (3, 3, 8, 32, 32), (2, 3, 16, 40, 48)):
             x = torch.randn(shape)
@@ -97,7 +97,7 @@ def test_torch_compile_keeps_outputs():
 
 @pytest.mark.video
 def test_extraction_with_the_optimised_model_matches_eager(tmp_path):
-    from videos import make_video
+    from util import make_video
 
     model = tiny("r2plus1d_18")
     model.pretrained_cfg.update(num_frames=8, resize_size=(40, 53), crop_size=32)

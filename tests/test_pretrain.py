@@ -13,18 +13,18 @@ import torch.nn.functional as F
 
 import r21d_zoo
 from r21d_zoo.cli import main
-from r21d_zoo.jobs.engine import SampleOptimConfig, StepOutput, TrainConfig, fit_stream, sample_lr_factor
-from r21d_zoo.jobs.labelled import EvalClips, read_labelled
+from r21d_zoo.train.loop import StepOutput, TrainConfig, fit_stream
+from r21d_zoo.train.optim import SampleOptimConfig, ig65m_schedule, sample_lr_factor
+from r21d_zoo.data.labelled import EvalClips, read_labelled
 from r21d_zoo.jobs.pretrain import PretrainConfig, pretrain, pretrain_loss
 from r21d_zoo.jobs.probe import probe
-from r21d_zoo.jobs.shards import ShardStream, iter_metadata, label_stats, open_shards, pack_shards
-from r21d_zoo.jobs.synthetic import DIRECTIONS, long_tailed_counts, make_motion_dataset
+from r21d_zoo.data.shards import ShardStream, iter_metadata, label_stats, open_shards, pack_shards
+from r21d_zoo.data.synthetic import DIRECTIONS, long_tailed_counts, make_motion_dataset
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import VideoClassificationTransform, train_augment
-from util import learning_seed
+from util import TINY, learning_seed
 
 SPEC = dict(num_frames=4, resize_size=(32, 32), crop_size=28)
-TINY = dict(channel_multiplier=0.125)
 TIMING = ("train_clips_per_s",)
 
 
@@ -51,7 +51,7 @@ def test_schedule_in_clips_warms_up_then_halves_k_times_at_equal_intervals():
     factors = [sample_lr_factor(cfg, s, 10) for s in range(100, 1000)]
     changes = [s for s, (a, b) in enumerate(zip(factors, factors[1:]), 101) if a != b]
     assert changes == [325, 550, 775] and factors[0] == 1.0 and factors[-1] == 0.5**3  # 900 clips in 4 parts
-    paper = SampleOptimConfig()  # 0.192 for 128 GPUs x 16 clips; 6 clips per GPU for 32 frames
+    paper = ig65m_schedule()  # 0.192 for 128 GPUs x 16 clips; 6 clips per GPU for 32 frames
     assert paper.scaled_lr(16, 128) == pytest.approx(0.192) and paper.scaled_lr(6, 128) == pytest.approx(0.072)
 
 
@@ -140,7 +140,7 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(shards, tmp_path):
 def _gloo_resume(rank, world_size, init, shard_dir, out):
     import torch.distributed as dist
 
-    from r21d_zoo.jobs.distributed import init_distributed
+    from r21d_zoo.train.distributed import init_distributed
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world_size)
     try:
@@ -149,7 +149,8 @@ def _gloo_resume(rank, world_size, init, shard_dir, out):
         _tiny_stream_fit(shards, Path(out, "a"), 48, world=world, keys=keys["full"])
         _tiny_stream_fit(shards, Path(out, "b"), 48, stop=24, world=world, keys=keys["part1"])
         _tiny_stream_fit(shards, Path(out, "b"), 48, world=world, keys=keys["part2"])
-        Path(out, f"keys{rank}.json").write_text(json.dumps(keys))
+        epochs = torch.load(Path(out, "a", "last.pt"), weights_only=True)["positions"][rank]["epoch"]
+        Path(out, f"keys{rank}.json").write_text(json.dumps(dict(keys, epoch=epochs)))
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -164,6 +165,7 @@ def test_two_gloo_processes_resume_bit_for_bit(shards, tmp_path):
     for rank in (0, 1):
         keys = json.loads((tmp_path / f"keys{rank}.json").read_text())
         assert keys["part1"] and keys["part2"] and keys["full"] == keys["part1"] + keys["part2"]
+        assert keys["epoch"] >= 1  # each rank's stream crossed an epoch end
         orders.append(keys["full"])
     assert orders[0] != orders[1]  # each rank read its own shards
     _same_run(tmp_path / "a", tmp_path / "b")
@@ -172,7 +174,7 @@ def test_two_gloo_processes_resume_bit_for_bit(shards, tmp_path):
 @pytest.mark.video
 def test_pretrain_command_exports_a_model_finetune_and_extract_load(shards, tmp_path):
     out, shard_dir = tmp_path / "run", str(Path(shards.urls[0]).parent)
-    args = ["pretrain", shard_dir, "-o", str(out), "--arch", "r3d_18", "--model-args", json.dumps(TINY)]
+    args = ["pretrain", shard_dir, "-o", str(out), "--model", "r3d_18", "--model-args", json.dumps(TINY)]
     args += ["--num-frames", "4", "--resize", "32", "32", "--crop-size", "28", "--samples", "12"]
     args += ["--warmup-samples", "3", "--checkpoint-every", "6", "--batch-size", "3", "--workers", "1"]
     args += ["--lr", "0.05", "--reference-batch", "3", "--loss", "sample-one", "--stats", str(tmp_path / "stats.json")]
@@ -208,7 +210,7 @@ def test_policy_without_counts_counts_the_selected_videos_in_one_pass(shards, mo
 
     counted, count = [], job.label_stats
     monkeypatch.setattr(job, "label_stats", lambda *a: counted.append(count(*a)) or counted[-1])
-    cfg = PretrainConfig(arch="r3d_18", model_args=TINY, clip=SPEC, batch_size=3, workers=0, policy="uniform")
+    cfg = PretrainConfig(model="r3d_18", model_args=TINY, clip=SPEC, batch_size=3, workers=0, sampling="uniform")
     cfg.optim = SampleOptimConfig(lr=0.05, reference_batch=3, samples=3, warmup_samples=0, halvings=0)
     metadata = list(iter_metadata(shards.urls))
     left = {k for k, _ in metadata if "left" in k}
@@ -246,7 +248,7 @@ def test_sampling_gives_the_tail_its_target_share_of_the_optimiser_steps(long_ta
     monkeypatch.setattr(job, "pretrain_loss", recording_loss)
     samples = 400
     cfg = PretrainConfig(
-        arch="r3d_18", model_args=TINY, clip=dict(num_frames=4, resize_size=(32, 32), crop_size=28), policy=policy,
+        model="r3d_18", model_args=TINY, clip=dict(num_frames=4, resize_size=(32, 32), crop_size=28), sampling=policy,
         batch_size=8, workers=1, seed=learning_seed(),
         optim=SampleOptimConfig(lr=0.01, reference_batch=8, samples=samples, warmup_samples=0, halvings=0),
     )  # fmt: skip
@@ -304,7 +306,7 @@ def test_pretraining_helps_a_linear_probe(tmp_path):
     torch.manual_seed(seed)
     random_init = probe_accuracy(r21d_zoo.create_model(arch, num_classes=8, **width).eval())
     cfg = PretrainConfig(
-        arch=arch, model_args=width, clip=clip, policy="sqrt", flip=False, batch_size=16, workers=2,
+        model=arch, model_args=width, clip=clip, sampling="sqrt", flip=False, batch_size=16, workers=2,
         checkpoint_every=3000, seed=seed,
         optim=SampleOptimConfig(lr=0.05, reference_batch=16, samples=3000, warmup_samples=300, halvings=2),
     )  # fmt: skip
@@ -316,7 +318,7 @@ def test_pretraining_helps_a_linear_probe(tmp_path):
 
 
 def test_slurm_ranks_are_read_and_a_missing_rendezvous_address_is_named(monkeypatch):
-    from r21d_zoo.jobs.distributed import init_distributed, world_info_from_env
+    from r21d_zoo.train.distributed import init_distributed, world_info_from_env
 
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)

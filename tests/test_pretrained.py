@@ -1,14 +1,10 @@
 """Pretrained weights: configs per tag, strict loading, URL (loopback HTTP), HF Hub (offline cache), export."""
 
-import functools
 import hashlib
 import http.server
 import json
 import logging
 import pickle
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -17,24 +13,18 @@ import torchvision.models.video as tv_video
 from safetensors.torch import save_file
 
 import r21d_zoo
-from r21d_zoo.deploy.cards import (
-    TABLE_END,
-    TABLE_START,
-    card_path,
-    registry_config,
-    render_model_card,
-    render_model_table,
-)
+from r21d_zoo.commands.cards import TABLE_END, TABLE_START, card_path, render_model_table
+from r21d_zoo.deploy.cards import registry_config, render_model_card
 from r21d_zoo.models import WeightsError, adapt_input_conv, get_pretrained_cfg
-from r21d_zoo.models._hub import load_into_model, read_state_dict
+from r21d_zoo.models import load_into_model, read_state_dict
+from r21d_zoo.models._loading import check_source_classes
 from r21d_zoo.models._pretrained import set_derived_cfg
 from r21d_zoo.models import ClipSpec
+from util import TINY, loopback_server
 
-sys.path.insert(0, str(Path(__file__).parent))
-from caffe2_reference import reference_forward, synth_blobs  # noqa: E402
+from caffe2_reference import reference_forward, synth_blobs
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(channel_multiplier=0.125)
 
 
 # --- every tag resolves to a consistent config ----------------------------------------------------------------------
@@ -167,14 +157,8 @@ def http_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     served = tmp_path / "served"
     served.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback_server(served) as base:
+        yield served, base
 
 
 def _sha(path: Path) -> str:
@@ -233,15 +217,15 @@ def test_caffe2_pkl_url_converted_on_the_fly(http_dir, torch_home):
 
 
 def test_caffe2_conversion_is_cached_once_and_a_damaged_cache_is_rebuilt(http_dir, torch_home, monkeypatch, caplog):
-    import r21d_zoo.models._hub as hub
+    import r21d_zoo.models._files as files
 
     served, base = http_dir
     blobs = synth_blobs("r3d", 18, 400)
     with open(served / "r3d_d18_l8.pkl", "wb") as f:
         pickle.dump({"blobs": blobs}, f, protocol=2)
     conversions = []
-    convert = hub.caffe2_to_state_dict
-    monkeypatch.setattr(hub, "caffe2_to_state_dict", lambda *a, **k: conversions.append(1) or convert(*a, **k))
+    convert = files.caffe2_to_state_dict
+    monkeypatch.setattr(files, "caffe2_to_state_dict", lambda *a, **k: conversions.append(1) or convert(*a, **k))
     overlay = dict(url=f"{base}/r3d_d18_l8.pkl", mirrors=())
 
     def load():
@@ -249,7 +233,7 @@ def test_caffe2_conversion_is_cached_once_and_a_damaged_cache_is_rebuilt(http_di
         return model.state_dict()
 
     first = load()
-    cache = torch_home / "checkpoints" / f"r3d_d18_l8.pkl.converted-v{hub.CONVERTER_VERSION}.safetensors"
+    cache = torch_home / "checkpoints" / f"r3d_d18_l8.pkl.converted-v{files.CONVERTER_VERSION}.safetensors"
     assert len(conversions) == 1 and cache.is_file()
     second = load()
     assert len(conversions) == 1  # read from the cache, not converted again
@@ -283,21 +267,14 @@ def test_offline_mode_makes_no_connection_and_fails_at_once_with_the_hint(torch_
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv(variable, "1")
-    hashed = dict(url=f"{base}/mirror-12345678.pth", source_format="pth", hash_prefix="12345678")
-    overlay = dict(url=f"{base}/r3d_d18_l8.pkl", source_format="caffe2_pkl", hash_prefix=None, mirrors=(hashed,))
-    start = time.perf_counter()
-    try:
+    with loopback_server(handler=Handler) as base:
+        hashed = dict(url=f"{base}/mirror-12345678.pth", source_format="pth", hash_prefix="12345678")
+        overlay = dict(url=f"{base}/r3d_d18_l8.pkl", source_format="caffe2_pkl", hash_prefix=None, mirrors=(hashed,))
         with pytest.raises(WeightsError, match=r"(?s)offline mode.*checkpoint_path="):
             r21d_zoo.create_model("r3d_18.kinetics400_8f", pretrained=True, pretrained_cfg_overlay=overlay, **TINY)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert time.perf_counter() - start < 1.0 and requests == []  # not one request reached the server
+    assert requests == []  # not one request reached the server: no connection, no retry
 
 
 def test_hash_checked_sources_are_tried_before_unhashed_ones():
@@ -370,13 +347,9 @@ def test_safetensors_checkpoint_and_wrong_file_for_tag(tmp_path):
         match=r"w.safetensors has a 487-class classifier but r2plus1d_34.ig65m_32f "
         r"expects 359",
     ):
-        load_into_model(
-            target,
-            read_state_dict(str(path)),
-            get_pretrained_cfg("r2plus1d_34.ig65m_32f"),
-            str(path),
-            num_classes_requested=False,
-        )
+        check_source_classes(read_state_dict(str(path)), get_pretrained_cfg("r2plus1d_34.ig65m_32f"), str(path))
+    with pytest.raises(WeightsError, match="487 classes but the model was built with 359"):
+        load_into_model(target, read_state_dict(str(path)), get_pretrained_cfg("r2plus1d_34.ig65m_32f"), str(path))
 
 
 # --- preprocessing comes from the weight -----------------------------------------------------------------------------
@@ -457,7 +430,7 @@ def test_a_new_head_is_a_model_of_its_own_and_label_names_survive_every_reader(t
     from huggingface_hub import ModelCard
 
     from r21d_zoo.cli import main
-    from r21d_zoo.jobs.synthetic import make_motion_dataset
+    from r21d_zoo.data.synthetic import make_motion_dataset
     from r21d_zoo.models import ClipSpec
 
     tag = "r2plus1d_18.tv_kinetics400_16f"

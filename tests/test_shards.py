@@ -1,11 +1,7 @@
 """WebDataset shards: packing, streaming split by rank and worker, label statistics, sampling policies, subsets."""
 
-import functools
-import http.server
 import json
 import shutil
-import sys
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -16,9 +12,9 @@ from torch.utils.data import DataLoader
 
 from r21d_zoo import create_model, save_pretrained
 from r21d_zoo.cli import main
-from r21d_zoo.jobs.distributed import WorldInfo
-from r21d_zoo.jobs.labelled import LabelledVideos, Sample, read_labelled
-from r21d_zoo.jobs.shards import (
+from r21d_zoo.train.distributed import WorldInfo
+from r21d_zoo.data.labelled import LabelledVideos, Sample, read_labelled
+from r21d_zoo.data.shards import (
     ShardStream,
     iter_metadata,
     label_stats,
@@ -31,8 +27,7 @@ from r21d_zoo.jobs.shards import (
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import open_video, random_clip
 
-sys.path.insert(0, str(Path(__file__).parent))
-from videos import make_video  # noqa: E402
+from util import loopback_server, make_video
 
 SPEC = ClipSpec(num_frames=4, resize_size=(32, 40), crop_size=32)
 
@@ -83,7 +78,7 @@ def test_every_sample_once_per_epoch_across_ranks_and_workers(packed):
 def _gloo_worker(rank, world, init, out_dir, result_dir):
     import torch.distributed as dist
 
-    from r21d_zoo.jobs.distributed import init_distributed
+    from r21d_zoo.train.distributed import init_distributed
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
@@ -114,21 +109,15 @@ def test_shards_stream_the_same_from_a_url_and_a_pipe(packed):
     _, out, _ = packed
     if shutil.which("curl") is None:
         pytest.skip("WebDataset reads http(s) shards through curl, which this machine lacks")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with loopback_server(out) as base:
         pattern = "shard-{000000..000004}.tar"
         local = [(k, c) for c, _, k, _ in ShardStream(open_shards(str(out)), SPEC, seed=2, multilabel=True)]
-        for source in (f"http://127.0.0.1:{server.server_address[1]}/{pattern}", f"pipe:cat {out}/{pattern}"):
+        for source in (f"{base}/{pattern}", f"pipe:cat {out}/{pattern}"):
             shards = open_shards(source)
             assert len(shards.urls) == 5 and label_stats(shards)["videos"] == 14
             remote = [(k, c) for c, _, k, _ in ShardStream(shards, SPEC, ["a", "b", "c"], seed=2, multilabel=True)]
             assert [k for k, _ in remote] == [k for k, _ in local] and len(local) == 14
             assert all(torch.equal(a, b) for (_, a), (_, b) in zip(remote, local))
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.video
@@ -204,7 +193,7 @@ def test_sampling_policies_hit_their_target_label_shares(zipf_shards, policy):
     power = dict(natural=1.0, sqrt=0.5, uniform=0.0)[policy]
     norm = sum(n**power for n in counts.values())
     target = {k: n**power / norm for k, n in counts.items()}
-    stream = ShardStream(shards, policy=policy, label_counts=counts, decode=False, seed=1)
+    stream = ShardStream(shards, sampling=policy, label_counts=counts, decode=False, seed=1)
     seen: Counter = Counter()
     for epoch in range(20):  # about 20 x 4.6k draws
         stream.set_epoch(epoch)
@@ -219,13 +208,13 @@ def test_sampling_policies_hit_their_target_label_shares(zipf_shards, policy):
 def test_multiplicity_is_the_ratio_of_target_to_natural_share():
     m = sampling_multiplicity({"head": 100, "tail": 1}, "uniform")
     assert m["head"] * 100 == pytest.approx(m["tail"] * 1) and m["head"] * 100 + m["tail"] == pytest.approx(101)
-    with pytest.raises(ValueError, match="sampling policy"):
+    with pytest.raises(ValueError, match="sampling must be one of"):
         sampling_multiplicity({"a": 1}, "zipf")
 
 
 def test_tail_preserving_subset_keeps_every_tail_video_and_hits_n(zipf_shards, tmp_path):
     shards, counts = zipf_shards
-    from r21d_zoo.jobs.shards import iter_metadata
+    from r21d_zoo.data.shards import iter_metadata
 
     samples = list(iter_metadata(shards.urls))
     for n in (500, 1234, len(samples)):
@@ -299,7 +288,8 @@ def test_shuffle_buffer_spreads_a_samples_copies_and_keeps_them(zipf_shards):
     shards, counts = zipf_shards
 
     def keys(shuffle):
-        return [k for k, _ in ShardStream(shards, policy="uniform", label_counts=counts, decode=False, shuffle=shuffle)]
+        stream = ShardStream(shards, sampling="uniform", label_counts=counts, decode=False, shuffle=shuffle)
+        return [k for k, _ in stream]
 
     plain, shuffled = keys(1), keys(64)
     repeats = lambda ks: sum(a == b for a, b in zip(ks, ks[1:]))  # noqa: E731

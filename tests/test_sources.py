@@ -1,11 +1,8 @@
 """Where weights come from, beyond one URL: mmaction2's CSN ports (their key names), backbone-only files, the order of
 sources (hash-checked first), mirrors without a hash (used only after `verify-weights`), and `publish`."""
 
-import http.server
 import json
 import pickle
-import sys
-import threading
 from pathlib import Path
 from typing import Dict, List
 
@@ -20,8 +17,8 @@ from r21d_zoo.models import WeightsError, get_pretrained_cfg
 from r21d_zoo.models import _registry
 from r21d_zoo.models._pretrained import PretrainedCfg, generate_default_cfgs
 
-sys.path.insert(0, str(Path(__file__).parent))
-from caffe2_reference import reference_forward, synth_blobs  # noqa: E402
+from caffe2_reference import reference_forward, synth_blobs
+from util import loopback_server
 
 R50 = (3, 4, 6, 3)
 X = dict(frames=4, size=32)
@@ -161,22 +158,8 @@ def server(tmp_path, monkeypatch):
     served, requests = tmp_path / "served", []
     served.mkdir()
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(served), **kwargs)
-
-        def do_GET(self):  # noqa: N802
-            requests.append(self.path.lstrip("/"))
-            super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}", requests
-    httpd.shutdown()
-    httpd.server_close()
+    with loopback_server(served, requests=requests) as base:
+        yield served, base, requests
 
 
 def _hashed(path: Path) -> str:

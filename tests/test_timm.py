@@ -7,9 +7,9 @@ import timm
 import torch
 
 import r21d_zoo
+from util import TINY
 from test_pretrained import _fake_hub_cache
 
-TINY = dict(channel_multiplier=0.125)
 VIDEO_FIELDS = ("num_frames", "frame_rate", "sampling_stride", "resize_size", "crop_size", "mean", "std", "label_names")
 
 

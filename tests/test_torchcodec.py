@@ -1,7 +1,7 @@
 """The optional torchcodec decoder gives the same clips as PyAV: times, padding and pixels, then the same features.
 
 They need FFmpeg's shared libraries from the OS, which the README's set-up does not install: without them they skip,
-naming the libraries (``check_backend`` decodes a tiny video to know). CI installs the libraries and sets
+naming the libraries (``check_decoder`` decodes a tiny video to know). CI installs the libraries and sets
 R21D_ZOO_REQUIRE_TORCHCODEC=1, so these tests fail there instead of skipping when the decoder is unusable.
 """
 
@@ -13,8 +13,8 @@ import torch
 
 import r21d_zoo
 from r21d_zoo.models import ClipSpec
-from r21d_zoo.video import DecoderUnavailableError, VideoDecodeError, check_backend, open_video
-from videos import make_broken, make_video, make_zero_frames
+from r21d_zoo.video import DecoderUnavailableError, VideoDecodeError, check_decoder, open_video
+from util import make_broken, make_video, make_zero_frames
 
 pytestmark = pytest.mark.video
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.video
 @pytest.fixture(scope="module", autouse=True)
 def torchcodec_usable():
     try:
-        check_backend("torchcodec")
+        check_decoder("torchcodec")
     except DecoderUnavailableError as e:
         if os.environ.get("R21D_ZOO_REQUIRE_TORCHCODEC") == "1":
             pytest.fail(f"torchcodec is required here (R21D_ZOO_REQUIRE_TORCHCODEC=1) but unusable: {e}")
@@ -63,7 +63,7 @@ CLIPS = [
 def test_same_clips_as_pyav(videos, kind, resize):
     spec = ClipSpec(resize_size=resize)
     compared = 0
-    with open_video(videos[kind], spec) as ref, open_video(videos[kind], spec, backend="torchcodec") as tc:
+    with open_video(videos[kind], spec) as ref, open_video(videos[kind], spec, decoder="torchcodec") as tc:
         assert tc.info.duration == pytest.approx(ref.info.duration) and tc.info.fps == pytest.approx(ref.info.fps)
         assert (tc.info.width, tc.info.height, tc.info.rotation) == (ref.info.width, ref.info.height, ref.info.rotation)
         assert tc.info.start_time == pytest.approx(ref.info.start_time)
@@ -92,7 +92,7 @@ def test_same_features_as_pyav(videos):
     path = videos["cfr"]
     kwargs = dict(num_frames=8, resize_size=(64, 86), crop_size=56, batch_size=3)
     ref = r21d_zoo.extract_features(model, path, **kwargs)
-    got = r21d_zoo.extract_features(model, path, backend="torchcodec", **kwargs)
+    got = r21d_zoo.extract_features(model, path, decoder="torchcodec", **kwargs)
     np.testing.assert_allclose(got.clip_times, ref.clip_times)
     np.testing.assert_allclose(got.features, ref.features, rtol=1e-4, atol=1e-4)
     assert got.features.shape == (8, model.num_features)
@@ -114,34 +114,34 @@ def test_cli_decoder_flag(videos, tmp_path):
 
 def test_bad_files_fail_with_the_same_clear_errors(tmp_path, videos):
     with pytest.raises(VideoDecodeError, match="no such file"):
-        open_video(tmp_path / "missing.mp4", backend="torchcodec")
+        open_video(tmp_path / "missing.mp4", decoder="torchcodec")
     for kind in ("empty", "random", "truncated"):
         broken = make_broken(kind, tmp_path / f"{kind}.mp4", videos["cfr"])
         with pytest.raises(VideoDecodeError, match=f"{broken}.*(corrupt|no frames)"):
-            with open_video(broken, backend="torchcodec") as reader:
+            with open_video(broken, decoder="torchcodec") as reader:
                 reader.read_clip(5.0, 8)
     no_frames = make_zero_frames(tmp_path / "zero.mkv")  # torchcodec cannot index it: reported as unreadable
     with pytest.raises(VideoDecodeError, match=f"{no_frames}.*(corrupt|no frames)"):
-        open_video(no_frames, backend="torchcodec")
+        open_video(no_frames, decoder="torchcodec")
 
 
 def test_decoder_resize_gives_the_spec_size(videos):
     spec = ClipSpec(resize_size=(32, 48))
-    with open_video(videos["cfr"], spec, backend="torchcodec", decoder_resize=True) as reader:
+    with open_video(videos["cfr"], spec, decoder="torchcodec", fast_resize=True) as reader:
         assert reader.read_clip(0.0, 4).frames.shape == (4, 32, 48, 3)
 
 
 def test_gpu_decoding_is_refused_for_cpu_only_backends(videos):
     with pytest.raises(ValueError, match="cannot decode on cuda"):
-        open_video(videos["cfr"], backend="pyav", device="cuda")
+        open_video(videos["cfr"], decoder="pyav", device="cuda")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
 def test_cuda_decoding_matches_cpu(videos):
     spec = ClipSpec(resize_size=(32, 48))
-    with open_video(videos["cfr"], spec, backend="torchcodec") as cpu:
+    with open_video(videos["cfr"], spec, decoder="torchcodec") as cpu:
         want = cpu.read_clip(0.5, 8)
-    with open_video(videos["cfr"], spec, backend="torchcodec", device="cuda") as gpu:
+    with open_video(videos["cfr"], spec, decoder="torchcodec", device="cuda") as gpu:
         got = gpu.read_clip(0.5, 8)
     assert got.frames.is_cuda and np.allclose(got.times, want.times)
     assert (got.frames.cpu().int() - want.frames.int()).abs().float().mean() < 3  # NVDEC's colour conversion differs

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+import r21d_zoo
+
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import (
     DecoderUnavailableError,
     VideoClassificationTransform,
     VideoDecodeError,
-    check_backend,
+    check_decoder,
     open_video,
     random_clip,
     read_clip,
@@ -22,7 +24,7 @@ from r21d_zoo.video import (
     uniform_clips,
 )
 from r21d_zoo.video.pyav import PyAVReader
-from videos import decode_index, make_audio_only, make_broken, make_video, make_zero_frames
+from util import decode_index, make_audio_only, make_broken, make_video, make_zero_frames
 
 pytestmark = pytest.mark.video
 
@@ -179,6 +181,8 @@ def test_sliding_clips_cover_the_video_and_keep_the_tail():
     assert all(math.isclose(b.start, a.end) for a, b in zip(clips, clips[1:]))
     assert len(sliding_clips(0.5, 1.6)) == 1  # shorter than a clip: one padded clip
     assert [round(c.start, 6) for c in sliding_clips(3.0, 1.0, stride=0.5)] == [0, 0.5, 1.0, 1.5, 2.0]
+    # a stride longer than the window: gaps, and no window that starts at the end (it would hold no frame)
+    assert [c.start for c in sliding_clips(6.0, 0.4, stride=1.0)] == [0, 1, 2, 3, 4, 5]
 
 
 def test_uniform_and_random_clips():
@@ -192,22 +196,21 @@ def test_uniform_and_random_clips():
 
 
 def test_the_decoder_seam_takes_a_new_backend_by_name(cfr, monkeypatch):
-    import r21d_zoo
-    from r21d_zoo.video.reader import BACKENDS
-    from videos import RecordingReader
+    from r21d_zoo.video.reader import DECODERS
+    from util import RecordingReader
 
-    monkeypatch.setitem(BACKENDS, "recording", "videos:RecordingReader")
+    monkeypatch.setitem(DECODERS, "recording", "util:RecordingReader")
     RecordingReader.opened.clear()
-    with open_video(cfr, ClipSpec(resize_size=32), backend="recording") as r:
+    with open_video(cfr, ClipSpec(resize_size=32), decoder="recording") as r:
         assert r.read_clip(0.0, 2).frames.shape == (2, 32, 48, 3)
     model = r21d_zoo.create_model("r2plus1d_18", channel_multiplier=0.125, num_classes=3).eval()
     model.pretrained_cfg.update(num_frames=4, resize_size=(32, 40), crop_size=28)
-    ours = r21d_zoo.extract_features(model, cfr, num_clips=2, backend="recording")
+    ours = r21d_zoo.extract_features(model, cfr, num_clips=2, decoder="recording")
     reference = r21d_zoo.extract_features(model, cfr, num_clips=2)
     np.testing.assert_array_equal(ours.features, reference.features)
     assert RecordingReader.opened == [str(cfr)] * 2
-    with pytest.raises(ValueError, match="unknown video backend 'nope'; available: pyav"):
-        open_video(cfr, backend="nope")
+    with pytest.raises(ValueError, match="unknown video decoder 'nope'; available: pyav"):
+        open_video(cfr, decoder="nope")
 
 
 # --- an optional decoder that cannot load here ------------------------------------------------------------------------
@@ -235,20 +238,20 @@ def _torchcodec_without_ffmpeg(monkeypatch):
 def test_a_decoder_without_its_libraries_is_one_clear_error(cfr, monkeypatch, fresh_decoder_check):
     _torchcodec_without_ffmpeg(monkeypatch)
     with pytest.raises(DecoderUnavailableError) as e:
-        open_video(cfr, backend="torchcodec")
+        open_video(cfr, decoder="torchcodec")
     message = str(e.value)
     assert "Could not load libtorchcodec" in message and "libavcodec" in message
     assert "apt-get install ffmpeg" in message and "conda install -c conda-forge ffmpeg" in message
     assert "--decoder pyav" in message and "re-encode" not in message and str(cfr) not in message  # not the video's
-    check_backend("pyav")  # the bundled decoder is unaffected
-    with open_video(cfr, backend="pyav") as r:
+    check_decoder("pyav")  # the bundled decoder is unaffected
+    with open_video(cfr, decoder="pyav") as r:
         assert r.read_clip(0.0, 2).frames.shape[0] == 2
 
 
 def test_a_decoder_that_is_not_installed_says_how_to_install_it(cfr, monkeypatch, fresh_decoder_check):
     monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # import fails as when not installed
     with pytest.raises(DecoderUnavailableError, match=r'not installed.*pip install "r21d_zoo\[torchcodec\]"'):
-        open_video(cfr, backend="torchcodec")
+        open_video(cfr, decoder="torchcodec")
 
 
 def test_extract_with_an_unusable_decoder_exits_3_before_any_work(
@@ -268,11 +271,28 @@ def test_extract_with_an_unusable_decoder_exits_3_before_any_work(
 def test_torchcodec_unusable_on_this_machine_is_reported_the_same_way(cfr, fresh_decoder_check):
     """The real thing, where FFmpeg's shared libraries are missing (the README's set-up does not install them)."""
     try:
-        check_backend("torchcodec")
+        check_decoder("torchcodec")
     except DecoderUnavailableError as e:
         assert ("apt-get install ffmpeg" in str(e) or "pip install" in str(e)) and "re-encode" not in str(e)
         with pytest.raises(DecoderUnavailableError):
-            open_video(cfr, backend="torchcodec")
+            open_video(cfr, decoder="torchcodec")
     else:
-        with open_video(cfr, backend="torchcodec") as r:  # usable: it decodes
+        with open_video(cfr, decoder="torchcodec") as r:  # usable: it decodes
             assert r.read_clip(0.0, 2).frames.shape[0] == 2
+
+
+def test_the_old_keyword_names_still_work_with_a_warning(cfr):
+    with pytest.warns(FutureWarning, match=r"open_video\(backend=\.\.\.\) is deprecated .* use decoder="):
+        with open_video(cfr, backend="pyav") as r:
+            assert r.info.duration > 0
+    spec = ClipSpec(resize_size=32)
+    with pytest.warns(FutureWarning, match=r"open_video\(decoder_resize=\.\.\.\) is deprecated .* use fast_resize="):
+        with open_video(cfr, spec, decoder_resize=True) as r:
+            fast = r.read_spec_clip(0.0, ClipSpec(num_frames=2, resize_size=32)).frames
+    with open_video(cfr, spec, fast_resize=True) as r:
+        assert torch.equal(r.read_spec_clip(0.0, ClipSpec(num_frames=2, resize_size=32)).frames, fast)
+    model = r21d_zoo.create_model("r2plus1d_18", num_classes=2, channel_multiplier=0.125)
+    with pytest.warns(FutureWarning, match=r"extract_features\(clip_stride=\.\.\.\)"):
+        old = r21d_zoo.extract_features(model, cfr, clip_stride=1.0, num_frames=4, resize_size=32, crop_size=28)
+    new = r21d_zoo.extract_features(model, cfr, stride_sec=1.0, num_frames=4, resize_size=32, crop_size=28)
+    assert torch.equal(torch.from_numpy(old.features), torch.from_numpy(new.features))

@@ -6,11 +6,10 @@ Each step keeps outputs within a stated tolerance of the eager float32 model (``
 - channels_last_3d memory format (same math, different kernels);
 - on CPU, TorchScript freezing + ``torch.jit.optimize_for_inference`` (prepacked oneDNN convs);
 - ``torch.compile`` (inductor; needs a C++ compiler on CPU, first call compiles);
-- bf16/fp16 autocast (GPU; on CPU only when asked for, bf16 changes the numbers at the 1e-2 level);
+- bf16/fp16 autocast (``amp``, the vocabulary of :mod:`r21d_zoo.deploy.runtime`: by default bf16 on GPU);
 - ``cudnn.benchmark`` on GPU.
 """
 
-import contextlib
 import copy
 import logging
 import warnings
@@ -20,10 +19,9 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .runtime import Runtime, amp_dtype
+
 _logger = logging.getLogger(__name__)
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 def _last_conv(module: nn.Module) -> Optional[Tuple[nn.Sequential, int]]:
     """The (container, index) of the conv that produces ``module``'s output, if its output is a conv's output."""
@@ -81,12 +79,11 @@ class InferenceModel(nn.Module):
     ``forward_head``, ``forward_intermediates``), float32 outputs, and the original's ``pretrained_cfg``."""
 
     def __init__(
-        self, model: nn.Module, channels_last: bool, amp_dtype: Optional[torch.dtype], compile: bool, torchscript: bool
+        self, model: nn.Module, runtime: Runtime, compile: bool, torchscript: bool
     ):
         super().__init__()
         self.model = model
-        self.channels_last = channels_last
-        self.amp_dtype = amp_dtype
+        self.runtime = runtime
         self.torchscript = torchscript
         self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
         self.feature_info = getattr(model, "feature_info", None)
@@ -98,21 +95,13 @@ class InferenceModel(nn.Module):
         self._features = torch.compile(_Features(model), options=options) if compile else _Features(model)
         self._scripted: Dict[str, torch.jit.ScriptModule] = {}
 
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
-
-    def _autocast(self, x: torch.Tensor):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(x.device.type, dtype=self.amp_dtype)
-
     def _run(self, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        x = self._prepare(x)
+        x = self.runtime.prepare(x)
         if self.torchscript:
             if name not in self._scripted:  # traced on first use
                 self._scripted[name] = _script_for_inference(module, x)
             module = self._scripted[name]
-        with self._autocast(x):
+        with self.runtime.autocast():
             return module(x).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,12 +111,12 @@ class InferenceModel(nn.Module):
         return self._run("features", self._features, x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        with self._autocast(x):
+        with self.runtime.autocast():
             return self.model.forward_head(x, pre_logits=pre_logits).float()
 
     def forward_intermediates(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> List[torch.Tensor]:
-        with self._autocast(x):
-            out = self.model.forward_intermediates(self._prepare(x), *args, **kwargs)
+        with self.runtime.autocast():
+            out = self.model.forward_intermediates(self.runtime.prepare(x), *args, **kwargs)
         return [t.float() for t in out] if isinstance(out, list) else (out[0].float(), [t.float() for t in out[1]])
 
 
@@ -136,7 +125,7 @@ def optimize_for_inference(
     fold_bn: bool = True,
     channels_last: Optional[bool] = None,
     compile: Optional[bool] = None,
-    amp: Optional[str] = None,
+    amp: Optional[str] = "auto",
     torchscript: Optional[bool] = None,
     inplace: bool = False,
 ) -> InferenceModel:
@@ -144,7 +133,7 @@ def optimize_for_inference(
 
     - ``fold_bn``: BatchNorm folded into the preceding convs.
     - ``compile``: ``torch.compile`` (default: on GPU).
-    - ``amp``: ``"bf16"|"fp16"`` autocast (default: bf16 on GPU, none on CPU).
+    - ``amp``: ``auto|bf16|fp16|none`` autocast (:mod:`r21d_zoo.deploy.runtime`; auto: bf16 on GPU, none on CPU).
     - ``torchscript``: trace + freeze + ``torch.jit.optimize_for_inference`` (oneDNN convs; default: on CPU when
       neither ``compile`` nor ``amp`` is asked for; ``forward_intermediates`` stays eager).
     - ``channels_last``: channels_last_3d (default: on, except under ``torchscript``, which picks its own layout).
@@ -152,22 +141,20 @@ def optimize_for_inference(
     model = (model if inplace else copy.deepcopy(model)).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    cuda = next(model.parameters()).is_cuda
+    device = next(model.parameters()).device
+    cuda = device.type == "cuda"
+    dtype = amp_dtype(amp, device)
     if fold_bn:
         fold_batchnorm(model)
     if compile is None:
         compile = cuda
-    if amp is None and cuda:
-        amp = "bf16"
-    if amp not in (None, "none") and amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be one of {list(AMP_DTYPES)} or None, got {amp!r}")
     if torchscript is None:
-        torchscript = not cuda and not compile and amp in (None, "none")
-    if torchscript and (compile or amp not in (None, "none")):
+        torchscript = not cuda and not compile and dtype is None
+    if torchscript and (compile or dtype is not None):
         raise ValueError("torchscript does not combine with compile or amp; pick one")
     channels_last = not torchscript if channels_last is None else channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     if cuda:
         torch.backends.cudnn.benchmark = True
-    return InferenceModel(model, channels_last, AMP_DTYPES.get(amp), compile, torchscript)
+    return InferenceModel(model, Runtime(device, dtype, channels_last), compile, torchscript)

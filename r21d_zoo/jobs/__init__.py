@@ -1,3 +1,3 @@
-"""Jobs built on the model zoo and the video layer: extraction, fine-tuning and evaluation, probes, distillation,
-inflation, conversion, the demo and the synthetic dataset. Each command-line job exports a config dataclass and a
-``run`` (see :mod:`r21d_zoo.cli`)."""
+"""The user tasks: extraction, fine-tuning and evaluation, the linear probe, distillation, pre-training, dedup, the
+demo, and the shard and synthetic-data commands. Each exports a config dataclass and a ``run`` (see
+:mod:`r21d_zoo.cli`); what they share lives in the layers below (data, train, video, deploy, models)."""

@@ -1,16 +1,15 @@
-"""Pieces every job's config shares: which model to start from, and the clip-override field."""
+"""Pieces every job's config shares: which model to start from, the clip-override field, JSON options."""
 
+import inspect
 import json
-import os
-import tempfile
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch.nn as nn
 
-from ..models import create_model
-from ..models._hub import OFFLINE_HINT
+from .._errors import UsageError
+from ..models import OFFLINE_HINT, VideoResNet, create_model
 
 CLI_OFFLINE_HINT = (
     "If this machine is offline: pass --checkpoint FILE (a .safetensors, .pth or caffe2 .pkl), use --model "
@@ -22,46 +21,6 @@ CLI_OFFLINE_HINT = (
 def in_cli_terms(message: str) -> str:
     """A weights error's offline hint, said with command-line options instead of Python arguments."""
     return message.replace(OFFLINE_HINT, CLI_OFFLINE_HINT)
-
-
-# Exit codes of every command (the README's table): success is 0.
-EXIT_PARTIAL = 1  # some items of a batch failed; they are recorded and the rest was done
-EXIT_USAGE = 2  # a bad option or value, an unknown model name (argparse uses 2 too)
-EXIT_INPUT = 3  # a file, folder, label, checkpoint, config or download that cannot be used
-
-
-class InputError(ValueError):
-    """A user's input (a file, a folder, a label, an option) cannot be used; the message names it and the fix."""
-
-
-def writable_dir(path: str, option: str = "-o") -> Path:
-    """Create ``path`` if needed and prove it writable, before any work is done."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{option} {path} is an existing file, not a folder; choose another {option}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise InputError(
-            f"cannot write to {option} {path} ({e.strerror or e}); choose a folder you can write to"
-        ) from e
-    return out
-
-
-def writable_file(path: str, option: str) -> Path:
-    """The parent folder of an output file must be writable and the file must not be a folder."""
-    out = Path(path)
-    if out.is_dir():
-        raise InputError(f"{option} {path} is a folder; give a file name")
-    writable_dir(str(out.parent), f"the folder of {option}")
-    return out
-
-
-def default_workers() -> int:
-    """Data-loading processes: up to 4, no more than the machine's cores."""
-    return min(4, os.cpu_count() or 1)
 
 
 def parse_json_object(text: str) -> Dict[str, Any]:
@@ -99,12 +58,25 @@ class ModelSource:
 
     def create(self, **kwargs: Any) -> nn.Module:
         """``create_model`` with these settings; ``kwargs`` (e.g. ``num_classes``) take precedence over model_args."""
-        return create_model(
-            self.name,
-            pretrained=self.pretrained,
-            checkpoint_path=self.checkpoint_path,
-            **dict(self.model_args, **kwargs),
+        return create_with_args(
+            self.name, self.model_args, pretrained=self.pretrained, checkpoint_path=self.checkpoint_path, **kwargs
         )
+
+
+def create_with_args(name: str, model_args: Dict[str, Any], **kwargs: Any) -> nn.Module:
+    """``create_model(name, **model_args, **kwargs)`` (``kwargs`` win); a ``--model-args`` key the architecture does
+    not take is a usage error naming it."""
+    try:
+        return create_model(name, **dict(model_args, **kwargs))
+    except TypeError as e:
+        found = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if not found or found.group(1) not in model_args:
+            raise
+        known = [p.name for p in inspect.signature(VideoResNet).parameters.values() if p.default is not p.empty]
+        raise UsageError(
+            f"--model-args: {name} takes no argument {found.group(1)!r}; remove it or check its spelling (the "
+            f"arguments it takes: {', '.join(known)})"
+        ) from e
 
 
 def clip_field(help: str = "clip settings; each defaults to the weights' value", **defaults: Any) -> Any:

@@ -1,15 +1,16 @@
 """``r21d-zoo dedup``: find pre-training videos that are near-duplicates of any target video, from extracted features.
 
-Each video is described by the mean of its clip features (``r21d-zoo extract`` output: ``<name>.npy`` or
-``<name>.safetensors``), centred on the mean over both sets (so features that every video shares do not count) and
-L2-normalised. A pre-training video whose cosine similarity to some target video reaches ``threshold`` is a duplicate.
+Each video is described by the mean of its clip features (``r21d-zoo extract`` output, any format), centred on the
+mean over both sets (so features that every video shares do not count) and L2-normalised. A pre-training video whose
+cosine similarity to some target video reaches ``threshold`` is a duplicate.
 Descriptors of spatial maps (``extract --layer layer2 --spatial-pool none``) keep the layout, which separates copies
 (re-encoded, resized, trimmed) from merely similar videos far better than pooled vectors; ``--grid N`` pools such maps
 to N x N cells (layer2 of R(2+1)D with ``--grid 4``: 2048 numbers a video instead of 128 x 28 x 28).
 The default search is exact: the target descriptors are held in memory, the pre-training ones are read from their
 files in chunks (a pass for the joint mean, a pass of matrix products), so memory does not grow with the pre-training
 set. ``--index faiss`` (``pip install faiss-cpu``) searches an HNSW graph of
-the target descriptors instead: approximate, much faster for large target sets.
+the target descriptors instead: approximate, much faster for large target sets. Both folders must come from one
+extraction setting (weights, layer, pooling, clip preprocessing: their ``extraction.json``); others are refused.
 
 With ``--shards`` (the packed pre-training set), feature names are matched to samples by key (``extract`` run on the
 shards) or by their source file's stem (``extract`` run on the original videos); the exclusion list holds sample keys,
@@ -23,50 +24,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Tuple, Union
 
-import numpy as np
 import torch
 
-from .._io import atomic_write
-from .common import InputError
-from .shards import iter_json, label_names, open_shards
+from .._errors import InputError
+from .._io import atomic_write, writable_file
+from ..data.features import FeatureStore, extraction_differences
+from ..data.shards import iter_json, label_names, open_shards
 
 _logger = logging.getLogger("r21d_zoo.progress")
 
 
 class Descriptors:
-    """The descriptor of every feature file under a folder (``<name>.npy`` or ``<name>.safetensors`` from ``r21d-zoo
-    extract``): the mean clip feature, flattened, float32. With ``grid``, a feature that kept its spatial axes
-    (``--spatial-pool none``: clips x C [x T] x H x W) is first average-pooled to ``grid`` x ``grid`` cells, so a
-    layout-aware descriptor stays small. Files are read a chunk at a time (:meth:`chunks`), so memory does not grow
-    with the number of videos."""
+    """The descriptor of every video in a feature folder (:class:`~r21d_zoo.data.features.FeatureStore`, any format
+    ``r21d-zoo extract`` writes): the mean clip feature, flattened, float32. With ``grid``, a feature that kept its
+    spatial axes (``--spatial-pool none``: clips x C [x T] x H x W) is first average-pooled to ``grid`` x ``grid``
+    cells, so a layout-aware descriptor stays small. Files are read a chunk at a time (:meth:`chunks`), so memory
+    does not grow with the number of videos."""
 
     def __init__(self, folder: str, grid: Optional[int] = None):
         if grid is not None and grid < 1:
             raise InputError(f"--grid {grid}: give the number of cells per side, at least 1")
-        self.root, self.grid = Path(folder), grid
-        self.files = sorted(
-            f
-            for f in self.root.rglob("*")
-            if (f.suffix == ".npy" and not f.name.endswith(".times.npy")) or f.suffix == ".safetensors"
-        )
-        if not self.files:
-            raise InputError(f"{folder}: no feature files (<name>.npy or <name>.safetensors from r21d-zoo extract)")
-        self.names = [f.relative_to(self.root).with_suffix("").as_posix() for f in self.files]
+        self.store, self.grid = FeatureStore(folder), grid
+        if not len(self.store):
+            raise InputError(f"{folder}: no feature files (the output of r21d-zoo extract)")
+        self.names = self.store.names
 
-    def read(self, f: Path) -> torch.Tensor:
-        """One file's descriptor."""
-        if f.suffix == ".npy":
-            feats = torch.from_numpy(np.load(f))
-        else:
-            from safetensors.torch import load_file
-
-            feats = load_file(str(f))["features"]
+    def read(self, name: str) -> torch.Tensor:
+        """One video's descriptor."""
+        feats = torch.from_numpy(self.store.read(name).features)
         feats = feats.float() if feats.ndim > 1 else feats.float()[None]
         if self.grid:
             if feats.ndim < 4:
                 raise InputError(
-                    f"{f}: --grid pools spatial maps, this feature has shape {tuple(feats.shape)}; extract with "
-                    "--spatial-pool none"
+                    f"{self.store.files[name]}: --grid pools spatial maps, this feature has shape "
+                    f"{tuple(feats.shape)}; extract with --spatial-pool none"
                 )
             feats = torch.nn.functional.adaptive_avg_pool2d(feats.flatten(1, -3), self.grid)
         return feats.reshape(feats.shape[0], -1).mean(0)
@@ -74,15 +65,15 @@ class Descriptors:
     def chunks(self, size: int) -> Iterator[torch.Tensor]:
         """The descriptors, ``size`` rows at a time, in :attr:`names` order."""
         dim = None
-        for start in range(0, len(self.files), size):
-            files = self.files[start : start + size]
-            rows = [self.read(f) for f in files]
+        for start in range(0, len(self.names), size):
+            names = self.names[start : start + size]
+            rows = [self.read(n) for n in names]
             dim = dim or rows[0].numel()
-            bad = next(((f, r.numel()) for f, r in zip(files, rows) if r.numel() != dim), None)
+            bad = next(((n, r.numel()) for n, r in zip(names, rows) if r.numel() != dim), None)
             if bad is not None:
                 raise InputError(
-                    f"feature files of different sizes: {self.files[0]} gives {dim} numbers, {bad[0]} {bad[1]}; "
-                    "extract them all with one setting"
+                    f"feature files of different sizes: {self.store.files[self.names[0]]} gives {dim} numbers, "
+                    f"{self.store.files[bad[0]]} {bad[1]}; extract them all with one setting"
                 )
             yield torch.stack(rows)
 
@@ -174,7 +165,17 @@ class DedupConfig:
 
 
 def run(cfg: DedupConfig) -> int:
+    writable_file(cfg.out, "-o")
     pre, target = Descriptors(cfg.pretrain, cfg.grid), Descriptors(cfg.target, cfg.grid)
+    differences = extraction_differences(pre.store, target.store)
+    if differences:
+        raise InputError(
+            f"{cfg.pretrain} and {cfg.target} hold features of different extractions ({'; '.join(differences)}), "
+            "which cannot be compared; extract both with the same model, layer, pooling and clip settings"
+        )
+    for store in (pre.store, target.store):
+        if store.settings() is None:
+            _logger.warning("%s has no extraction.json: cannot check that the folders were extracted alike", store.root)
     pre_names, tgt_names = pre.names, target.names
     found = find_duplicates(pre, target.all(), cfg.threshold, index=cfg.index)
     names = [pre_names[i] for i, _, _ in found]

@@ -7,7 +7,7 @@ The student (any registry architecture; its input may be another modality comput
 linear head per teacher on its pooled features; the loss is the cross-entropy to the teacher distribution (or the
 MSE between logits), summed over teachers. Examples where a teacher's distribution has entropy above
 ``entropy_threshold`` (nats) are dropped from that teacher's loss. Training is resumable (``last.pt`` in the output
-directory), runs under ``torchrun`` (DDP) on the shared loop (:func:`r21d_zoo.jobs.engine.fit`: accumulation,
+directory), runs under ``torchrun`` (DDP) on the shared loop (:func:`r21d_zoo.train.loop.fit`: accumulation,
 channels_last, gradient checkpointing, metrics) and exports the student with ``save_pretrained`` so that
 ``create_model("local-dir:OUT/student")`` loads it and fine-tuning continues from it.
 """
@@ -22,13 +22,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..deploy import save_pretrained
-from ..models import ClipSpec, WeightsError, create_model, set_derived_cfg
+from ..models import ClipSpec, WeightsError, set_derived_cfg
 from ..video import VideoClassificationTransform, normalize
-from .common import InputError, clip_field, parse_json_object, writable_dir
-from .distributed import WorldInfo, default_device, init_distributed
-from .engine import FitResult, OptimConfig, StepContext, StepOutput, TrainConfig, fit
-from .extract import discover_videos
-from .labelled import LabelledVideos, Sample, TrainClips
+from .._errors import InputError
+from .._io import writable_dir
+from ..data.inputs import discover_videos
+from ..data.labelled import LabelledVideos, Sample, TrainClips
+from ..train.distributed import WorldInfo, default_device, init_distributed
+from ..train.loop import FitResult, StepContext, StepOutput, TrainConfig, fit
+from ..train.optim import OptimConfig
+from .common import clip_field, create_with_args, parse_json_object
 
 _logger = logging.getLogger(__name__)
 TARGETS = ("center", "random", "multi")
@@ -174,9 +177,15 @@ def _distill_optim() -> OptimConfig:
 class DistillConfig(TrainConfig):
     """The student, its input and the distillation target; batching, precision and optimisation as for fine-tuning."""
 
-    student: str = field(default="r2plus1d_18", metadata=dict(help="registry architecture of the student"))
-    student_args: Dict[str, Any] = field(
-        default_factory=dict, metadata=dict(parse=parse_json_object, help="JSON object of create_model arguments")
+    model: str = field(
+        default="r2plus1d_18",
+        metadata=dict(help="registry architecture of the student", deprecated=("--student",)),
+    )
+    model_args: Dict[str, Any] = field(
+        default_factory=dict,
+        metadata=dict(
+            parse=parse_json_object, help="JSON object of create_model arguments", deprecated=("--student-args",)
+        ),
     )
     modality: Literal["rgb", "gray_diff"] = field(default="rgb", metadata=dict(help="the student's input"))
     clip: Dict[str, Any] = clip_field(help="the student's clip (default: its architecture's)", num_frames=8)
@@ -199,8 +208,8 @@ def distill(
     stop_after_epochs: Optional[int] = None,
     progress: bool = True,
 ) -> FitResult:
-    """Distil ``teachers`` into a new ``cfg.student`` on unlabelled ``videos``. With ``out_dir`` it checkpoints every
-    epoch to ``out_dir/last.pt`` (and resumes from it), writes the metrics and exports ``out_dir/student`` (the
+    """Distil ``teachers`` into a new student ``cfg.model`` on unlabelled ``videos``. With ``out_dir`` it checkpoints
+    every epoch to ``out_dir/last.pt`` (and resumes from it), writes the metrics and exports ``out_dir/student`` (the
     result's ``final_dir``). ``stop_after_epochs`` ends the run early (to test resuming)."""
     if cfg.target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {cfg.target!r}")
@@ -213,7 +222,7 @@ def distill(
     for s in specs:
         s.model.eval().requires_grad_(False).to(device)
     in_chans, make_input = MODALITIES[cfg.modality]
-    backbone = create_model(cfg.student, num_classes=specs[0].num_classes, in_chans=in_chans, **cfg.student_args)
+    backbone = create_with_args(cfg.model, cfg.model_args, num_classes=specs[0].num_classes, in_chans=in_chans)
     spec = ClipSpec.from_model(backbone, **cfg.clip)
     set_derived_cfg(
         backbone,

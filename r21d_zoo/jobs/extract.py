@@ -10,8 +10,6 @@ on. Shards (``torchrun`` ranks or ``shard_id``/``num_shards``) take ``videos[i::
 the sorted list: no padding, no duplicates.
 """
 
-import contextlib
-import csv
 import functools
 import hashlib
 import json
@@ -22,21 +20,25 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .._io import atomic_write, partial_path
+from .._errors import EXIT_PARTIAL, InputError
+from .._io import FolderLock, atomic_write, partial_path, writable_dir
 from .._progress import progress as show_progress
 from .._version import __version__
-from ..deploy.optimize import AMP_DTYPES, optimize_for_inference
+from ..data.features import FEATURE_FORMATS, MANIFEST_FILE, SETTINGS_FILE, FeatureFormat, FeatureStore, VideoFeatures
+from ..data.features import feature_format, flat_settings
+from ..data.inputs import VideoItem, default_workers, discover_videos
+from ..data.shards import VIDEO_MEMBERS as SHARD_VIDEO_EXTS, ShardSet, shard_inputs, shard_samples
+from ..deploy.optimize import optimize_for_inference
+from ..deploy.runtime import AMP_HELP, CHANNELS_LAST_HELP, Amp, Runtime
 from ..models import ClipSpec
+from ..train.distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
 from ..video import VideoClassificationTransform, VideoDecodeError, VideoInfo, open_video, sliding_clips, uniform_clips
-from ..video.reader import BACKENDS, DEFAULT_BACKEND, VIDEO_EXTENSIONS, check_backend, reader_class
-from .common import EXIT_PARTIAL, InputError, ModelSource, clip_field, default_workers, writable_dir
-from .distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
-from .shards import VIDEO_MEMBERS as SHARD_VIDEO_EXTS, ShardSet, is_shard_source, open_shards, shard_samples
+from ..video.reader import DECODERS, DEFAULT_DECODER, VIDEO_EXTENSIONS, check_decoder, reader_class, renamed
+from .common import ModelSource, clip_field
 
 _logger = logging.getLogger(__name__)
 
@@ -49,16 +51,14 @@ class ExtractConfig:
     """How clips are sampled and turned into features. ``clip`` overrides the weights' :class:`ClipSpec`."""
 
     clip: Dict[str, Any] = clip_field()
-    clip_stride: Optional[float] = field(
-        default=None, metadata=dict(flag="--stride-sec", help="seconds between clip starts (default: back to back)")
+    stride_sec: Optional[float] = field(
+        default=None, metadata=dict(help="seconds between clip starts (default: back to back)")
     )
     num_clips: Optional[int] = field(
         default=None, metadata=dict(help="N uniformly spaced clips per video instead of sliding windows")
     )
     pad: Literal["repeat", "loop"] = field(default="repeat", metadata=dict(help="how the last clip is filled"))
-    decoder_resize: bool = field(
-        default=False, metadata=dict(flag="--fast-resize", help="resize in the decoder (faster; not the reference)")
-    )
+    fast_resize: bool = field(default=False, metadata=dict(help="resize in the decoder (faster; not the reference)"))
     layer: Union[str, int] = field(
         default="pre_logits", metadata=dict(help="pre_logits, logits, or a stage: layer1-4 / 0-4")
     )
@@ -70,7 +70,7 @@ class ExtractConfig:
         length = spec.clip_seconds(info.fps)
         if self.num_clips:
             return uniform_clips(info.duration, length, self.num_clips)
-        return sliding_clips(info.duration, length, self.clip_stride)
+        return sliding_clips(info.duration, length, self.stride_sec)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -123,8 +123,9 @@ def clip_features(
 
 
 class FeatureRunner:
-    """Moves uint8 clips to the device, crops and normalises there, and runs the model: eager (autocast and
-    channels_last_3d on GPU only; float32 on CPU) or, with ``optimize``, through :func:`optimize_for_inference`."""
+    """Moves uint8 clips to the device, crops and normalises there, and runs the model: eager, with the precision and
+    memory format of :mod:`r21d_zoo.deploy.runtime` (``amp="auto"``: bf16 on GPU, float32 on CPU), or, with
+    ``optimize``, through :func:`optimize_for_inference` (which then applies them)."""
 
     def __init__(
         self,
@@ -137,20 +138,13 @@ class FeatureRunner:
         optimize: bool = False,
     ):
         self.device = torch.device(device) if device else next(model.parameters()).device
-        cuda = self.device.type == "cuda"
-        amp = {"auto": "bf16" if cuda else None, "none": None}.get(amp, amp)
-        if amp is not None and amp not in AMP_DTYPES:
-            raise ValueError(f"amp must be 'auto', 'none' or one of {list(AMP_DTYPES)}, got {amp!r}")
-        if not cuda and amp is not None:
-            _logger.info("autocast is for GPUs; running in float32 on %s", self.device)
-            amp = None
+        runtime = Runtime.create(self.device, amp, channels_last)
         model = model.eval().to(self.device)
         if optimize:
-            model = optimize_for_inference(model, channels_last=channels_last, amp=amp or "none")
-            amp, channels_last = None, False  # done inside the optimised model
-        self.amp_dtype = AMP_DTYPES.get(amp)
-        self.channels_last = cuda if channels_last is None else channels_last
-        self.model = model.to(memory_format=torch.channels_last_3d) if self.channels_last else model
+            model = optimize_for_inference(model, channels_last=channels_last, amp=amp)
+            runtime = Runtime(self.device)  # precision and layout are inside the optimised model
+        self.runtime = runtime
+        self.model = runtime.place(model)
         self.cfg = cfg
         self.transform = VideoClassificationTransform.from_spec(spec).to(self.device)
         self.crops = 3 if spec.crop_mode == "three" else 1
@@ -158,15 +152,8 @@ class FeatureRunner:
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (B, T, H, W, C) -> float32 features (B, ...) on the CPU."""
-        x = self.transform(frames.to(self.device, non_blocking=True))
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last_3d)
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.amp_dtype)
-            if self.amp_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with autocast:
+        x = self.runtime.prepare(self.transform(frames.to(self.device, non_blocking=True)))
+        with self.runtime.autocast():
             f = clip_features(self.model, x, self.cfg.layer, self.cfg.spatial_pool, self.cfg.temporal_pool)
         f = f.float()
         if self.crops > 1:
@@ -178,17 +165,11 @@ class FeatureRunner:
 # Decoding in workers
 
 
-@dataclass(frozen=True)
-class VideoItem:
-    path: str
-    name: str  # output name, relative to the output directory, without extension
-
-
 class ClipChunks(IterableDataset):
     """Yields, per video, chunks of at most ``batch_size`` resized uint8 clips, named by the video's output name; the
     last chunk has ``last=True`` and the video's info. A video that fails yields one ``error`` item instead (earlier
     chunks of it must be discarded). Videos are split across DataLoader workers round-robin; containers are opened
-    inside the worker. With a GPU ``device`` (a backend that decodes there) frames are decoded onto it, in the main
+    inside the worker. With a GPU ``device`` (a decoder that decodes there) frames are decoded onto it, in the main
     process."""
 
     def __init__(
@@ -196,10 +177,10 @@ class ClipChunks(IterableDataset):
         videos: Sequence[VideoItem],
         spec: ClipSpec,
         cfg: ExtractConfig,
-        backend: str = DEFAULT_BACKEND,
+        decoder: str = DEFAULT_DECODER,
         device: Optional[torch.device] = None,
     ):
-        self.videos, self.spec, self.cfg, self.backend, self.device = list(videos), spec, cfg, backend, device
+        self.videos, self.spec, self.cfg, self.decoder, self.device = list(videos), spec, cfg, decoder, device
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         wid, nw = _worker()
@@ -211,7 +192,7 @@ class ClipChunks(IterableDataset):
         cfg, start = self.cfg, time.perf_counter()
         head = dict(name=item.name, video=item.path)
         try:
-            with open_video(source, self.spec, self.backend, cfg.decoder_resize, self.device) as reader:
+            with open_video(source, self.spec, self.decoder, cfg.fast_resize, self.device) as reader:
                 clips = cfg.clips_for(self.spec, reader.info)
                 batch: List[Tuple[Any, Any]] = []
                 for n, (clip, frames) in enumerate(reader.iter_clips(clips, self.spec, cfg.pad)):
@@ -249,10 +230,10 @@ class ShardClipChunks(ClipChunks):
         spec: ClipSpec,
         cfg: ExtractConfig,
         done: Callable[[str], bool],
-        backend: str = DEFAULT_BACKEND,
+        decoder: str = DEFAULT_DECODER,
         device: Optional[torch.device] = None,
     ):
-        super().__init__([], spec, cfg, backend, device)
+        super().__init__([], spec, cfg, decoder, device)
         self.urls, self.done = list(urls), done
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
@@ -283,17 +264,9 @@ def _worker() -> Tuple[int, int]:
     return (info.id, info.num_workers) if info else (0, 1)
 
 
-def decode_device(backend: str, device: torch.device) -> Optional[torch.device]:
-    """The GPU to decode on: the model's, when the backend can decode there (torchcodec's NVDEC); else None (CPU)."""
-    return device if device.type != "cpu" and device.type in reader_class(backend).devices else None
-
-
-@dataclass
-class VideoFeatures:
-    features: np.ndarray  # float32 (num_clips, ...)
-    clip_times: np.ndarray  # float64 (num_clips, 2): start, end seconds (the last may end after the video)
-    num_padded: np.ndarray  # int (num_clips,): padded frames per clip
-    info: Dict[str, Any] = field(default_factory=dict)
+def decode_device(decoder: str, device: torch.device) -> Optional[torch.device]:
+    """The GPU to decode on: the model's, when the decoder can decode there (torchcodec's NVDEC); else None (CPU)."""
+    return device if device.type != "cpu" and device.type in reader_class(decoder).devices else None
 
 
 def extract_features(
@@ -303,18 +276,23 @@ def extract_features(
     device: Union[str, torch.device, None] = None,
     amp: Optional[str] = "auto",
     optimize: bool = False,
-    backend: str = DEFAULT_BACKEND,
+    decoder: str = DEFAULT_DECODER,
     **overrides: Any,
 ) -> VideoFeatures:
     """Features of every clip of one video. Keyword overrides replace fields of ``cfg`` (``num_clips=10``,
     ``layer="layer3"``, ``spatial_pool="none"``) or of the weights' clip (``num_frames=8``, ``crop_mode="three"``).
-    ``optimize`` runs the model through :func:`r21d_zoo.optimize_for_inference`."""
+    ``optimize`` runs the model through :func:`r21d_zoo.optimize_for_inference`. The deprecated names ``backend``,
+    ``decoder_resize`` and ``clip_stride`` work (with a warning) for ``decoder``, ``fast_resize`` and ``stride_sec``."""
+    decoder = renamed("extract_features", "backend", overrides.pop("backend", None), "decoder", decoder)
+    for old, new in (("decoder_resize", "fast_resize"), ("clip_stride", "stride_sec")):
+        if old in overrides:
+            overrides[new] = renamed("extract_features", old, overrides.pop(old), new, None)
     clip_overrides = {k: overrides.pop(k) for k in ClipSpec.fields() if k in overrides}
     cfg = replace(cfg or ExtractConfig(), **overrides)
     spec = ClipSpec.from_model(model, **cfg.clip, **clip_overrides)
     runner = FeatureRunner(model, spec, cfg, device, amp, optimize=optimize)
     feats, times, padded = [], [], []
-    chunks = ClipChunks([], spec, cfg, backend=backend, device=decode_device(backend, runner.device))
+    chunks = ClipChunks([], spec, cfg, decoder=decoder, device=decode_device(decoder, runner.device))
     for chunk in chunks.chunks(str(video), VideoItem(str(video), Path(video).stem)):
         if "error" in chunk:
             raise VideoDecodeError(chunk["error"])
@@ -332,79 +310,7 @@ def _stage_check(model: nn.Module, layer: Union[str, int]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Inputs and outputs
-
-
-def discover_videos(
-    inputs: Sequence[Union[str, os.PathLike]], extensions: Sequence[str] = VIDEO_EXTENSIONS
-) -> List[VideoItem]:
-    """Files, directories (searched recursively by extension; names keep the sub-directories) and ``.txt``/``.csv``
-    lists (one path per line, or a ``path``/``video`` column; relative paths are taken from the list's folder).
-    Sorted by name; two inputs with the same output name are an error."""
-    items: List[VideoItem] = []
-    exts = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
-    for raw in inputs:
-        p = Path(raw)
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix.lower() in exts:
-                    items.append(VideoItem(str(f), f.relative_to(p).with_suffix("").as_posix()))
-        elif p.suffix.lower() in (".txt", ".csv", ".lst") and p.is_file():
-            for entry in _read_list(p):
-                q = Path(entry)
-                q = q if q.is_absolute() else p.parent / q
-                items.append(VideoItem(str(q), q.stem))
-        else:  # a video file; a missing one is recorded as a failure when it is processed
-            items.append(VideoItem(str(p), p.stem))
-    items.sort(key=lambda v: (v.name, v.path))
-    seen: Dict[str, str] = {}
-    for v in items:
-        if v.name in seen and seen[v.name] != v.path:
-            raise ValueError(
-                f"{seen[v.name]} and {v.path} would both be written as '{v.name}'; pass their parent directory "
-                "instead (names then keep sub-folders) or rename one"
-            )
-        seen[v.name] = v.path
-    return list({v.name: v for v in items}.values())
-
-
-def _read_list(path: Path) -> List[str]:
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if path.suffix.lower() != ".csv":
-        return [ln.strip() for ln in lines]
-    rows = list(csv.reader(lines))
-    header = [c.strip().lower() for c in rows[0]]
-    column = next((header.index(k) for k in ("path", "video", "filename") if k in header), None)
-    return [r[column or 0].strip() for r in (rows[1:] if column is not None else rows)]
-
-
-OUTPUT_FORMATS = ("npy", "safetensors")
-
-
-def output_paths(out_dir: Path, name: str, fmt: str) -> List[Path]:
-    """The files of one finished video (all must exist for it to count as done)."""
-    if fmt == "npy":
-        return [out_dir / f"{name}.times.npy", out_dir / f"{name}.npy"]  # features last: written last
-    return [out_dir / f"{name}.safetensors"]
-
-
-def write_features(
-    out_dir: Path, name: str, result: VideoFeatures, fmt: str = "npy", dtype: str = "float32"
-) -> List[Path]:
-    features = result.features.astype(dtype)
-    paths = output_paths(out_dir, name, fmt)
-    if fmt == "npy":
-        atomic_write(paths[0], lambda f: np.save(f, result.clip_times))
-        atomic_write(paths[1], lambda f: np.save(f, features))
-    else:
-        from safetensors.numpy import save
-
-        data = save(
-            dict(features=features, clip_times=result.clip_times, num_padded=result.num_padded.astype(np.int64)),
-            metadata={k: json.dumps(v) for k, v in result.info.items()},
-        )
-        atomic_write(paths[0], lambda f: f.write(data))
-    return paths
+# The manifest
 
 
 def _append_line(path: Path, record: Dict[str, Any]) -> None:
@@ -421,9 +327,6 @@ def _append_line(path: Path, record: Dict[str, Any]) -> None:
 # The batch job
 
 
-SETTINGS_FILE = "extraction.json"
-
-
 def weights_sha256(model: nn.Module) -> str:
     """A digest of the model's state dict (names and values): which weights made the features."""
     h = hashlib.sha256()
@@ -434,7 +337,7 @@ def weights_sha256(model: nn.Module) -> str:
 
 
 def extraction_settings(
-    model: nn.Module, spec: ClipSpec, cfg: ExtractConfig, fmt: str, dtype: str, model_name: Optional[str]
+    model: nn.Module, spec: ClipSpec, cfg: ExtractConfig, format: str, dtype: str, model_name: Optional[str]
 ) -> Dict[str, Any]:
     """Everything that decides what a features file holds (plus the package version, recorded but not compared)."""
     pcfg = getattr(model, "pretrained_cfg", None) or {}
@@ -448,42 +351,36 @@ def extraction_settings(
         ),
         clip=spec.to_dict(),
         clips=dict(
-            num_clips=cfg.num_clips, clip_stride=cfg.clip_stride, pad=cfg.pad, decoder_resize=cfg.decoder_resize
+            num_clips=cfg.num_clips, stride_sec=cfg.stride_sec, pad=cfg.pad, fast_resize=cfg.fast_resize
         ),
         layer=str(cfg.layer),
         spatial_pool=cfg.spatial_pool,
         temporal_pool=cfg.temporal_pool,
-        format=fmt,
+        format=format,
         dtype=dtype,
         r21d_zoo_version=__version__,
     )
     return json.loads(json.dumps(settings))  # tuples as lists, as they read back
 
 
-def _flat(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for k, v in d.items():
-        if k == "r21d_zoo_version":
-            continue
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
+RENAMED_SETTINGS = {"clips.clip_stride": "clips.stride_sec", "clips.decoder_resize": "clips.fast_resize"}  # 0.x names
 
 
 def check_settings(out: Path, settings: Dict[str, Any], resume: bool) -> str:
     """Record ``settings`` in ``out/extraction.json``; with ``resume``, refuse a folder made with other settings (or
     with unknown ones) before any work. Returns a short id of the settings for the manifest."""
     path = out / SETTINGS_FILE
-    new = _flat(settings)
+    new = flat_settings(settings)
     ways_out = "extract into another folder (-o), or pass --overwrite to replace them"
     recorded = json.loads(path.read_text()) if path.exists() else None
     if resume and recorded is not None:
-        old = _flat(recorded)
+        old = {RENAMED_SETTINGS.get(k, k): v for k, v in flat_settings(recorded).items()}
         diff = [
             f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
         ]
         if diff:
             raise InputError(f"{out} holds features made with other settings ({'; '.join(diff)}); {ways_out}")
-    elif resume and ((out / "manifest.jsonl").exists() or any(out.glob("*.npy")) or any(out.glob("*.safetensors"))):
+    elif resume and ((out / MANIFEST_FILE).exists() or len(FeatureStore(out))):
         raise InputError(f"{out} holds features with no {SETTINGS_FILE}, so their settings are unknown; {ways_out}")
     if recorded != settings:
         text = json.dumps(settings, indent=2, sort_keys=True) + "\n"
@@ -507,12 +404,12 @@ def run_extraction(
     model: nn.Module,
     cfg: ExtractConfig,
     *,
-    backend: str = DEFAULT_BACKEND,
+    decoder: str = DEFAULT_DECODER,
     device: Union[str, torch.device, None] = None,
     workers: int = 0,
     amp: Optional[str] = "auto",
     channels_last: Optional[bool] = None,
-    fmt: str = "npy",
+    format: str = "npy",
     dtype: str = "float32",
     shard_id: int = 0,
     num_shards: int = 1,
@@ -525,104 +422,105 @@ def run_extraction(
     may be WebDataset shards: this job then takes ``shards[shard_id::num_shards]`` and names outputs by sample key."""
     spec = ClipSpec.from_model(model, **cfg.clip)
     _stage_check(model, cfg.layer)
-    if fmt not in OUTPUT_FORMATS:
-        raise ValueError(f"format must be one of {OUTPUT_FORMATS}, got {fmt!r}")
-    check_backend(backend)  # a decoder that cannot load here fails once, not once per video
+    store_format = feature_format(format)
+    check_decoder(decoder)  # a decoder that cannot load here fails once, not once per video
     if not 0 <= shard_id < num_shards:
         raise ValueError(f"shard id {shard_id} is not in 0..{num_shards - 1}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = out / "manifest.jsonl"
-    settings = extraction_settings(model, spec, cfg, fmt, dtype, model_name)
-    settings_id = check_settings(out, settings, resume)
-    summary = ExtractSummary()
-    done = functools.partial(_finished, out, fmt) if resume else _never
-    runner = FeatureRunner(model, spec, cfg, device, amp, channels_last, optimize)
-    on_gpu = decode_device(backend, runner.device)
-    if on_gpu is not None and workers:
-        _logger.info("decoding with %s on %s in the main process (not in %d workers)", backend, on_gpu, workers)
-        workers = 0
-    if isinstance(videos, ShardSet):
-        chunks: ClipChunks = ShardClipChunks(videos.urls[shard_id::num_shards], spec, cfg, done, backend, on_gpu)
-        total = sum(videos.counts[shard_id::num_shards]) if videos.counts is not None else None
-    else:
-        mine = list(videos)[shard_id::num_shards]
-        todo = [v for v in mine if not done(v.name)]
-        summary.skipped = len(mine) - len(todo)
-        chunks, total = ClipChunks(todo, spec, cfg, backend, on_gpu), len(todo)
-    loader = DataLoader(
-        chunks,
-        batch_size=None,
-        num_workers=workers,
-        pin_memory=runner.device.type == "cuda" and on_gpu is None,
-        prefetch_factor=2 if workers else None,
-    )
-    bar = show_progress(total=total, unit="video", desc="extract", show=progress)
-    pending: Dict[int, List[Any]] = {}
-    started: Dict[int, float] = {}
-    t_run = time.perf_counter()
-    base = dict(model=model_name, settings=settings_id, rank=shard_id, num_shards=num_shards)
-    for chunk in loader:
-        name, video = chunk["name"], chunk["video"]
-        if chunk.get("skipped"):
-            summary.skipped += 1
-            bar.update(1)
-            continue
-        if "error" in chunk:  # a video, or a damaged shard (named by its URL)
-            pending.pop(name, None)
-            started.pop(name, None)
-            summary.failed += 1
-            summary.failures.append(video)
-            _logger.warning("failed: %s", chunk["error"])
-            _append_line(manifest, dict(base, video=video, name=name, status="error", error=chunk["error"]))
-            bar.update(1)
-            continue
-        if name not in started:
-            started[name] = time.perf_counter()
-            for p in output_paths(out, name, fmt):  # a killed run can leave a temp file; only this job writes name
-                partial_path(p).unlink(missing_ok=True)
-        parts = pending.setdefault(name, [])
-        if len(chunk["frames"]):
-            parts.append((runner(chunk["frames"]), chunk["times"], chunk["num_padded"]))
-        if not chunk["last"]:
-            continue
-        del pending[name]
-        result = VideoFeatures(
-            torch.cat([p[0] for p in parts]).numpy(),
-            torch.cat([p[1] for p in parts]).numpy(),
-            torch.cat([p[2] for p in parts]).numpy(),
-            dict(chunk["info"], model=model_name),
+    lock = FolderLock(out, ".r21d-zoo.lock" if num_shards == 1 else f".r21d-zoo-shard-{shard_id}-of-{num_shards}.lock")
+    with lock:  # a second live run of this shard into this folder is refused
+        manifest = out / MANIFEST_FILE
+        settings = extraction_settings(model, spec, cfg, format, dtype, model_name)
+        settings_id = check_settings(out, settings, resume)
+        summary = ExtractSummary()
+        done = functools.partial(_finished, out, store_format) if resume else _never
+        runner = FeatureRunner(model, spec, cfg, device, amp, channels_last, optimize)
+        on_gpu = decode_device(decoder, runner.device)
+        if on_gpu is not None and workers:
+            _logger.info("decoding with %s on %s in the main process (not in %d workers)", decoder, on_gpu, workers)
+            workers = 0
+        if isinstance(videos, ShardSet):
+            chunks: ClipChunks = ShardClipChunks(videos.urls[shard_id::num_shards], spec, cfg, done, decoder, on_gpu)
+            total = sum(videos.counts[shard_id::num_shards]) if videos.counts is not None else None
+        else:
+            mine = list(videos)[shard_id::num_shards]
+            todo = [v for v in mine if not done(v.name)]
+            summary.skipped = len(mine) - len(todo)
+            chunks, total = ClipChunks(todo, spec, cfg, decoder, on_gpu), len(todo)
+        loader = DataLoader(
+            chunks,
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=runner.device.type == "cuda" and on_gpu is None,
+            prefetch_factor=2 if workers else None,
         )
-        paths = write_features(out, name, result, fmt, dtype)
-        seconds = time.perf_counter() - started.pop(name)
-        n = len(result.features)
-        summary.done += 1
-        summary.clips += n
-        _append_line(
-            manifest,
-            dict(
-                base,
-                video=video,
-                name=name,
-                status="ok",
-                num_clips=n,
-                feature_shape=list(result.features.shape),
-                padded_frames=int(result.num_padded.sum()),
-                duration=result.info["duration"],
-                fps=result.info["fps"],
-                seconds=round(seconds, 4),
-                outputs=[p.name for p in paths],
-            ),
-        )
-        bar.update(1)
-        bar.set_postfix(clips_per_s=f"{summary.clips / (time.perf_counter() - t_run):.1f}")
-    bar.close()
-    summary.seconds = time.perf_counter() - t_run
-    return summary
+        bar = show_progress(total=total, unit="video", desc="extract", show=progress)
+        pending: Dict[int, List[Any]] = {}
+        started: Dict[int, float] = {}
+        t_run = time.perf_counter()
+        base = dict(model=model_name, settings=settings_id, rank=shard_id, num_shards=num_shards)
+        for chunk in loader:
+            name, video = chunk["name"], chunk["video"]
+            if chunk.get("skipped"):
+                summary.skipped += 1
+                bar.update(1)
+                continue
+            if "error" in chunk:  # a video, or a damaged shard (named by its URL)
+                pending.pop(name, None)
+                started.pop(name, None)
+                summary.failed += 1
+                summary.failures.append(video)
+                _logger.warning("failed: %s", chunk["error"])
+                _append_line(manifest, dict(base, video=video, name=name, status="error", error=chunk["error"]))
+                bar.update(1)
+                continue
+            if name not in started:
+                started[name] = time.perf_counter()
+                for p in store_format.paths(out, name):  # a killed run can leave a temp file; only this job writes name
+                    partial_path(p).unlink(missing_ok=True)
+            parts = pending.setdefault(name, [])
+            if len(chunk["frames"]):
+                parts.append((runner(chunk["frames"]), chunk["times"], chunk["num_padded"]))
+            if not chunk["last"]:
+                continue
+            del pending[name]
+            result = VideoFeatures(
+                torch.cat([p[0] for p in parts]).numpy(),
+                torch.cat([p[1] for p in parts]).numpy(),
+                torch.cat([p[2] for p in parts]).numpy(),
+                dict(chunk["info"], model=model_name),
+            )
+            paths = store_format.write(out, name, result, dtype)
+            seconds = time.perf_counter() - started.pop(name)
+            n = len(result.features)
+            summary.done += 1
+            summary.clips += n
+            _append_line(
+                manifest,
+                dict(
+                    base,
+                    video=video,
+                    name=name,
+                    status="ok",
+                    num_clips=n,
+                    feature_shape=list(result.features.shape),
+                    padded_frames=int(result.num_padded.sum()),
+                    duration=result.info["duration"],
+                    fps=result.info["fps"],
+                    seconds=round(seconds, 4),
+                    outputs=[p.name for p in paths],
+                ),
+            )
+            bar.update(1)
+            bar.set_postfix(clips_per_s=f"{summary.clips / (time.perf_counter() - t_run):.1f}")
+        bar.close()
+        summary.seconds = time.perf_counter() - t_run
+        return summary
 
 
-def _finished(out: Path, fmt: str, name: str) -> bool:
-    return all(p.exists() for p in output_paths(out, name, fmt))
+def _finished(out: Path, store_format: FeatureFormat, name: str) -> bool:
+    return all(p.exists() for p in store_format.paths(out, name))
 
 
 def _never(name: str) -> bool:
@@ -644,13 +542,13 @@ class ExtractJobConfig:
     out: str = field(metadata=dict(flag=("-o", "--out"), help="output directory"))
     model: ModelSource = field(default_factory=ModelSource)
     settings: ExtractConfig = field(default_factory=ExtractConfig)
-    format: Literal["npy", "safetensors"] = field(default="npy", metadata=dict(help="feature file format"))
+    format: str = field(default="npy", metadata=dict(help="feature file format", choices=tuple(FEATURE_FORMATS)))
     dtype: Literal["float32", "float16"] = field(default="float32", metadata=dict(help="stored feature dtype"))
-    decoder: str = field(default=DEFAULT_BACKEND, metadata=dict(help="video decoding backend", choices=BACKENDS))
+    decoder: str = field(default=DEFAULT_DECODER, metadata=dict(help="video decoding decoder", choices=DECODERS))
     workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes"))
     device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
-    amp: Literal["auto", "bf16", "fp16", "none"] = field(default="auto", metadata=dict(help="autocast on GPU"))
-    channels_last: Optional[bool] = field(default=None, metadata=dict(help="channels_last_3d (default: on GPU)"))
+    amp: Amp = field(default="auto", metadata=dict(help=AMP_HELP))
+    channels_last: Optional[bool] = field(default=None, metadata=dict(help=CHANNELS_LAST_HELP))
     optimize: bool = field(default=False, metadata=dict(help="fold BN; TorchScript on CPU, torch.compile on GPU"))
     shard_id: Optional[int] = field(default=None, metadata=dict(help="this job's shard (schedulers without torchrun)"))
     num_shards: Optional[int] = field(default=None, metadata=dict(help="number of shards"))
@@ -658,23 +556,10 @@ class ExtractJobConfig:
     extensions: str = field(default=",".join(VIDEO_EXTENSIONS), metadata=dict(help="comma-separated, for folders"))
 
 
-def shard_inputs(inputs: Sequence[str]) -> Optional[ShardSet]:
-    """The inputs as one set of WebDataset shards when they are shards (packed folders, ``index.json``, ``.tar``
-    files, brace patterns, URLs), None when they are videos; a mix is an error."""
-    kinds = [is_shard_source(x) for x in inputs]
-    if not any(kinds):
-        return None
-    if not all(kinds):
-        raise InputError("pass either WebDataset shards or videos to one extract run, not both")
-    sets = [open_shards(x) for x in inputs]
-    counts = [c for s in sets for c in s.counts] if all(s.counts is not None for s in sets) else None
-    return ShardSet([u for s in sets for u in s.urls], counts)
-
-
 def run(cfg: ExtractJobConfig) -> int:
     """``r21d-zoo extract``: exit 1 when any video failed (on any rank), 3 when the model, the inputs or the decoder
     are unusable (refused before any work)."""
-    check_backend(cfg.decoder)
+    check_decoder(cfg.decoder)
     videos = shard_inputs(cfg.inputs) or discover_videos(cfg.inputs, cfg.extensions.split(","))
     if not videos:
         raise InputError(f"no videos found in {' '.join(cfg.inputs)} (extensions {cfg.extensions})")
@@ -691,12 +576,12 @@ def run(cfg: ExtractJobConfig) -> int:
         cfg.out,
         model,
         cfg.settings,
-        backend=cfg.decoder,
+        decoder=cfg.decoder,
         device=default_device(world, cfg.device),
         workers=cfg.workers,
         amp=cfg.amp,
         channels_last=cfg.channels_last,
-        fmt=cfg.format,
+        format=cfg.format,
         dtype=cfg.dtype,
         shard_id=shard_id,
         num_shards=num_shards,
@@ -709,6 +594,6 @@ def run(cfg: ExtractJobConfig) -> int:
     print(
         f"shard {shard_id}/{num_shards}: {summary.done} extracted ({summary.clips} clips, "
         f"{summary.clips / max(summary.seconds, 1e-9):.1f} clips/s), {summary.skipped} already done, "
-        f"{summary.failed} failed -> {cfg.out}/manifest.jsonl"
+        f"{summary.failed} failed -> {cfg.out}/{MANIFEST_FILE}"
     )
     return EXIT_PARTIAL if failed else 0

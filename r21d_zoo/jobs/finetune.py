@@ -4,7 +4,7 @@
   only the classifier on frozen features (BN in eval mode): the paper's "fc-only".
 - SGD with momentum 0.9 and weight decay 1e-4 (none on BN/bias), the LR scaled linearly with the global batch,
   linear warmup, then step decay (or cosine); per-group LRs (``backbone_lr_mult`` for every layer but the classifier).
-- The loop is :func:`r21d_zoo.jobs.engine.fit` (AMP, accumulation, checkpointing, DDP/SyncBN, exact resume, metrics);
+- The loop is :func:`r21d_zoo.train.loop.fit` (AMP, accumulation, checkpointing, DDP/SyncBN, exact resume, metrics);
   the best model by validation video top-1 is exported to ``out_dir/best`` and the last epoch's to ``out_dir/final``,
   each with its own classes, metrics and a card that names the model it started from.
 - :func:`evaluate`: N uniformly spaced clips x 1 or 3 crops (or fully-convolutional on the whole frame), softmax
@@ -25,16 +25,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .._io import atomic_write
+from .._errors import EXIT_PARTIAL, InputError
+from .._io import atomic_write, writable_dir, writable_file
 from .._progress import progress as show_progress
+from ..data.inputs import default_workers
+from ..data.labelled import EvalClips, LabelledVideos, LabelOptions, TrainClips
 from ..deploy import save_pretrained
+from ..deploy.runtime import AMP_HELP, Amp, Runtime
 from ..models import ClipSpec, set_derived_cfg
+from ..train.distributed import WorldInfo, default_device, init_distributed
+from ..train.loop import FitResult, StepContext, StepOutput, TrainConfig, fit, unwrap
+from ..train.metrics import average_precision, confusion_matrix, per_class_report, topk_correct
+from ..train.optim import OptimConfig
 from ..video import VideoClassificationTransform, train_augment
-from .common import ModelSource, clip_field, default_workers
-from .distributed import WorldInfo, default_device, init_distributed
-from .engine import FitResult, OptimConfig, StepContext, StepOutput, TrainConfig, autocast, fit, unwrap
-from .common import EXIT_PARTIAL, InputError, writable_dir, writable_file
-from .labelled import EvalClips, LabelledVideos, LabelOptions, TrainClips
+from .common import ModelSource, clip_field
 
 _logger = logging.getLogger(__name__)
 MODES = ("full", "fc")
@@ -43,22 +47,6 @@ VAL_METRICS = ("video_top1", "video_top5", "clip_top1", "clip_top5", "mAP")
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Evaluation
-
-
-def _topk_correct(probs: torch.Tensor, target: torch.Tensor, k: int) -> int:
-    k = min(k, probs.shape[-1])
-    return int((probs.topk(k, -1).indices == target.unsqueeze(-1)).any(-1).sum())
-
-
-def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-class AP (area under the precision-recall steps, as sklearn's ``average_precision_score``); NaN for
-    classes with no positives."""
-    order = scores.argsort(0, descending=True)
-    t = targets.gather(0, order).float()
-    hits = t.cumsum(0)
-    precision = hits / torch.arange(1, len(t) + 1, device=t.device).unsqueeze(1)
-    positives = t.sum(0)
-    return (precision * t).sum(0) / positives.where(positives > 0, torch.tensor(float("nan")))
 
 
 @torch.no_grad()
@@ -70,7 +58,7 @@ def evaluate(
     device: Union[str, torch.device, None] = None,
     world: Optional[WorldInfo] = None,
     workers: int = 0,
-    amp: Optional[str] = None,
+    amp: Optional[str] = "auto",
 ) -> Dict[str, Any]:
     """Clip- and video-level metrics of ``model`` on ``data``, ``num_clips`` clips of ``spec`` per video cropped by
     ``spec.crop_mode`` (see the module docstring). ``data`` must be labelled in the model's label space
@@ -84,6 +72,7 @@ def evaluate(
             f"{data.source or 'the data'} is labelled with {len(data.classes)} classes but the model has "
             f"{model.num_classes}; read it with classes=model_classes(model)"
         )
+    runtime = Runtime.create(device, amp, channels_last=False)  # the model's memory format is the caller's
     fully_conv = spec.crop_mode == "full"
     transform = VideoClassificationTransform.from_spec(spec).to(device)  # frames arrive resized: resize is a no-op
     shard = list(range(world.rank, len(data), world.world_size))  # no padding, no duplicates
@@ -98,7 +87,7 @@ def evaluate(
                 results.append((index, None, None, error))
                 continue
             x = transform(clips.to(device))
-            with autocast(device, amp):
+            with runtime.autocast():
                 logits = model(x).float()
             if fully_conv:
                 logits = logits.mean(dim=(2, 3, 4))
@@ -138,24 +127,16 @@ def _metrics(data: LabelledVideos, results, num_clips: int, crop_mode: str) -> D
     targets = torch.tensor([data.samples[i].labels[0] for i, _, _ in ok])
     clip_probs = torch.cat([c for _, _, c in ok])
     clip_targets = torch.cat([torch.full((len(c),), data.samples[i].labels[0]) for i, _, c in ok])
-    top1_video = _topk_correct(video_probs, targets, 1)
+    top1_video = topk_correct(video_probs, targets, 1)
     out.update(
         video_top1=top1_video / len(ok),
-        video_top5=_topk_correct(video_probs, targets, 5) / len(ok),
-        clip_top1=_topk_correct(clip_probs, clip_targets, 1) / len(clip_targets),
-        clip_top5=_topk_correct(clip_probs, clip_targets, 5) / len(clip_targets),
+        video_top5=topk_correct(video_probs, targets, 5) / len(ok),
+        clip_top1=topk_correct(clip_probs, clip_targets, 1) / len(clip_targets),
+        clip_top5=topk_correct(clip_probs, clip_targets, 5) / len(clip_targets),
         video_correct=top1_video,
     )
-    k = len(data.classes)
-    pred = video_probs.argmax(-1)
-    confusion = torch.zeros(k, k, dtype=torch.long)
-    confusion.index_put_((targets, pred), torch.ones_like(targets), accumulate=True)
-    per_class = {}
-    for c, name in enumerate(data.classes):
-        support, predicted, hit = int(confusion[c].sum()), int(confusion[:, c].sum()), int(confusion[c, c])
-        per_class[name] = dict(
-            support=support, recall=hit / support if support else None, precision=hit / predicted if predicted else None
-        )
+    confusion = confusion_matrix(targets, video_probs.argmax(-1), len(data.classes))
+    per_class = per_class_report(confusion, data.classes)
     out.update(
         per_class=per_class,
         confusion_matrix=confusion.tolist(),
@@ -182,7 +163,7 @@ def _multi_hot(labels, k: int) -> torch.Tensor:
 
 
 def _finetune_optim() -> OptimConfig:
-    return OptimConfig(lr=0.01, reference_batch=64, epochs=8, warmup_epochs=1, step_epochs=4)
+    return OptimConfig(epochs=8, warmup_epochs=1, step_epochs=4)
 
 
 @dataclass
@@ -195,7 +176,9 @@ class FinetuneConfig(TrainConfig):
     freeze_bn: bool = field(default=False, metadata=dict(help="keep BatchNorm statistics and affine frozen"))
     backbone_lr_mult: float = field(default=1.0, metadata=dict(help="LR factor for all but the classifier"))
     flip: bool = field(default=True, metadata=dict(help="random horizontal flips (off when left/right matters)"))
-    eval_clips: int = field(default=10, metadata=dict(help="uniformly spaced clips per validation video"))
+    num_clips: int = field(
+        default=10, metadata=dict(help="uniformly spaced clips per validation video", deprecated=("--eval-clips",))
+    )
     stop_on_unreadable: bool = field(
         default=False, metadata=dict(help="stop when a validation video cannot be read (default: count and warn)")
     )
@@ -279,7 +262,7 @@ def finetune(
         return StepOutput(F.cross_entropy(logits, target), len(clips), {"train_clip_top1": correct})
 
     def validate(net: nn.Module) -> Dict[str, Any]:
-        metrics = evaluate(net, val, spec, cfg.eval_clips, device, world, cfg.workers, cfg.amp)
+        metrics = evaluate(net, val, spec, cfg.num_clips, device, world, cfg.workers, cfg.amp)
         if metrics["failed"]:
             details = "; ".join(f"{path}: {error}" for path, error in list(metrics["errors"].items())[:3])
             if cfg.stop_on_unreadable:
@@ -300,7 +283,7 @@ def finetune(
                 dataset=Path(val.source).name if val.source else "validation",
                 metric=k,
                 value=record[f"val_{k}"],
-                protocol=f"{cfg.eval_clips} clips x {spec.crop_mode} crop, epoch {record['epoch']}",
+                protocol=f"{cfg.num_clips} clips x {spec.crop_mode} crop, epoch {record['epoch']}",
                 source="r21d-zoo finetune",
             )
             for k in VAL_METRICS
@@ -373,7 +356,7 @@ class EvaluateJobConfig:
     output: Optional[str] = field(default=None, metadata=dict(help="write the full results (per class, confusion)"))
     workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes"))
     device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
-    amp: Literal["bf16", "fp16", "none"] = field(default="bf16", metadata=dict(help="autocast on GPU"))
+    amp: Amp = field(default="auto", metadata=dict(help=AMP_HELP))
 
 
 def run_evaluate(cfg: EvaluateJobConfig) -> int:

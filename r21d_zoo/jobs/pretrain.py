@@ -1,17 +1,17 @@
 """Weakly-supervised pre-training on streamed shards: the IG-65M recipe (Ghadiyaram et al. 2019, sec. 3.3).
 
-- Data: WebDataset shards (``r21d-zoo shards pack``) streamed by :class:`~r21d_zoo.jobs.shards.ShardStream`, split by
+- Data: WebDataset shards (``r21d-zoo shards pack``) streamed by :class:`~r21d_zoo.data.shards.ShardStream`, split by
   rank then worker, with ``natural``/``sqrt``/``uniform`` label sampling, a subset (``--include``, e.g. from
   ``r21d-zoo shards subset``) and an exclusion list (``--exclude``, from ``r21d-zoo dedup``). Clips are resized to
   128x171, randomly cropped to 112 and temporally jittered (a random start per emitted copy).
 - Loss on the labels of a video: ``softmax`` cross-entropy against the label vector normalised to sum 1 (the
   expectation of the paper's "one hashtag sampled per video"), ``sample-one`` (that sampling itself, one label per
   clip) or ``sigmoid`` (binary cross-entropy per label).
-- Schedule in clips processed, not epochs (:class:`~r21d_zoo.jobs.engine.SampleOptimConfig`): the LR scaled
+- Schedule in clips processed, not epochs (:func:`~r21d_zoo.train.optim.ig65m_schedule`): the LR scaled
   linearly from a reference batch, warmed up, then halved 13 times at equal intervals. BN statistics per GPU by
   default (the paper's; ``--sync-bn`` to share them), bf16 and channels_last on GPU, gradient checkpointing as an
   option for 32-frame clips.
-- The loop is :func:`~r21d_zoo.jobs.engine.fit_stream`: checkpoints every ``--checkpoint-every`` clips that resume
+- The loop is :func:`~r21d_zoo.train.loop.fit_stream`: checkpoints every ``--checkpoint-every`` clips that resume
   mid-stream exactly, metrics and curves by clips processed, and the model exported to ``OUT/final`` with its label
   names and clip settings, so ``create_model("local-dir:OUT/final")``, ``finetune --model local-dir:OUT/final`` and
   ``extract --model local-dir:OUT/final`` use it.
@@ -28,12 +28,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..deploy import save_pretrained
-from ..models import ClipSpec, create_model, set_derived_cfg
+from ..models import ClipSpec, set_derived_cfg
 from ..video import train_augment
-from .common import InputError, clip_field, parse_json_object, writable_dir
-from .distributed import WorldInfo, init_distributed
-from .engine import FitResult, SampleOptimConfig, StepContext, StepOutput, TrainConfig, fit_stream
-from .shards import POLICIES, ShardSet, ShardStream, label_stats, open_shards, read_key_list, selection_digest
+from .._errors import InputError
+from .._io import writable_dir
+from ..data.shards import SAMPLINGS, ShardSet, ShardStream, label_stats, open_shards, read_key_list, selection_digest
+from ..train.distributed import WorldInfo, init_distributed
+from ..train.loop import FitResult, StepContext, StepOutput, TrainConfig, fit_stream
+from ..train.optim import SampleOptimConfig, ig65m_schedule
+from .common import clip_field, create_with_args, parse_json_object
 
 _logger = logging.getLogger(__name__)
 LOSSES = ("softmax", "sample-one", "sigmoid")
@@ -43,7 +46,10 @@ LOSSES = ("softmax", "sample-one", "sigmoid")
 class PretrainConfig(TrainConfig):
     """The model, the labels' loss and sampling, and the schedule in clips; batching and precision as elsewhere."""
 
-    arch: str = field(default="r2plus1d_34", metadata=dict(help="registry architecture, randomly initialised"))
+    model: str = field(
+        default="r2plus1d_34",
+        metadata=dict(help="registry architecture, randomly initialised", deprecated=("--arch",)),
+    )
     model_args: Dict[str, Any] = field(
         default_factory=dict, metadata=dict(parse=parse_json_object, help="JSON object of create_model arguments")
     )
@@ -51,14 +57,15 @@ class PretrainConfig(TrainConfig):
     loss: Literal["softmax", "sample-one", "sigmoid"] = field(
         default="softmax", metadata=dict(help="softmax vs the normalised label vector, one sampled label, or sigmoid")
     )
-    policy: Literal["natural", "sqrt", "uniform"] = field(
-        default="sqrt", metadata=dict(help="label sampling: each label's share ~ count, sqrt(count) or 1")
+    sampling: Literal["natural", "sqrt", "uniform"] = field(
+        default="sqrt",
+        metadata=dict(help="each label's share of the clips ~ count, sqrt(count) or 1", deprecated=("--policy",)),
     )
     shuffle_buffer: int = field(default=64, metadata=dict(help="items shuffled per loader stream (raw bytes)"))
     flip: bool = field(default=True, metadata=dict(help="random horizontal flips"))
     checkpoint_every: int = field(default=1_000_000, metadata=dict(help="clips between checkpoints and metrics"))
     sync_bn: bool = field(default=False, metadata=dict(help="SyncBatchNorm under DDP (default: per-GPU statistics)"))
-    optim: SampleOptimConfig = field(default_factory=SampleOptimConfig)
+    optim: SampleOptimConfig = field(default_factory=ig65m_schedule)
 
 
 def shard_classes(shards: ShardSet, label_counts: Optional[Dict[str, int]]) -> List[str]:
@@ -94,28 +101,28 @@ def pretrain(
     stop_after_samples: Optional[int] = None,
     progress: bool = True,
 ) -> FitResult:
-    """Pre-train a new ``cfg.arch`` on ``shards`` (see the module docstring). ``label_counts`` (videos per label over
+    """Pre-train a new ``cfg.model`` on ``shards`` (see the module docstring). ``label_counts`` (videos per label over
     the samples ``include``/``exclude`` select, from ``r21d-zoo shards stats`` given the same lists) are counted in one
-    pass when ``cfg.policy`` needs them and none are given.
+    pass when ``cfg.sampling`` needs them and none are given.
     With ``out_dir``: ``last.pt`` every ``cfg.checkpoint_every`` clips (resumed from when present), metrics, and
     the model exported to ``out_dir/final``."""
-    if cfg.policy not in POLICIES:
-        raise ValueError(f"policy must be one of {POLICIES}, got {cfg.policy!r}")
+    if cfg.sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {cfg.sampling!r}")
     if cfg.loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {cfg.loss!r}")
     world = world or init_distributed()
-    if cfg.policy != "natural" and not label_counts:
-        _logger.info("counting labels for %s sampling (pass the counts of `r21d-zoo shards stats` to skip)", cfg.policy)
+    if cfg.sampling != "natural" and not label_counts:
+        _logger.info("counting labels for %s sampling (pass `r21d-zoo shards stats` counts to skip)", cfg.sampling)
         label_counts = label_stats(shards, include, exclude)["label_counts"]
     classes = shard_classes(shards, label_counts)
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.arch, num_classes=len(classes), **cfg.model_args)
+    model = create_with_args(cfg.model, cfg.model_args, num_classes=len(classes))
     spec = ClipSpec.from_model(model, **cfg.clip)
     stream = ShardStream(
         shards,
         spec,
         classes,
-        cfg.policy,
+        cfg.sampling,
         label_counts,
         cfg.seed,
         world,
@@ -133,7 +140,7 @@ def pretrain(
         labels=tuple(classes),
         datasets=(name,),
         notes=f"Pre-trained from random initialisation on {cfg.optim.samples} clips of {name} ({len(classes)} "
-        f"labels, {cfg.policy} sampling, {cfg.loss} loss).",
+        f"labels, {cfg.sampling} sampling, {cfg.loss} loss).",
     )
 
     def step(net: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
@@ -194,7 +201,7 @@ def run(cfg: PretrainJobConfig) -> int:
             lists = "".join(f" --{k} {v}" for k, v in (("include", cfg.include), ("exclude", cfg.exclude)) if v)
             raise InputError(
                 f"--stats {cfg.stats} counts the labels of other videos than --include/--exclude select here, so "
-                f"{cfg.settings.policy} sampling would miss its shares; count them again: r21d-zoo shards stats "
+                f"{cfg.settings.sampling} sampling would miss its shares; count them again: r21d-zoo shards stats "
                 f"{cfg.shards}{lists} -o {cfg.stats}"
             )
         shards.multilabel = shards.multilabel or stats.get("multilabel_videos", 0) > 0  # shard URLs without index

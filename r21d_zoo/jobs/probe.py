@@ -2,8 +2,8 @@
 logistic regression (or one sigmoid per label with mAP for multi-label data), full-batch L-BFGS on standardised
 features, the regularisation strength chosen on a held-out 10% of the training videos and then refit on all of them.
 
-Features come from ``r21d-zoo extract`` (``DIR/<name>.npy``, clip features averaged per video) and labels from the
-same CSV/list/folder formats as fine-tuning, matched by output name.
+Features come from ``r21d-zoo extract`` (any format of :mod:`r21d_zoo.data.features`; clip features averaged per
+video) and labels from the same CSV/list/folder formats as fine-tuning, matched by file name.
 """
 
 import json
@@ -14,43 +14,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .._progress import progress as show_progress
-from .finetune import average_precision
-from .labelled import LabelledVideos, LabelOptions
+from ..data.features import FeatureStore
+from ..data.labelled import LabelledVideos, LabelOptions
+from ..train.logistic import fit_logistic
+from ..train.metrics import average_precision
 
 _logger = logging.getLogger(__name__)
 DEFAULT_L2 = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-
-
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, multilabel: bool = False, max_iter: int = 500):
-    """Minimise mean log-loss + ``l2``/2 * ||W||^2 (bias not penalised) with L-BFGS. Returns (W, b).
-    ``l2`` equals scikit-learn's ``1 / (C * n)``."""
-    n, d = x.shape
-    k = y.shape[1] if multilabel else int(y.max()) + 1
-    w = torch.zeros(d, k, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [w, b],
-        lr=1.0,
-        max_iter=max_iter,
-        tolerance_grad=1e-9,
-        tolerance_change=1e-12,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure():
-        opt.zero_grad()
-        logits = x @ w + b
-        loss = F.binary_cross_entropy_with_logits(logits, y) * k if multilabel else F.cross_entropy(logits, y)
-        loss = loss + 0.5 * l2 * (w * w).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach(), b.detach()
 
 
 def _score(x, y, w, b, multilabel: bool) -> float:
@@ -108,21 +80,17 @@ def probe(
 
 
 def load_features(feature_dir: Path, data: LabelledVideos) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """Per-video features (the mean over clips) for every labelled video with a features file, matched by file name
-    without extension anywhere under ``feature_dir`` (``r21d-zoo extract`` keeps input sub-folders)."""
-    index: Dict[str, Path] = {}
-    for f in sorted(Path(feature_dir).rglob("*.npy")):  # a directory listing: fast, no progress needed
-        if not f.name.endswith(".times.npy"):
-            if f.stem in index:
-                raise ValueError(f"{index[f.stem]} and {f} share the name {f.stem!r}; probe matches videos by name")
-            index[f.stem] = f
+    """Per-video features (the mean over clips) for every labelled video with features in ``feature_dir`` (any
+    format ``r21d-zoo extract`` writes), matched by file name without extension (extract keeps input sub-folders)."""
+    store = FeatureStore(feature_dir)
+    index = store.by_stem()
     xs, ys, missing = [], [], []
     for sample in show_progress(data.samples, desc=f"probe: read {feature_dir}", unit="video"):
-        path = index.get(Path(sample.path).stem)
-        if path is None:
+        name = index.get(Path(sample.path).stem)
+        if name is None:
             missing.append(sample.path)
             continue
-        feats = np.load(path)
+        feats = store.read(name).features.astype(np.float32)
         xs.append(feats.reshape(len(feats), -1).mean(0))
         if data.multilabel:
             row = np.zeros(len(data.classes))

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional, Sequence, Type
 import torch.nn as nn
 
 from ._features import FeatureListNet
-from ._hub import load_into_model, load_weights
+from ._loading import load_into_model, load_weights
 from ._pretrained import PretrainedCfg
 from ._registry import get_pretrained_cfg
 
@@ -90,14 +90,7 @@ def build_model_with_cfg(
             model.reset_classifier(cfg.num_classes)
             model.pretrained_cfg = cfg.to_dict()
             model._model_args["num_classes"] = cfg.num_classes
-        load_into_model(
-            model,
-            state_dict,
-            cfg,
-            origin,
-            num_classes_requested,
-            check_cfg_classes=checkpoint_path is None and cfg.file is None,
-        )
+        load_into_model(model, state_dict, cfg, origin, head="new" if num_classes_requested else "keep")
     new_head = num_classes_requested and kwargs["num_classes"] != cfg.num_classes
     if new_head:
         cfg = cfg.derive(num_classes=kwargs["num_classes"], base_model=loaded_from(cfg) if load else None)

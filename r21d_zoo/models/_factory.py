@@ -5,7 +5,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch.nn as nn
 
-from ._hub import OFFLINE_HINT, WeightsError, find_weights_file, hf_download, read_config_json, split_repo_revision
+from ._download import OFFLINE_HINT, hf_download, split_repo_revision
+from ._files import WeightsError, find_weights_file, read_config_json
 from ._pretrained import PretrainedCfg
 from ._registry import get_pretrained_cfg, model_entrypoint, resolve_model_name, split_model_name_tag
 

@@ -1,14 +1,14 @@
 """Video I/O and clip preprocessing: the reader seam (``open_video``), clip samplers, transforms, and a writer."""
 
 from .reader import (
-    BACKENDS as BACKENDS,
+    DECODERS as DECODERS,
     Clip as Clip,
     ClipFrames as ClipFrames,
     DecoderUnavailableError as DecoderUnavailableError,
     VideoDecodeError as VideoDecodeError,
     VideoInfo as VideoInfo,
     VideoReader as VideoReader,
-    check_backend as check_backend,
+    check_decoder as check_decoder,
     open_video as open_video,
     read_clip as read_clip,
 )

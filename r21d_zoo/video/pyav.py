@@ -1,4 +1,4 @@
-"""The PyAV backend: seek to the preceding keyframe, decode only what a clip needs, sample by timestamps.
+"""The PyAV decoder: seek to the preceding keyframe, decode only what a clip needs, sample by timestamps.
 
 Times are seconds from the first frame of the video stream (streams that start at a non-zero pts are shifted), so
 they work for variable frame rate files and for containers that report no frame count. Rotation metadata (the

@@ -1,17 +1,18 @@
 """The decoder seam: a small reader protocol and :func:`open_video`, the only constructor the rest of the package uses.
 
-A backend is a :class:`VideoReader` subclass that implements ``info``, ``read_clip`` and ``close``; times are seconds
+A decoder is a :class:`VideoReader` subclass that implements ``info``, ``read_clip`` and ``close``; times are seconds
 from the first frame of the video stream, frames are uint8 (T, H, W, 3) RGB after rotation, and a clip that runs past
 the end is padded (``repeat`` the last frame or ``loop`` the clip) with the padded count reported. Backends register
-in ``BACKENDS`` by module path, so an optional one costs nothing until it is asked for.
+in ``DECODERS`` by module path, so an optional one costs nothing until it is asked for.
 """
 
 import functools
 import importlib
 import os
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -20,11 +21,11 @@ from ..models import ClipSpec
 
 PAD_MODES = ("repeat", "loop")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
-BACKENDS: Dict[str, str] = {
+DECODERS: Dict[str, str] = {
     "pyav": "r21d_zoo.video.pyav:PyAVReader",
     "torchcodec": "r21d_zoo.video.torchcodec_reader:TorchCodecReader",  # optional extra
 }
-DEFAULT_BACKEND = "pyav"
+DEFAULT_DECODER = "pyav"
 
 PathLike = Union[str, "os.PathLike[str]"]
 VideoSource = Union[str, "os.PathLike[str]", bytes]  # a file, or a whole encoded video in memory (a shard member)
@@ -48,7 +49,7 @@ class VideoDecodeError(RuntimeError):
 
 
 class DecoderUnavailableError(RuntimeError):
-    """A decoding backend cannot run on this machine (not installed, or its system libraries are missing): a fault
+    """A decoder cannot run on this machine (not installed, or its system libraries are missing): a fault
     of the set-up, not of any video, so jobs refuse it before any work; the message says what to install."""
 
 
@@ -86,8 +87,8 @@ class VideoReader(ABC):
 
     @classmethod
     def check_usable(cls) -> None:
-        """Raise :class:`DecoderUnavailableError` if this backend cannot decode here (an optional backend loads
-        itself and decodes a tiny video); backends that ship with the package need not override it."""
+        """Raise :class:`DecoderUnavailableError` if this decoder cannot decode here (an optional one loads
+        itself and decodes a tiny video); decoders that ship with the package need not override it."""
 
     @abstractmethod
     def read_clip(
@@ -112,7 +113,7 @@ class VideoReader(ABC):
     def iter_clips(
         self, clips: Sequence[Clip], spec: ClipSpec, pad: str = "repeat"
     ) -> Iterator[Tuple[Clip, ClipFrames]]:
-        """Decode ``clips`` in start order (backends decode forward through clips that are close together)."""
+        """Decode ``clips`` in start order (decoders decode forward through clips that are close together)."""
         for clip in sorted(clips, key=lambda c: c.start):
             yield clip, self.read_spec_clip(clip.start, spec, pad)
 
@@ -123,16 +124,16 @@ class VideoReader(ABC):
         self.close()
 
 
-def reader_class(backend: str) -> type:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown video backend {backend!r}; available: {', '.join(BACKENDS)}")
-    module, _, name = BACKENDS[backend].partition(":")
+def reader_class(decoder: str) -> type:
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown video decoder {decoder!r}; available: {', '.join(DECODERS)}")
+    module, _, name = DECODERS[decoder].partition(":")
     return getattr(importlib.import_module(module), name)
 
 
 @functools.lru_cache(maxsize=None)
-def _unusable_reason(backend: str) -> Optional[str]:
-    check = getattr(reader_class(backend), "check_usable", None)  # a backend need not subclass VideoReader
+def _unusable_reason(decoder: str) -> Optional[str]:
+    check = getattr(reader_class(decoder), "check_usable", None)  # a decoder need not subclass VideoReader
     try:
         if check is not None:
             check()
@@ -141,37 +142,55 @@ def _unusable_reason(backend: str) -> Optional[str]:
     return None
 
 
-def check_backend(backend: str) -> None:
-    """Raise :class:`DecoderUnavailableError` if ``backend`` cannot decode on this machine. The answer comes from
+def check_decoder(decoder: str) -> None:
+    """Raise :class:`DecoderUnavailableError` if ``decoder`` cannot decode on this machine. The answer comes from
     actually loading it (once per process, then cached): an optional decoder can import and still fail at its
     first frame when the system libraries it loads lazily are missing."""
-    reason = _unusable_reason(backend)
+    reason = _unusable_reason(decoder)
     if reason is not None:
         raise DecoderUnavailableError(reason)
+
+
+def renamed(function: str, old: str, old_value: Any, new: str, value: Any) -> Any:
+    """``old_value`` when the caller used the deprecated keyword ``old`` (with a warning), else ``value``."""
+    if old_value is None:
+        return value
+    warnings.warn(
+        f"{function}({old}=...) is deprecated and will be removed in the next release; use {new}=",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return old_value
 
 
 def open_video(
     path: VideoSource,
     spec: Optional[ClipSpec] = None,
-    backend: str = DEFAULT_BACKEND,
-    decoder_resize: bool = False,
+    decoder: str = DEFAULT_DECODER,
+    fast_resize: bool = False,
     device: Union[str, torch.device, None] = None,
+    *,
+    backend: Optional[str] = None,
+    decoder_resize: Optional[bool] = None,
 ) -> VideoReader:
-    """Open ``path`` with a backend. With ``spec``, frames come resized as the spec says (``resize_size``,
-    ``interpolation``, ``antialias``, rounded back to uint8 like the evaluation transform); ``decoder_resize`` resizes
+    """Open ``path`` with a decoder. With ``spec``, frames come resized as the spec says (``resize_size``,
+    ``interpolation``, ``antialias``, rounded back to uint8 like the evaluation transform); ``fast_resize`` resizes
     inside the decoder instead (faster, but not the reference preprocessing the published accuracies used).
-    ``device`` (a backend that decodes on GPUs) is where frames are decoded and returned; default the CPU. A backend
-    that cannot run here raises :class:`DecoderUnavailableError` (see :func:`check_backend`)."""
-    reader_cls = reader_class(backend)
-    check_backend(backend)
+    ``device`` (a decoder that decodes on GPUs) is where frames are decoded and returned; default the CPU. A decoder
+    that cannot run here raises :class:`DecoderUnavailableError` (see :func:`check_decoder`). ``backend`` and
+    ``decoder_resize`` are the deprecated names of ``decoder`` and ``fast_resize``."""
+    decoder = renamed("open_video", "backend", backend, "decoder", decoder)
+    fast_resize = renamed("open_video", "decoder_resize", decoder_resize, "fast_resize", fast_resize)
+    reader_cls = reader_class(decoder)
+    check_decoder(decoder)
     kwargs: Dict[str, object] = {}
     if device is not None and torch.device(device).type != "cpu":
         if torch.device(device).type not in getattr(reader_cls, "devices", ("cpu",)):
-            raise ValueError(f"the {backend} decoder cannot decode on {device}; use --decoder torchcodec for GPUs")
+            raise ValueError(f"the {decoder} decoder cannot decode on {device}; use --decoder torchcodec for GPUs")
         kwargs["device"] = device
     if spec is None or spec.resize_size is None:
         return reader_cls(path, **kwargs)
-    if decoder_resize:
+    if fast_resize:
         return reader_cls(path, frame_size=spec.resize_size, **kwargs)
     return reader_cls(
         path, resize=spec.resize_size, interpolation=spec.interpolation, antialias=spec.antialias, **kwargs
@@ -183,12 +202,15 @@ def read_clip(
     start: float,
     num_frames: Optional[int] = None,
     spec: Optional[ClipSpec] = None,
-    backend: str = DEFAULT_BACKEND,
+    decoder: str = DEFAULT_DECODER,
     pad: str = "repeat",
+    *,
+    backend: Optional[str] = None,
     **overrides: object,
 ) -> ClipFrames:
     """Open ``path``, read one clip and close it. The clip is ``spec`` (default: ``ClipSpec(resize_size=None)``, native
     frames) with ``num_frames`` and any other ClipSpec field in ``overrides`` replaced."""
+    decoder = renamed("read_clip", "backend", backend, "decoder", decoder)
     spec = ClipSpec.from_model(spec or ClipSpec(resize_size=None), num_frames=num_frames, **overrides)
-    with open_video(path, spec, backend) as reader:
+    with open_video(path, spec, decoder) as reader:
         return reader.read_spec_clip(start, spec, pad)

@@ -11,6 +11,7 @@ def sliding_clips(duration: float, clip_len: float, stride: Optional[float] = No
     """Windows of ``clip_len`` seconds every ``stride`` seconds (default: back to back) covering the whole video.
 
     The last window may run past the end (it is padded when decoded); a video shorter than one window gives one clip.
+    A window never starts at or after the end (a stride longer than the window leaves gaps, the last one too).
     """
     stride = clip_len if stride is None else stride
     if clip_len <= 0 or stride <= 0:
@@ -23,6 +24,8 @@ def sliding_clips(duration: float, clip_len: float, stride: Optional[float] = No
             return clips
         i += 1
         start = i * stride
+        if start >= duration - eps:
+            return clips
 
 
 def uniform_clips(duration: float, clip_len: float, num_clips: int) -> List[Clip]:

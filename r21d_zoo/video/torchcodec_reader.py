@@ -1,9 +1,9 @@
-"""The torchcodec backend (optional: ``pip install "r21d_zoo[torchcodec]"`` plus FFmpeg's shared libraries): decodes
+"""The torchcodec decoder (optional: ``pip install "r21d_zoo[torchcodec]"`` plus FFmpeg's shared libraries): decodes
 on the CPU, or with NVDEC on an NVIDIA GPU (``device="cuda"``), where frames stay for resizing, cropping and
 normalising.
 
-Clips follow the same rules as the PyAV backend (times from the first frame, the frame shown at each target time, or
-consecutive native frames; the end of the stream is the last frame plus one frame period), so both backends give the
+Clips follow the same rules as the PyAV decoder (times from the first frame, the frame shown at each target time, or
+consecutive native frames; the end of the stream is the last frame plus one frame period), so both decoders give the
 same frames. torchcodec's exact seek mode indexes every frame when the file is opened and seeks by it.
 """
 
@@ -26,7 +26,7 @@ LIBRARIES_HINT = (
     "sudo apt-get install ffmpeg (or just the libraries, e.g. on Debian 12: libavcodec59 libavformat59 libavutil57 "
     "libswscale6 libswresample4 libavdevice59 libavfilter8); conda: conda install -c conda-forge ffmpeg"
 )
-OTHER_DECODER = "or decode with PyAV, which bundles its own FFmpeg (--decoder pyav, backend=\"pyav\")"
+OTHER_DECODER = "or decode with PyAV, which bundles its own FFmpeg (--decoder pyav, decoder=\"pyav\")"
 
 
 def _tiny_video() -> bytes:

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models import ClipSpec
-from ..models._pretrained import CROP_MODES
+from ..models import CROP_MODES
 
 
 def resized_hw(h: int, w: int, size: Union[int, Sequence[int]]) -> Tuple[int, int]:

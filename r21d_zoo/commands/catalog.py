@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..deploy.cards import model_stats, registry_config, render_model_card
-from ..models import PretrainedCfg, get_pretrained_cfg, list_aliases, list_models, list_pretrained, resolve_model_name
-from ..models._pretrained import metric_value
+from ..models import PretrainedCfg, get_pretrained_cfg, list_aliases, list_models, list_pretrained, metric_value
+from ..models import resolve_model_name
 
 
 @dataclass

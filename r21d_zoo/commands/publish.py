@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 from .._version import __version__
 from ..models import HF_HUB_ORG, create_model, list_pretrained, resolve_model_name
 from ..deploy import push_to_hub, save_pretrained
-from .common import EXIT_PARTIAL
+from .._errors import EXIT_PARTIAL
 
 _logger = logging.getLogger("r21d_zoo.progress")
 

@@ -1,6 +1,6 @@
 """Labelled video datasets for fine-tuning and evaluation, decoded with the clip pipeline of :mod:`r21d_zoo.video`.
 
-Sources (one strict reader, :func:`read_labelled`, for every command):
+Sources (one strict reader, :func:`read_labelled`, for every command; the formats of :data:`LABEL_FORMATS`):
 
 - a CSV of ``path,label`` rows. Labels are class names or integers; several labels separated by ``|`` or ``;`` make it
   multi-label. The first row is a header when it names a path column (``path``, ``video``, ``filename``, ``file``,
@@ -25,20 +25,21 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import Dataset
 
 from ..models import ClipSpec
 from ..video import VideoDecodeError, open_video, random_clip, uniform_clips
-from ..video.reader import DEFAULT_BACKEND, VIDEO_EXTENSIONS
-from .common import InputError
-from .engine import epoch_seed
+from ..video.reader import DEFAULT_DECODER, VIDEO_EXTENSIONS
+from .._errors import InputError
+from .seeds import epoch_seed
 
 _logger = logging.getLogger(__name__)
 _MULTI_SEPARATORS = ("|", ";")
 PATH_COLUMNS = ("path", "video", "filename", "file", "video_path")
+Row = Tuple[int, str, str]  # (line, path, label)
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "action")
 
 
@@ -92,7 +93,7 @@ def _is_video(cell: str) -> bool:
     return Path(cell.strip()).suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _csv_rows(src: Path, path_column: Optional[str], label_column: Optional[str]) -> List[Tuple[int, str, str]]:
+def _csv_rows(src: Path, path_column: Optional[str], label_column: Optional[str]) -> List[Row]:
     """(line, path, label) of every data row, with the header handled as the module docstring says."""
     with open(src, newline="") as f:
         table = [
@@ -135,14 +136,62 @@ def _csv_rows(src: Path, path_column: Optional[str], label_column: Optional[str]
     return rows
 
 
+def _folder_rows(src: Path, path_column: Optional[str], label_column: Optional[str]) -> List[Row]:
+    rows = [
+        (0, str(f), f.parent.name)
+        for f in sorted(src.rglob("*"))
+        if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS and f.parent != src
+    ]
+    if not rows:
+        raise InputError(f"{src}: no videos in class sub-folders (expected {src}/<class>/<video>)")
+    return rows
+
+
+def _list_rows(src: Path, path_column: Optional[str], label_column: Optional[str]) -> List[Row]:
+    """UCF101-style list: the class is the parent folder; a numeric 2nd column (UCF's 1-based class index, HMDB's
+    train/test flag) is ignored, a non-numeric one is the label."""
+    rows = []
+    for n, line in enumerate(src.read_text().splitlines(), 1):
+        parts = line.split()
+        if parts and not parts[0].startswith("#"):
+            named = len(parts) > 1 and not _is_int(parts[1])
+            rows.append((n, parts[0], parts[1] if named else Path(parts[0]).parent.name))
+    if not rows:
+        raise InputError(f"{src}: no rows; expected 'class_folder/video' lines")
+    return rows
+
+
+@dataclass(frozen=True)
+class LabelFormat:
+    """A way labelled videos are given: which sources it reads, and their (line, path, label) rows (paths as written,
+    relative ones from the source's folder; line 0 when there is no line)."""
+
+    name: str
+    matches: Callable[[Path], bool]
+    rows: Callable[[Path, Optional[str], Optional[str]], List[Row]]  # (source, path_column, label_column)
+
+
+# Tried in order: the first that matches a source reads it. A new dataset format registers here.
+LABEL_FORMATS: Dict[str, LabelFormat] = {
+    f.name: f
+    for f in (
+        LabelFormat("folders", Path.is_dir, _folder_rows),
+        LabelFormat("csv", lambda p: p.is_file() and p.suffix.lower() == ".csv", _csv_rows),
+        LabelFormat("list", Path.is_file, _list_rows),
+    )
+}
+
+
 def read_labelled(
     source: Union[str, os.PathLike],
     classes: Optional[Sequence[str]] = None,
     path_column: Optional[str] = None,
     label_column: Optional[str] = None,
     exclude_unknown: bool = False,
+    format: Optional[str] = None,
 ) -> LabelledVideos:
-    """Read a CSV, a split list or a class-folder tree (see the module docstring).
+    """Read labelled videos in any of :data:`LABEL_FORMATS` (see the module docstring; ``format`` names one, by
+    default the first that matches the source).
 
     ``classes`` fixes the label space (a model's classes, or the training set's for a validation split): labels are
     mapped onto it by name, or by index when they are integers that are not names; a label outside it is an error
@@ -150,27 +199,14 @@ def read_labelled(
     names are sorted and integer labels are used as indices.
     """
     src = Path(source)
-    if src.is_dir():
-        rows = [
-            (0, str(f), f.parent.name)
-            for f in sorted(src.rglob("*"))
-            if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS and f.parent != src
-        ]
-        if not rows:
-            raise InputError(f"{src}: no videos in class sub-folders (expected {src}/<class>/<video>)")
-    elif not src.is_file():
+    if format is not None and format not in LABEL_FORMATS:
+        raise InputError(f"unknown label format {format!r}; known: {', '.join(LABEL_FORMATS)}")
+    if not src.exists():
         raise InputError(f"{src}: no such CSV, list or folder")
-    elif src.suffix.lower() == ".csv":
-        rows = _csv_rows(src, path_column, label_column)
-    else:  # UCF101-style list: the class is the parent folder; a numeric 2nd column (UCF's 1-based class index,
-        rows = []  # HMDB's train/test flag) is ignored, a non-numeric one is the label
-        for n, line in enumerate(src.read_text().splitlines(), 1):
-            parts = line.split()
-            if parts and not parts[0].startswith("#"):
-                named = len(parts) > 1 and not _is_int(parts[1])
-                rows.append((n, parts[0], parts[1] if named else Path(parts[0]).parent.name))
-        if not rows:
-            raise InputError(f"{src}: no rows; expected 'class_folder/video' lines")
+    reader = LABEL_FORMATS[format] if format else next((f for f in LABEL_FORMATS.values() if f.matches(src)), None)
+    if reader is None:
+        raise InputError(f"{src}: not a labelled-video source ({', '.join(LABEL_FORMATS)})")
+    rows = reader.rows(src, path_column, label_column)
     rows = [(n, p if Path(p).is_absolute() or src.is_dir() else str(src.parent / p), lab) for n, p, lab in rows]
     multilabel = any(sep in lab for _, _, lab in rows for sep in _MULTI_SEPARATORS)
 
@@ -233,8 +269,8 @@ class TrainClips(Dataset):
     """(uint8 clip T x H x W x C, label tensor) with a random clip per video per epoch; a video that fails to decode
     is logged and replaced by the next one (at most 10 in a row)."""
 
-    def __init__(self, data: LabelledVideos, spec: ClipSpec, seed: int = 0, backend: str = DEFAULT_BACKEND):
-        self.data, self.spec, self.seed, self.epoch, self.backend = data, spec, seed, 0, backend
+    def __init__(self, data: LabelledVideos, spec: ClipSpec, seed: int = 0, decoder: str = DEFAULT_DECODER):
+        self.data, self.spec, self.seed, self.epoch, self.decoder = data, spec, seed, 0, decoder
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -251,7 +287,7 @@ class TrainClips(Dataset):
             sample = self.data.samples[i]
             g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, i))
             try:
-                with open_video(sample.path, self.spec, self.backend) as r:
+                with open_video(sample.path, self.spec, self.decoder) as r:
                     start = random_clip(r.info.duration, self.spec.clip_seconds(r.info.fps), g).start
                     clip = r.read_spec_clip(start, self.spec).frames
                 return clip, label_tensor(sample, self.data)
@@ -270,9 +306,9 @@ class EvalClips(Dataset):
         spec: ClipSpec,
         num_clips: int = 10,
         indices: Optional[List[int]] = None,
-        backend: str = DEFAULT_BACKEND,
+        decoder: str = DEFAULT_DECODER,
     ):
-        self.data, self.spec, self.num_clips, self.backend = data, spec, num_clips, backend
+        self.data, self.spec, self.num_clips, self.decoder = data, spec, num_clips, decoder
         self.indices = list(range(len(data))) if indices is None else list(indices)
 
     def __len__(self) -> int:
@@ -282,7 +318,7 @@ class EvalClips(Dataset):
         i = self.indices[k]
         sample = self.data.samples[i]
         try:
-            with open_video(sample.path, self.spec, self.backend) as r:
+            with open_video(sample.path, self.spec, self.decoder) as r:
                 clips = uniform_clips(r.info.duration, self.spec.clip_seconds(r.info.fps), self.num_clips)
                 frames = torch.stack([f.frames for _, f in r.iter_clips(clips, self.spec)])
                 return frames, label_tensor(sample, self.data), i, ""

@@ -27,10 +27,12 @@ from ..models import (
     resolve_model_name,
     split_model_name_tag,
 )
-from ..models._caffe2 import caffe2_to_state_dict, class_count, load_caffe2_pickle, visual_tower
-from ..models._hub import download_url, sha256_file, write_verification
+from ..models import caffe2_to_state_dict, class_count, download_url, load_caffe2_pickle, sha256_file, visual_tower
+from ..models import write_verification
 from ..deploy import export
-from .common import EXIT_PARTIAL, ModelSource, clip_field, writable_dir, writable_file
+from .._errors import EXIT_PARTIAL
+from .._io import writable_dir, writable_file
+from ..jobs.common import ModelSource, clip_field
 
 _logger = logging.getLogger("r21d_zoo.progress")
 

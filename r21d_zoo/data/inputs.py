@@ -1,0 +1,64 @@
+"""Finding the videos a command was given: files, folders (recursive) and ``.txt``/``.csv`` lists, each with the output
+name its results are written under; and how many processes load them."""
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Sequence, Union
+
+from ..video.reader import VIDEO_EXTENSIONS
+
+
+def default_workers() -> int:
+    """Data-loading processes: up to 4, no more than the machine's cores."""
+    return min(4, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    path: str
+    name: str  # output name, relative to the output directory, without extension
+
+
+def discover_videos(
+    inputs: Sequence[Union[str, os.PathLike]], extensions: Sequence[str] = VIDEO_EXTENSIONS
+) -> List[VideoItem]:
+    """Files, directories (searched recursively by extension; names keep the sub-directories) and ``.txt``/``.csv``
+    lists (one path per line, or a ``path``/``video`` column; relative paths are taken from the list's folder).
+    Sorted by name; two inputs with the same output name are an error."""
+    items: List[VideoItem] = []
+    exts = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() in exts:
+                    items.append(VideoItem(str(f), f.relative_to(p).with_suffix("").as_posix()))
+        elif p.suffix.lower() in (".txt", ".csv", ".lst") and p.is_file():
+            for entry in _read_list(p):
+                q = Path(entry)
+                q = q if q.is_absolute() else p.parent / q
+                items.append(VideoItem(str(q), q.stem))
+        else:  # a video file; a missing one is recorded as a failure when it is processed
+            items.append(VideoItem(str(p), p.stem))
+    items.sort(key=lambda v: (v.name, v.path))
+    seen: Dict[str, str] = {}
+    for v in items:
+        if v.name in seen and seen[v.name] != v.path:
+            raise ValueError(
+                f"{seen[v.name]} and {v.path} would both be written as '{v.name}'; pass their parent directory "
+                "instead (names then keep sub-folders) or rename one"
+            )
+        seen[v.name] = v.path
+    return list({v.name: v for v in items}.values())
+
+
+def _read_list(path: Path) -> List[str]:
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if path.suffix.lower() != ".csv":
+        return [ln.strip() for ln in lines]
+    rows = list(csv.reader(lines))
+    header = [c.strip().lower() for c in rows[0]]
+    column = next((header.index(k) for k in ("path", "video", "filename") if k in header), None)
+    return [r[column or 0].strip() for r in (rows[1:] if column is not None else rows)]

@@ -1,0 +1,74 @@
+"""Precision and memory format, with one vocabulary for every command (``--amp``, ``--channels-last``), the training
+loop, extraction, evaluation and :func:`~r21d_zoo.optimize_for_inference`:
+
+- ``auto`` (the default): bf16 autocast on a GPU (fp16 on a GPU without bf16), float32 on the CPU;
+- ``bf16`` / ``fp16``: autocast to that dtype on any device (on the CPU it changes the numbers at the 1e-2 level and
+  is rarely faster; fp16 training uses a loss scaler);
+- ``none``: float32.
+
+``channels_last`` (channels_last_3d memory format): None means on a GPU, off on the CPU.
+"""
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Literal, Optional, Union
+
+import torch
+import torch.nn as nn
+
+Amp = Literal["auto", "bf16", "fp16", "none"]
+AMP_CHOICES = ("auto", "bf16", "fp16", "none")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_HELP = "autocast: auto (bf16 on GPU, float32 on CPU), bf16, fp16 or none (float32)"
+CHANNELS_LAST_HELP = "channels_last_3d memory format (default: on GPU)"
+
+
+def amp_dtype(amp: Optional[str], device: Union[str, torch.device]) -> Optional[torch.dtype]:
+    """The autocast dtype ``amp`` means on ``device`` (None: float32). ``None`` is ``"none"``."""
+    amp = "none" if amp is None else amp
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {list(AMP_CHOICES)}, got {amp!r}")
+    device = torch.device(device)
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return AMP_DTYPES.get(amp)
+
+
+def use_channels_last(device: Union[str, torch.device], channels_last: Optional[bool] = None) -> bool:
+    return torch.device(device).type == "cuda" if channels_last is None else bool(channels_last)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a model runs: the device, the autocast dtype (None: float32) and the memory format."""
+
+    device: torch.device
+    dtype: Optional[torch.dtype] = None
+    channels_last: bool = False
+
+    @classmethod
+    def create(
+        cls, device: Union[str, torch.device], amp: Optional[str] = "auto", channels_last: Optional[bool] = None
+    ) -> "Runtime":
+        device = torch.device(device)
+        return cls(device, amp_dtype(amp, device), use_channels_last(device, channels_last))
+
+    def autocast(self) -> Any:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A model input in this runtime's memory format."""
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
+
+    def place(self, model: nn.Module) -> nn.Module:
+        """``model`` moved to the device, in the memory format."""
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last_3d) if self.channels_last else model
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """The loss scaler fp16 training needs (disabled otherwise)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)

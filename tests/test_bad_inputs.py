@@ -86,6 +86,9 @@ def env(tmp_path_factory):
     evil = root / "evil.pth"
     evil.write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
     (root / "a_file").write_text("not a folder")
+    for name, content in dict(garbage=b"\x00garbage" * 50, empty=b"", evil=evil.read_bytes()).items():
+        (root / f"run_{name}").mkdir()
+        (root / f"run_{name}" / "last.pt").write_bytes(content)
     broken = make_broken("random", root / "broken.mp4")
     return dict(
         root=root,
@@ -357,6 +360,21 @@ def _cases():
             r"refused to load .*evil\.pth: besides tensors it asks to load os\.system.*nothing in it was executed",
             [],
         ),
+        *(
+            (
+                f"finetune-{name}-last-pt",
+                lambda e, name=name: ["finetune", "--train", e["train"], "-o", e["root"] / f"run_{name}"]
+                + TINY_FINETUNE,
+                EXIT_INPUT,
+                rf"run_{name}/last\.pt.*{reason}.*delete it to start the run over, or train into another -o",
+                [f"run_{name}/final", f"run_{name}/metrics.json"],
+            )
+            for name, reason in (
+                ("garbage", "truncated or corrupted"),
+                ("empty", "truncated or corrupted"),
+                ("evil", "asks to load os.system.*nothing in it was executed"),
+            )
+        ),
         (
             "distill-timm-teacher-offline",
             lambda e: ["distill", e["train"].parent / "up", "--teacher", "resnet10t", "-o", e["root"] / "d"],
@@ -523,20 +541,35 @@ def silent_server():
     server.close()
 
 
-def test_a_stalled_server_fails_within_the_timeout_and_leaves_no_file(silent_server, torch_home, monkeypatch):
+def _fetch_stalled(server, torch_home):
+    overlay = dict(url=server.url, hash_prefix="12345678", mirrors=())
+    start = time.perf_counter()
+    with pytest.raises(r21d_zoo.WeightsError, match=r"(?s)1 attempt\(s\) within (\d+) s in all.*timed out") as e:
+        r21d_zoo.create_model("r3d_18.tv_kinetics400_16f", pretrained=True, pretrained_cfg_overlay=overlay, **TINY)
+    return time.perf_counter() - start, str(e.value)
+
+
+def test_a_stalled_server_fails_within_one_deadline_and_leaves_no_file(silent_server, torch_home, monkeypatch):
+    """Retries share the deadline: a stall of the whole timeout leaves no time for another attempt."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("R21D_ZOO_TIMEOUT", "1")
-    monkeypatch.setenv("R21D_ZOO_RETRIES", "1")
+    monkeypatch.setenv("R21D_ZOO_RETRIES", "3")  # before: 4 attempts of 1 s each, plus the pauses between them
     (torch_home / "checkpoints").mkdir(parents=True)
     stale = torch_home / "checkpoints" / ".download-999999999-dead.part"  # left by a run that was killed
     stale.write_bytes(b"partial")
-    overlay = dict(url=silent_server.url, hash_prefix="12345678", mirrors=())
-    start = time.perf_counter()
-    with pytest.raises(r21d_zoo.WeightsError, match=r"(?s)2 attempt\(s\), each with a 1 s timeout.*timed out"):
-        r21d_zoo.create_model("r3d_18.tv_kinetics400_16f", pretrained=True, pretrained_cfg_overlay=overlay, **TINY)
-    assert time.perf_counter() - start < 10
-    assert silent_server.connections == 2
+    seconds, message = _fetch_stalled(silent_server, torch_home)
+    assert seconds < 2.5 and "R21D_ZOO_TIMEOUT" in message
+    assert silent_server.connections == 1
     assert list((torch_home / "checkpoints").iterdir()) == []  # no partial file, and the stale one is gone
+
+
+@pytest.mark.slow
+def test_a_stalled_server_is_abandoned_within_35_s_with_the_defaults(silent_server, torch_home, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("R21D_ZOO_TIMEOUT", raising=False)
+    monkeypatch.delenv("R21D_ZOO_RETRIES", raising=False)
+    seconds, message = _fetch_stalled(silent_server, torch_home)
+    assert 29 < seconds < 35 and "within 30 s in all" in message
 
 
 def test_offline_mode_makes_no_connection_and_fails_at_once(silent_server, torch_home, monkeypatch):

@@ -1,5 +1,6 @@
 """The command line is generated from the job configs: its defaults are the dataclasses' by construction."""
 
+import argparse
 import dataclasses
 import json
 import re
@@ -174,3 +175,104 @@ def test_synthetic_command_writes_the_dataset(tmp_path):
     assert (
         json.dumps(sorted(p.name for p in (tmp_path / "up").iterdir())) == '["up_000.mp4", "up_001.mp4", "up_002.mp4"]'
     )
+
+
+# Impossible values of every numeric option of every command (0 and -1 where they mean nothing, and the values just
+# past a range's end); an option missing here fails the coverage test, so a new option needs its bound decided.
+IMPOSSIBLE = {
+    "--batch-size": ["0", "-1"],
+    "--accumulation": ["0", "-1"],
+    "--workers": ["-1"],
+    "--seed": ["-1"],
+    "--lr": ["0", "-1", "inf"],
+    "--reference-batch": ["0", "-1"],
+    "--momentum": ["-1", "1", "nan"],
+    "--weight-decay": ["-1"],
+    "--epochs": ["0", "-1"],
+    "--warmup-epochs": ["-1"],
+    "--step-epochs": ["0", "-1"],
+    "--gamma": ["0", "-1", "1.5"],
+    "--samples": ["0", "-1"],
+    "--warmup-samples": ["-1"],
+    "--halvings": ["-1"],
+    "--shuffle-buffer": ["0", "-1"],
+    "--checkpoint-every": ["0", "-1"],
+    "--freeze-stages": ["-1", "6"],
+    "--backbone-lr-mult": ["-1"],
+    "--num-clips": ["0", "-1", "-2"],
+    "--teacher-frames": ["0", "-1"],
+    "--temperature": ["0", "-1"],
+    "--entropy-threshold": ["-1"],
+    "--stride-sec": ["0", "-1"],
+    "--shard-id": ["-1"],
+    "--num-shards": ["0", "-1"],
+    "--num-frames": ["0", "-1"],
+    "--frame-rate": ["0", "-1"],
+    "--sampling-stride": ["0", "-1"],
+    "--resize": ["0", "-1"],
+    "--crop-size": ["0", "-1"],
+    "--std": ["0", "-1"],
+    "--mean": [],  # any mean is a mean
+    "--rtol": ["0", "-1"],
+    "--frames": ["0", "-1"],
+    "--size": ["0", "-1"],
+    "--opset": ["0", "-1"],
+    "--videos-per-class": ["0", "-1"],
+    "--val-per-class": ["-1"],
+    "--smallest": ["0", "-1"],
+    "--threshold": ["-1.5", "1.5"],
+    "--grid": ["0", "-1"],
+    "--shard-mb": ["0", "-1"],
+    "--max-per-shard": ["0", "-1"],
+    "--n": ["0", "-1"],
+}
+
+
+def _numeric_options():
+    """(command words, long flag) for every numeric option the parser has (deprecated aliases aside)."""
+    parser = build_parser()
+    found = []
+    for words in command_table():
+        sub = parser._subparsers._group_actions[0].choices[words[0]]
+        if len(words) > 1:
+            sub = sub._subparsers._group_actions[0].choices[words[1]]
+        for action in sub._actions:
+            if action.type in (int, float) and action.option_strings and action.help != argparse.SUPPRESS:
+                found.append((words, max(action.option_strings, key=len)))
+    return found
+
+
+def test_every_numeric_option_has_its_impossible_values_listed():
+    missing = sorted({flag for _, flag in _numeric_options()} - set(IMPOSSIBLE))
+    assert not missing, f"decide the valid range of {missing} (field metadata bound=) and list it in IMPOSSIBLE"
+
+
+@pytest.mark.parametrize(
+    "words, flag, value",
+    [(w, f, v) for w, f in _numeric_options() for v in IMPOSSIBLE.get(f, [])],
+    ids=lambda x: " ".join(x) if isinstance(x, tuple) else str(x),
+)
+def test_impossible_numbers_are_usage_errors_before_any_work(words, flag, value, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv, _ = _required_args(command_table()[words].config)
+    assert main([*words, *argv, flag, value]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} " in err and "must be" in err, err
+    assert not list(tmp_path.iterdir()), "nothing may be written"
+
+
+def test_bounds_hold_in_the_python_api_too():
+    from r21d_zoo._errors import UsageError
+    from r21d_zoo.jobs.extract import ExtractConfig
+    from r21d_zoo.models import ClipSpec
+    from r21d_zoo.train.optim import OptimConfig
+
+    with pytest.raises(UsageError, match="batch_size must be at least 1"):
+        ExtractConfig(batch_size=0)
+    with pytest.raises(UsageError, match="--resize 0: resize_size"):
+        ExtractConfig(clip=dict(resize_size=0))
+    with pytest.raises(UsageError, match="epochs must be at least 1"):
+        OptimConfig(epochs=0)
+    with pytest.raises(ValueError, match="std must be above 0"):  # a weight's own config.json: an input error
+        ClipSpec(std=(0.2, 0.0, 0.2))
+    assert ExtractConfig(num_clips=1, stride_sec=0.5).num_clips == 1

@@ -312,6 +312,28 @@ def test_extraction_records_its_settings_and_never_mixes_them(videos, tiny_dir, 
     assert len({r["settings"] for r in manifest(out)} - first) == 1  # the new lines name the new settings
 
 
+def test_random_weights_are_a_seeded_provenance_of_their_own_and_resume(videos, tmp_path, capsys):
+    """No tag, licence or results of the default weights; the seed is recorded, so the run resumes, and another seed
+    is another model (refused in the same folder)."""
+    out = tmp_path / "random"
+    tiny = ["--model", "r2plus1d_18.kinetics400_16f", "--random-weights", "--model-args", json.dumps(util.TINY)]
+    common = [videos / "v0.mp4", videos / "v1.mp4", *tiny, "--num-frames", "8", "--crop-size", "56", "-o", out]
+    assert run_cli(*common, "--seed", "3") == 0
+    weights = json.loads((out / "extraction.json").read_text())["weights"]
+    assert weights["tag"] is None and weights["base_model"] is None and weights["init_seed"] == 3
+    first = np.load(out / "v0.npy")
+    (out / "v0.npy").unlink()  # as if the run had been interrupted before this video
+    capsys.readouterr()
+    assert run_cli(*common, "--seed", "3") == 0 and "1 already done" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.load(out / "v0.npy"), first)  # the same random model again
+    assert run_cli(*common, "--seed", "4") == 3
+    assert "weights.init_seed: 3 -> 4" in capsys.readouterr().err
+    model = r21d_zoo.create_model("r2plus1d_18.kinetics400_16f", pretrained=False, **util.TINY)
+    cfg = model.pretrained_cfg
+    assert not {"tag", "url", "license", "license_name", "origin_url"} & set(cfg)
+    assert cfg["metrics"] == [] and cfg["label_names"] is None and cfg["base_model"] is None
+
+
 @pytest.mark.video
 def test_batch_jobs_log_progress_with_rate_and_eta_when_stderr_is_not_a_terminal(videos, tiny_dir, tmp_path, capsys):
     import logging

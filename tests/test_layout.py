@@ -11,7 +11,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "r21d_zoo"
 
 # Bottom to top. A module may import from its own layer or any layer below it, never above.
 LAYERS = [
-    ("r21d_zoo._version", "r21d_zoo._io", "r21d_zoo._progress", "r21d_zoo._errors", "r21d_zoo._world"),  # leaves
+    (
+        "r21d_zoo._version",
+        "r21d_zoo._io",
+        "r21d_zoo._progress",
+        "r21d_zoo._errors",
+        "r21d_zoo._world",
+        "r21d_zoo._bounds",
+    ),  # leaves
     ("r21d_zoo.models",),  # the model zoo: architectures, registry, weight files, fetching, loading, weight surgery
     ("r21d_zoo.deploy",),  # saved folders, model cards, inference copies, precision and memory format
     ("r21d_zoo.video",),  # decoding, clip samplers, transforms

@@ -3,6 +3,7 @@ two processes, the exported model, the tail's share of the optimiser steps under
 that pre-training helps a linear probe."""
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from r21d_zoo.train.optim import SampleOptimConfig, ig65m_schedule, sample_lr_fa
 from r21d_zoo.data.labelled import EvalClips, read_labelled
 from r21d_zoo.jobs.pretrain import PretrainConfig, pretrain, pretrain_loss
 from r21d_zoo.jobs.probe import probe
-from r21d_zoo.data.shards import ShardStream, iter_metadata, label_stats, open_shards, pack_shards
+from r21d_zoo.data.shards import ShardStream, iter_metadata, label_stats, open_shards, pack_shards, shards_digest
 from r21d_zoo.data.synthetic import DIRECTIONS, long_tailed_counts, make_motion_dataset
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import VideoClassificationTransform, train_augment
@@ -203,6 +204,23 @@ def test_label_counts_of_another_selection_are_refused(shards, tmp_path, capsys)
     assert main(args + ["--stats", str(tmp_path / "all.json")]) == 3
     assert f"shards stats {shard_dir} --include {tmp_path / 'subset.txt'} -o" in capsys.readouterr().err
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_label_counts_of_other_shards_are_refused_and_of_a_moved_copy_accepted(shards, tmp_path, capsys):
+    shard_dir = Path(shards.urls[0]).parent
+    other = tmp_path / "other"
+    pack_shards(read_labelled(str(shards.source_root / "train.csv")), str(other), max_per_shard=4)
+    assert main(["shards", "stats", str(other), "-o", str(tmp_path / "other.json")]) == 0
+    args = ["pretrain", str(shard_dir), "-o", str(tmp_path / "run"), "--stats", str(tmp_path / "other.json")]
+    capsys.readouterr()
+    assert main(args) == 3
+    assert f"other shards than {shard_dir}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    moved = tmp_path / "moved"
+    shutil.copytree(shard_dir, moved)
+    assert main(["shards", "stats", str(moved), "-o", str(tmp_path / "moved.json")]) == 0
+    here = json.loads((tmp_path / "moved.json").read_text())["shards"]
+    assert here == shards_digest(open_shards(str(shard_dir)))  # the same shards wherever they lie
 
 
 def test_policy_without_counts_counts_the_selected_videos_in_one_pass(shards, monkeypatch):

@@ -1,6 +1,7 @@
 """WebDataset shards: packing, streaming split by rank and worker, label statistics, sampling policies, subsets."""
 
 import json
+import random
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -16,6 +17,7 @@ from r21d_zoo.train.distributed import WorldInfo
 from r21d_zoo.data.labelled import LabelledVideos, Sample, read_labelled
 from r21d_zoo.data.shards import (
     ShardStream,
+    achieved_shares,
     iter_metadata,
     label_stats,
     open_shards,
@@ -23,6 +25,7 @@ from r21d_zoo.data.shards import (
     sample_key,
     sampling_multiplicity,
     tail_preserving_subset,
+    target_shares,
 )
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import open_video, random_clip
@@ -203,6 +206,59 @@ def test_sampling_policies_hit_their_target_label_shares(zipf_shards, policy):
     for label, p in target.items():
         sigma = (p * (1 - p) / draws) ** 0.5  # binomial standard error of the share
         assert abs(seen[label] / draws - p) < 5 * sigma + 1e-9, (label, seen[label] / draws, p)
+
+
+@pytest.fixture(scope="module")
+def multilabel_zipf_shards(tmp_path_factory):
+    """The Zipf counts of ``zipf_shards`` with a second label on every tenth video (drawn by the labels' counts, as
+    hashtags co-occur with the popular ones), so head labels ride along on tail videos."""
+    root = tmp_path_factory.mktemp("zipf2")
+    first = {f"l{i:02d}": round(1000 / (1 + i * (100 - 1) / 19)) for i in range(20)}
+    classes = sorted(first)
+    video = root / "v.mp4"
+    video.write_bytes(b"not decoded")
+    rng = random.Random(0)
+    samples = []
+    for label, n in first.items():
+        for j in range(n):
+            labels = [label]
+            if j % 10 == 9:
+                labels.append(
+                    rng.choices([c for c in classes if c != label], [first[c] for c in classes if c != label])[0]
+                )
+            samples.append(Sample(str(video), tuple(classes.index(x) for x in labels)))
+    pack_shards(LabelledVideos(samples, classes), str(root / "shards"), max_per_shard=500)
+    return open_shards(str(root / "shards"))
+
+
+@pytest.mark.parametrize("sampling", ["sqrt", "uniform"])
+def test_multilabel_sampling_hits_its_target_label_shares(multilabel_zipf_shards, sampling, tmp_path, capsys):
+    shards = multilabel_zipf_shards
+    assert main(["shards", "stats", str(Path(shards.urls[0]).parent), "-o", str(tmp_path / "s.json")]) == 0
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert 0.09 < stats["multilabel_videos"] / stats["videos"] < 0.11 and stats["label_sets"]
+    report = stats["sampling"][sampling]
+    assert report["worst_relative_error"] < 1e-6  # a non-negative solution exists here and was found
+    assert f"{sampling} sampling: label shares within" in capsys.readouterr().out
+    counts, sets = stats["label_counts"], stats["label_sets"]
+    target = target_shares(counts, sampling)
+    stream = ShardStream(shards, sampling=sampling, label_counts=counts, label_sets=sets, decode=False, seed=1)
+    seen: Counter = Counter()
+    emitted = 0
+    for epoch in range(20):
+        stream.set_epoch(epoch)
+        for _, labels in stream:
+            seen.update(labels)
+            emitted += 1
+    assert abs(emitted / 20 - stats["videos"]) < 0.02 * stats["videos"]  # an epoch keeps its length
+    draws = sum(seen.values())
+    for label, p in target.items():
+        sigma = (p * (1 - p) / draws) ** 0.5
+        assert abs(seen[label] / draws - p) < 5 * sigma, (label, seen[label] / draws, p)
+    # unsolved weights (each label's own ratio, right for single labels) miss the head's target by far more
+    alone = achieved_shares(counts, sampling_multiplicity(counts, sampling), sets)
+    head_sigma = (target["l00"] * (1 - target["l00"]) / draws) ** 0.5
+    assert alone["l00"] - target["l00"] > 10 * head_sigma
 
 
 def test_multiplicity_is_the_ratio_of_target_to_natural_share():

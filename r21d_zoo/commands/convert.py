@@ -30,6 +30,7 @@ from ..models import (
 from ..models import caffe2_to_state_dict, class_count, download_url, load_caffe2_pickle, sha256_file, visual_tower
 from ..models import write_verification
 from ..deploy import export
+from .._bounds import Checked, above, at_least
 from .._errors import EXIT_PARTIAL
 from .._io import writable_dir, writable_file
 from ..jobs.common import ModelSource, clip_field
@@ -131,7 +132,7 @@ def convert_torch(pth: str, name: str, out: str, run_verify: bool = False) -> st
 
 
 @dataclass
-class ExportConfig:
+class ExportConfig(Checked):
     """Export a model to ONNX (.onnx) or torch.export (.pt2), with a dynamic batch axis and BatchNorm folded."""
 
     out: str = field(metadata=dict(flag=("-o", "--out"), help="output file: .onnx or .pt2"))
@@ -139,7 +140,7 @@ class ExportConfig:
         default_factory=ModelSource, metadata=dict(overrides=dict(name=dict(positional=True, metavar="MODEL")))
     )
     clip: Dict[str, Any] = clip_field(help="the graph's clip: --num-frames and --crop-size set its fixed T, H, W")
-    opset: int = field(default=18, metadata=dict(help="ONNX opset"))
+    opset: int = field(default=18, metadata=dict(help="ONNX opset", bound=at_least(7)))
     fold_bn: bool = field(default=True, metadata=dict(help="fold BatchNorm into the convolutions"))
 
 
@@ -282,15 +283,21 @@ def check_sources(
 
 
 @dataclass
-class VerifyWeightsConfig:
+class VerifyWeightsConfig(Checked):
     """Fetch every source of a weight tag, convert each, and compare their outputs on a fixed clip with the original's.
 
     Mirrors without a published hash are used by create_model only after this command has matched them."""
 
     name: str = field(metadata=dict(positional=True, help="weight tag (arch.tag) or alias"))
-    rtol: float = field(default=1e-3, metadata=dict(help="largest allowed difference, relative to the reference's"))
-    frames: Optional[int] = field(default=None, metadata=dict(help="clip length (default: the weight's)"))
-    size: Optional[int] = field(default=None, metadata=dict(help="clip height and width (default: the weight's)"))
+    rtol: float = field(
+        default=1e-3, metadata=dict(help="largest allowed difference, relative to the reference's", bound=above(0))
+    )
+    frames: Optional[int] = field(
+        default=None, metadata=dict(help="clip length (default: the weight's)", bound=at_least(1))
+    )
+    size: Optional[int] = field(
+        default=None, metadata=dict(help="clip height and width (default: the weight's)", bound=at_least(1))
+    )
     cache_dir: Optional[str] = field(default=None, metadata=dict(help="download folder (default: torch hub cache)"))
 
 

@@ -9,8 +9,11 @@ sample counts, so an epoch's length is known without reading the shards.
 Sampling (``natural``, ``sqrt``, ``uniform``) is applied while streaming: a sample is emitted ``m`` times in
 expectation (``floor(m)`` copies plus one more with probability ``m - floor(m)``; each copy is its own random clip),
 with ``m`` proportional to the target share of its label over its natural share (``sqrt``: 1/sqrt(n), ``uniform``:
-1/n for a label with ``n`` videos) and scaled so an epoch keeps its natural length in expectation. **Multi-label
-rule:** a sample's ``m`` is the mean of its labels' values, and a label's frequency counts every sample that carries it.
+1/n for a label with ``n`` videos) and scaled so an epoch keeps its natural length in expectation. **Several labels:**
+a sample's ``m`` is the smallest of its labels' weights (so a head label never rides along on an up-weighted tail
+video), a label's share counts every emitted sample that carries it, and the weights are solved for from the label
+sets of the multi-label videos (``label_sets`` of ``shards stats``) so that the shares meet their targets; where no
+weights meet them exactly the closest found are used, and ``shards stats`` reports the shares achieved.
 """
 
 import hashlib
@@ -213,6 +216,14 @@ def _fingerprint(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def shards_digest(shards: ShardSet) -> str:
+    """A fingerprint of which shards these are, wherever they lie: their file names with their sample counts and the
+    class names (from ``index.json``), so that label counts made over other shards are not used to sample these."""
+    counts = shards.counts or [None] * len(shards.urls)
+    names = [(url.rstrip("/").rsplit("/", 1)[-1], count) for url, count in zip(shards.urls, counts)]
+    return _fingerprint(json.dumps(dict(shards=names, classes=shards.classes)))
+
+
 def selection_digest(include: Optional[Set[str]], exclude: Optional[Set[str]]) -> Dict[str, Optional[str]]:
     """Fingerprints of the key lists that select the samples, recorded with label counts so that counts made on one
     selection are not used to sample another (``None``: no list)."""
@@ -226,9 +237,13 @@ def selection_digest(include: Optional[Set[str]], exclude: Optional[Set[str]]) -
 def label_stats(
     shards: ShardSet, include: Optional[Set[str]] = None, exclude: Optional[Set[str]] = None
 ) -> Dict[str, Any]:
-    """One pass over the shards: videos per label, videos, multi-label videos, over the samples that ``include`` and
-    ``exclude`` select (recorded as ``selection``); ``unreadable`` lists the damaged shard data that was left out."""
+    """One pass over the shards, over the samples that ``include`` and ``exclude`` select (recorded as ``selection``;
+    the shards as ``shards``): videos per label, videos, multi-label videos, ``label_sets`` (the label sets of
+    multi-label videos with their counts: what sampling solves with), for ``sqrt`` and ``uniform`` sampling each
+    label's target and achieved share and the worst relative error; ``unreadable`` lists the damaged shard data that
+    was left out."""
     counts: Counter = Counter()
+    sets: Counter = Counter()
     videos = multi = 0
     failures: List[Tuple[str, str]] = []
     metadata = iter_metadata(shards.urls, failures)
@@ -236,29 +251,117 @@ def label_stats(
         if not is_selected(key, include, exclude):
             continue
         videos += 1
-        multi += len(labels) > 1
+        multi += len(set(labels)) > 1
         counts.update(set(labels))
+        if len(set(labels)) > 1:
+            sets[tuple(sorted(set(labels)))] += 1
     ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    label_sets = [[list(labels), n] for labels, n in sorted(sets.items())]
+    sampling = {}
+    for name in ("sqrt", "uniform") if ordered else ():
+        target = target_shares(ordered, name)
+        achieved = achieved_shares(ordered, sampling_multiplicity(ordered, name, label_sets), label_sets)
+        worst = max(target, key=lambda k: abs(achieved[k] / target[k] - 1))
+        sampling[name] = dict(
+            worst_label=worst,
+            worst_relative_error=abs(achieved[worst] / target[worst] - 1),
+            shares={k: dict(target=target[k], achieved=achieved[k]) for k in ordered},
+        )
     return dict(
         videos=videos,
         multilabel_videos=multi,
         labels=len(counts),
         label_counts=ordered,
+        label_sets=label_sets,
+        sampling=sampling,
         selection=selection_digest(include, exclude),
+        shards=shards_digest(shards),
         unreadable=[message for _, message in failures],
     )
 
 
-def sampling_multiplicity(label_counts: Dict[str, int], sampling: str) -> Dict[str, float]:
-    """Per label, how many times a video carrying it is emitted per epoch in expectation (single-label case; see the
-    module docstring for several labels), so that label shares follow ``sampling`` and an epoch keeps its length."""
+LabelSets = Sequence[Tuple[Sequence[str], int]]  # (the labels of multi-label videos, how many videos carry them)
+
+
+def target_shares(label_counts: Dict[str, int], sampling: str) -> Dict[str, float]:
+    """Each label's share of the emitted labels under ``sampling``: proportional to ``n``, ``sqrt(n)`` or 1."""
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     power = dict(natural=1.0, sqrt=0.5, uniform=0.0)[sampling]
-    total = sum(label_counts.values())
-    target = {k: n**power for k, n in label_counts.items()}
+    target = {k: n**power for k, n in label_counts.items() if n}
     norm = sum(target.values())
-    return {k: (target[k] / norm) / (n / total) for k, n in label_counts.items() if n}
+    return {k: v / norm for k, v in target.items()}
+
+
+class _Mixing:
+    """How per-label weights become label emissions: single-label videos of label l are emitted ``w[l]`` times each,
+    a multi-label video ``min(w[its labels])`` times, and each emitted video counts once for each of its labels."""
+
+    def __init__(self, label_counts: Dict[str, int], label_sets: Optional[LabelSets]):
+        self.labels = [k for k, n in label_counts.items() if n]
+        index = {k: i for i, k in enumerate(self.labels)}
+        single = [float(label_counts[k]) for k in self.labels]
+        members, of_set, counts = [], [], []
+        for labels, count in label_sets or ():
+            ids = sorted({index[k] for k in labels if k in index})
+            if len(ids) < 2:
+                continue
+            for i in ids:
+                single[i] -= count
+                members.append(i)
+                of_set.append(len(counts))
+            counts.append(float(count))
+        self.single = torch.tensor(single, dtype=torch.float64)
+        self.members, self.of_set = torch.tensor(members, dtype=torch.long), torch.tensor(of_set, dtype=torch.long)
+        self.counts = torch.tensor(counts, dtype=torch.float64)
+
+    def emitted(self, w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(emissions per label, videos emitted) for weights ``w``."""
+        per_set = torch.full_like(self.counts, float("inf")).scatter_reduce(
+            0, self.of_set, w[self.members], reduce="amin"
+        )
+        labels = self.single * w
+        labels = labels.index_add(0, self.members, (self.counts * per_set)[self.of_set])
+        return labels, (self.single * w).sum() + (self.counts * per_set).sum()
+
+    @property
+    def videos(self) -> float:
+        return float(self.single.sum() + self.counts.sum())
+
+
+def sampling_multiplicity(
+    label_counts: Dict[str, int], sampling: str, label_sets: Optional[LabelSets] = None, iterations: int = 10_000
+) -> Dict[str, float]:
+    """Per-label weights ``w``: a video is emitted ``min(w[its labels])`` times per epoch in expectation, solved so
+    that each label's share of the emitted labels is its :func:`target_shares` and an epoch keeps its length.
+
+    Single-label data: ``w`` is the ratio of the target to the natural share. With ``label_sets`` (multi-label data)
+    the weights are found by multiplicative updates, ``w *= target / achieved``, which keep them non-negative and
+    reach the targets where some weights do; where none do, they end at the closest they found
+    (:func:`achieved_shares` says how close)."""
+    target = target_shares(label_counts, sampling)
+    mixing = _Mixing(label_counts, label_sets)
+    t = torch.tensor([target[k] for k in mixing.labels], dtype=torch.float64)
+    natural = torch.tensor([float(label_counts[k]) for k in mixing.labels], dtype=torch.float64)
+    w = t / (natural / natural.sum())
+    for _ in range(iterations if len(mixing.counts) else 0):
+        emitted, _ = mixing.emitted(w)
+        ratio = t / (emitted / emitted.sum())
+        if (ratio - 1).abs().max() < 1e-9:
+            break
+        w = w * ratio
+        w = w / w.max()  # the scale is free until the end; this keeps it from drifting
+    _, videos = mixing.emitted(w)
+    return dict(zip(mixing.labels, (w * (mixing.videos / videos)).tolist()))
+
+
+def achieved_shares(
+    label_counts: Dict[str, int], weights: Dict[str, float], label_sets: Optional[LabelSets] = None
+) -> Dict[str, float]:
+    """Each label's expected share of the emitted labels under the weights of :func:`sampling_multiplicity`."""
+    mixing = _Mixing(label_counts, label_sets)
+    emitted, _ = mixing.emitted(torch.tensor([weights[k] for k in mixing.labels], dtype=torch.float64))
+    return dict(zip(mixing.labels, (emitted / emitted.sum()).tolist()))
 
 
 def tail_preserving_subset(samples: Sequence[Tuple[str, List[str]]], n: int, seed: int = 0) -> List[str]:
@@ -341,6 +444,7 @@ class ShardStream(IterableDataset):
         classes: Optional[Sequence[str]] = None,
         sampling: str = "natural",
         label_counts: Optional[Dict[str, int]] = None,
+        label_sets: Optional[LabelSets] = None,
         seed: int = 0,
         world: Optional[WorldInfo] = None,
         include: Optional[Set[str]] = None,
@@ -355,8 +459,9 @@ class ShardStream(IterableDataset):
         self.index = {c: i for i, c in enumerate(self.classes)}
         if sampling != "natural" and not label_counts:
             raise InputError(f"{sampling} sampling needs label counts: run `r21d-zoo shards stats` first")
-        self.sampling, self.label_counts = sampling, label_counts
-        self.multiplicity = sampling_multiplicity(label_counts, sampling) if sampling != "natural" else None
+        self.sampling, self.label_counts, self.label_sets = sampling, label_counts, label_sets or None
+        multiplicity = sampling_multiplicity(label_counts, sampling, label_sets) if sampling != "natural" else None
+        self.multiplicity = multiplicity
         self.world = world or world_info_from_env()
         self.include, self.exclude, self.decode = include, exclude or set(), decode
         self.multilabel, self.shuffle, self.decoder = multilabel, shuffle, decoder
@@ -370,6 +475,8 @@ class ShardStream(IterableDataset):
         """What fixes the order and the copies of the items: a position saved in one run holds in another only when
         this is equal (:func:`~r21d_zoo.train.loop.fit_stream` checks it on resume)."""
         counts = _fingerprint(json.dumps(self.label_counts, sort_keys=True))
+        if self.label_sets:  # single-label runs keep the fingerprint earlier versions recorded
+            counts = _fingerprint(json.dumps([self.label_counts, self.label_sets], sort_keys=True))
         return dict(
             shards=_fingerprint("\n".join(self.shards.urls)),
             seed=self.seed,
@@ -393,7 +500,7 @@ class ShardStream(IterableDataset):
     def _copies(self, labels: List[str], rng: random.Random) -> int:
         if self.multiplicity is None:
             return 1
-        m = sum(self.multiplicity.get(lab, 0.0) for lab in labels) / max(1, len(labels))
+        m = min((self.multiplicity.get(lab, 0.0) for lab in labels), default=0.0)
         return int(m) + (rng.random() < m - int(m))
 
     def _target(self, labels: List[str]) -> torch.Tensor:

@@ -37,7 +37,12 @@ def long_tailed_counts(labels: Sequence[str], largest: int, smallest: int) -> Di
     return {label: max(1, round(largest * ratio**i)) for i, label in enumerate(labels)}
 
 
-def motion_clip(direction: str, num_frames: int, size: int, rng: np.random.Generator, speed: int = 2) -> np.ndarray:
+MOTION_SPEED = 2  # px per frame
+
+
+def motion_clip(
+    direction: str, num_frames: int, size: int, rng: np.random.Generator, speed: int = MOTION_SPEED
+) -> np.ndarray:
     """(T, size, size, 3) uint8: a random-texture square of half the frame size moving ``speed`` px/frame over a
     random-texture background."""
     dy, dx = DIRECTIONS[direction]

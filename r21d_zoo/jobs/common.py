@@ -6,10 +6,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
+import torch
 import torch.nn as nn
 
 from .._errors import UsageError
-from ..models import OFFLINE_HINT, VideoResNet, create_model
+from ..models import OFFLINE_HINT, ClipSpec, VideoResNet, create_model
 
 CLI_OFFLINE_HINT = (
     "If this machine is offline: pass --checkpoint FILE (a .safetensors, .pth or caffe2 .pkl), use --model "
@@ -56,11 +57,21 @@ class ModelSource:
         metadata=dict(parse=parse_json_object, help="JSON object of extra create_model arguments, e.g. drop_rate"),
     )
 
-    def create(self, **kwargs: Any) -> nn.Module:
-        """``create_model`` with these settings; ``kwargs`` (e.g. ``num_classes``) take precedence over model_args."""
-        return create_with_args(
-            self.name, self.model_args, pretrained=self.pretrained, checkpoint_path=self.checkpoint_path, **kwargs
-        )
+    @property
+    def random(self) -> bool:
+        return not self.pretrained and self.checkpoint_path is None
+
+    def create(self, seed: Optional[int] = None, **kwargs: Any) -> nn.Module:
+        """``create_model`` with these settings; ``kwargs`` (e.g. ``num_classes``) take precedence over model_args.
+        A random initialisation is drawn from ``seed`` when given (the caller's RNG is left as it was), else from the
+        caller's RNG."""
+        if seed is None or not self.random:
+            return create_with_args(
+                self.name, self.model_args, pretrained=self.pretrained, checkpoint_path=self.checkpoint_path, **kwargs
+            )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.create(**kwargs)
 
 
 def create_with_args(name: str, model_args: Dict[str, Any], **kwargs: Any) -> nn.Module:
@@ -82,4 +93,4 @@ def create_with_args(name: str, model_args: Dict[str, Any], **kwargs: Any) -> nn
 def clip_field(help: str = "clip settings; each defaults to the weights' value", **defaults: Any) -> Any:
     """A job-config field holding ClipSpec overrides (a dict of ClipSpec fields, merged by ``ClipSpec.from_model``);
     the command line gets one option per ClipSpec field."""
-    return field(default_factory=lambda: dict(defaults), metadata=dict(clip=True, help=help))
+    return field(default_factory=lambda: dict(defaults), metadata=dict(clip=True, entries=ClipSpec, help=help))

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Tuple
 
 import torch
 
+from .._bounds import Checked, at_least, between
 from .._errors import InputError
 from .._io import atomic_write, writable_file
 from ..data.features import FeatureStore, extraction_differences
@@ -146,13 +147,15 @@ def _hnsw(targets: torch.Tensor, neighbours: int = 32, ef_search: int = 128) -> 
 
 
 @dataclass
-class DedupConfig:
+class DedupConfig(Checked):
     """Find pre-training videos that near-duplicate target videos (cosine over extracted features); write their list."""
 
     pretrain: str = field(metadata=dict(help="feature folder of the pre-training videos (r21d-zoo extract -o)"))
     target: str = field(metadata=dict(help="feature folder of the target videos (e.g. Kinetics, UCF101, HMDB51)"))
     out: str = field(metadata=dict(flag=("-o", "--out"), help="exclusion list to write, one name or key per line"))
-    threshold: float = field(default=0.8, metadata=dict(help="cosine similarity at which a video is a duplicate"))
+    threshold: float = field(
+        default=0.8, metadata=dict(help="cosine similarity at which a video is a duplicate", bound=between(-1, 1))
+    )
     shards: Optional[str] = field(
         default=None, metadata=dict(help="the packed pre-training shards: write sample keys and report per label")
     )
@@ -160,7 +163,10 @@ class DedupConfig:
         default="exact", metadata=dict(help="exact search in chunks, or faiss HNSW over the targets (approximate)")
     )
     grid: Optional[int] = field(
-        default=None, metadata=dict(help="average-pool spatial maps to N x N cells first: small layout-aware rows")
+        default=None,
+        metadata=dict(
+            help="average-pool spatial maps to N x N cells first: small layout-aware rows", bound=at_least(1)
+        ),
     )
 
 

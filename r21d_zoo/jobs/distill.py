@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from ..deploy import save_pretrained
 from ..models import ClipSpec, WeightsError, set_derived_cfg
 from ..video import VideoClassificationTransform, normalize
+from .._bounds import above, at_least
 from .._errors import InputError
 from .._io import writable_dir
 from ..data.inputs import discover_videos
@@ -190,11 +191,13 @@ class DistillConfig(TrainConfig):
     modality: Literal["rgb", "gray_diff"] = field(default="rgb", metadata=dict(help="the student's input"))
     clip: Dict[str, Any] = clip_field(help="the student's clip (default: its architecture's)", num_frames=8)
     target: Literal["center", "random", "multi"] = field(default="center", metadata=dict(help="teacher frame(s)"))
-    teacher_frames: int = field(default=4, metadata=dict(help="frames averaged for --target multi"))
-    temperature: float = field(default=1.0, metadata=dict(help="softmax temperature of teacher and student"))
+    teacher_frames: int = field(default=4, metadata=dict(help="frames averaged for --target multi", bound=at_least(1)))
+    temperature: float = field(
+        default=1.0, metadata=dict(help="softmax temperature of teacher and student", bound=above(0))
+    )
     loss: Literal["ce", "mse"] = field(default="ce", metadata=dict(help="cross-entropy, or MSE between logits"))
     entropy_threshold: Optional[float] = field(
-        default=None, metadata=dict(help="drop examples whose teacher entropy (nats) is above")
+        default=None, metadata=dict(help="drop examples whose teacher entropy (nats) is above", bound=at_least(0))
     )
     optim: OptimConfig = field(default_factory=_distill_optim)
 

@@ -24,7 +24,8 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .._errors import EXIT_PARTIAL, InputError
+from .._bounds import Checked, above, at_least
+from .._errors import EXIT_PARTIAL, InputError, UsageError
 from .._io import FolderLock, atomic_write, partial_path, writable_dir
 from .._progress import progress as show_progress
 from .._version import __version__
@@ -47,15 +48,16 @@ POOLS = ("avg", "max", "none")
 
 
 @dataclass
-class ExtractConfig:
+class ExtractConfig(Checked):
     """How clips are sampled and turned into features. ``clip`` overrides the weights' :class:`ClipSpec`."""
 
     clip: Dict[str, Any] = clip_field()
     stride_sec: Optional[float] = field(
-        default=None, metadata=dict(help="seconds between clip starts (default: back to back)")
+        default=None, metadata=dict(help="seconds between clip starts (default: back to back)", bound=above(0))
     )
     num_clips: Optional[int] = field(
-        default=None, metadata=dict(help="N uniformly spaced clips per video instead of sliding windows")
+        default=None,
+        metadata=dict(help="N uniformly spaced clips per video instead of sliding windows", bound=at_least(1)),
     )
     pad: Literal["repeat", "loop"] = field(default="repeat", metadata=dict(help="how the last clip is filled"))
     fast_resize: bool = field(default=False, metadata=dict(help="resize in the decoder (faster; not the reference)"))
@@ -64,7 +66,7 @@ class ExtractConfig:
     )
     spatial_pool: Pool = field(default="avg", metadata=dict(help="pooling over space"))
     temporal_pool: Pool = field(default="avg", metadata=dict(help="pooling over time"))
-    batch_size: int = field(default=8, metadata=dict(help="clips per forward pass"))
+    batch_size: int = field(default=8, metadata=dict(help="clips per forward pass", bound=at_least(1)))
 
     def clips_for(self, spec: ClipSpec, info: VideoInfo):
         length = spec.clip_seconds(info.fps)
@@ -337,9 +339,16 @@ def weights_sha256(model: nn.Module) -> str:
 
 
 def extraction_settings(
-    model: nn.Module, spec: ClipSpec, cfg: ExtractConfig, format: str, dtype: str, model_name: Optional[str]
+    model: nn.Module,
+    spec: ClipSpec,
+    cfg: ExtractConfig,
+    format: str,
+    dtype: str,
+    model_name: Optional[str],
+    init_seed: Optional[int] = None,
 ) -> Dict[str, Any]:
-    """Everything that decides what a features file holds (plus the package version, recorded but not compared)."""
+    """Everything that decides what a features file holds (plus the package version, recorded but not compared);
+    ``init_seed``: the seed a randomly initialised model was drawn from."""
     pcfg = getattr(model, "pretrained_cfg", None) or {}
     settings = dict(
         model=model_name,
@@ -347,6 +356,7 @@ def extraction_settings(
             architecture=pcfg.get("architecture"),
             tag=pcfg.get("tag"),
             base_model=pcfg.get("base_model"),
+            init_seed=init_seed,
             sha256=weights_sha256(model),
         ),
         clip=spec.to_dict(),
@@ -416,6 +426,7 @@ def run_extraction(
     resume: bool = True,
     progress: bool = True,
     model_name: Optional[str] = None,
+    init_seed: Optional[int] = None,
     optimize: bool = False,
 ) -> ExtractSummary:
     """Extract features of ``videos[shard_id::num_shards]`` into ``out_dir`` (see the module docstring). ``videos``
@@ -431,7 +442,7 @@ def run_extraction(
     lock = FolderLock(out, ".r21d-zoo.lock" if num_shards == 1 else f".r21d-zoo-shard-{shard_id}-of-{num_shards}.lock")
     with lock:  # a second live run of this shard into this folder is refused
         manifest = out / MANIFEST_FILE
-        settings = extraction_settings(model, spec, cfg, format, dtype, model_name)
+        settings = extraction_settings(model, spec, cfg, format, dtype, model_name, init_seed)
         settings_id = check_settings(out, settings, resume)
         summary = ExtractSummary()
         done = functools.partial(_finished, out, store_format) if resume else _never
@@ -532,7 +543,7 @@ def _never(name: str) -> bool:
 
 
 @dataclass
-class ExtractJobConfig:
+class ExtractJobConfig(Checked):
     """Extract clip features of many videos (resumable; torchrun or --shard-id/--num-shards to scale out). Clip
     settings default to the weights' config (frames, fps, resize, crop, mean/std)."""
 
@@ -545,15 +556,27 @@ class ExtractJobConfig:
     format: str = field(default="npy", metadata=dict(help="feature file format", choices=tuple(FEATURE_FORMATS)))
     dtype: Literal["float32", "float16"] = field(default="float32", metadata=dict(help="stored feature dtype"))
     decoder: str = field(default=DEFAULT_DECODER, metadata=dict(help="video decoding decoder", choices=DECODERS))
-    workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes"))
+    workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes", bound=at_least(0)))
     device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
     amp: Amp = field(default="auto", metadata=dict(help=AMP_HELP))
     channels_last: Optional[bool] = field(default=None, metadata=dict(help=CHANNELS_LAST_HELP))
     optimize: bool = field(default=False, metadata=dict(help="fold BN; TorchScript on CPU, torch.compile on GPU"))
-    shard_id: Optional[int] = field(default=None, metadata=dict(help="this job's shard (schedulers without torchrun)"))
-    num_shards: Optional[int] = field(default=None, metadata=dict(help="number of shards"))
+    shard_id: Optional[int] = field(
+        default=None, metadata=dict(help="this job's shard (schedulers without torchrun)", bound=at_least(0))
+    )
+    num_shards: Optional[int] = field(default=None, metadata=dict(help="number of shards", bound=at_least(1)))
     overwrite: bool = field(default=False, metadata=dict(help="recompute videos that are already done"))
+    seed: int = field(
+        default=0, metadata=dict(help="seed of the --random-weights initialisation (recorded)", bound=at_least(0))
+    )
     extensions: str = field(default=",".join(VIDEO_EXTENSIONS), metadata=dict(help="comma-separated, for folders"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.shard_id is not None and self.shard_id >= (self.num_shards or 1):
+            raise UsageError(
+                f"--shard-id {self.shard_id}: must be below --num-shards ({self.num_shards or 1}); shards count from 0"
+            )
 
 
 def run(cfg: ExtractJobConfig) -> int:
@@ -570,7 +593,8 @@ def run(cfg: ExtractJobConfig) -> int:
     else:
         world = init_distributed(world)
         shard_id, num_shards = world.rank, world.world_size
-    model = cfg.model.create()
+    seed = cfg.seed if cfg.model.random else None
+    model = cfg.model.create(seed=seed)
     summary = run_extraction(
         videos,
         cfg.out,
@@ -588,6 +612,7 @@ def run(cfg: ExtractJobConfig) -> int:
         resume=not cfg.overwrite,
         progress=shard_id == 0,
         model_name=cfg.model.name,
+        init_seed=seed,
         optimize=cfg.optimize,
     )
     failed = all_reduce_sum(summary.failed)

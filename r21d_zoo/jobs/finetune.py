@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from .._bounds import Checked, at_least, between
 from .._errors import EXIT_PARTIAL, InputError
 from .._io import atomic_write, writable_dir, writable_file
 from .._progress import progress as show_progress
@@ -172,12 +173,19 @@ class FinetuneConfig(TrainConfig):
 
     model: ModelSource = field(default_factory=ModelSource)
     mode: Literal["full", "fc"] = field(default="full", metadata=dict(help="fc: train only the classifier"))
-    freeze_stages: int = field(default=0, metadata=dict(help="freeze the stem (1) and the first layers (2-5)"))
+    freeze_stages: int = field(
+        default=0, metadata=dict(help="freeze the stem (1) and the first layers (2-5)", bound=between(0, 5))
+    )
     freeze_bn: bool = field(default=False, metadata=dict(help="keep BatchNorm statistics and affine frozen"))
-    backbone_lr_mult: float = field(default=1.0, metadata=dict(help="LR factor for all but the classifier"))
+    backbone_lr_mult: float = field(
+        default=1.0, metadata=dict(help="LR factor for all but the classifier", bound=at_least(0))
+    )
     flip: bool = field(default=True, metadata=dict(help="random horizontal flips (off when left/right matters)"))
     num_clips: int = field(
-        default=10, metadata=dict(help="uniformly spaced clips per validation video", deprecated=("--eval-clips",))
+        default=10,
+        metadata=dict(
+            help="uniformly spaced clips per validation video", deprecated=("--eval-clips",), bound=at_least(1)
+        ),
     )
     stop_on_unreadable: bool = field(
         default=False, metadata=dict(help="stop when a validation video cannot be read (default: count and warn)")
@@ -345,16 +353,16 @@ def run(cfg: FinetuneJobConfig) -> int:
 
 
 @dataclass
-class EvaluateJobConfig:
+class EvaluateJobConfig(Checked):
     """Clip- and video-level accuracy (or mAP) of a model on labelled videos."""
 
     data: str = field(metadata=dict(help="CSV, split list or class-folder tree"))
     model: ModelSource = field(default_factory=lambda: ModelSource("r2plus1d_34.ig65m_ft_kinetics400_32f"))
-    num_clips: int = field(default=10, metadata=dict(help="uniformly spaced clips per video"))
+    num_clips: int = field(default=10, metadata=dict(help="uniformly spaced clips per video", bound=at_least(1)))
     clip: Dict[str, Any] = clip_field()
     labels: LabelOptions = field(default_factory=LabelOptions)
     output: Optional[str] = field(default=None, metadata=dict(help="write the full results (per class, confusion)"))
-    workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes"))
+    workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes", bound=at_least(0)))
     device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
     amp: Amp = field(default="auto", metadata=dict(help=AMP_HELP))
 

@@ -21,7 +21,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Set, Union
+from typing import Any, Dict, List, Literal, Optional, Set, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -30,9 +30,19 @@ import torch.nn.functional as F
 from ..deploy import save_pretrained
 from ..models import ClipSpec, set_derived_cfg
 from ..video import train_augment
+from .._bounds import at_least
 from .._errors import InputError
 from .._io import writable_dir
-from ..data.shards import SAMPLINGS, ShardSet, ShardStream, label_stats, open_shards, read_key_list, selection_digest
+from ..data.shards import (
+    SAMPLINGS,
+    ShardSet,
+    ShardStream,
+    label_stats,
+    open_shards,
+    read_key_list,
+    selection_digest,
+    shards_digest,
+)
 from ..train.distributed import WorldInfo, init_distributed
 from ..train.loop import FitResult, StepContext, StepOutput, TrainConfig, fit_stream
 from ..train.optim import SampleOptimConfig, ig65m_schedule
@@ -61,9 +71,13 @@ class PretrainConfig(TrainConfig):
         default="sqrt",
         metadata=dict(help="each label's share of the clips ~ count, sqrt(count) or 1", deprecated=("--policy",)),
     )
-    shuffle_buffer: int = field(default=64, metadata=dict(help="items shuffled per loader stream (raw bytes)"))
+    shuffle_buffer: int = field(
+        default=64, metadata=dict(help="items shuffled per loader stream (raw bytes)", bound=at_least(1))
+    )
     flip: bool = field(default=True, metadata=dict(help="random horizontal flips"))
-    checkpoint_every: int = field(default=1_000_000, metadata=dict(help="clips between checkpoints and metrics"))
+    checkpoint_every: int = field(
+        default=1_000_000, metadata=dict(help="clips between checkpoints and metrics", bound=at_least(1))
+    )
     sync_bn: bool = field(default=False, metadata=dict(help="SyncBatchNorm under DDP (default: per-GPU statistics)"))
     optim: SampleOptimConfig = field(default_factory=ig65m_schedule)
 
@@ -96,14 +110,16 @@ def pretrain(
     out_dir: Union[str, Path, None] = None,
     world: Optional[WorldInfo] = None,
     label_counts: Optional[Dict[str, int]] = None,
+    label_sets: Optional[List[Tuple[List[str], int]]] = None,
     include: Optional[Set[str]] = None,
     exclude: Optional[Set[str]] = None,
     stop_after_samples: Optional[int] = None,
     progress: bool = True,
 ) -> FitResult:
-    """Pre-train a new ``cfg.model`` on ``shards`` (see the module docstring). ``label_counts`` (videos per label over
-    the samples ``include``/``exclude`` select, from ``r21d-zoo shards stats`` given the same lists) are counted in one
-    pass when ``cfg.sampling`` needs them and none are given.
+    """Pre-train a new ``cfg.model`` on ``shards`` (see the module docstring). ``label_counts`` and ``label_sets``
+    (videos per label, and the label sets of multi-label videos, over the samples ``include``/``exclude`` select,
+    from ``r21d-zoo shards stats`` given the same lists) are counted in one pass when ``cfg.sampling`` needs them and
+    none are given.
     With ``out_dir``: ``last.pt`` every ``cfg.checkpoint_every`` clips (resumed from when present), metrics, and
     the model exported to ``out_dir/final``."""
     if cfg.sampling not in SAMPLINGS:
@@ -113,7 +129,8 @@ def pretrain(
     world = world or init_distributed()
     if cfg.sampling != "natural" and not label_counts:
         _logger.info("counting labels for %s sampling (pass `r21d-zoo shards stats` counts to skip)", cfg.sampling)
-        label_counts = label_stats(shards, include, exclude)["label_counts"]
+        stats = label_stats(shards, include, exclude)
+        label_counts, label_sets = stats["label_counts"], stats["label_sets"]
     classes = shard_classes(shards, label_counts)
     torch.manual_seed(cfg.seed)
     model = create_with_args(cfg.model, cfg.model_args, num_classes=len(classes))
@@ -124,6 +141,7 @@ def pretrain(
         classes,
         cfg.sampling,
         label_counts,
+        label_sets,
         cfg.seed,
         world,
         include,
@@ -190,13 +208,19 @@ class PretrainJobConfig:
 def run(cfg: PretrainJobConfig) -> int:
     shards = open_shards(cfg.shards)
     include, exclude = read_key_list(cfg.include), read_key_list(cfg.exclude)
-    counts = None
+    counts = sets = None
     if cfg.stats:
         try:
             stats = json.loads(Path(cfg.stats).read_text(encoding="utf-8"))
-            counts = stats["label_counts"]
+            counts, sets = stats["label_counts"], stats.get("label_sets")
         except (OSError, ValueError, KeyError) as e:
             raise InputError(f"--stats {cfg.stats}: not the JSON of `r21d-zoo shards stats -o` ({e})") from e
+        if stats.get("shards", shards_digest(shards)) != shards_digest(shards):
+            raise InputError(
+                f"--stats {cfg.stats} counts the labels of other shards than {cfg.shards}, so "
+                f"{cfg.settings.sampling} sampling would miss its shares; count these: r21d-zoo shards stats "
+                f"{cfg.shards} -o STATS.json, and pass that file"
+            )
         if stats.get("selection", selection_digest(None, None)) != selection_digest(include, exclude):
             lists = "".join(f" --{k} {v}" for k, v in (("include", cfg.include), ("exclude", cfg.exclude)) if v)
             raise InputError(
@@ -205,8 +229,17 @@ def run(cfg: PretrainJobConfig) -> int:
                 f"{cfg.shards}{lists} -o {cfg.stats}"
             )
         shards.multilabel = shards.multilabel or stats.get("multilabel_videos", 0) > 0  # shard URLs without index
+        if sets is None and stats.get("multilabel_videos", 0) and cfg.settings.sampling != "natural":
+            _logger.warning(
+                "--stats %s was written by an earlier version, without the label sets of multi-label videos: "
+                "sampling falls back to each label's own ratio and misses its shares; count again with "
+                "`r21d-zoo shards stats`",
+                cfg.stats,
+            )
     writable_dir(cfg.out)
-    result = pretrain(shards, cfg.settings, cfg.out, label_counts=counts, include=include, exclude=exclude)
+    result = pretrain(
+        shards, cfg.settings, cfg.out, label_counts=counts, label_sets=sets, include=include, exclude=exclude
+    )
     if result.final_dir is not None:
         print(f"model exported to {result.final_dir} (load with create_model('local-dir:{result.final_dir}'))")
     return 0

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .._bounds import Checked, above, at_least
 from .._errors import EXIT_PARTIAL, InputError
 from .._io import atomic_write, writable_file
 from ..data.labelled import LabelOptions
@@ -21,13 +22,15 @@ from ..data.shards import (
 
 
 @dataclass
-class PackConfig:
+class PackConfig(Checked):
     """Pack labelled videos (a CSV, list or class folders; one or several labels each) into WebDataset shards."""
 
     source: str = field(metadata=dict(positional=True, help="CSV, split list or class-folder tree"))
     out: str = field(metadata=dict(flag=("-o", "--out"), help="output folder for the shards and index.json"))
-    shard_mb: float = field(default=1000.0, metadata=dict(help="target shard size in MB"))
-    max_per_shard: int = field(default=10000, metadata=dict(help="at most this many videos per shard"))
+    shard_mb: float = field(default=1000.0, metadata=dict(help="target shard size in MB", bound=above(0)))
+    max_per_shard: int = field(
+        default=10000, metadata=dict(help="at most this many videos per shard", bound=at_least(1))
+    )
     labels: LabelOptions = field(default_factory=LabelOptions)
 
 
@@ -63,6 +66,13 @@ def run_stats(cfg: StatsConfig) -> int:
         f"videos per label: max {max(counts, default=0)}, median {sorted(counts)[len(counts) // 2] if counts else 0}, "
         f"min {min(counts, default=0)}"
     )
+    for name, achieved in stats["sampling"].items():
+        worst = achieved["worst_label"]
+        shares = achieved["shares"][worst]
+        print(
+            f"{name} sampling: label shares within {100 * achieved['worst_relative_error']:.2g}% of their targets "
+            f"(furthest: {worst}, {shares['achieved']:.4f} for {shares['target']:.4f})"
+        )
     return _partial(stats["unreadable"])
 
 
@@ -74,13 +84,13 @@ def _partial(failures: Sequence[str]) -> int:
 
 
 @dataclass
-class SubsetConfig:
+class SubsetConfig(Checked):
     """Choose N videos keeping every video of the rarest labels (tail-preserving); writes their keys, one per line."""
 
     shards: str = field(metadata=dict(positional=True, help="packed folder, index.json, or shard URL/brace pattern"))
-    n: int = field(metadata=dict(flag=("-n", "--n"), help="videos in the subset"))
+    n: int = field(metadata=dict(flag=("-n", "--n"), help="videos in the subset", bound=at_least(1)))
     out: str = field(metadata=dict(flag=("-o", "--out"), help="key list to write (pretrain --include)"))
-    seed: int = field(default=0, metadata=dict(help="which head-label videos are kept"))
+    seed: int = field(default=0, metadata=dict(help="which head-label videos are kept", bound=at_least(0)))
     exclude: Optional[str] = field(default=None, metadata=dict(help="never choose these keys (`r21d-zoo dedup`)"))
 
 

@@ -19,6 +19,7 @@ from ._factory import create_model as create_model, from_pretrained as from_pret
 from ._features import FeatureListNet as FeatureListNet, feature_take_indices as feature_take_indices
 from ._files import (
     WeightsError as WeightsError,
+    load_weights_only as load_weights_only,
     model_config as model_config,
     read_state_dict as read_state_dict,
     sha256_file as sha256_file,

@@ -43,7 +43,9 @@ def is_offline() -> bool:
     return _env_flag("HF_HUB_OFFLINE") or _env_flag("R21D_ZOO_OFFLINE")
 
 def download_timeout() -> float:
-    """Seconds a connection may wait to connect or for the next bytes (``R21D_ZOO_TIMEOUT``, default 30)."""
+    """Seconds one source may keep a download waiting in all: connecting, waiting for the next bytes and retrying
+    (``R21D_ZOO_TIMEOUT``, default 30). A transfer that keeps receiving is never cut; a stalled source is abandoned
+    within this, and a weight with N sources within N times this."""
     return float(os.environ.get("R21D_ZOO_TIMEOUT", "30"))
 
 def download_retries() -> int:
@@ -121,8 +123,9 @@ def download_url(
     """Download ``url`` into the torch hub cache (``$TORCH_HOME/hub/checkpoints``) once, with torch's downloader
     checking the sha256 prefix while it streams.
 
-    Each attempt has a connect/read timeout (``R21D_ZOO_TIMEOUT``) and failed attempts are retried
-    (``R21D_ZOO_RETRIES``); the error lists them all. The transfer goes to a temp file that is renamed only when
+    Waiting (connecting, stalls between bytes, failed attempts and the pauses between them) is bounded by one
+    deadline, :func:`download_timeout`; failed attempts are retried (``R21D_ZOO_RETRIES``) while it has time left,
+    and the error lists them all. The transfer goes to a temp file that is renamed only when
     complete and verified, so no failure, interrupt or kill leaves a file in the cache (a killed run's temp files are
     removed by the next download). Offline (:func:`is_offline`) nothing is fetched.
     """
@@ -137,10 +140,14 @@ def download_url(
     directory.mkdir(parents=True, exist_ok=True)
     _remove_partials(directory)
     timeout, attempts = download_timeout(), []
+    deadline = time.monotonic() + timeout
     for attempt in range(1 + download_retries()):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
         tmp = directory / f".download-{os.getpid()}-{uuid.uuid4().hex}.part"
         try:
-            with _socket_timeout(timeout), watch_file(tmp, f"download {dst.name}", show=progress):
+            with _socket_timeout(left), watch_file(tmp, f"download {dst.name}", show=progress):
                 torch.hub.download_url_to_file(
                     url, str(tmp), hash_prefix=hash_prefix, progress=progress and sys.stderr.isatty()
                 )
@@ -160,11 +167,11 @@ def download_url(
             ):
                 break  # not found / forbidden / unknown host: asking again will not help
             if attempt < download_retries():
-                time.sleep(min(2.0**attempt, 5.0))
+                time.sleep(max(0.0, min(2.0**attempt, 5.0, deadline - time.monotonic())))
         finally:
             _remove_partials(directory, os.getpid())
     raise DownloadError(
-        f"{len(attempts)} attempt(s), each with a {timeout:g} s timeout (R21D_ZOO_TIMEOUT; retries: R21D_ZOO_RETRIES): "
+        f"{len(attempts)} attempt(s) within {timeout:g} s in all (R21D_ZOO_TIMEOUT; retries: R21D_ZOO_RETRIES): "
         + "; ".join(attempts)
     )
 

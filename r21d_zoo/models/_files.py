@@ -64,32 +64,50 @@ def read_state_dict(path: str, model: Optional[nn.Module] = None) -> Dict[str, t
             return caffe2_to_state_dict(load_caffe2_pickle(str(p)), model)
         except Caffe2ConversionError as e:
             raise Caffe2ConversionError(f"{path}: {e}") from e
-    try:
-        if suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             return load_file(str(p), device="cpu")
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated file, bad header
+            raise WeightsError(
+                f"could not read checkpoint {path} ({type(e).__name__}: {e}). The file may be truncated or "
+                f"corrupted, or not a weights file; delete it and download it again."
+            ) from e
+    return _unwrap(load_weights_only(str(p)), str(p))
+
+
+_REDOWNLOAD = "delete it and download it again"
+_RESAVE = (
+    "use a .safetensors file of the weights, or re-save only the state dict (tensors) on a machine where the file's "
+    "origin is trusted"
+)
+
+
+def load_weights_only(path: str, fix: Optional[str] = None) -> Any:
+    """``torch.load(weights_only=True)`` with errors that name the file and ``fix`` (what the user can do; by default
+    the advice for a weights file), never torch's advice to turn the check off: tensors and plain types load, any
+    other object is refused unexecuted."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         if not found:  # not a refused object: garbage, or a truncated pickle (torch's advice is not repeated)
             reason = str(e).split("WeightsUnpickler error:")[-1].strip().split("\n")[0]
             raise WeightsError(
-                f"could not read checkpoint {path} ({reason}): the file is truncated or corrupted, or not a weights "
-                f"file; delete it and download it again."
+                f"could not read checkpoint {path} ({reason}): the file is truncated or corrupted, or not a "
+                f"checkpoint; {fix or _REDOWNLOAD}."
             ) from e
         # the weights-only unpickler refused an object: name it, and never advise turning the check off
         raise WeightsError(
-            f"refused to load {path}: besides tensors it asks to load {found.group(1)}, which a weights file does not "
-            f"need and which could run code; nothing in it was executed. Use a .safetensors file of the weights, or "
-            f"re-save only the state dict (tensors) on a machine where the file's origin is trusted."
+            f"refused to load {path}: besides tensors it asks to load {found.group(1)}, which a checkpoint does not "
+            f"need and which could run code; nothing in it was executed. To go on, {fix or _RESAVE}."
         ) from e
-    except Exception as e:  # truncated zip, bad header, not a checkpoint at all
+    except Exception as e:  # truncated zip, bad header, an empty file, not a checkpoint at all
         raise WeightsError(
             f"could not read checkpoint {path} ({type(e).__name__}: {e}). The file may be truncated or corrupted, "
-            f"or not a weights file; delete it and download it again."
+            f"or not a checkpoint; {fix or _REDOWNLOAD}."
         ) from e
-    return _unwrap(obj, str(p))
 
 def find_weights_file(directory: str) -> str:
     d = Path(directory)

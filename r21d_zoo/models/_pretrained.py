@@ -12,6 +12,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
+from .._bounds import above, at_least, problems as bound_problems
+
 HF_HUB_ORG = "r21d-zoo"  # the Hugging Face organisation `r21d-zoo publish` pushes to: one repo per tag, ORG/arch.tag
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -45,16 +47,21 @@ class ClipSpec:
     :meth:`from_model` is the only place where user overrides meet the weights' values.
     """
 
-    num_frames: int = field(default=16, metadata=_help("frames per clip"))
+    num_frames: int = field(default=16, metadata=_help("frames per clip", bound=at_least(1)))
     frame_rate: Optional[float] = field(
-        default=None, metadata=_help("resample to this many frames per second (none: consecutive native frames)")
+        default=None,
+        metadata=_help("resample to this many frames per second (none: consecutive native frames)", bound=above(0)),
     )
-    sampling_stride: int = field(default=1, metadata=_help("take every n-th frame (after resampling)"))
+    sampling_stride: int = field(
+        default=1, metadata=_help("take every n-th frame (after resampling)", bound=at_least(1))
+    )
     resize_size: ResizeSize = field(
         default=(128, 171),
-        metadata=_help("resize frames to H W (aspect ignored) or one number: the short side", flag="--resize"),
+        metadata=_help(
+            "resize frames to H W (aspect ignored) or one number: the short side", flag="--resize", bound=at_least(1)
+        ),
     )
-    crop_size: int = field(default=112, metadata=_help("square crop size"))
+    crop_size: int = field(default=112, metadata=_help("square crop size", bound=at_least(1)))
     crop_mode: str = field(
         default="center",
         metadata=_help(
@@ -66,7 +73,9 @@ class ClipSpec:
     interpolation: str = field(default="bilinear", metadata=_help("resize filter", choices=INTERPOLATIONS))
     antialias: bool = field(default=False, metadata=_help("antialiased resizing"))
     mean: Tuple[float, ...] = field(default=KINETICS_MEAN, metadata=_help("per-channel mean of [0, 1] input"))
-    std: Tuple[float, ...] = field(default=KINETICS_STD, metadata=_help("per-channel std of [0, 1] input"))
+    std: Tuple[float, ...] = field(
+        default=KINETICS_STD, metadata=_help("per-channel std of [0, 1] input", bound=above(0))
+    )
 
     def __post_init__(self) -> None:
         resize = self.resize_size
@@ -75,11 +84,7 @@ class ClipSpec:
         object.__setattr__(self, "resize_size", resize)
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-        problems = []
-        if self.num_frames < 1 or self.sampling_stride < 1 or self.crop_size < 1:
-            problems.append("num_frames, sampling_stride and crop_size must be >= 1")
-        if self.frame_rate is not None and not self.frame_rate > 0:
-            problems.append(f"frame_rate must be positive, got {self.frame_rate}")
+        problems = bound_problems(self)
         if self.crop_mode not in CROP_MODES:
             problems.append(f"crop_mode must be one of {CROP_MODES}, got {self.crop_mode!r}")
         if self.interpolation not in INTERPOLATIONS:

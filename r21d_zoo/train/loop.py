@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 from .._progress import progress as show_progress
 from ..data.inputs import default_workers
 from ..data.seeds import epoch_seed
+from .._bounds import Checked, at_least
 from ..deploy.runtime import AMP_HELP, CHANNELS_LAST_HELP, Amp, Runtime
 from .distributed import WorldInfo, all_reduce_sum, default_device, init_distributed
 from .optim import OptimConfig, SampleOptimConfig, build_optimizer, build_scheduler, sample_lr_factor
@@ -36,18 +37,24 @@ _logger = logging.getLogger(__name__)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Checked):
     """What every training job shares: batching, precision and memory options, distribution, seed and optimisation."""
 
-    batch_size: int = field(default=8, metadata=dict(help="clips per process per step"))
-    accumulation: int = field(default=1, metadata=dict(help="gradient accumulation steps per optimizer step"))
-    workers: int = field(default_factory=default_workers, metadata=dict(help="data-loading processes"))
+    batch_size: int = field(default=8, metadata=dict(help="clips per process per step", bound=at_least(1)))
+    accumulation: int = field(
+        default=1, metadata=dict(help="gradient accumulation steps per optimizer step", bound=at_least(1))
+    )
+    workers: int = field(
+        default_factory=default_workers, metadata=dict(help="data-loading processes", bound=at_least(0))
+    )
     device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
     amp: Optional[Amp] = field(default="auto", metadata=dict(help=AMP_HELP))
     channels_last: Optional[bool] = field(default=None, metadata=dict(help=CHANNELS_LAST_HELP))
     grad_checkpointing: bool = field(default=False, metadata=dict(help="recompute activations: less memory"))
     sync_bn: bool = field(default=True, metadata=dict(help="SyncBatchNorm under DDP on GPU"))
-    seed: int = field(default=0, metadata=dict(help="seed of initialisation, clip choice and augmentation"))
+    seed: int = field(
+        default=0, metadata=dict(help="seed of initialisation, clip choice and augmentation", bound=at_least(0))
+    )
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from .._io import FolderLock, atomic_write
 from .._world import WorldInfo
+from ..models import WeightsError, load_weights_only
 
 _logger = logging.getLogger(__name__)
 CHECKPOINT = "last.pt"
@@ -58,7 +59,12 @@ def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A run's ``last.pt``, read weights-only; one that cannot be read names itself and the ways out."""
+    fix = f"delete it to start the run over, or train into another -o folder (it is {Path(path).parent})"
+    state = load_weights_only(str(path), fix=fix)
+    if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "rng"} <= set(state):
+        raise WeightsError(f"{path} is not a training checkpoint written by r21d-zoo; {fix}")
+    return state
 
 
 def save_training_state(path: Path, model: nn.Module, optimizer, scheduler, scaler, **extra: Any) -> None:
@@ -75,11 +81,16 @@ def save_training_state(path: Path, model: nn.Module, optimizer, scheduler, scal
     save_checkpoint(path, state)
 
 
-def resume_training_state(path: Path, model: nn.Module, optimizer, scheduler, scaler) -> Optional[Dict[str, Any]]:
-    """Restore what :func:`save_training_state` wrote (returns its extras), or ``None`` when ``path`` is absent."""
+def resume_training_state(
+    path: Path, model: nn.Module, optimizer, scheduler, scaler, settings: Optional[Dict[str, Any]] = None
+) -> Optional[Dict[str, Any]]:
+    """Restore what :func:`save_training_state` wrote (returns its extras), or ``None`` when ``path`` is absent; with
+    ``settings``, a run recorded with others is refused before anything is restored."""
     if not Path(path).exists():
         return None
     state = load_checkpoint(path)
+    if settings is not None:
+        check_same_run(path, state.get("settings"), settings)
     model.load_state_dict(state.pop("model"))
     optimizer.load_state_dict(state.pop("optimizer"))
     scheduler.load_state_dict(state.pop("scheduler"))
@@ -189,10 +200,7 @@ class RunFolder:
     ) -> Optional[Dict[str, Any]]:
         """The extras of ``last.pt`` after restoring every state from it, None for a new run; a run recorded with
         other ``settings`` is refused."""
-        state = resume_training_state(self.checkpoint, model, optimizer, scheduler, scaler)
-        if state is not None:
-            check_same_run(self.checkpoint, state.get("settings"), settings)
-        return state
+        return resume_training_state(self.checkpoint, model, optimizer, scheduler, scaler, settings)
 
     def save(self, model: nn.Module, optimizer, scheduler, scaler, history: List[Dict[str, Any]], **extra: Any) -> None:
         if self.world.is_primary:

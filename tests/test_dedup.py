@@ -108,3 +108,48 @@ def test_folders_are_read_in_chunks_and_pooled_to_a_grid(tmp_path):
         Descriptors(str(tmp_path / "pre"), grid=2).all()
     with pytest.raises(InputError, match="--grid 0: .*at least 1"):
         Descriptors(str(tmp_path / "pre"), grid=0)
+
+
+def _square_video(background: np.ndarray, colour: str, y: int, x: int, dy: int, dx: int, frames: int = 40):
+    video = np.repeat(background[None], frames, 0)
+    side = background.shape[0] // 3
+    for t in range(frames):
+        yt, xt = np.clip([y + dy * t, x + dx * t], 0, background.shape[0] - side)
+        video[t, yt : yt + side, xt : xt + side] = COLOURS[colour]
+    return video
+
+
+@pytest.mark.video
+def test_a_mirrored_copy_is_found_through_the_mirrored_targets_and_a_same_background_video_is_not(tmp_path):
+    rng = np.random.default_rng(0)
+    backgrounds = [(100 + rng.integers(0, 40, (96, 96, 1))).repeat(3, 2).astype(np.uint8) for _ in range(4)]
+    colours = list(COLOURS)
+    target, pretrain = tmp_path / "target", tmp_path / "pretrain"
+    target.mkdir(), pretrain.mkdir()
+    original = _square_video(backgrounds[0], colours[0], 10, 10, 1, 2)
+    make_frames_video(target / "t0.mp4", original)
+    for i in (1, 2):
+        make_frames_video(target / f"t{i}.mp4", _square_video(backgrounds[i], colours[i], 40, 20, -1, 1))
+    make_frames_video(pretrain / "flipped.mp4", original[:, :, ::-1])
+    # another object moving elsewhere over the very same static background: a different video
+    make_frames_video(pretrain / "same_background.mp4", _square_video(backgrounds[0], colours[1], 50, 40, -1, -2))
+    make_frames_video(pretrain / "other.mp4", _square_video(backgrounds[3], colours[3], 30, 50, 2, -1))
+
+    torch.manual_seed(0)
+    model = r21d_zoo.create_model("r2plus1d_18", num_classes=0, channel_multiplier=0.25).eval()
+    clip = dict(num_frames=8, resize_size=(64, 85), crop_size=64)
+    for name, source, mirror in (("pre", pretrain, False), ("tgt", target, False), ("tgt_mirrored", target, True)):
+        cfg = ExtractConfig(clip=clip, num_clips=4, layer="layer2", spatial_pool="none", mirror=mirror)
+        assert run_extraction(discover_videos([source]), tmp_path / name, model, cfg, progress=False).failed == 0
+    assert json.loads((tmp_path / "tgt_mirrored" / "extraction.json").read_text())["mirror"] is True
+
+    out = tmp_path / "exclude.txt"
+    args = ["dedup", "--pretrain", str(tmp_path / "pre"), "--target", str(tmp_path / "tgt"), "-o", str(out)]
+    assert main(args) == 0 and out.read_text() == ""  # plain features miss the flipped copy
+    assert main(args + ["--mirrored-target", str(tmp_path / "tgt_mirrored")]) == 0
+    report = json.loads(Path(f"{out}.json").read_text())
+    assert [(p["pretrain"], p["target"]) for p in report["pairs"]] == [("flipped", "t0 (mirrored)")]
+    assert report["pairs"][0]["cosine"] > 0.95 and report["target"] == 3
+    assert out.read_text().split() == ["flipped"]
+    # a folder that is not the targets' mirror extraction is refused, naming what differs
+    assert main(args + ["--mirrored-target", str(tmp_path / "tgt")]) == 3

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from r21d_zoo._errors import EXIT_INPUT, InputError
 from r21d_zoo.cli import main
@@ -63,7 +62,6 @@ def test_safetensors_and_npy_folders_give_the_same_probe_and_dedup_results(tmp_p
     clip = ["--num-frames", "8", "--resize", "32", "32", "--crop-size", "28", "--num-clips", "2", "--workers", "0"]
     probes, pairs = {}, {}
     for fmt in sorted(FEATURE_FORMATS):
-        torch.manual_seed(0)  # the same random weights for every format
         assert main(["extract", str(root), "-o", str(tmp_path / fmt), "--format", fmt] + model + clip) == 0
         assert len(FeatureStore(tmp_path / fmt)) == 13
         summary = run_probe(tmp_path / fmt, train, tmp_path / fmt, val)
@@ -79,8 +77,8 @@ def test_safetensors_and_npy_folders_give_the_same_probe_and_dedup_results(tmp_p
     args = ["dedup", "--pretrain", str(tmp_path / "npy" / "left"), "--target", str(tmp_path / "safetensors")]
     assert main(args + ["-o", str(mixed), "--threshold", "0.999"]) == 0
     assert json.loads(mixed.with_name(mixed.name + ".json").read_text())["pairs"] == pairs["npy"]
-    torch.manual_seed(1)  # other weights, same dimension: their features cannot be compared with the others
-    assert main(["extract", str(root / "left"), "-o", str(tmp_path / "other")] + model + clip) == 0
+    # --random-weights draws from --seed (0: the same weights for every format above); another seed, other weights
+    assert main(["extract", str(root / "left"), "-o", str(tmp_path / "other"), "--seed", "1"] + model + clip) == 0
     args = ["dedup", "--pretrain", str(tmp_path / "other"), "--target", str(tmp_path / "npy"), "-o", str(mixed)]
     assert main(args) == EXIT_INPUT
     assert "different extractions (weights.sha256: " in capsys.readouterr().err

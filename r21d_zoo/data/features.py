@@ -180,9 +180,9 @@ def flat_settings(settings: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
-# What makes two folders' features comparable: the weights, the layer and pooling, the clip's preprocessing (not the
-# model's name, the file format, the stored dtype or where clips start)
-COMPARABLE = ("weights.architecture", "weights.sha256", "layer", "spatial_pool", "temporal_pool", "clip.")
+# What makes two folders' features comparable: the weights, the layer and pooling, the clip's preprocessing, mirroring
+# (not the model's name, the file format, the stored dtype or where clips start)
+COMPARABLE = ("weights.architecture", "weights.sha256", "layer", "spatial_pool", "temporal_pool", "clip.", "mirror")
 
 
 def extraction_differences(a: FeatureStore, b: FeatureStore) -> List[str]:

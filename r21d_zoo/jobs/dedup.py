@@ -11,6 +11,8 @@ files in chunks (a pass for the joint mean, a pass of matrix products), so memor
 set. ``--index faiss`` (``pip install faiss-cpu``) searches an HNSW graph of
 the target descriptors instead: approximate, much faster for large target sets. Both folders must come from one
 extraction setting (weights, layer, pooling, clip preprocessing: their ``extraction.json``); others are refused.
+Left-right mirrored copies have other features than the original (the network is not mirror-invariant):
+``--mirrored-target`` adds the targets extracted with ``extract --mirror`` to the search.
 
 With ``--shards`` (the packed pre-training set), feature names are matched to samples by key (``extract`` run on the
 shards) or by their source file's stem (``extract`` run on the original videos); the exclusion list holds sample keys,
@@ -168,6 +170,29 @@ class DedupConfig(Checked):
             help="average-pool spatial maps to N x N cells first: small layout-aware rows", bound=at_least(1)
         ),
     )
+    mirrored_target: Optional[str] = field(
+        default=None,
+        metadata=dict(help="the target videos extracted again with --mirror: finds left-right flipped copies too"),
+    )
+
+
+def _mirrored_targets(cfg: DedupConfig, target: Descriptors) -> Descriptors:
+    """The targets' mirror-image descriptors: the same videos and extraction as ``target`` but for ``mirror``."""
+    mirrored = Descriptors(cfg.mirrored_target, cfg.grid)
+    differences = extraction_differences(target.store, mirrored.store)
+    if target.store.settings() is None or mirrored.store.settings() is None or differences != ["mirror: None vs True"]:
+        raise InputError(
+            f"--mirrored-target {cfg.mirrored_target} is not {cfg.target} extracted with --mirror "
+            f"({'; '.join(differences) or 'no mirror setting recorded'}); extract the target videos again with the "
+            f"same settings plus --mirror into it"
+        )
+    if mirrored.names != target.names:
+        missing = sorted(set(target.names) ^ set(mirrored.names))
+        raise InputError(
+            f"--mirrored-target {cfg.mirrored_target} and --target {cfg.target} hold other videos (e.g. "
+            f"{missing[0]}); extract the same target videos into both"
+        )
+    return mirrored
 
 
 def run(cfg: DedupConfig) -> int:
@@ -183,9 +208,13 @@ def run(cfg: DedupConfig) -> int:
         if store.settings() is None:
             _logger.warning("%s has no extraction.json: cannot check that the folders were extracted alike", store.root)
     pre_names, tgt_names = pre.names, target.names
-    found = find_duplicates(pre, target.all(), cfg.threshold, index=cfg.index)
+    targets = target.all()
+    if cfg.mirrored_target:  # a flipped copy's features are the mirror image's: search both
+        targets = torch.cat([targets, _mirrored_targets(cfg, target).all()])
+        tgt_names = tgt_names + [f"{name} (mirrored)" for name in tgt_names]
+    found = find_duplicates(pre, targets, cfg.threshold, index=cfg.index)
     names = [pre_names[i] for i, _, _ in found]
-    report: Dict[str, Any] = dict(pretrain=len(pre_names), target=len(tgt_names), removed=len(found))
+    report: Dict[str, Any] = dict(pretrain=len(pre_names), target=len(target.names), removed=len(found))
     if cfg.shards:
         samples: Dict[str, Tuple[str, List[str]]] = {}  # a feature name (key or source stem) -> (key, labels)
         for key, meta in iter_json(open_shards(cfg.shards).urls):

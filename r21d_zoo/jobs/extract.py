@@ -61,6 +61,10 @@ class ExtractConfig(Checked):
     )
     pad: Literal["repeat", "loop"] = field(default="repeat", metadata=dict(help="how the last clip is filled"))
     fast_resize: bool = field(default=False, metadata=dict(help="resize in the decoder (faster; not the reference)"))
+    mirror: bool = field(
+        default=False,
+        metadata=dict(help="flip every frame left-right first: the mirror image's features (dedup --mirrored-target)"),
+    )
     layer: Union[str, int] = field(
         default="pre_logits", metadata=dict(help="pre_logits, logits, or a stage: layer1-4 / 0-4")
     )
@@ -154,7 +158,10 @@ class FeatureRunner:
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (B, T, H, W, C) -> float32 features (B, ...) on the CPU."""
-        x = self.runtime.prepare(self.transform(frames.to(self.device, non_blocking=True)))
+        frames = frames.to(self.device, non_blocking=True)
+        if self.cfg.mirror:
+            frames = frames.flip(-2)  # (B, T, H, W, C): the frames of the mirrored video, before resizing and cropping
+        x = self.runtime.prepare(self.transform(frames))
         with self.runtime.autocast():
             f = clip_features(self.model, x, self.cfg.layer, self.cfg.spatial_pool, self.cfg.temporal_pool)
         f = f.float()
@@ -366,6 +373,7 @@ def extraction_settings(
         layer=str(cfg.layer),
         spatial_pool=cfg.spatial_pool,
         temporal_pool=cfg.temporal_pool,
+        **(dict(mirror=True) if cfg.mirror else {}),  # absent otherwise, as in folders of earlier versions
         format=format,
         dtype=dtype,
         r21d_zoo_version=__version__,

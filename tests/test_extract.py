@@ -15,6 +15,7 @@ import torch
 import r21d_zoo
 from r21d_zoo.cli import main as cli_main
 from r21d_zoo.data.inputs import discover_videos
+from r21d_zoo.jobs.common import ModelSource
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import read_clip
 import util
@@ -328,8 +329,8 @@ def test_random_weights_are_a_seeded_provenance_of_their_own_and_resume(videos, 
     np.testing.assert_array_equal(np.load(out / "v0.npy"), first)  # the same random model again
     assert run_cli(*common, "--seed", "4") == 3
     assert "weights.init_seed: 3 -> 4" in capsys.readouterr().err
-    model = r21d_zoo.create_model("r2plus1d_18.kinetics400_16f", pretrained=False, **util.TINY)
-    cfg = model.pretrained_cfg
+    source = ModelSource("r2plus1d_18.kinetics400_16f", pretrained=False, model_args=util.TINY)
+    cfg = source.create(seed=3).pretrained_cfg
     assert not {"tag", "url", "license", "license_name", "origin_url"} & set(cfg)
     assert cfg["metrics"] == [] and cfg["label_names"] is None and cfg["base_model"] is None
 

@@ -327,16 +327,16 @@ def test_a_new_label_format_plugs_into_the_registry(tmp_path, monkeypatch):
     source = tmp_path / "annotations.json"
     source.write_text(json.dumps([{"video": "a.mp4", "label": "jump"}, {"video": "b.mp4", "label": "run"}]))
 
-    def rows(src, path_column, label_column):
-        return [(i + 1, r["video"], r["label"]) for i, r in enumerate(json.loads(src.read_text()))]
+    def rows(src, options):
+        return [labelled.Row(i + 1, r["video"], r["label"]) for i, r in enumerate(json.loads(src.read_text()))], None
 
-    json_format = labelled.LabelFormat("json", lambda p: p.suffix == ".json", rows)
+    json_format = labelled.LabelFormat("json", lambda p: p.suffix == ".json", rows, "annotations.json")
     monkeypatch.setattr(labelled, "LABEL_FORMATS", {"json": json_format, **labelled.LABEL_FORMATS})
     data = read_labelled(source)
     assert data.classes == ["jump", "run"] and [Path(s.path).name for s in data.samples] == ["a.mp4", "b.mp4"]
-    assert len(read_labelled(tmp_path / "annotations.json", format="json")) == 2
-    with pytest.raises(ValueError, match="unknown label format 'kinetics'; known: json, folders, csv, list"):
-        read_labelled(source, format="kinetics")
+    assert len(read_labelled(tmp_path / "annotations.json", label_format="json")) == 2
+    with pytest.raises(ValueError, match="unknown label format 'nosuch'; known: json, kinetics, epic"):
+        read_labelled(source, label_format="nosuch")
 
 
 @pytest.mark.video

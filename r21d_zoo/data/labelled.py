@@ -8,13 +8,20 @@ Sources (one strict reader, :func:`read_labelled`, for every command; the format
   ``path_column``/``label_column`` are given (then they select the columns by name); without a header the first two
   columns are path and label. A first row that names only one of the columns, or whose first cell is not a video
   file while the next row's is, is an error (an unrecognised header), never a sample.
+  A header naming segment columns (``start``/``end``, ``start_time``/``end_time`` ...) makes each row a segment of
+  its video, in seconds.
 - a UCF101-style split list (``class_folder/video [n]`` per line: the class is the parent folder, a numeric second
-  column is ignored; HMDB51's per-class split files need converting to a CSV);
-- a folder of class-named sub-folders.
+  column is ignored);
+- a folder of class-named sub-folders;
+- the official annotations of Kinetics-400/600/700 (CSV), HMDB51 (the folder of per-class split files, ``split``),
+  Something-Something v2 (``train.json``/``validation.json`` beside ``labels.json``) and EPIC-Kitchens-100 (action
+  CSVs: segments of long videos, labelled by verb or noun), each with its videos under ``video_root``.
 
-Relative paths are taken from the list's folder. Errors name the file and line. Training draws one random clip per
-video per epoch from a seed of (seed, epoch, index), so a resumed or re-sharded run sees the same clips; evaluation
-decodes N uniformly spaced clips of every video.
+Relative paths are taken from ``video_root`` (default: the list's folder). Errors name the file and line. Training
+draws one random clip per video per epoch from a seed of (seed, epoch, index), so a resumed or re-sharded run sees the
+same clips; evaluation decodes N uniformly spaced clips of every video. A segment is sampled like a whole video:
+training clips start at random inside it and evaluation clips are spread over it (a clip near its end may run past
+it).
 """
 
 import csv
@@ -22,15 +29,17 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import Dataset
 
-from ..models import ClipSpec
+from .._bounds import Checked, between
+from ..models import ClipSpec, load_label_names
 from ..video import VideoDecodeError, open_video, random_clip, uniform_clips
 from ..video.reader import DEFAULT_DECODER, VIDEO_EXTENSIONS
 from .._errors import InputError
@@ -39,14 +48,21 @@ from .seeds import epoch_seed
 _logger = logging.getLogger(__name__)
 _MULTI_SEPARATORS = ("|", ";")
 PATH_COLUMNS = ("path", "video", "filename", "file", "video_path")
-Row = Tuple[int, str, str]  # (line, path, label)
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "action")
+START_COLUMNS = ("start", "start_time", "start_sec", "t_start", "segment_start")
+END_COLUMNS = ("end", "end_time", "end_sec", "t_end", "segment_end")
 
 
 @dataclass(frozen=True)
 class Sample:
     path: str
     labels: Tuple[int, ...]  # one label, or several for multi-label data
+    start: Optional[float] = None  # a segment inside the video, in seconds (None: from its start / to its end)
+    end: Optional[float] = None
+
+    @property
+    def segment(self) -> bool:
+        return self.start is not None or self.end is not None
 
 
 @dataclass
@@ -65,7 +81,8 @@ class LabelledVideos:
         """Which videos, labels and classes these are, in one short line (a run records what it trained on)."""
         h = hashlib.sha256(json.dumps(self.classes).encode())
         for sample in self.samples:
-            h.update(json.dumps([sample.path, list(sample.labels)]).encode())
+            segment = [sample.start, sample.end] if sample.segment else []
+            h.update(json.dumps([sample.path, list(sample.labels), *segment]).encode())
         name = Path(self.source).name if self.source else "in memory"
         return f"{name} ({len(self)} videos, {len(self.classes)} classes, sha256 {h.hexdigest()[:12]})"
 
@@ -93,14 +110,73 @@ def _is_video(cell: str) -> bool:
     return Path(cell.strip()).suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _csv_rows(src: Path, path_column: Optional[str], label_column: Optional[str]) -> List[Row]:
-    """(line, path, label) of every data row, with the header handled as the module docstring says."""
-    with open(src, newline="") as f:
-        table = [
+class Row(NamedTuple):
+    """One sample as a format reads it: where it was written (``file`` and 1-based ``line``; 0: no line), the video
+    path as written (relative ones are taken from the source's folder), the label text, and an optional segment."""
+
+    line: int
+    path: str
+    label: str
+    start: Optional[float] = None
+    end: Optional[float] = None
+    file: Optional[str] = None  # the file the line is in, when not the source itself (per-class split files)
+
+
+@dataclass
+class ReadOptions:
+    """What a format may need besides the source: column names, the video folder, the split and its part."""
+
+    path_column: Optional[str] = None
+    label_column: Optional[str] = None
+    video_root: Optional[str] = None
+    split: int = 1
+    subset: str = "train"  # which part of a split file: "train" or "test"
+
+    def root(self, src: Path) -> Path:
+        return Path(self.video_root) if self.video_root else (src if src.is_dir() else src.parent)
+
+
+Table = Tuple[List[Row], Optional[List[str]]]  # the rows, and the class order when the format defines one
+
+
+def _table(src: Path) -> List[Tuple[int, List[str]]]:
+    """(line, cells) of the non-empty, non-comment rows of a CSV."""
+    with open(src, newline="", encoding="utf-8") as f:
+        return [
             (n, [c.strip() for c in r])
             for n, r in enumerate(csv.reader(f), 1)
             if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#")
         ]
+
+
+def _header(src: Path) -> List[str]:
+    if not (src.is_file() and src.suffix.lower() == ".csv"):
+        return []
+    with open(src, newline="", encoding="utf-8") as f:
+        return [c.strip().lower() for c in next(csv.reader(f), [])]
+
+
+def _seconds(text: str, where: str, what: str) -> float:
+    """Seconds from ``12.5`` or ``HH:MM:SS.ff`` (EPIC-Kitchens' timestamps)."""
+    try:
+        parts = [float(p) for p in text.strip().split(":")]
+        if len(parts) > 3 or any(p < 0 for p in parts):
+            raise ValueError
+    except ValueError:
+        raise InputError(f"{where}: {what} {text!r} is not a time (seconds, or HH:MM:SS.ff)") from None
+    return sum(p * 60**i for i, p in enumerate(reversed(parts)))
+
+
+def _segment(start: str, end: str, where: str) -> Tuple[float, float]:
+    s, e = _seconds(start, where, "start"), _seconds(end, where, "end")
+    if e <= s:
+        raise InputError(f"{where}: the segment ends ({end}) before it starts ({start}); fix the times")
+    return s, e
+
+
+def _csv_rows(src: Path, opts: ReadOptions) -> Table:
+    """(line, path, label[, start, end]) of every data row, with the header handled as the module docstring says."""
+    table = _table(src)
     if not table:
         raise InputError(f"{src}: no rows; expected 'path,label' lines (a header row is optional)")
     first = [c.lower() for c in table[0][1]]
@@ -112,72 +188,240 @@ def _csv_rows(src: Path, path_column: Optional[str], label_column: Optional[str]
             raise InputError(f"{src}: no {what} column {wanted!r} in the header {table[0][1]}")
         return index
 
-    p, lab = find(path_column, PATH_COLUMNS, "path"), find(label_column, LABEL_COLUMNS, "label")
+    p, lab = find(opts.path_column, PATH_COLUMNS, "path"), find(opts.label_column, LABEL_COLUMNS, "label")
+    start, end = find(None, START_COLUMNS, "start"), find(None, END_COLUMNS, "end")
     unlike_the_rest = len(table) > 1 and not _is_video(table[0][1][0]) and _is_video(table[1][1][0])
     if p is not None and lab is not None:
         table = table[1:]
-    elif path_column or label_column or p is not None or lab is not None or unlike_the_rest:
+        if (start is None) != (end is None):
+            raise InputError(
+                f"{src}: the header names a segment {'start' if end is None else 'end'} column but no "
+                f"{'end' if end is None else 'start'} ({', '.join(END_COLUMNS if end is None else START_COLUMNS)})"
+            )
+    elif opts.path_column or opts.label_column or p is not None or lab is not None or unlike_the_rest:
         raise InputError(
             f"{src}:{table[0][0]}: the first row {table[0][1]} is neither 'path,label' data nor a header naming a "
             f"path column ({', '.join(PATH_COLUMNS)}) and a label column ({', '.join(LABEL_COLUMNS)}); name the "
             f"columns with --path-column / --label-column"
         )
     else:
-        p, lab = 0, 1
+        p, lab, start, end = 0, 1, None, None
     rows = []
     for n, r in table:
-        if len(r) <= max(p, lab):
-            raise InputError(f"{src}:{n}: expected a path and a label (columns {p + 1} and {lab + 1}), got {r}")
+        needed = max(i for i in (p, lab, start, end) if i is not None)
+        if len(r) <= needed:
+            raise InputError(f"{src}:{n}: expected {needed + 1} columns, got {r}")
         if not r[p] or not r[lab]:
             raise InputError(f"{src}:{n}: empty {'path' if not r[p] else 'label'} in {r}")
-        rows.append((n, r[p], r[lab]))
+        segment = _segment(r[start], r[end], f"{src}:{n}") if start is not None and end is not None else (None, None)
+        rows.append(Row(n, r[p], r[lab], *segment))
     if not rows:
         raise InputError(f"{src}: a header but no data rows")
-    return rows
+    return rows, None
 
 
-def _folder_rows(src: Path, path_column: Optional[str], label_column: Optional[str]) -> List[Row]:
+def _folder_rows(src: Path, opts: ReadOptions) -> Table:
     rows = [
-        (0, str(f), f.parent.name)
+        Row(0, str(f), f.parent.name)
         for f in sorted(src.rglob("*"))
         if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS and f.parent != src
     ]
     if not rows:
         raise InputError(f"{src}: no videos in class sub-folders (expected {src}/<class>/<video>)")
-    return rows
+    return rows, None
 
 
-def _list_rows(src: Path, path_column: Optional[str], label_column: Optional[str]) -> List[Row]:
-    """UCF101-style list: the class is the parent folder; a numeric 2nd column (UCF's 1-based class index, HMDB's
-    train/test flag) is ignored, a non-numeric one is the label."""
+def _list_rows(src: Path, opts: ReadOptions) -> Table:
+    """UCF101-style list: the class is the parent folder; a numeric 2nd column (UCF's 1-based class index) is
+    ignored, a non-numeric one is the label."""
     rows = []
     for n, line in enumerate(src.read_text().splitlines(), 1):
         parts = line.split()
         if parts and not parts[0].startswith("#"):
             named = len(parts) > 1 and not _is_int(parts[1])
-            rows.append((n, parts[0], parts[1] if named else Path(parts[0]).parent.name))
+            rows.append(Row(n, parts[0], parts[1] if named else Path(parts[0]).parent.name))
     if not rows:
         raise InputError(f"{src}: no rows; expected 'class_folder/video' lines")
-    return rows
+    return rows, None
+
+
+def _videos_by_stem(root: Path) -> Dict[str, List[Path]]:
+    """Every video under ``root`` by file name without extension (one walk, whatever the layout)."""
+    if not root.is_dir():
+        raise InputError(f"the video folder {root} does not exist; give it with --video-root")
+    found: Dict[str, List[Path]] = {}
+    for f in sorted(root.rglob("*")):
+        if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file():
+            found.setdefault(f.stem, []).append(f)
+    return found
+
+
+def _prefer(paths: List[Path], *folders: str) -> Path:
+    """The path with the most of ``folders`` among its parent folders (a Kinetics label or split folder)."""
+    return max(paths, key=lambda p: sum(f in p.parts for f in folders if f))
+
+
+KINETICS_COLUMNS = ("youtube_id", "time_start", "time_end")
+
+
+def _kinetics_rows(src: Path, opts: ReadOptions) -> Table:
+    """Kinetics-400/600/700 annotations, ``label,youtube_id,time_start,time_end,split[,is_cc]``: each row's video is
+    the trimmed clip ``<youtube_id>_<start:06d>_<end:06d>.*`` anywhere under the video folder (``<split>/<label>/``,
+    ``<label>/`` or flat), else the full ``<youtube_id>.*`` with the segment from the times; one that is in neither
+    place is listed where the trimmed clip would be, and counted missing."""
+    table = _table(src)
+    header = [c.lower() for c in table[0][1]]
+    col = {name: header.index(name) for name in header}
+    if "label" not in col:
+        raise InputError(f"{src}: no label column (the Kinetics test annotations have none; use train or validate)")
+    root = opts.root(src)
+    videos = _videos_by_stem(root)
+    rows = []
+    for n, r in table[1:]:
+        where = f"{src}:{n}"
+        if len(r) < len(header):
+            raise InputError(f"{where}: expected {len(header)} columns ({','.join(header)}), got {r}")
+        label, youtube_id = r[col["label"]], r[col["youtube_id"]]
+        start, end = _segment(r[col["time_start"]], r[col["time_end"]], where)
+        split = r[col["split"]] if "split" in col else ""
+        if not label:
+            raise InputError(f"{where}: no label; Kinetics test rows cannot be trained or scored")
+        trimmed = f"{youtube_id}_{int(start):06d}_{int(end):06d}"
+        folders = (split, label, label.replace(" ", "_"))
+        if trimmed in videos:
+            rows.append(Row(n, str(_prefer(videos[trimmed], *folders)), label))
+        elif youtube_id in videos:
+            rows.append(Row(n, str(_prefer(videos[youtube_id], *folders)), label, start, end))
+        else:
+            rows.append(Row(n, str(root / split / label / f"{trimmed}.mp4"), label))
+    if not rows:
+        raise InputError(f"{src}: a header but no data rows")
+    labels = {row.label for row in rows}
+    kinetics400 = list(load_label_names("kinetics400"))
+    return rows, kinetics400 if labels <= set(kinetics400) and len(labels) > len(kinetics400) // 2 else None
+
+
+HMDB_SPLIT = re.compile(r"^(?P<cls>.+)_test_split(?P<split>\d)\.txt$")
+HMDB_FLAGS = {"train": "1", "test": "2"}  # 0: in neither part of the split
+
+
+def _is_hmdb(p: Path) -> bool:
+    return p.is_dir() and any(HMDB_SPLIT.match(f.name) for f in p.glob("*_test_split*.txt"))
+
+
+def _hmdb_rows(src: Path, opts: ReadOptions) -> Table:
+    """HMDB51's per-class split files (``<class>_test_split<N>.txt``: ``<video> <flag>`` lines, 1 train, 2 test, 0
+    neither); videos are ``<video root>/<class>/<video>`` (default root: the split folder's parent)."""
+    files = sorted(f for f in src.glob(f"*_test_split{opts.split}.txt") if HMDB_SPLIT.match(f.name))
+    if not files:
+        have = sorted({m.group("split") for f in src.glob("*.txt") if (m := HMDB_SPLIT.match(f.name))})
+        raise InputError(f"{src}: no split {opts.split} files (*_test_split{opts.split}.txt); splits here: {have}")
+    root = Path(opts.video_root) if opts.video_root else src.parent
+    flag, rows = HMDB_FLAGS[opts.subset], []
+    for f in files:
+        cls = HMDB_SPLIT.match(f.name).group("cls")
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise InputError(f"{f}:{n}: expected '<video> <0|1|2>', got {line.strip()!r}")
+            if parts[1] == flag:
+                rows.append(Row(n, str(root / cls / parts[0]), cls, file=str(f)))
+    if not rows:
+        raise InputError(f"{src}: split {opts.split} lists no {opts.subset} videos")
+    return rows, sorted(HMDB_SPLIT.match(f.name).group("cls") for f in files)
+
+
+def _is_ssv2(p: Path) -> bool:
+    return (
+        p.is_file() and p.suffix.lower() == ".json" and p.name != "labels.json" and (p.parent / "labels.json").exists()
+    )
+
+
+def _ssv2_rows(src: Path, opts: ReadOptions) -> Table:
+    """Something-Something v2: ``labels.json`` (template -> class index) beside ``train.json``/``validation.json``
+    (``{"id", "template", ...}`` items; the label is the template without its brackets); videos ``<id>.webm``."""
+    try:
+        classes = json.loads((src.parent / "labels.json").read_text(encoding="utf-8"))
+        items = json.loads(src.read_text(encoding="utf-8"))
+        order = sorted(classes, key=lambda k: int(classes[k]))
+    except (ValueError, TypeError, AttributeError) as e:
+        raise InputError(f"{src}: not Something-Something v2 annotations with a labels.json beside them ({e})")
+    if not isinstance(items, list):
+        raise InputError(f"{src}: expected a list of {{'id', 'template'}} objects")
+    videos = _videos_by_stem(opts.root(src))
+    rows = []
+    for n, item in enumerate(items, 1):
+        if not isinstance(item, dict) or "id" not in item or "template" not in item:
+            raise InputError(f"{src}: item {n} has no 'id' and 'template' (the test split has no labels): {item}")
+        vid = str(item["id"])
+        path = videos[vid][0] if vid in videos else opts.root(src) / f"{vid}.webm"
+        rows.append(Row(n, str(path), item["template"].replace("[", "").replace("]", "")))
+    return rows, order
+
+
+EPIC_COLUMNS = ("narration_id", "video_id", "start_timestamp", "stop_timestamp", "verb", "verb_class")
+
+
+def _epic_rows(src: Path, opts: ReadOptions) -> Table:
+    """EPIC-Kitchens-100 action annotations: each narration is a segment (``start_timestamp``/``stop_timestamp``) of
+    the long video ``<video_id>.*`` found under the video folder (``<participant>/videos/``, ``<participant>/`` or
+    flat); the label is its ``verb`` (or ``--label-column noun``), classes in ``verb_class``/``noun_class`` order."""
+    target = (opts.label_column or "verb").lower()
+    if target not in ("verb", "noun"):
+        raise InputError(f"{src}: EPIC-Kitchens labels are 'verb' or 'noun' (--label-column), not {target!r}")
+    table = _table(src)
+    header = [c.lower() for c in table[0][1]]
+    col = {name: header.index(name) for name in header}
+    if f"{target}_class" not in col:
+        raise InputError(f"{src}: no {target} and {target}_class columns (the EPIC test annotations have none)")
+    root = opts.root(src)
+    videos = _videos_by_stem(root)
+    rows, names = [], {}
+    for n, r in table[1:]:
+        where = f"{src}:{n}"
+        if len(r) < len(header):
+            raise InputError(f"{where}: expected {len(header)} columns, got {r}")
+        label, index, video = r[col[target]], r[col[f"{target}_class"]], r[col["video_id"]]
+        if not _is_int(index):
+            raise InputError(f"{where}: {target}_class {index!r} is not a class index")
+        names.setdefault(int(index), label)
+        start, end = _segment(r[col["start_timestamp"]], r[col["stop_timestamp"]], where)
+        participant = r[col["participant_id"]] if "participant_id" in col else ""
+        path = _prefer(videos[video], participant, "videos") if video in videos else root / participant / f"{video}.MP4"
+        rows.append(Row(n, str(path), label, start, end))
+    order = [names.get(i, f"{target}_{i}") for i in range(max(names) + 1)]
+    return rows, order
 
 
 @dataclass(frozen=True)
 class LabelFormat:
-    """A way labelled videos are given: which sources it reads, and their (line, path, label) rows (paths as written,
-    relative ones from the source's folder; line 0 when there is no line)."""
+    """A way labelled videos are given: which sources it reads, and their rows (with the class order, when the format
+    defines one)."""
 
     name: str
     matches: Callable[[Path], bool]
-    rows: Callable[[Path, Optional[str], Optional[str]], List[Row]]  # (source, path_column, label_column)
+    rows: Callable[[Path, ReadOptions], Table]
+    example: str  # what the source looks like, for the README's table and errors
 
 
-# Tried in order: the first that matches a source reads it. A new dataset format registers here.
+def _csv_with(columns: Sequence[str]) -> Callable[[Path], bool]:
+    return lambda p: set(columns) <= set(_header(p))
+
+
+# Tried in order: the first that matches a source reads it; --label-format names one. A new dataset format is one
+# rows function registered here (and a line in the README's table).
 LABEL_FORMATS: Dict[str, LabelFormat] = {
     f.name: f
     for f in (
-        LabelFormat("folders", Path.is_dir, _folder_rows),
-        LabelFormat("csv", lambda p: p.is_file() and p.suffix.lower() == ".csv", _csv_rows),
-        LabelFormat("list", Path.is_file, _list_rows),
+        LabelFormat("kinetics", _csv_with(KINETICS_COLUMNS), _kinetics_rows, "validate.csv (label,youtube_id,...)"),
+        LabelFormat("epic", _csv_with(EPIC_COLUMNS), _epic_rows, "EPIC_100_train.csv"),
+        LabelFormat("ssv2", _is_ssv2, _ssv2_rows, "train.json beside labels.json"),
+        LabelFormat("hmdb51", _is_hmdb, _hmdb_rows, "testTrainMulti_7030_splits/ (with --split N)"),
+        LabelFormat("folders", Path.is_dir, _folder_rows, "root/<class>/<video>"),
+        LabelFormat("csv", lambda p: p.is_file() and p.suffix.lower() == ".csv", _csv_rows, "path,label[,start,end]"),
+        LabelFormat("list", Path.is_file, _list_rows, "trainlist01.txt (UCF101)"),
     )
 }
 
@@ -188,60 +432,78 @@ def read_labelled(
     path_column: Optional[str] = None,
     label_column: Optional[str] = None,
     exclude_unknown: bool = False,
-    format: Optional[str] = None,
+    label_format: Optional[str] = None,
+    video_root: Optional[str] = None,
+    split: int = 1,
+    subset: str = "train",
 ) -> LabelledVideos:
-    """Read labelled videos in any of :data:`LABEL_FORMATS` (see the module docstring; ``format`` names one, by
-    default the first that matches the source).
+    """Read labelled videos in any of :data:`LABEL_FORMATS` (see the module docstring; ``label_format`` names one, by
+    default the first that matches the source). ``video_root``: where the videos of an annotation file are (default:
+    its folder; relative paths in a list or CSV are taken from it); ``split`` and ``subset`` (``"train"`` or
+    ``"test"``): the part of a split file (HMDB51) to read.
 
     ``classes`` fixes the label space (a model's classes, or the training set's for a validation split): labels are
     mapped onto it by name, or by index when they are integers that are not names; a label outside it is an error
-    naming it, or with ``exclude_unknown`` the row is left out and counted in ``excluded``. Without ``classes``, class
-    names are sorted and integer labels are used as indices.
+    naming it, or with ``exclude_unknown`` the row is left out and counted in ``excluded``. Without ``classes``, the
+    format's class order is used (Kinetics-400 labels in the shipped order, SSv2's labels.json, EPIC's class
+    indices, HMDB51's class files), else class names are sorted and integer labels are used as indices.
     """
     src = Path(source)
-    if format is not None and format not in LABEL_FORMATS:
-        raise InputError(f"unknown label format {format!r}; known: {', '.join(LABEL_FORMATS)}")
+    if label_format is not None and label_format not in LABEL_FORMATS:
+        raise InputError(f"unknown label format {label_format!r}; known: {', '.join(LABEL_FORMATS)}")
+    if subset not in HMDB_FLAGS:
+        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
     if not src.exists():
-        raise InputError(f"{src}: no such CSV, list or folder")
-    reader = LABEL_FORMATS[format] if format else next((f for f in LABEL_FORMATS.values() if f.matches(src)), None)
+        raise InputError(f"{src}: no such annotation file, list or folder")
+    reader = (
+        LABEL_FORMATS[label_format]
+        if label_format
+        else next((f for f in LABEL_FORMATS.values() if f.matches(src)), None)
+    )
     if reader is None:
         raise InputError(f"{src}: not a labelled-video source ({', '.join(LABEL_FORMATS)})")
-    rows = reader.rows(src, path_column, label_column)
-    rows = [(n, p if Path(p).is_absolute() or src.is_dir() else str(src.parent / p), lab) for n, p, lab in rows]
-    multilabel = any(sep in lab for _, _, lab in rows for sep in _MULTI_SEPARATORS)
+    opts = ReadOptions(path_column, label_column, video_root, split, subset)
+    rows, order = reader.rows(src, opts)
+    rows = [
+        r._replace(path=r.path if Path(r.path).is_absolute() or src.is_dir() else str(opts.root(src) / r.path))
+        for r in rows
+    ]
+    multilabel = any(sep in r.label for r in rows for sep in _MULTI_SEPARATORS)
 
-    def split(lab: str) -> List[str]:
+    def split_labels(lab: str) -> List[str]:
         for sep in _MULTI_SEPARATORS:
             lab = lab.replace(sep, "|")
         return [x.strip() for x in lab.split("|") if x.strip()]
 
+    if classes is None and order is not None:
+        classes = order
     if classes is None:
-        names = sorted({x for _, _, lab in rows for x in split(lab)})
+        names = sorted({x for r in rows for x in split_labels(r.label)})
         classes = [str(i) for i in range(max(int(x) for x in names) + 1)] if all(map(_is_int, names)) else names
     classes = [str(c) for c in classes]
     index: Dict[str, int] = {c: i for i, c in enumerate(classes)}
     samples, excluded = [], Counter()
-    for n, path, lab in rows:
+    for r in rows:
         labels, unknown = [], []
-        for x in split(lab):
+        for x in split_labels(r.label):
             i = index.get(x, int(x) if _is_int(x) and 0 <= int(x) < len(classes) else None)
             (unknown.append(x) if i is None else labels.append(i))
         if unknown and exclude_unknown:
             excluded.update(unknown)
             continue
         if unknown:
-            where = f"{src}:{n}" if n else str(path)
+            where = f"{r.file or src}:{r.line}" if r.line else str(r.path)
             shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
             raise InputError(
                 f"{where}: label {unknown[0]!r} is not one of the {len(classes)} classes ({shown}); fix the label, "
                 f"or leave such rows out with --exclude-unknown"
             )
-        samples.append(Sample(path, tuple(labels)))
+        samples.append(Sample(r.path, tuple(labels), r.start, r.end))
     missing = [s.path for s in samples if not Path(s.path).exists()]
     if samples and len(missing) == len(samples):
         raise InputError(
             f"{src}: none of the {len(samples)} listed videos exist (first: {missing[0]}); relative paths are read "
-            f"from the list's folder"
+            f"from the list's folder, and --video-root says where an annotation file's videos are"
         )
     data = LabelledVideos(samples, classes, multilabel, str(src), missing, dict(excluded))
     if not samples:
@@ -250,19 +512,56 @@ def read_labelled(
 
 
 @dataclass
-class LabelOptions:
-    """How a label file is read: which columns (by header name), and what happens to labels outside the classes."""
+class LabelOptions(Checked):
+    """How labelled videos are read: the annotation format, the columns (by header name), where the videos are, the
+    split, and what happens to labels outside the classes."""
 
+    label_format: Optional[str] = field(
+        default=None,
+        metadata=dict(help="annotation format (default: detected from the files)", choices=tuple(LABEL_FORMATS)),
+    )
     path_column: Optional[str] = field(default=None, metadata=dict(help="CSV header name of the path column"))
-    label_column: Optional[str] = field(default=None, metadata=dict(help="CSV header name of the label column"))
+    label_column: Optional[str] = field(
+        default=None, metadata=dict(help="CSV header name of the label column (EPIC-Kitchens: verb or noun)")
+    )
+    video_root: Optional[str] = field(
+        default=None, metadata=dict(help="folder of an annotation file's videos (default: the file's folder)")
+    )
+    split: int = field(
+        default=1, metadata=dict(help="which split of a split folder (HMDB51: 1-3)", bound=between(1, 3))
+    )
     exclude_unknown: bool = field(
         default=False, metadata=dict(help="leave out (and count) rows whose label is not a class, instead of failing")
     )
 
-    def read(self, source: Union[str, os.PathLike], classes: Optional[Sequence[str]] = None) -> LabelledVideos:
-        data = read_labelled(source, classes, self.path_column, self.label_column, self.exclude_unknown)
+    def read(
+        self, source: Union[str, os.PathLike], classes: Optional[Sequence[str]] = None, subset: str = "train"
+    ) -> LabelledVideos:
+        """The labelled videos of ``source``; ``subset`` (``"train"``/``"test"``) picks the part of a split file."""
+        data = read_labelled(
+            source,
+            classes,
+            self.path_column,
+            self.label_column,
+            self.exclude_unknown,
+            self.label_format,
+            self.video_root,
+            self.split,
+            subset,
+        )
         _logger.info("read %s", data.describe())
         return data
+
+
+def segment_span(sample: Sample, duration: float) -> Tuple[float, float]:
+    """(start, length) in seconds of the part of a video of ``duration`` seconds that ``sample`` covers."""
+    start = sample.start or 0.0
+    end = duration if sample.end is None else min(sample.end, duration)
+    if start >= duration:
+        raise VideoDecodeError(
+            f"{sample.path}: the segment {start:g}-{sample.end:g} s starts after the video ends ({duration:g} s)"
+        )
+    return start, max(0.0, end - start)
 
 
 class TrainClips(Dataset):
@@ -288,7 +587,8 @@ class TrainClips(Dataset):
             g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, i))
             try:
                 with open_video(sample.path, self.spec, self.decoder) as r:
-                    start = random_clip(r.info.duration, self.spec.clip_seconds(r.info.fps), g).start
+                    offset, length = segment_span(sample, r.info.duration)
+                    start = offset + random_clip(length, self.spec.clip_seconds(r.info.fps), g).start
                     clip = r.read_spec_clip(start, self.spec).frames
                 return clip, label_tensor(sample, self.data)
             except VideoDecodeError as e:
@@ -319,7 +619,9 @@ class EvalClips(Dataset):
         sample = self.data.samples[i]
         try:
             with open_video(sample.path, self.spec, self.decoder) as r:
-                clips = uniform_clips(r.info.duration, self.spec.clip_seconds(r.info.fps), self.num_clips)
+                offset, length = segment_span(sample, r.info.duration)
+                clips = uniform_clips(length, self.spec.clip_seconds(r.info.fps), self.num_clips)
+                clips = [c._replace(start=c.start + offset, end=c.end + offset) for c in clips]
                 frames = torch.stack([f.frames for _, f in r.iter_clips(clips, self.spec)])
                 return frames, label_tensor(sample, self.data), i, ""
         except VideoDecodeError as e:

@@ -217,11 +217,14 @@ def _fingerprint(text: str) -> str:
 
 
 def shards_digest(shards: ShardSet) -> str:
-    """A fingerprint of which shards these are, wherever they lie: their file names with their sample counts and the
-    class names (from ``index.json``), so that label counts made over other shards are not used to sample these."""
-    counts = shards.counts or [None] * len(shards.urls)
-    names = [(url.rstrip("/").rsplit("/", 1)[-1], count) for url, count in zip(shards.urls, counts)]
-    return _fingerprint(json.dumps(dict(shards=names, classes=shards.classes)))
+    """A fingerprint of which shards these are, wherever they lie and however they are named (a packed folder, its
+    index or a URL pattern): each shard's file name and, for local files, size in bytes. Label counts made over
+    other shards are then not used to sample these."""
+    names = [
+        (url.rstrip("/").rsplit("/", 1)[-1], Path(url).stat().st_size if Path(url).is_file() else None)
+        for url in shards.urls
+    ]
+    return _fingerprint(json.dumps(names))
 
 
 def selection_digest(include: Optional[Set[str]], exclude: Optional[Set[str]]) -> Dict[str, Optional[str]]:
@@ -345,12 +348,12 @@ def sampling_multiplicity(
     natural = torch.tensor([float(label_counts[k]) for k in mixing.labels], dtype=torch.float64)
     w = t / (natural / natural.sum())
     for _ in range(iterations if len(mixing.counts) else 0):
-        emitted, _ = mixing.emitted(w)
-        ratio = t / (emitted / emitted.sum())
+        emitted, videos = mixing.emitted(w)
+        ratio = t / (emitted / emitted.sum()).clamp_min(1e-300)
         if (ratio - 1).abs().max() < 1e-9:
             break
-        w = w * ratio
-        w = w / w.max()  # the scale is free until the end; this keeps it from drifting
+        # a label seen only beside others cannot pass their weights: its own weight then grows without effect
+        w = (w * ratio * (mixing.videos / videos)).clamp(max=1e15)
     _, videos = mixing.emitted(w)
     return dict(zip(mixing.labels, (w * (mixing.videos / videos)).tolist()))
 

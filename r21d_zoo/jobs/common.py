@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from .._errors import UsageError
-from ..models import OFFLINE_HINT, ClipSpec, VideoResNet, create_model
+from ..models import OFFLINE_HINT, ClipSpec, VideoResNet, create_model, set_derived_cfg
 
 CLI_OFFLINE_HINT = (
     "If this machine is offline: pass --checkpoint FILE (a .safetensors, .pth or caffe2 .pkl), use --model "
@@ -35,6 +35,8 @@ def parse_json_object(text: str) -> Dict[str, Any]:
     return value
 
 
+RANDOM_INIT = "Randomly initialised (--random-weights): no weights loaded."
+NO_LICENCE = dict(license=None, license_name=None, license_link=None)
 DEFAULT_MODEL = "r2plus1d_34.ig65m_32f"  # the IG-65M pre-trained R(2+1)D-34 that ig65m-pytorch extracts with
 
 
@@ -63,15 +65,20 @@ class ModelSource:
 
     def create(self, seed: Optional[int] = None, **kwargs: Any) -> nn.Module:
         """``create_model`` with these settings; ``kwargs`` (e.g. ``num_classes``) take precedence over model_args.
-        A random initialisation is drawn from ``seed`` when given (the caller's RNG is left as it was), else from the
-        caller's RNG."""
-        if seed is None or not self.random:
-            return create_with_args(
-                self.name, self.model_args, pretrained=self.pretrained, checkpoint_path=self.checkpoint_path, **kwargs
-            )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return self.create(**kwargs)
+        A random initialisation (``--random-weights``) is drawn from ``seed`` when given (the caller's RNG is left as
+        it was), else from the caller's RNG, and its cfg is derived: no tag, source, results, label names or licence
+        of the weights it did not load (``create_model`` itself keeps timm's convention: an unloaded model's cfg
+        describes the weights it would load)."""
+        if seed is not None and self.random:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self.create(**kwargs)
+        model = create_with_args(
+            self.name, self.model_args, pretrained=self.pretrained, checkpoint_path=self.checkpoint_path, **kwargs
+        )
+        if self.random:  # a provenance of its own: none of the tag, source, results, classes or licence it names
+            set_derived_cfg(model, base_model=None, origin_url=None, notes=RANDOM_INIT, **NO_LICENCE)
+        return model
 
 
 def create_with_args(name: str, model_args: Dict[str, Any], **kwargs: Any) -> nn.Module:

@@ -336,7 +336,7 @@ class FinetuneJobConfig:
 
 def run(cfg: FinetuneJobConfig) -> int:
     train = cfg.labels.read(cfg.train)
-    val = cfg.labels.read(cfg.val, classes=train.classes) if cfg.val else None
+    val = cfg.labels.read(cfg.val, classes=train.classes, subset="test") if cfg.val else None
     writable_dir(cfg.out)
     result = finetune(train, val, cfg.settings, out_dir=cfg.out)
     last = result.history[-1] if result.history else {}
@@ -374,12 +374,13 @@ def run_evaluate(cfg: EvaluateJobConfig) -> int:
     world = init_distributed()
     device = default_device(world, cfg.device)
     model = cfg.model.create().to(device)
-    data = cfg.labels.read(cfg.data, classes=model_classes(model))
+    data = cfg.labels.read(cfg.data, classes=model_classes(model), subset="test")
     spec = ClipSpec.from_model(model, **cfg.clip)
     metrics = evaluate(model, data, spec, cfg.num_clips, device, world, cfg.workers, cfg.amp)
     if world.is_primary:
         metrics["excluded"] = data.excluded
-        keys = ("videos", "failed", "excluded", "video_top1", "video_top5", "clip_top1", "clip_top5", "mAP")
+        metrics["missing"] = data.missing  # listed but not on disk: among the failed
+        keys = ("videos", "failed", "missing", "excluded", "video_top1", "video_top5", "clip_top1", "clip_top5", "mAP")
         text = json.dumps(metrics, indent=2)
         if cfg.output:
             atomic_write(cfg.output, lambda f: f.write(text.encode()))

@@ -133,7 +133,7 @@ class ProbeJobConfig:
 
 def run(cfg: ProbeJobConfig) -> int:
     train = cfg.labels.read(cfg.train)
-    test = cfg.labels.read(cfg.test, classes=train.classes)
+    test = cfg.labels.read(cfg.test, classes=train.classes, subset="test")
     summary = run_probe(Path(cfg.train_features), train, Path(cfg.test_features or cfg.train_features), test)
     print(json.dumps(summary, default=str))
     return 0

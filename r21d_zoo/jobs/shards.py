@@ -36,6 +36,12 @@ class PackConfig(Checked):
 
 def run_pack(cfg: PackConfig) -> int:
     data = cfg.labels.read(cfg.source)
+    segments = [s.path for s in data.samples if s.segment]
+    if segments:
+        raise InputError(
+            f"{cfg.source}: {len(segments)} sample(s) are segments of longer videos (e.g. {segments[0]}); shards hold "
+            f"whole videos: trim the segments into files first and pack those"
+        )
     missing = [s.path for s in data.samples if not Path(s.path).is_file()]
     if missing:
         raise InputError(f"{len(missing)} listed video(s) do not exist, e.g. {missing[0]}; fix the list first")

@@ -52,9 +52,8 @@ def build_model_with_cfg(
     conflicting value is an error because the weights would silently compute something else.
 
     A head of another size than the weights' (``num_classes``) is a model of its own: its cfg is derived (no tag,
-    source, published results or label names of the weights; ``base_model`` names the weights it loaded), keeping the
-    weights' preprocessing. So is a model without weights: no tag, source, results, label names or licence of the
-    weights it did not load, ``base_model`` None. ``label_names`` names the classes (and sets
+    source, published results or label names of the weights; ``base_model`` names the weights it loaded, or None
+    without weights), keeping the weights' preprocessing. ``label_names`` names the classes (and sets
     ``num_classes`` to their count).
     """
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg, pretrained_cfg_overlay)
@@ -93,21 +92,11 @@ def build_model_with_cfg(
             model._model_args["num_classes"] = cfg.num_classes
         load_into_model(model, state_dict, cfg, origin, head="new" if num_classes_requested else "keep")
     new_head = num_classes_requested and kwargs["num_classes"] != cfg.num_classes
-    if not load:  # random initialisation: none of the weights' identity, source, results, classes or licence
-        cfg = cfg.derive(
-            num_classes=kwargs["num_classes"],
-            base_model=None,
-            license=None,
-            license_name=None,
-            license_link=None,
-            origin_url=None,
-            notes="Randomly initialised (no weights loaded).",
-        )
-    elif new_head:
-        cfg = cfg.derive(num_classes=kwargs["num_classes"], base_model=loaded_from(cfg))
+    if new_head:
+        cfg = cfg.derive(num_classes=kwargs["num_classes"], base_model=loaded_from(cfg) if load else None)
     if label_names is not None:
         cfg = cfg.replace(labels=label_names, label_set=None)
-    if new_head or label_names is not None or not load:
+    if new_head or label_names is not None:
         model.pretrained_cfg = cfg.to_dict()
     if features_only:
         return FeatureListNet(model, out_indices)

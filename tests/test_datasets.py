@@ -1,0 +1,315 @@
+"""The field's datasets as they come: miniature copies of the official annotation files and folder layouts (the real
+column names, JSON keys and file names, with videos the tests write), read, fine-tuned on, evaluated and extracted."""
+
+import csv
+import json
+from pathlib import Path
+
+import av
+import pytest
+
+from r21d_zoo.cli import main
+from r21d_zoo.data.features import FeatureStore
+from r21d_zoo.data.labelled import EvalClips, read_labelled
+from r21d_zoo.models import ClipSpec, load_label_names
+from util import TINY, decode_index, index_frame, make_video
+
+pytestmark = pytest.mark.video
+
+SIZE = (32, 40)
+FPS = 10
+COMMON = ["--workers", "0"]
+CLIP = ["--num-frames", "4", "--resize", "32", "32", "--crop-size", "28"]
+TINY_FINETUNE = ["--model", "r2plus1d_18", "--random-weights", "--model-args", json.dumps(TINY), "--epochs", "1"]
+TINY_FINETUNE += ["--batch-size", "2", *CLIP, *COMMON]
+
+
+def video(path: Path, seconds: float = 2.0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return make_video(path, num_frames=int(seconds * FPS), size=SIZE, fps=FPS)
+
+
+def webm(path: Path, seconds: float = 2.0) -> Path:
+    """A VP9 .webm, as Something-Something v2 ships (frames show their index)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libvpx-vp9", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = SIZE[1], SIZE[0], "yuv420p"
+        for i in range(int(seconds * FPS)):
+            frame = av.VideoFrame.from_ndarray(index_frame(i, *SIZE), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def write_csv(path: Path, header, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    return path
+
+
+def finetune_evaluate_extract(tmp_path: Path, train: Path, val: Path, videos: Path, options=(), classes=2):
+    """One epoch of ``finetune``, ``evaluate`` of its model and ``extract`` over the videos: what a user runs first."""
+    run = tmp_path / "run"
+    argv = ["finetune", "--train", str(train), "--val", str(val), "-o", str(run), *options, *TINY_FINETUNE]
+    assert main(argv) == 0
+    assert json.loads((run / "final" / "config.json").read_text())["num_classes"] == classes
+    out = tmp_path / "eval.json"
+    argv = ["evaluate", "--data", str(val), "--model", f"local-dir:{run / 'final'}", "--num-clips", "2"]
+    rc = main([*argv, "--output", str(out), *options, *COMMON])
+    metrics = json.loads(out.read_text())
+    feats = tmp_path / "feats"
+    argv = ["extract", str(videos), "-o", str(feats), "--model", f"local-dir:{run / 'final'}", "--num-clips", "1"]
+    assert main([*argv, *COMMON]) in (0, 1)  # 1: a folder's non-video files are never listed; a broken one would be
+    return rc, metrics, sorted(Path(name).name for name in FeatureStore(feats).names)
+
+
+# --- Kinetics ------------------------------------------------------------------------------------------------------
+
+KINETICS_HEADER = ["label", "youtube_id", "time_start", "time_end", "split", "is_cc"]
+
+
+@pytest.fixture(scope="module")
+def kinetics(tmp_path_factory):
+    """10 rows of Kinetics' validate.csv over 2 classes: trimmed clips in <split>/<label>/, flat trimmed clips, full
+    videos whose segment comes from the times, and 2 videos missing (as 5-10% always are)."""
+    root = tmp_path_factory.mktemp("kinetics")
+    videos = root / "videos"
+    rows = []
+    for i in range(10):
+        label = ("air drumming", "abseiling")[i % 2]
+        youtube_id, start, end = f"yt{i:09d}", 10 + i, 12 + i
+        trimmed = f"{youtube_id}_{start:06d}_{end:06d}.mp4"
+        if i < 4:
+            video(videos / "val" / label.replace(" ", "_") / trimmed)
+        elif i < 6:
+            video(videos / trimmed)
+        elif i < 8:
+            video(videos / f"{youtube_id}.mp4", seconds=30)  # the whole YouTube video
+        rows.append([label, youtube_id, start, end, "val", 0])
+    return write_csv(root / "annotations" / "validate.csv", KINETICS_HEADER, rows), videos
+
+
+def test_kinetics_annotations_with_every_layout_and_missing_videos_counted(kinetics):
+    annotations, videos = kinetics
+    data = read_labelled(annotations, video_root=str(videos))
+    assert data.classes == ["abseiling", "air drumming"] and len(data) == 10
+    assert sorted(Path(p).name for p in data.missing) == [
+        "yt000000008_000018_000020.mp4",
+        "yt000000009_000019_000021.mp4",
+    ]
+    by_id = {Path(s.path).name.split("_")[0].split(".")[0]: s for s in data.samples}
+    assert (by_id["yt000000006"].start, by_id["yt000000006"].end) == (16.0, 18.0)  # the full video: its segment
+    assert by_id["yt000000000"].start is None and by_id["yt000000004"].path == str(
+        videos / "yt000000004_000014_000016.mp4"
+    )
+    assert [data.classes[s.labels[0]] for s in data.samples[:2]] == ["air drumming", "abseiling"]
+
+
+def test_kinetics_labels_take_the_shipped_kinetics400_order(tmp_path):
+    names = load_label_names("kinetics400")
+    video(tmp_path / "v" / "yt0_000000_000002.mp4")
+    rows = [[name, f"yt{i}", 0, 2, "train", 0] for i, name in enumerate(reversed(names))]
+    data = read_labelled(write_csv(tmp_path / "train.csv", KINETICS_HEADER, rows), video_root=str(tmp_path / "v"))
+    assert data.classes == list(names) and len(data.missing) == 399
+
+
+def test_kinetics_finetune_evaluate_extract_with_two_missing(kinetics, tmp_path, capsys):
+    annotations, videos = kinetics
+    rc, metrics, extracted = finetune_evaluate_extract(
+        tmp_path, annotations, annotations, videos, ["--video-root", str(videos)]
+    )
+    assert rc == 1  # partial: the missing videos are failures of the batch, named, and the rest is scored
+    assert metrics["videos"] == 8 and metrics["failed"] == 2 and len(metrics["missing"]) == 2
+    assert all("yt000000008" in p or "yt000000009" in p for p in metrics["errors"])
+    assert len(extracted) == 8
+
+
+# --- HMDB51 --------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hmdb(tmp_path_factory):
+    """HMDB51's layout: hmdb51/<class>/<video>.avi and testTrainMulti_7030_splits/<class>_test_split<N>.txt."""
+    root = tmp_path_factory.mktemp("hmdb")
+    splits = root / "testTrainMulti_7030_splits"
+    splits.mkdir()
+    for cls in ("brush_hair", "cartwheel"):
+        names = [f"{cls}_v{i}_f_cm_np1_ri_med_{i}.avi" for i in range(5)]
+        for name in names:
+            video(root / "hmdb51" / cls / name)
+        for split, flags in ((1, "11220"), (2, "22110")):
+            lines = [f"{name} {flag}" for name, flag in zip(names, flags)]
+            (splits / f"{cls}_test_split{split}.txt").write_text(" \n".join(lines) + " \n")  # the files' own spaces
+    return splits, root / "hmdb51"
+
+
+def test_hmdb51_split_files_give_the_train_and_test_parts_of_each_split(hmdb):
+    splits, videos = hmdb
+    train = read_labelled(splits, video_root=str(videos))
+    test = read_labelled(splits, video_root=str(videos), subset="test", classes=train.classes)
+    assert train.classes == ["brush_hair", "cartwheel"] and len(train) == 4 and len(test) == 4
+    assert {Path(s.path).name for s in train.samples if s.labels == (0,)} == {
+        "brush_hair_v0_f_cm_np1_ri_med_0.avi",
+        "brush_hair_v1_f_cm_np1_ri_med_1.avi",
+    }
+    split2 = read_labelled(splits, video_root=str(videos), split=2, subset="test")
+    assert {Path(s.path).name[-5] for s in split2.samples} == {"0", "1"}  # flags 2 2 1 1 0
+    with pytest.raises(ValueError, match="no split 3 files.*splits here: \\['1', '2'\\]"):
+        read_labelled(splits, video_root=str(videos), split=3)
+
+
+def test_hmdb51_finetune_evaluate_extract(hmdb, tmp_path):
+    splits, videos = hmdb
+    rc, metrics, extracted = finetune_evaluate_extract(
+        tmp_path, splits, splits, videos, ["--video-root", str(videos), "--split", "1"]
+    )
+    assert rc == 0 and metrics["videos"] == 4 and metrics["failed"] == 0  # the test part: flag 2
+    assert len(extracted) == 10
+
+
+# --- Something-Something v2 ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ssv2(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ssv2")
+    templates = ["Pushing something from left to right", "Pushing something from right to left"]
+    (root / "labels").mkdir()
+    (root / "labels" / "labels.json").write_text(json.dumps({t: str(i) for i, t in enumerate(reversed(templates))}))
+    parts = {}
+    for part, ids in (("train", range(1, 5)), ("validation", range(5, 7))):
+        items = []
+        for i in ids:
+            template = templates[i % 2].replace("something", "[something]")
+            items.append(
+                dict(
+                    id=str(i), label=template.replace("[something]", "a cup"), template=template, placeholders=["a cup"]
+                )
+            )
+            webm(root / "20bn-something-something-v2" / f"{i}.webm")
+        parts[part] = root / "labels" / f"{part}.json"
+        parts[part].write_text(json.dumps(items))
+    return parts, root / "20bn-something-something-v2", templates
+
+
+def test_ssv2_templates_are_the_labels_in_labels_json_order(ssv2):
+    parts, videos, templates = ssv2
+    data = read_labelled(parts["train"], video_root=str(videos))
+    assert data.classes == list(reversed(templates))  # labels.json's indices, not alphabetical
+    assert [(Path(s.path).name, data.classes[s.labels[0]]) for s in data.samples[:2]] == [
+        ("1.webm", templates[1]),
+        ("2.webm", templates[0]),
+    ]
+
+
+def test_ssv2_finetune_evaluate_extract(ssv2, tmp_path):
+    parts, videos, _ = ssv2
+    rc, metrics, extracted = finetune_evaluate_extract(
+        tmp_path, parts["train"], parts["validation"], videos, ["--video-root", str(videos)]
+    )
+    assert rc == 0 and metrics["videos"] == 2 and extracted == ["1", "2", "3", "4", "5", "6"]
+
+
+# --- EPIC-Kitchens-100 ---------------------------------------------------------------------------------------------
+
+EPIC_HEADER = [
+    "narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp", "stop_timestamp",
+    "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun", "noun_class", "all_nouns",
+    "all_noun_classes",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def epic(tmp_path_factory):
+    """Two long videos in <participant>/videos/, six narrated segments of them."""
+    root = tmp_path_factory.mktemp("epic")
+    for vid in ("P01_01", "P02_03"):
+        video(root / "EPIC-KITCHENS" / vid[:3] / "videos" / f"{vid}.MP4", seconds=8)
+    rows = []
+    actions = [("take", 0, "plate", 2), ("put", 1, "cup", 5), ("take", 0, "cup", 5)]
+    for i in range(6):
+        vid = ("P01_01", "P02_03")[i % 2]
+        verb, verb_class, noun, noun_class = actions[i % 3]
+        start, stop = f"00:00:0{i + 1}.00", f"00:00:0{i + 2}.50"
+        row = [f"{vid}_{i}", vid[:3], vid, start, start, stop, (i + 1) * 60, (i + 2) * 60 + 30, f"{verb} {noun}"]
+        rows.append(row + [verb, verb_class, noun, noun_class, f"['{noun}']", f"[{noun_class}]"])
+    train = write_csv(root / "epic-kitchens-100-annotations" / "EPIC_100_train.csv", EPIC_HEADER, rows)
+    return train, root / "EPIC-KITCHENS"
+
+
+def test_epic_narrations_are_segments_labelled_by_verb_or_noun(epic):
+    train, videos = epic
+    verbs = read_labelled(train, video_root=str(videos))
+    assert verbs.classes == ["take", "put"] and [verbs.classes[s.labels[0]] for s in verbs.samples[:3]] == [
+        "take",
+        "put",
+        "take",
+    ]
+    first = verbs.samples[0]
+    assert (first.start, first.end) == (1.0, 2.5) and first.path == str(videos / "P01" / "videos" / "P01_01.MP4")
+    nouns = read_labelled(train, video_root=str(videos), label_column="noun")
+    assert nouns.classes == ["noun_0", "noun_1", "plate", "noun_3", "noun_4", "cup"]  # noun_class indices
+    assert [nouns.classes[s.labels[0]] for s in nouns.samples[:2]] == ["plate", "cup"]
+
+
+def test_evaluation_clips_lie_inside_the_segment(epic):
+    train, videos = epic
+    data = read_labelled(train, video_root=str(videos))
+    spec = ClipSpec(num_frames=4, resize_size=None, crop_size=28)
+    for index in (0, 5):
+        frames, _, _, error = EvalClips(data, spec, num_clips=3)[index]
+        sample = data.samples[index]
+        shown = [decode_index(f.numpy()) for f in frames.flatten(0, 1)]
+        assert not error and min(shown) >= sample.start * FPS - 1e-6 and max(shown) < sample.end * FPS, shown
+
+
+def test_epic_finetune_evaluate_extract(epic, tmp_path):
+    train, videos = epic
+    rc, metrics, extracted = finetune_evaluate_extract(tmp_path, train, train, videos, ["--video-root", str(videos)])
+    assert rc == 0 and metrics["videos"] == 6 and extracted == ["P01_01", "P02_03"]
+
+
+# --- generic segments ----------------------------------------------------------------------------------------------
+
+
+def test_any_csv_with_start_and_end_columns_is_segments(tmp_path):
+    video(tmp_path / "long.mp4", seconds=6)
+    source = write_csv(tmp_path / "segments.csv", ["video", "label", "start", "end"], [["long.mp4", "a", 0.5, 2]])
+    sample = read_labelled(source).samples[0]
+    assert (sample.start, sample.end) == (0.5, 2.0)
+    bad = write_csv(tmp_path / "bad.csv", ["video", "label", "start", "end"], [["long.mp4", "a", 3, 2]])
+    with pytest.raises(ValueError, match="bad.csv:2: the segment ends"):
+        read_labelled(bad)
+    with pytest.raises(ValueError, match="bad2.csv: the header names a segment start column but no end"):
+        read_labelled(write_csv(tmp_path / "bad2.csv", ["video", "label", "start"], [["long.mp4", "a", 3]]))
+
+
+def test_segment_finetune_evaluate_extract_and_pack_refuses_segments(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    rows = []
+    for i in range(4):
+        video(videos / f"long{i}.mp4", seconds=5)
+        rows += [[f"videos/long{i}.mp4", "a", 0, 2], [f"videos/long{i}.mp4", "b", 2.5, 4.5]]
+    source = write_csv(tmp_path / "segments.csv", ["path", "label", "start_time", "end_time"], rows)
+    rc, metrics, extracted = finetune_evaluate_extract(tmp_path, source, source, videos)
+    assert rc == 0 and metrics["videos"] == 8 and len(extracted) == 4
+    assert main(["shards", "pack", str(source), "-o", str(tmp_path / "shards")]) == 3
+    assert "segments of longer videos" in capsys.readouterr().err
+
+
+def test_label_format_can_be_named_and_a_wrong_one_is_an_error(kinetics, tmp_path, capsys):
+    annotations, videos = kinetics
+    assert len(read_labelled(annotations, video_root=str(videos), label_format="kinetics")) == 10
+    assert main(["evaluate", "--data", str(annotations), "--label-format", "epic", "--random-weights", *COMMON]) == 3
+    assert "no verb and verb_class columns" in capsys.readouterr().err
+
+
+def test_ucf101_lists_take_their_videos_from_the_video_root(tmp_path):
+    video(tmp_path / "UCF-101" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01.avi")
+    lists = tmp_path / "ucfTrainTestlist"
+    lists.mkdir()
+    (lists / "trainlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n")
+    data = read_labelled(lists / "trainlist01.txt", video_root=str(tmp_path / "UCF-101"))
+    assert data.classes == ["ApplyEyeMakeup"] and not data.missing

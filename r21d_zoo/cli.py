@@ -35,6 +35,7 @@ from .commands.convert import (
     run_verify_weights,
 )
 from .commands.publish import PublishConfig, run as run_publish
+from .jobs.check_videos import CheckVideosConfig, run as run_check_videos
 from .jobs.common import in_cli_terms
 from .jobs.dedup import DedupConfig, run as run_dedup
 from .jobs.demo import DemoConfig, run as run_demo
@@ -71,6 +72,7 @@ COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {  # a dict: a group, 
     "publish": Command(PublishConfig, run_publish),
     "synthetic": Command(SyntheticConfig, run_synthetic),
     "dedup": Command(DedupConfig, run_dedup),
+    "check-videos": Command(CheckVideosConfig, run_check_videos),
     "shards": {
         "pack": Command(PackConfig, run_pack),
         "stats": Command(StatsConfig, run_stats),

@@ -12,7 +12,7 @@ from r21d_zoo.cli import main
 from r21d_zoo.data.features import FeatureStore
 from r21d_zoo.data.labelled import EvalClips, read_labelled
 from r21d_zoo.models import ClipSpec, load_label_names
-from util import TINY, decode_index, index_frame, make_video
+from util import TINY, decode_index, index_frame, make_broken, make_video
 
 pytestmark = pytest.mark.video
 
@@ -313,3 +313,48 @@ def test_ucf101_lists_take_their_videos_from_the_video_root(tmp_path):
     (lists / "trainlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n")
     data = read_labelled(lists / "trainlist01.txt", video_root=str(tmp_path / "UCF-101"))
     assert data.classes == ["ApplyEyeMakeup"] and not data.missing
+
+
+# --- check-videos --------------------------------------------------------------------------------------------------
+
+
+def test_check_videos_reports_exactly_the_broken_files_and_its_list_excludes_them(tmp_path, capsys):
+    root = tmp_path / "dataset"
+    for i in range(3):
+        video(root / "up" / f"v{i}.mp4", seconds=1.5)
+    make_broken("truncated", root / "up" / "truncated.mp4", root / "up" / "v0.mp4")
+    make_broken("empty", root / "up" / "empty.mp4")
+    (root / "up" / "text.mp4").write_text("this is not a video\n")
+    out = tmp_path / "check"
+    assert main(["check-videos", str(root), "-o", str(out), *COMMON]) == 1  # partial: all checked, bad ones listed
+    bad = sorted(Path(p).name for p in (out / "bad.txt").read_text().split())
+    assert bad == ["empty.mp4", "text.mp4", "truncated.mp4"]
+    records = {Path(r["path"]).name: r for r in map(json.loads, (out / "report.jsonl").read_text().splitlines())}
+    assert records["v1.mp4"]["ok"] and records["v1.mp4"]["frames"] == 15 and records["v1.mp4"]["fps"] == FPS
+    assert (records["v1.mp4"]["width"], records["v1.mp4"]["height"]) == (SIZE[1], SIZE[0])
+    assert all(records[name]["error"] for name in bad)
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["videos"], summary["ok"], summary["bad"]) == (6, 3, 3)
+    assert "3 of 6 videos decode" in capsys.readouterr().out
+    assert main(["check-videos", str(root), "-o", str(out), *COMMON]) == 1  # resumed: nothing checked twice
+    assert len((out / "report.jsonl").read_text().splitlines()) == 6
+    # the list, passed back, makes the next jobs skip those files
+    feats = tmp_path / "feats"
+    extract = ["extract", str(root), "-o", str(feats), "--random-weights", "--model", "r2plus1d_18", *CLIP, *COMMON]
+    assert (
+        main([*extract, "--model-args", json.dumps(TINY), "--num-clips", "1", "--exclude", str(out / "bad.txt")]) == 0
+    )
+    assert sorted(Path(n).name for n in FeatureStore(feats).names) == ["v0", "v1", "v2"]
+    data = read_labelled(root, exclude=set((out / "bad.txt").read_text().split()))
+    assert len(data) == 3 and len(data.left_out) == 3
+
+
+def test_check_videos_on_a_dataset_reports_segments_outside_their_video(tmp_path):
+    video(tmp_path / "long.mp4", seconds=4)
+    rows = [["long.mp4", "a", 0.5, 2], ["long.mp4", "b", 3, 9], ["long.mp4", "a", 5, 6]]
+    source = write_csv(tmp_path / "segments.csv", ["path", "label", "start", "end"], rows)
+    out = tmp_path / "check"
+    assert main(["check-videos", "--data", str(source), "-o", str(out), *COMMON]) == 0  # the video itself decodes
+    (record,) = map(json.loads, (out / "report.jsonl").read_text().splitlines())
+    assert record["ok"] and record["segments_outside"] == [[3.0, 9.0], [5.0, 6.0]]
+    assert json.loads((out / "summary.json").read_text())["segments_outside"] == 2

@@ -33,7 +33,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 import torch
 from torch.utils.data import Dataset
@@ -73,6 +73,7 @@ class LabelledVideos:
     source: Optional[str] = None  # the file or folder they were read from
     missing: List[str] = field(default_factory=list)  # listed videos that do not exist (kept; they fail when read)
     excluded: Dict[str, int] = field(default_factory=dict)  # rows left out for a label outside ``classes``
+    left_out: List[str] = field(default_factory=list)  # videos an exclusion list named (e.g. check-videos' bad.txt)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -99,6 +100,8 @@ class LabelledVideos:
             text += f"; {len(self.missing)} missing file(s), e.g. {self.missing[0]}"
         if self.excluded:
             text += f"; {sum(self.excluded.values())} row(s) excluded for labels outside the classes: {self.excluded}"
+        if self.left_out:
+            text += f"; {len(self.left_out)} video(s) left out by --exclude, e.g. {self.left_out[0]}"
         return text
 
 
@@ -436,11 +439,13 @@ def read_labelled(
     video_root: Optional[str] = None,
     split: int = 1,
     subset: str = "train",
+    exclude: Optional[Set[str]] = None,
 ) -> LabelledVideos:
     """Read labelled videos in any of :data:`LABEL_FORMATS` (see the module docstring; ``label_format`` names one, by
     default the first that matches the source). ``video_root``: where the videos of an annotation file are (default:
     its folder; relative paths in a list or CSV are taken from it); ``split`` and ``subset`` (``"train"`` or
-    ``"test"``): the part of a split file (HMDB51) to read.
+    ``"test"``): the part of a split file (HMDB51) to read; ``exclude``: video paths to leave out (listed in
+    ``left_out``), e.g. the ``bad.txt`` of ``r21d-zoo check-videos``.
 
     ``classes`` fixes the label space (a model's classes, or the training set's for a validation split): labels are
     mapped onto it by name, or by index when they are integers that are not names; a label outside it is an error
@@ -482,8 +487,12 @@ def read_labelled(
         classes = [str(i) for i in range(max(int(x) for x in names) + 1)] if all(map(_is_int, names)) else names
     classes = [str(c) for c in classes]
     index: Dict[str, int] = {c: i for i, c in enumerate(classes)}
-    samples, excluded = [], Counter()
+    samples, excluded, left_out = [], Counter(), []
+    leave_out = {str(Path(p).resolve()) for p in exclude or ()}
     for r in rows:
+        if leave_out and str(Path(r.path).resolve()) in leave_out:
+            left_out.append(r.path)
+            continue
         labels, unknown = [], []
         for x in split_labels(r.label):
             i = index.get(x, int(x) if _is_int(x) and 0 <= int(x) < len(classes) else None)
@@ -505,7 +514,7 @@ def read_labelled(
             f"{src}: none of the {len(samples)} listed videos exist (first: {missing[0]}); relative paths are read "
             f"from the list's folder, and --video-root says where an annotation file's videos are"
         )
-    data = LabelledVideos(samples, classes, multilabel, str(src), missing, dict(excluded))
+    data = LabelledVideos(samples, classes, multilabel, str(src), missing, dict(excluded), left_out)
     if not samples:
         raise InputError(f"{src}: no videos left ({data.describe()})")
     return data
@@ -533,6 +542,9 @@ class LabelOptions(Checked):
     exclude_unknown: bool = field(
         default=False, metadata=dict(help="leave out (and count) rows whose label is not a class, instead of failing")
     )
+    exclude: Optional[str] = field(
+        default=None, metadata=dict(help="leave out the videos listed in this file (e.g. check-videos' bad.txt)")
+    )
 
     def read(
         self, source: Union[str, os.PathLike], classes: Optional[Sequence[str]] = None, subset: str = "train"
@@ -548,9 +560,21 @@ class LabelOptions(Checked):
             self.video_root,
             self.split,
             subset,
+            read_path_list(self.exclude),
         )
         _logger.info("read %s", data.describe())
         return data
+
+
+def read_path_list(path: Optional[str]) -> Optional[Set[str]]:
+    """Paths, one per line (``r21d-zoo check-videos``' ``bad.txt``)."""
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"--exclude {path} cannot be read ({e}); give a file of paths, one per line") from e
+    return {line.strip() for line in text.splitlines() if line.strip()}
 
 
 def segment_span(sample: Sample, duration: float) -> Tuple[float, float]:

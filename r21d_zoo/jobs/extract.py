@@ -32,6 +32,7 @@ from .._version import __version__
 from ..data.features import FEATURE_FORMATS, MANIFEST_FILE, SETTINGS_FILE, FeatureFormat, FeatureStore, VideoFeatures
 from ..data.features import feature_format, flat_settings
 from ..data.inputs import VideoItem, default_workers, discover_videos
+from ..data.labelled import read_path_list
 from ..data.shards import VIDEO_MEMBERS as SHARD_VIDEO_EXTS, ShardSet, shard_inputs, shard_samples
 from ..deploy.optimize import optimize_for_inference
 from ..deploy.runtime import AMP_HELP, CHANNELS_LAST_HELP, Amp, Runtime
@@ -577,6 +578,9 @@ class ExtractJobConfig(Checked):
     seed: int = field(
         default=0, metadata=dict(help="seed of the --random-weights initialisation (recorded)", bound=at_least(0))
     )
+    exclude: Optional[str] = field(
+        default=None, metadata=dict(help="leave out the videos listed in this file (e.g. check-videos' bad.txt)")
+    )
     extensions: str = field(default=",".join(VIDEO_EXTENSIONS), metadata=dict(help="comma-separated, for folders"))
 
     def __post_init__(self) -> None:
@@ -594,6 +598,13 @@ def run(cfg: ExtractJobConfig) -> int:
     videos = shard_inputs(cfg.inputs) or discover_videos(cfg.inputs, cfg.extensions.split(","))
     if not videos:
         raise InputError(f"no videos found in {' '.join(cfg.inputs)} (extensions {cfg.extensions})")
+    if cfg.exclude:
+        if isinstance(videos, ShardSet):
+            raise InputError("--exclude lists video files; shards are selected by key in `shards subset` and pretrain")
+        leave_out = {str(Path(p).resolve()) for p in read_path_list(cfg.exclude) or ()}
+        kept = [v for v in videos if str(Path(v.path).resolve()) not in leave_out]
+        _logger.info("--exclude %s leaves out %d of %d videos", cfg.exclude, len(videos) - len(kept), len(videos))
+        videos = kept
     writable_dir(cfg.out)
     world = world_info_from_env()
     if cfg.shard_id is not None or cfg.num_shards is not None:

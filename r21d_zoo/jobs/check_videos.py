@@ -1,0 +1,150 @@
+"""``r21d-zoo check-videos``: a pre-flight pass over a dataset's videos before any job spends time on them.
+
+Every video is opened and decoded to its last frame (in parallel decoding processes): whether it decodes, its
+duration, frame rate, size and decoded frame count, and for a labelled dataset (``--data``, any annotation format)
+whether each segment lies inside its video. One JSON line per video goes to ``OUT/report.jsonl`` as it is checked
+(a rerun checks only the videos not in it yet), the videos that do not decode to ``OUT/bad.txt`` (one path per line:
+``--exclude`` of ``extract``, ``finetune``, ``evaluate`` and ``shards pack`` leaves them out), and the summary counts
+to ``OUT/summary.json``.
+"""
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from torch.utils.data import DataLoader, Dataset
+
+from .._bounds import Checked, at_least
+from .._errors import EXIT_PARTIAL, InputError
+from .._io import atomic_write, writable_dir
+from .._progress import progress
+from ..data.inputs import default_workers, discover_videos
+from ..data.labelled import LabelOptions
+from ..video import VideoDecodeError, open_video
+from ..video.reader import DECODERS, DEFAULT_DECODER, VIDEO_EXTENSIONS
+
+_logger = logging.getLogger(__name__)
+REPORT, BAD, SUMMARY = "report.jsonl", "bad.txt", "summary.json"
+CHUNK = 256  # frames decoded per read while counting
+
+
+def check_video(path: str, decoder: str = DEFAULT_DECODER, segments: Optional[List[List[float]]] = None) -> Dict:
+    """One video's record: ``ok`` (it opens and decodes to the end), ``error``, ``duration``, ``fps``, ``width``,
+    ``height``, ``frames`` (decoded), and for ``segments`` (``[start, end]`` seconds; None for an open end) the ones
+    that do not lie inside it."""
+    record: Dict[str, Any] = dict(path=path, ok=False, error=None)
+    try:
+        with open_video(path, decoder=decoder) as reader:
+            info = reader.info
+            record.update(duration=info.duration, fps=info.fps, width=info.width, height=info.height)
+            frames, start = 0, 0.0
+            while True:
+                clip = reader.read_clip(start, CHUNK, None, 1, "repeat")
+                real = CHUNK - clip.num_padded
+                frames += real
+                if clip.num_padded or not real:
+                    break
+                start = float(clip.times[real - 1]) + 0.5 / info.fps
+        if not frames:
+            raise VideoDecodeError(f"{path}: no frame decodes")
+        record.update(ok=True, frames=frames)
+    except (VideoDecodeError, OSError, ValueError, RuntimeError) as e:
+        record["error"] = str(e).split("\n")[0]
+    if segments and record["ok"]:
+        end_slack = 1.0 / max(record["fps"], 1e-6)  # an annotation may end within a frame of the video's end
+        outside = [
+            [s, e]
+            for s, e in segments
+            if (s or 0.0) >= record["duration"] or (e is not None and e > record["duration"] + end_slack)
+        ]
+        record["segments_outside"] = outside
+    return record
+
+
+class _Videos(Dataset):
+    def __init__(self, paths: List[str], decoder: str, segments: Dict[str, List[List[float]]]):
+        self.paths, self.decoder, self.segments = paths, decoder, segments
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Dict:
+        return check_video(self.paths[i], self.decoder, self.segments.get(self.paths[i]))
+
+
+@dataclass
+class CheckVideosConfig(Checked):
+    """Check that every video of a dataset decodes (duration, rate, size, frames, segments); list the bad ones."""
+
+    out: str = field(metadata=dict(flag=("-o", "--out"), help="folder for report.jsonl, bad.txt and summary.json"))
+    inputs: List[str] = field(
+        default_factory=list,
+        metadata=dict(positional=True, help="video files, directories (recursive) or .txt/.csv lists of paths"),
+    )
+    data: Optional[str] = field(default=None, metadata=dict(help="or a labelled dataset (any annotation format)"))
+    labels: LabelOptions = field(default_factory=LabelOptions)
+    decoder: str = field(default=DEFAULT_DECODER, metadata=dict(help="video decoding decoder", choices=DECODERS))
+    workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes", bound=at_least(0)))
+    extensions: str = field(default=",".join(VIDEO_EXTENSIONS), metadata=dict(help="comma-separated, for folders"))
+
+
+def run(cfg: CheckVideosConfig) -> int:
+    """Exit 1 when a video does not decode (all are checked and recorded), 3 when there is nothing to check."""
+    if bool(cfg.inputs) == bool(cfg.data):
+        raise InputError("give the videos to check (files, folders, lists) or --data DATASET, one of the two")
+    segments: Dict[str, List[List[float]]] = {}
+    if cfg.data:
+        data = cfg.labels.read(cfg.data)
+        for s in data.samples:
+            segments.setdefault(s.path, [])
+            if s.segment:
+                segments[s.path].append([s.start, s.end])
+        paths = list(segments)
+    else:
+        paths = [v.path for v in discover_videos(cfg.inputs, cfg.extensions.split(","))]
+    if not paths:
+        raise InputError(f"no videos found in {' '.join(cfg.inputs) or cfg.data}")
+    out = writable_dir(cfg.out)
+    report = out / REPORT
+    done: Dict[str, Dict] = {}
+    if report.exists():  # resume: what an earlier run checked stays checked
+        for line in report.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+                done[record["path"]] = record
+            except (ValueError, KeyError):
+                continue  # a line cut short by a kill
+    todo = [p for p in paths if p not in done]
+    if done:
+        _logger.info("%d of %d videos were checked by an earlier run", len(paths) - len(todo), len(paths))
+    loader = DataLoader(_Videos(todo, cfg.decoder, segments), batch_size=None, num_workers=min(cfg.workers, len(todo)))
+    with open(report, "a", encoding="utf-8") as f:
+        for record in progress(loader, total=len(todo), desc="check-videos", unit="video"):
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            done[record["path"]] = record
+    records = [done[p] for p in paths]
+    bad = [r["path"] for r in records if not r["ok"]]
+    outside = [r["path"] for r in records if r.get("segments_outside")]
+    atomic_write(out / BAD, lambda f: f.write("".join(f"{p}\n" for p in bad).encode()))
+    ok = [r for r in records if r["ok"]]
+    summary = dict(
+        videos=len(records),
+        ok=len(ok),
+        bad=len(bad),
+        segments_outside=sum(len(r.get("segments_outside", [])) for r in records),
+        videos_with_segments_outside=len(outside),
+        hours=round(sum(r["duration"] for r in ok) / 3600, 3),
+        frame_rates=dict(Counter(f"{r['fps']:g}" for r in ok).most_common(10)),
+        sizes=dict(Counter(f"{r['width']}x{r['height']}" for r in ok).most_common(10)),
+    )
+    atomic_write(out / SUMMARY, lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
+    print(
+        f"{summary['ok']} of {summary['videos']} videos decode ({summary['hours']} h); {len(bad)} bad -> "
+        f"{out / BAD} (pass it as --exclude); {summary['segments_outside']} segment(s) outside their video"
+    )
+    for path in bad[:10]:
+        print(f"  bad: {path}: {done[path]['error']}")
+    return EXIT_PARTIAL if bad else 0

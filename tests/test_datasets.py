@@ -11,7 +11,8 @@ import pytest
 from r21d_zoo.cli import main
 from r21d_zoo.data.features import FeatureStore
 from r21d_zoo.data.labelled import EvalClips, read_labelled
-from r21d_zoo.models import ClipSpec, load_label_names
+from r21d_zoo import create_model, save_pretrained
+from r21d_zoo.models import ClipSpec, evaluation_protocol, load_label_names
 from util import TINY, decode_index, index_frame, make_broken, make_video
 
 pytestmark = pytest.mark.video
@@ -358,3 +359,53 @@ def test_check_videos_on_a_dataset_reports_segments_outside_their_video(tmp_path
     (record,) = map(json.loads, (out / "report.jsonl").read_text().splitlines())
     assert record["ok"] and record["segments_outside"] == [[3.0, 9.0], [5.0, 6.0]]
     assert json.loads((out / "summary.json").read_text())["segments_outside"] == 2
+
+
+# --- published vs measured -----------------------------------------------------------------------------------------
+
+
+def test_protocols_are_read_from_the_published_metrics():
+    assert evaluation_protocol("10 uniform clips x 1 centre crop, softmax averaged") == dict(
+        num_clips=10, crop_mode="center"
+    )
+    assert evaluation_protocol("10 clips x 3 crops of 256 (convolutional prediction)")["crop_mode"] == "three"
+    assert evaluation_protocol("5 clips of 16 frames at 15 fps, resize 128x171, centre crop 112, video-level") == dict(
+        num_clips=5, crop_mode="center"
+    )
+    assert evaluation_protocol("single clip") == dict(num_clips=1, crop_mode="center")
+    assert evaluation_protocol("dense prediction over the whole video (Tran et al. 2018, Table 5)") is None
+
+
+def test_a_kinetics400_tag_on_kinetics_annotations_reports_published_beside_measured(kinetics, tmp_path, capsys):
+    """The weights cannot be downloaded here: a model with the tag's cfg (its head, classes and published numbers) and
+    random weights stands in; what is checked is the protocol used and the report, not the accuracy."""
+    annotations, videos = kinetics
+    model = create_model("r3d_18.tv_kinetics400_16f", pretrained=False, **TINY)
+    save_pretrained(model, tmp_path / "k400")
+    out = tmp_path / "eval.json"
+    argv = [
+        "evaluate",
+        "--data",
+        str(annotations),
+        "--video-root",
+        str(videos),
+        "--model",
+        f"local-dir:{tmp_path / 'k400'}",
+    ]
+    assert main([*argv, "--output", str(out), "--num-frames", "4", "--crop-size", "28", *COMMON]) == 1  # 2 missing
+    metrics = json.loads(out.read_text())
+    assert metrics["num_clips"] == 5 and metrics["crop_mode"] == "center"  # torchvision's protocol: 5 clips
+    published = {p["metric"]: p for p in metrics["published"]}
+    assert published["video_top1"]["published"] == 63.2 and published["video_top1"]["dataset"] == "kinetics400-val"
+    assert published["video_top1"]["measured"] == round(100 * metrics["video_top1"], 3)
+    assert published["video_top1"]["difference"] == round(published["video_top1"]["measured"] - 63.2, 3)
+    shown = capsys.readouterr().out
+    assert (
+        "video_top1 on kinetics400-val: measured" in shown
+        and "published 63.200" in shown
+        and "5 clips x center" in shown
+    )
+    assert (
+        main([*argv, "--output", str(out), "--num-clips", "2", "--num-frames", "4", "--crop-size", "28", *COMMON]) == 1
+    )
+    assert json.loads(out.read_text())["num_clips"] == 2  # an explicit choice wins

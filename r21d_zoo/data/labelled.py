@@ -74,6 +74,7 @@ class LabelledVideos:
     missing: List[str] = field(default_factory=list)  # listed videos that do not exist (kept; they fail when read)
     excluded: Dict[str, int] = field(default_factory=dict)  # rows left out for a label outside ``classes``
     left_out: List[str] = field(default_factory=list)  # videos an exclusion list named (e.g. check-videos' bad.txt)
+    format: Optional[str] = None  # the LABEL_FORMATS entry that read them
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -514,7 +515,7 @@ def read_labelled(
             f"{src}: none of the {len(samples)} listed videos exist (first: {missing[0]}); relative paths are read "
             f"from the list's folder, and --video-root says where an annotation file's videos are"
         )
-    data = LabelledVideos(samples, classes, multilabel, str(src), missing, dict(excluded), left_out)
+    data = LabelledVideos(samples, classes, multilabel, str(src), missing, dict(excluded), left_out, reader.name)
     if not samples:
         raise InputError(f"{src}: no videos left ({data.describe()})")
     return data

@@ -33,7 +33,7 @@ from ..data.inputs import default_workers
 from ..data.labelled import EvalClips, LabelledVideos, LabelOptions, TrainClips
 from ..deploy import save_pretrained
 from ..deploy.runtime import AMP_HELP, Amp, Runtime
-from ..models import ClipSpec, set_derived_cfg
+from ..models import ClipSpec, evaluation_protocol, set_derived_cfg
 from ..train.distributed import WorldInfo, default_device, init_distributed
 from ..train.loop import FitResult, StepContext, StepOutput, TrainConfig, fit, unwrap
 from ..train.metrics import average_precision, confusion_matrix, per_class_report, topk_correct
@@ -358,7 +358,13 @@ class EvaluateJobConfig(Checked):
 
     data: str = field(metadata=dict(help="CSV, split list or class-folder tree"))
     model: ModelSource = field(default_factory=lambda: ModelSource("r2plus1d_34.ig65m_ft_kinetics400_32f"))
-    num_clips: int = field(default=10, metadata=dict(help="uniformly spaced clips per video", bound=at_least(1)))
+    num_clips: Optional[int] = field(
+        default=None,
+        metadata=dict(
+            help="uniformly spaced clips per video (default: the published protocol's on its dataset, else 10)",
+            bound=at_least(1),
+        ),
+    )
     clip: Dict[str, Any] = clip_field()
     labels: LabelOptions = field(default_factory=LabelOptions)
     output: Optional[str] = field(default=None, metadata=dict(help="write the full results (per class, confusion)"))
@@ -375,8 +381,27 @@ def run_evaluate(cfg: EvaluateJobConfig) -> int:
     device = default_device(world, cfg.device)
     model = cfg.model.create().to(device)
     data = cfg.labels.read(cfg.data, classes=model_classes(model), subset="test")
-    spec = ClipSpec.from_model(model, **cfg.clip)
-    metrics = evaluate(model, data, spec, cfg.num_clips, device, world, cfg.workers, cfg.amp)
+    published = published_metrics(model, data)
+    protocol = next((evaluation_protocol(m["protocol"]) for m in published if m["metric"].startswith("video")), None)
+    clip = dict(cfg.clip)
+    if protocol and "crop_mode" not in clip:
+        clip["crop_mode"] = protocol["crop_mode"]
+    num_clips = cfg.num_clips or (protocol["num_clips"] if protocol else 10)
+    spec = ClipSpec.from_model(model, **clip)
+    metrics = evaluate(model, data, spec, num_clips, device, world, cfg.workers, cfg.amp)
+    if published:
+        metrics["published"] = [
+            dict(
+                metric=m["metric"],
+                dataset=m["dataset"],
+                published=m["value"],
+                measured=round(100 * metrics[m["metric"]], 3),
+                difference=round(100 * metrics[m["metric"]] - m["value"], 3),
+                protocol=m["protocol"],
+            )
+            for m in published
+            if m["metric"] in metrics
+        ]
     if world.is_primary:
         metrics["excluded"] = data.excluded
         metrics["missing"] = data.missing  # listed but not on disk: among the failed
@@ -385,4 +410,18 @@ def run_evaluate(cfg: EvaluateJobConfig) -> int:
         if cfg.output:
             atomic_write(cfg.output, lambda f: f.write(text.encode()))
         print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
+        for p in metrics.get("published", []):
+            print(
+                f"{p['metric']} on {p['dataset']}: measured {p['measured']:.3f}, published {p['published']:.3f} "
+                f"({p['difference']:+.3f}); published protocol: {p['protocol']}; run with {num_clips} clips x "
+                f"{spec.crop_mode} crop"
+            )
     return EXIT_PARTIAL if metrics.get("failed") else 0
+
+
+def published_metrics(model: nn.Module, data: LabelledVideos) -> List[Dict[str, Any]]:
+    """The metrics published for the model's weights on the dataset ``data`` is (Kinetics-400 validation annotations
+    scored with a Kinetics-400 head), else none."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    dataset = "kinetics400-val" if data.format == "kinetics" and cfg.get("label_set") == "kinetics400" else None
+    return [m for m in cfg.get("metrics") or [] if dataset and m.get("dataset") == dataset]

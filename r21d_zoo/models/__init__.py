@@ -31,6 +31,7 @@ from ._pretrained import (
     HF_HUB_ORG as HF_HUB_ORG,
     ClipSpec as ClipSpec,
     PretrainedCfg as PretrainedCfg,
+    evaluation_protocol as evaluation_protocol,
     load_label_names as load_label_names,
     metric_value as metric_value,
     set_derived_cfg as set_derived_cfg,

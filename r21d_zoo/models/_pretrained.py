@@ -282,6 +282,23 @@ def generate_default_cfgs(
     return out
 
 
+def evaluation_protocol(protocol: str) -> Optional[Dict[str, Any]]:
+    """The clips and crops a published metric's protocol text states (``"10 clips x 3 crops ..."``, ``"single
+    clip"``, ``"5 clips of 16 frames ..."``) as ``num_clips`` and ``crop_mode``; None for one that cannot be rerun
+    from clips of the model alone (dense prediction, an audio-visual model)."""
+    import re
+
+    if re.search(r"\bdense\b|audio-visual", protocol):
+        return None
+    if protocol.strip().startswith("single clip"):
+        return dict(num_clips=1, crop_mode="center")
+    clips = re.search(r"(\d+) (?:uniform )?clips?\b", protocol)
+    if not clips:
+        return None
+    crops = re.search(r"x (\d+) (?:centre |center )?crops?\b", protocol)
+    return dict(num_clips=int(clips.group(1)), crop_mode="three" if crops and crops.group(1) == "3" else "center")
+
+
 def metric_value(cfg: PretrainedCfg, metric: str, dataset: Optional[str] = None) -> Optional[float]:
     for m in cfg.metrics:
         if m["metric"] == metric and (dataset is None or m["dataset"] == dataset):

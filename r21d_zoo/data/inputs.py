@@ -5,8 +5,9 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Set, Union
 
+from .._errors import InputError
 from ..video.reader import VIDEO_EXTENSIONS
 
 
@@ -62,3 +63,18 @@ def _read_list(path: Path) -> List[str]:
     header = [c.strip().lower() for c in rows[0]]
     column = next((header.index(k) for k in ("path", "video", "filename") if k in header), None)
     return [r[column or 0].strip() for r in (rows[1:] if column is not None else rows)]
+
+
+VIDEO_LIST = "a list of video paths (e.g. the bad.txt of r21d-zoo check-videos)"
+
+
+def read_name_list(path: Optional[str], what: str) -> Optional[Set[str]]:
+    """The names (video paths or sample keys) a list file holds, one per line; ``what`` says which and where such a
+    file comes from, for the error."""
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path} cannot be read ({e}); it should be {what}, one per line") from e
+    return {line.strip() for line in text.splitlines() if line.strip()}

@@ -43,6 +43,7 @@ from ..models import ClipSpec, load_label_names
 from ..video import VideoDecodeError, open_video, random_clip, uniform_clips
 from ..video.reader import DEFAULT_DECODER, VIDEO_EXTENSIONS
 from .._errors import InputError
+from .inputs import VIDEO_LIST, read_name_list
 from .seeds import epoch_seed
 
 _logger = logging.getLogger(__name__)
@@ -214,7 +215,9 @@ def _csv_rows(src: Path, opts: ReadOptions) -> Table:
     for n, r in table:
         needed = max(i for i in (p, lab, start, end) if i is not None)
         if len(r) <= needed:
-            raise InputError(f"{src}:{n}: expected {needed + 1} columns, got {r}")
+            wanted = "a path, a label, a start and an end" if start is not None else "a path and a label"
+            columns = ", ".join(str(i + 1) for i in (p, lab, start, end) if i is not None)
+            raise InputError(f"{src}:{n}: expected {wanted} (columns {columns}), got {r}")
         if not r[p] or not r[lab]:
             raise InputError(f"{src}:{n}: empty {'path' if not r[p] else 'label'} in {r}")
         segment = _segment(r[start], r[end], f"{src}:{n}") if start is not None and end is not None else (None, None)
@@ -561,21 +564,10 @@ class LabelOptions(Checked):
             self.video_root,
             self.split,
             subset,
-            read_path_list(self.exclude),
+            read_name_list(self.exclude, VIDEO_LIST),
         )
         _logger.info("read %s", data.describe())
         return data
-
-
-def read_path_list(path: Optional[str]) -> Optional[Set[str]]:
-    """Paths, one per line (``r21d-zoo check-videos``' ``bad.txt``)."""
-    if path is None:
-        return None
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"--exclude {path} cannot be read ({e}); give a file of paths, one per line") from e
-    return {line.strip() for line in text.splitlines() if line.strip()}
 
 
 def segment_span(sample: Sample, duration: float) -> Tuple[float, float]:

@@ -38,6 +38,7 @@ from ..video import VideoDecodeError, open_video, random_clip
 from ..video.reader import DEFAULT_DECODER, VIDEO_EXTENSIONS
 from .._errors import InputError
 from .._world import WorldInfo, world_info_from_env
+from .inputs import read_name_list
 from .labelled import LabelledVideos
 from .seeds import epoch_seed
 
@@ -404,13 +405,7 @@ def tail_preserving_subset(samples: Sequence[Tuple[str, List[str]]], n: int, see
 
 def read_key_list(path: Optional[str]) -> Optional[Set[str]]:
     """Keys, one per line (a subset index or an exclusion list)."""
-    if path is None:
-        return None
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"key list {path} cannot be read ({e}); write it with `shards subset` or `dedup`") from e
-    return {line.strip() for line in text.splitlines() if line.strip()}
+    return read_name_list(path, "a list of sample keys (written by `shards subset` or `dedup`)")
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any, Iterable, List, Optional
+from typing import Any, Iterable, List, Optional, Tuple
 
 from ._errors import UsageError
 
@@ -47,11 +47,15 @@ def between(low: float, high: float, *, high_open: bool = False) -> Bound:
     return Bound(low, high, high_open=high_open)
 
 
-def option_name(f: dataclasses.Field) -> str:
-    """The command-line option of a config field: its ``flag`` (the long one) or ``--field-name``."""
+def option_flags(f: dataclasses.Field) -> Tuple[str, ...]:
+    """The command-line flags of a config field: its metadata's ``flag`` (one or several), else ``--field-name``."""
     flags = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-    flags = (flags,) if isinstance(flags, str) else tuple(flags)
-    return max(flags, key=len)
+    return (flags,) if isinstance(flags, str) else tuple(flags)
+
+
+def option_name(f: dataclasses.Field) -> str:
+    """The long flag of a config field, as errors name it."""
+    return max(option_flags(f), key=len)
 
 
 def _values(value: Any) -> Iterable[Any]:

@@ -23,6 +23,7 @@ from dataclasses import MISSING, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ._version import __version__
+from ._bounds import option_flags
 from ._errors import EXIT_INPUT, EXIT_USAGE, UsageError
 from .commands.cards import CardsConfig, run as run_cards
 from .commands.catalog import InfoConfig, ListConfig, run_info, run_list
@@ -164,8 +165,7 @@ def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any, 
             kwargs["default"] = default
         parser.add_argument(dest, metavar=meta.get("metavar", f.name.upper()), **kwargs)
         return
-    flags = meta.get("flag") or "--" + f.name.replace("_", "-")
-    flags = (flags,) if isinstance(flags, str) else tuple(flags)
+    flags = option_flags(f)
     kwargs = dict(dest=dest, help=help_text)
     if default is MISSING:
         kwargs["required"] = True

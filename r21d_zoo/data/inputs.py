@@ -65,9 +65,6 @@ def _read_list(path: Path) -> List[str]:
     return [r[column or 0].strip() for r in (rows[1:] if column is not None else rows)]
 
 
-VIDEO_LIST = "a list of video paths (e.g. the bad.txt of r21d-zoo check-videos)"
-
-
 def read_name_list(path: Optional[str], what: str) -> Optional[Set[str]]:
     """The names (video paths or sample keys) a list file holds, one per line; ``what`` says which and where such a
     file comes from, for the error."""
@@ -78,3 +75,14 @@ def read_name_list(path: Optional[str], what: str) -> Optional[Set[str]]:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{path} cannot be read ({e}); it should be {what}, one per line") from e
     return {line.strip() for line in text.splitlines() if line.strip()}
+
+
+def resolved(path: Union[str, os.PathLike]) -> str:
+    """A video path as video lists compare them: absolute, links resolved."""
+    return str(Path(path).resolve())
+
+
+def read_video_list(path: Optional[str]) -> Optional[Set[str]]:
+    """The videos a list file names, one path per line (the ``bad.txt`` of ``r21d-zoo check-videos``), resolved."""
+    names = read_name_list(path, "a list of video paths (e.g. the bad.txt of r21d-zoo check-videos)")
+    return None if names is None else {resolved(p) for p in names}

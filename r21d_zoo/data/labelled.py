@@ -43,7 +43,7 @@ from ..models import ClipSpec, load_label_names
 from ..video import VideoDecodeError, open_video, random_clip, uniform_clips
 from ..video.reader import DEFAULT_DECODER, VIDEO_EXTENSIONS
 from .._errors import InputError
-from .inputs import VIDEO_LIST, read_name_list
+from .inputs import read_video_list, resolved
 from .seeds import epoch_seed
 
 _logger = logging.getLogger(__name__)
@@ -271,26 +271,35 @@ def _prefer(paths: List[Path], *folders: str) -> Path:
 KINETICS_COLUMNS = ("youtube_id", "time_start", "time_end")
 
 
+def _records(src: Path) -> Tuple[List[str], List[Tuple[int, Dict[str, str]]]]:
+    """An annotation CSV with a header: its column names (lower case), and every data row as (line, column ->
+    value), each with every column (else an error naming the line)."""
+    table = _table(src)
+    header = [c.lower() for c in table[0][1]]
+    records = []
+    for n, r in table[1:]:
+        if len(r) < len(header):
+            raise InputError(f"{src}:{n}: expected {len(header)} columns ({','.join(header)}), got {r}")
+        records.append((n, dict(zip(header, r))))
+    return header, records
+
+
 def _kinetics_rows(src: Path, opts: ReadOptions) -> Table:
     """Kinetics-400/600/700 annotations, ``label,youtube_id,time_start,time_end,split[,is_cc]``: each row's video is
     the trimmed clip ``<youtube_id>_<start:06d>_<end:06d>.*`` anywhere under the video folder (``<split>/<label>/``,
     ``<label>/`` or flat), else the full ``<youtube_id>.*`` with the segment from the times; one that is in neither
     place is listed where the trimmed clip would be, and counted missing."""
-    table = _table(src)
-    header = [c.lower() for c in table[0][1]]
-    col = {name: header.index(name) for name in header}
-    if "label" not in col:
+    header, records = _records(src)
+    if "label" not in header:
         raise InputError(f"{src}: no label column (the Kinetics test annotations have none; use train or validate)")
     root = opts.root(src)
     videos = _videos_by_stem(root)
     rows = []
-    for n, r in table[1:]:
+    for n, r in records:
         where = f"{src}:{n}"
-        if len(r) < len(header):
-            raise InputError(f"{where}: expected {len(header)} columns ({','.join(header)}), got {r}")
-        label, youtube_id = r[col["label"]], r[col["youtube_id"]]
-        start, end = _segment(r[col["time_start"]], r[col["time_end"]], where)
-        split = r[col["split"]] if "split" in col else ""
+        label, youtube_id = r["label"], r["youtube_id"]
+        start, end = _segment(r["time_start"], r["time_end"], where)
+        split = r.get("split", "")
         if not label:
             raise InputError(f"{where}: no label; Kinetics test rows cannot be trained or scored")
         trimmed = f"{youtube_id}_{int(start):06d}_{int(end):06d}"
@@ -378,24 +387,20 @@ def _epic_rows(src: Path, opts: ReadOptions) -> Table:
     target = (opts.label_column or "verb").lower()
     if target not in ("verb", "noun"):
         raise InputError(f"{src}: EPIC-Kitchens labels are 'verb' or 'noun' (--label-column), not {target!r}")
-    table = _table(src)
-    header = [c.lower() for c in table[0][1]]
-    col = {name: header.index(name) for name in header}
-    if f"{target}_class" not in col:
+    header, records = _records(src)
+    if f"{target}_class" not in header:
         raise InputError(f"{src}: no {target} and {target}_class columns (the EPIC test annotations have none)")
     root = opts.root(src)
     videos = _videos_by_stem(root)
     rows, names = [], {}
-    for n, r in table[1:]:
+    for n, r in records:
         where = f"{src}:{n}"
-        if len(r) < len(header):
-            raise InputError(f"{where}: expected {len(header)} columns, got {r}")
-        label, index, video = r[col[target]], r[col[f"{target}_class"]], r[col["video_id"]]
+        label, index, video = r[target], r[f"{target}_class"], r["video_id"]
         if not _is_int(index):
             raise InputError(f"{where}: {target}_class {index!r} is not a class index")
         names.setdefault(int(index), label)
-        start, end = _segment(r[col["start_timestamp"]], r[col["stop_timestamp"]], where)
-        participant = r[col["participant_id"]] if "participant_id" in col else ""
+        start, end = _segment(r["start_timestamp"], r["stop_timestamp"], where)
+        participant = r.get("participant_id", "")
         path = _prefer(videos[video], participant, "videos") if video in videos else root / participant / f"{video}.MP4"
         rows.append(Row(n, str(path), label, start, end))
     order = [names.get(i, f"{target}_{i}") for i in range(max(names) + 1)]
@@ -448,8 +453,8 @@ def read_labelled(
     """Read labelled videos in any of :data:`LABEL_FORMATS` (see the module docstring; ``label_format`` names one, by
     default the first that matches the source). ``video_root``: where the videos of an annotation file are (default:
     its folder; relative paths in a list or CSV are taken from it); ``split`` and ``subset`` (``"train"`` or
-    ``"test"``): the part of a split file (HMDB51) to read; ``exclude``: video paths to leave out (listed in
-    ``left_out``), e.g. the ``bad.txt`` of ``r21d-zoo check-videos``.
+    ``"test"``): the part of a split file (HMDB51) to read; ``exclude``: videos to leave out (listed in ``left_out``),
+    as :func:`~r21d_zoo.data.inputs.read_video_list` gives them (e.g. from the ``bad.txt`` of ``check-videos``).
 
     ``classes`` fixes the label space (a model's classes, or the training set's for a validation split): labels are
     mapped onto it by name, or by index when they are integers that are not names; a label outside it is an error
@@ -492,9 +497,8 @@ def read_labelled(
     classes = [str(c) for c in classes]
     index: Dict[str, int] = {c: i for i, c in enumerate(classes)}
     samples, excluded, left_out = [], Counter(), []
-    leave_out = {str(Path(p).resolve()) for p in exclude or ()}
     for r in rows:
-        if leave_out and str(Path(r.path).resolve()) in leave_out:
+        if exclude and resolved(r.path) in exclude:
             left_out.append(r.path)
             continue
         labels, unknown = [], []
@@ -564,7 +568,7 @@ class LabelOptions(Checked):
             self.video_root,
             self.split,
             subset,
-            read_name_list(self.exclude, VIDEO_LIST),
+            read_video_list(self.exclude),
         )
         _logger.info("read %s", data.describe())
         return data

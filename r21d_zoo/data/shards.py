@@ -248,17 +248,17 @@ def label_stats(
     was left out."""
     counts: Counter = Counter()
     sets: Counter = Counter()
-    videos = multi = 0
+    videos = 0
     failures: List[Tuple[str, str]] = []
     metadata = iter_metadata(shards.urls, failures)
     for key, labels in progress(metadata, desc="stats", unit="video", total=shards.total):
         if not is_selected(key, include, exclude):
             continue
         videos += 1
-        multi += len(set(labels)) > 1
-        counts.update(set(labels))
-        if len(set(labels)) > 1:
-            sets[tuple(sorted(set(labels)))] += 1
+        distinct = set(labels)
+        counts.update(distinct)
+        if len(distinct) > 1:
+            sets[tuple(sorted(distinct))] += 1
     ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     label_sets = [[list(labels), n] for labels, n in sorted(sets.items())]
     sampling = {}
@@ -273,7 +273,7 @@ def label_stats(
         )
     return dict(
         videos=videos,
-        multilabel_videos=multi,
+        multilabel_videos=sum(sets.values()),
         labels=len(counts),
         label_counts=ordered,
         label_sets=label_sets,
@@ -324,9 +324,8 @@ class _Mixing:
         per_set = torch.full_like(self.counts, float("inf")).scatter_reduce(
             0, self.of_set, w[self.members], reduce="amin"
         )
-        labels = self.single * w
-        labels = labels.index_add(0, self.members, (self.counts * per_set)[self.of_set])
-        return labels, (self.single * w).sum() + (self.counts * per_set).sum()
+        own, shared = self.single * w, self.counts * per_set
+        return own.index_add(0, self.members, shared[self.of_set]), own.sum() + shared.sum()
 
     @property
     def videos(self) -> float:
@@ -458,8 +457,7 @@ class ShardStream(IterableDataset):
         if sampling != "natural" and not label_counts:
             raise InputError(f"{sampling} sampling needs label counts: run `r21d-zoo shards stats` first")
         self.sampling, self.label_counts, self.label_sets = sampling, label_counts, label_sets or None
-        multiplicity = sampling_multiplicity(label_counts, sampling, label_sets) if sampling != "natural" else None
-        self.multiplicity = multiplicity
+        self.multiplicity = sampling_multiplicity(label_counts, sampling, label_sets) if sampling != "natural" else None
         self.world = world or world_info_from_env()
         self.include, self.exclude, self.decode = include, exclude or set(), decode
         self.multilabel, self.shuffle, self.decoder = multilabel, shuffle, decoder

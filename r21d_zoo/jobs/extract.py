@@ -31,7 +31,7 @@ from .._progress import progress as show_progress
 from .._version import __version__
 from ..data.features import FEATURE_FORMATS, MANIFEST_FILE, SETTINGS_FILE, FeatureFormat, FeatureStore, VideoFeatures
 from ..data.features import feature_format, flat_settings
-from ..data.inputs import VideoItem, default_workers, VIDEO_LIST, discover_videos, read_name_list
+from ..data.inputs import VideoItem, default_workers, discover_videos, read_video_list, resolved
 from ..data.shards import VIDEO_MEMBERS as SHARD_VIDEO_EXTS, ShardSet, shard_inputs, shard_samples
 from ..deploy.optimize import optimize_for_inference
 from ..deploy.runtime import AMP_HELP, CHANNELS_LAST_HELP, Amp, Runtime
@@ -600,8 +600,8 @@ def run(cfg: ExtractJobConfig) -> int:
     if cfg.exclude:
         if isinstance(videos, ShardSet):
             raise InputError("--exclude lists video files; shards are selected by key in `shards subset` and pretrain")
-        leave_out = {str(Path(p).resolve()) for p in read_name_list(cfg.exclude, VIDEO_LIST) or ()}
-        kept = [v for v in videos if str(Path(v.path).resolve()) not in leave_out]
+        leave_out = read_video_list(cfg.exclude) or set()
+        kept = [v for v in videos if resolved(v.path) not in leave_out]
         _logger.info("--exclude %s leaves out %d of %d videos", cfg.exclude, len(videos) - len(kept), len(videos))
         videos = kept
     writable_dir(cfg.out)

@@ -7,6 +7,7 @@ arguments a state dict cannot carry: BatchNorm eps, the (2+1)D width rule, pool1
 """
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -286,8 +287,6 @@ def evaluation_protocol(protocol: str) -> Optional[Dict[str, Any]]:
     """The clips and crops a published metric's protocol text states (``"10 clips x 3 crops ..."``, ``"single
     clip"``, ``"5 clips of 16 frames ..."``) as ``num_clips`` and ``crop_mode``; None for one that cannot be rerun
     from clips of the model alone (dense prediction, an audio-visual model)."""
-    import re
-
     if re.search(r"\bdense\b|audio-visual", protocol):
         return None
     if protocol.strip().startswith("single clip"):

@@ -272,6 +272,68 @@ def test_epic_finetune_evaluate_extract(epic, tmp_path):
     assert rc == 0 and metrics["videos"] == 6 and extracted == ["P01_01", "P02_03"]
 
 
+EXTRACT = ["--random-weights", "--model-args", json.dumps(TINY), *CLIP, *COMMON, "--stride-sec", "0.5"]
+
+
+def manifest(folder: Path) -> dict:
+    return {r["name"]: r for r in map(json.loads, (folder / "manifest.jsonl").read_text().splitlines())}
+
+
+def test_extract_over_epic_segments_names_them_by_narration_with_the_action_pair(epic, tmp_path, capsys):
+    train, videos = epic
+    out = tmp_path / "feats"
+    argv = ["extract", "--data", str(train), "--video-root", str(videos), "-o", str(out), *EXTRACT]
+    assert main(argv) == 0
+    store, lines = FeatureStore(out), manifest(out)
+    assert sorted(store.names) == sorted(f"{vid}_{i}" for i, vid in enumerate(["P01_01", "P02_03"] * 3))
+    for i in range(6):
+        name = f"{('P01_01', 'P02_03')[i % 2]}_{i}"
+        start, stop = i + 1.0, i + 2.5  # the narration's timestamps
+        times = store.read(name).clip_times
+        assert times[0, 0] == start and times[:, 0].tolist() == [start + 0.5 * k for k in range(len(times))]
+        assert times[-1, 0] < stop and lines[name]["segment"] == [start, stop]  # clips start inside the segment
+        verb, verb_class, noun, noun_class = [("take", 0, "plate", 2), ("put", 1, "cup", 5), ("take", 0, "cup", 5)][
+            i % 3
+        ]
+        assert lines[name]["annotation"] == dict(
+            verb=verb, verb_class=str(verb_class), noun=noun, noun_class=str(noun_class)
+        )
+    assert main(argv) == 0 and "6 already done" in capsys.readouterr().out
+    assert main([*argv[:1], str(videos), *argv[1:]]) == 3  # videos and --data: one of the two
+    assert "one of the two" in capsys.readouterr().err
+
+
+def test_evaluate_saves_each_segments_scores_with_the_action_pair(epic, tmp_path):
+    train, videos = epic
+    run, scores = tmp_path / "run", tmp_path / "scores.jsonl"
+    root = ["--video-root", str(videos)]
+    assert main(["finetune", "--train", str(train), "-o", str(run), *root, *TINY_FINETUNE]) == 0
+    argv = ["evaluate", "--data", str(train), *root, "--model", f"local-dir:{run / 'final'}", "--num-clips", "1"]
+    assert main([*argv, *COMMON, "--save-scores", str(scores)]) == 0
+    records = [json.loads(line) for line in scores.read_text().splitlines()]
+    assert [r["key"] for r in records] == [f"{('P01_01', 'P02_03')[i % 2]}_{i}" for i in range(6)]
+    first = records[0]
+    assert first["labels"] == ["take"] and first["segment"] == [1.0, 2.5]
+    assert (first["annotation"]["verb"], first["annotation"]["noun"]) == ("take", "plate")
+    assert len(first["scores"]) == 2 and abs(sum(first["scores"]) - 1) < 1e-4
+    assert first["top"][0]["score"] == max(first["scores"])
+
+
+def test_extract_over_kinetics_annotations_names_clips_as_kinetics_does(kinetics, tmp_path):
+    annotations, videos = kinetics
+    out = tmp_path / "feats"
+    argv = ["extract", "--data", str(annotations), "--video-root", str(videos), "-o", str(out), *EXTRACT]
+    assert main(argv) == 1  # the two missing videos are failures, named in the manifest
+    lines = manifest(out)
+    assert sorted(n for n, r in lines.items() if r["status"] == "error") == [
+        "yt000000008_000018_000020",
+        "yt000000009_000019_000021",
+    ]
+    full = FeatureStore(out).read("yt000000006_000016_000018")  # cut from the whole video by its times
+    assert full.clip_times[0, 0] == 16.0 and full.clip_times[-1, 0] < 18.0
+    assert FeatureStore(out).read("yt000000000_000010_000012").clip_times[0, 0] == 0.0  # a trimmed clip
+
+
 # --- generic segments ----------------------------------------------------------------------------------------------
 
 
@@ -296,6 +358,9 @@ def test_segment_finetune_evaluate_extract_and_pack_refuses_segments(tmp_path, c
     source = write_csv(tmp_path / "segments.csv", ["path", "label", "start_time", "end_time"], rows)
     rc, metrics, extracted = finetune_evaluate_extract(tmp_path, source, source, videos)
     assert rc == 0 and metrics["videos"] == 8 and len(extracted) == 4
+    out = tmp_path / "segment-feats"
+    assert main(["extract", "--data", str(source), "-o", str(out), *EXTRACT]) == 0
+    assert sorted(FeatureStore(out).names) == sorted(f"long{i}@{s}" for i in range(4) for s in ("0-2", "2.5-4.5"))
     assert main(["shards", "pack", str(source), "-o", str(tmp_path / "shards")]) == 3
     assert "segments of longer videos" in capsys.readouterr().err
 

@@ -3,11 +3,12 @@ name its results are written under; and how many processes load them."""
 
 import csv
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Set, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Union
 
 from .._errors import InputError
+from ..video.frames import walk_videos
 from ..video.reader import VIDEO_EXTENSIONS
 
 
@@ -20,22 +21,33 @@ def default_workers() -> int:
 class VideoItem:
     path: str
     name: str  # output name, relative to the output directory, without extension
+    start: Optional[float] = None  # a segment of the video, in seconds (None: from its start / to its end)
+    end: Optional[float] = None
+    frames_fps: Optional[float] = None  # the frame rate of a frame folder, when the dataset says
+    annotation: Optional[Dict[str, Any]] = field(default=None, compare=False)  # kept with its results
+
+    @property
+    def segment(self) -> bool:
+        return self.start is not None or self.end is not None
 
 
 def discover_videos(
-    inputs: Sequence[Union[str, os.PathLike]], extensions: Sequence[str] = VIDEO_EXTENSIONS
+    inputs: Sequence[Union[str, os.PathLike]],
+    extensions: Sequence[str] = VIDEO_EXTENSIONS,
+    frame_folders: bool = False,
 ) -> List[VideoItem]:
     """Files, directories (searched recursively by extension; names keep the sub-directories) and ``.txt``/``.csv``
     lists (one path per line, or a ``path``/``video`` column; relative paths are taken from the list's folder).
+    With ``frame_folders``, a folder of frame images is a video too (named by its path; ``--decoder frames``).
     Sorted by name; two inputs with the same output name are an error."""
     items: List[VideoItem] = []
     exts = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix.lower() in exts:
-                    items.append(VideoItem(str(f), f.relative_to(p).with_suffix("").as_posix()))
+            for f in walk_videos(p, exts, frame_folders):
+                name = p.name if f == p else f.relative_to(p).as_posix() if f.is_dir() else None
+                items.append(VideoItem(str(f), name or f.relative_to(p).with_suffix("").as_posix()))
         elif p.suffix.lower() in (".txt", ".csv", ".lst") and p.is_file():
             for entry in _read_list(p):
                 q = Path(entry)

@@ -17,6 +17,11 @@ Sources (one strict reader, :func:`read_labelled`, for every command; the format
   Something-Something v2 (``train.json``/``validation.json`` beside ``labels.json``) and EPIC-Kitchens-100 (action
   CSVs: segments of long videos, labelled by verb or noun), each with its videos under ``video_root``.
 
+A video may also be a frame folder (:mod:`r21d_zoo.video.frames`: ``<class>/<video>/img_00001.jpg`` in place of
+``<class>/<video>.mp4``, ``<youtube_id>_<start>_<end>/`` for Kinetics, ``<participant>/rgb_frames/<video_id>/`` for
+EPIC-Kitchens); its frame rate is ``frames_fps`` when given, else the dataset's (:attr:`LabelFormat.frames_fps`;
+EPIC-Kitchens: 60 for EPIC-55 videos, 50 for the extension's, as their frames were extracted).
+
 Relative paths are taken from ``video_root`` (default: the list's folder). Errors name the file and line. Training
 draws one random clip per video per epoch from a seed of (seed, epoch, index), so a resumed or re-sharded run sees the
 same clips; evaluation decodes N uniformly spaced clips of every video. A segment is sampled like a whole video:
@@ -41,9 +46,10 @@ from torch.utils.data import Dataset
 from .._bounds import Checked, between
 from ..models import ClipSpec, load_label_names
 from ..video import VideoDecodeError, open_video, random_clip, uniform_clips
+from ..video.frames import frames_fps_field, walk_videos
 from ..video.reader import DEFAULT_DECODER, VIDEO_EXTENSIONS
 from .._errors import InputError
-from .inputs import read_video_list, resolved
+from .inputs import VideoItem, read_video_list, resolved
 from .seeds import epoch_seed
 
 _logger = logging.getLogger(__name__)
@@ -60,6 +66,9 @@ class Sample:
     labels: Tuple[int, ...]  # one label, or several for multi-label data
     start: Optional[float] = None  # a segment inside the video, in seconds (None: from its start / to its end)
     end: Optional[float] = None
+    frames_fps: Optional[float] = None  # the dataset's frame rate for this video's frame folder, when it has one
+    key: Optional[str] = None  # the dataset's own id of the sample (EPIC's narration_id, Kinetics' clip name, ...)
+    annotation: Optional[Dict[str, str]] = field(default=None, compare=False)  # what else the annotation says of it
 
     @property
     def segment(self) -> bool:
@@ -76,6 +85,11 @@ class LabelledVideos:
     excluded: Dict[str, int] = field(default_factory=dict)  # rows left out for a label outside ``classes``
     left_out: List[str] = field(default_factory=list)  # videos an exclusion list named (e.g. check-videos' bad.txt)
     format: Optional[str] = None  # the LABEL_FORMATS entry that read them
+    frames_fps: Optional[float] = None  # frame rate of frame folders, overriding the dataset's (--frames-fps)
+
+    def fps_of(self, sample: Sample) -> Optional[float]:
+        """The frame rate to read ``sample``'s frame folder at (None: the frames decoder's default)."""
+        return self.frames_fps or sample.frames_fps
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -125,6 +139,9 @@ class Row(NamedTuple):
     start: Optional[float] = None
     end: Optional[float] = None
     file: Optional[str] = None  # the file the line is in, when not the source itself (per-class split files)
+    frames_fps: Optional[float] = None  # the rate this video's frames were extracted at, when the dataset says
+    key: Optional[str] = None  # the dataset's id of the sample
+    annotation: Optional[Dict[str, str]] = None  # other fields worth keeping with results (EPIC's verb and noun)
 
 
 @dataclass
@@ -228,13 +245,11 @@ def _csv_rows(src: Path, opts: ReadOptions) -> Table:
 
 
 def _folder_rows(src: Path, opts: ReadOptions) -> Table:
-    rows = [
-        Row(0, str(f), f.parent.name)
-        for f in sorted(src.rglob("*"))
-        if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS and f.parent != src
-    ]
+    rows = [Row(0, str(f), f.parent.name) for f in walk_videos(src, VIDEO_EXTENSIONS) if f.parent != src]
     if not rows:
-        raise InputError(f"{src}: no videos in class sub-folders (expected {src}/<class>/<video>)")
+        raise InputError(
+            f"{src}: no videos in class sub-folders (expected {src}/<class>/<video> files or frame folders)"
+        )
     return rows, None
 
 
@@ -253,13 +268,13 @@ def _list_rows(src: Path, opts: ReadOptions) -> Table:
 
 
 def _videos_by_stem(root: Path) -> Dict[str, List[Path]]:
-    """Every video under ``root`` by file name without extension (one walk, whatever the layout)."""
+    """Every video under ``root`` (files, and frame folders after them) by name without extension: one walk,
+    whatever the layout."""
     if not root.is_dir():
         raise InputError(f"the video folder {root} does not exist; give it with --video-root")
     found: Dict[str, List[Path]] = {}
-    for f in sorted(root.rglob("*")):
-        if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file():
-            found.setdefault(f.stem, []).append(f)
+    for f in sorted(walk_videos(root, VIDEO_EXTENSIONS), key=lambda f: (f.is_dir(), str(f))):
+        found.setdefault(f.stem if f.is_file() else f.name, []).append(f)
     return found
 
 
@@ -305,11 +320,11 @@ def _kinetics_rows(src: Path, opts: ReadOptions) -> Table:
         trimmed = f"{youtube_id}_{int(start):06d}_{int(end):06d}"
         folders = (split, label, label.replace(" ", "_"))
         if trimmed in videos:
-            rows.append(Row(n, str(_prefer(videos[trimmed], *folders)), label))
+            rows.append(Row(n, str(_prefer(videos[trimmed], *folders)), label, key=trimmed))
         elif youtube_id in videos:
-            rows.append(Row(n, str(_prefer(videos[youtube_id], *folders)), label, start, end))
+            rows.append(Row(n, str(_prefer(videos[youtube_id], *folders)), label, start, end, key=trimmed))
         else:
-            rows.append(Row(n, str(root / split / label / f"{trimmed}.mp4"), label))
+            rows.append(Row(n, str(root / split / label / f"{trimmed}.mp4"), label, key=trimmed))
     if not rows:
         raise InputError(f"{src}: a header but no data rows")
     labels = {row.label for row in rows}
@@ -373,11 +388,20 @@ def _ssv2_rows(src: Path, opts: ReadOptions) -> Table:
             raise InputError(f"{src}: item {n} has no 'id' and 'template' (the test split has no labels): {item}")
         vid = str(item["id"])
         path = videos[vid][0] if vid in videos else opts.root(src) / f"{vid}.webm"
-        rows.append(Row(n, str(path), item["template"].replace("[", "").replace("]", "")))
+        template = item["template"].replace("[", "").replace("]", "")
+        rows.append(Row(n, str(path), template, key=vid, annotation={"label": str(item.get("label", template))}))
     return rows, order
 
 
 EPIC_COLUMNS = ("narration_id", "video_id", "start_timestamp", "stop_timestamp", "verb", "verb_class")
+
+
+EPIC_EXTENSION_VIDEO = re.compile(r"^P\d+_1\d\d$")  # PXX_1YY: the EPIC-100 extension; PXX_YY: EPIC-55
+
+
+def _epic_frames_fps(video_id: str) -> float:
+    """The rate EPIC-Kitchens' rgb_frames were extracted at: 50 for the extension's videos, 60 for EPIC-55's."""
+    return 50.0 if EPIC_EXTENSION_VIDEO.match(video_id) else 60.0
 
 
 def _epic_rows(src: Path, opts: ReadOptions) -> Table:
@@ -402,7 +426,9 @@ def _epic_rows(src: Path, opts: ReadOptions) -> Table:
         start, end = _segment(r["start_timestamp"], r["stop_timestamp"], where)
         participant = r.get("participant_id", "")
         path = _prefer(videos[video], participant, "videos") if video in videos else root / participant / f"{video}.MP4"
-        rows.append(Row(n, str(path), label, start, end))
+        action = {k: r[k] for k in ("verb", "verb_class", "noun", "noun_class") if k in r}  # the action pair
+        key = r.get("narration_id")
+        rows.append(Row(n, str(path), label, start, end, None, _epic_frames_fps(video), key, action))
     order = [names.get(i, f"{target}_{i}") for i in range(max(names) + 1)]
     return rows, order
 
@@ -416,6 +442,7 @@ class LabelFormat:
     matches: Callable[[Path], bool]
     rows: Callable[[Path, ReadOptions], Table]
     example: str  # what the source looks like, for the README's table and errors
+    frames_fps: Optional[float] = None  # the rate the dataset's frame folders are usually extracted at (its videos')
 
 
 def _csv_with(columns: Sequence[str]) -> Callable[[Path], bool]:
@@ -429,11 +456,11 @@ LABEL_FORMATS: Dict[str, LabelFormat] = {
     for f in (
         LabelFormat("kinetics", _csv_with(KINETICS_COLUMNS), _kinetics_rows, "validate.csv (label,youtube_id,...)"),
         LabelFormat("epic", _csv_with(EPIC_COLUMNS), _epic_rows, "EPIC_100_train.csv"),
-        LabelFormat("ssv2", _is_ssv2, _ssv2_rows, "train.json beside labels.json"),
-        LabelFormat("hmdb51", _is_hmdb, _hmdb_rows, "testTrainMulti_7030_splits/ (with --split N)"),
+        LabelFormat("ssv2", _is_ssv2, _ssv2_rows, "train.json beside labels.json", frames_fps=12.0),
+        LabelFormat("hmdb51", _is_hmdb, _hmdb_rows, "testTrainMulti_7030_splits/ (with --split N)", frames_fps=30.0),
         LabelFormat("folders", Path.is_dir, _folder_rows, "root/<class>/<video>"),
         LabelFormat("csv", lambda p: p.is_file() and p.suffix.lower() == ".csv", _csv_rows, "path,label[,start,end]"),
-        LabelFormat("list", Path.is_file, _list_rows, "trainlist01.txt (UCF101)"),
+        LabelFormat("list", Path.is_file, _list_rows, "trainlist01.txt (UCF101)", frames_fps=25.0),
     )
 }
 
@@ -449,12 +476,14 @@ def read_labelled(
     split: int = 1,
     subset: str = "train",
     exclude: Optional[Set[str]] = None,
+    frames_fps: Optional[float] = None,
 ) -> LabelledVideos:
     """Read labelled videos in any of :data:`LABEL_FORMATS` (see the module docstring; ``label_format`` names one, by
     default the first that matches the source). ``video_root``: where the videos of an annotation file are (default:
     its folder; relative paths in a list or CSV are taken from it); ``split`` and ``subset`` (``"train"`` or
     ``"test"``): the part of a split file (HMDB51) to read; ``exclude``: videos to leave out (listed in ``left_out``),
-    as :func:`~r21d_zoo.data.inputs.read_video_list` gives them (e.g. from the ``bad.txt`` of ``check-videos``).
+    as :func:`~r21d_zoo.data.inputs.read_video_list` gives them (e.g. from the ``bad.txt`` of ``check-videos``);
+    ``frames_fps``: the frame rate of frame folders, in place of the dataset's.
 
     ``classes`` fixes the label space (a model's classes, or the training set's for a validation split): labels are
     mapped onto it by name, or by index when they are integers that are not names; a label outside it is an error
@@ -515,14 +544,17 @@ def read_labelled(
                 f"{where}: label {unknown[0]!r} is not one of the {len(classes)} classes ({shown}); fix the label, "
                 f"or leave such rows out with --exclude-unknown"
             )
-        samples.append(Sample(r.path, tuple(labels), r.start, r.end))
+        fps = r.frames_fps or reader.frames_fps
+        samples.append(Sample(r.path, tuple(labels), r.start, r.end, fps, r.key, r.annotation))
     missing = [s.path for s in samples if not Path(s.path).exists()]
     if samples and len(missing) == len(samples):
         raise InputError(
             f"{src}: none of the {len(samples)} listed videos exist (first: {missing[0]}); relative paths are read "
             f"from the list's folder, and --video-root says where an annotation file's videos are"
         )
-    data = LabelledVideos(samples, classes, multilabel, str(src), missing, dict(excluded), left_out, reader.name)
+    data = LabelledVideos(
+        samples, classes, multilabel, str(src), missing, dict(excluded), left_out, reader.name, frames_fps
+    )
     if not samples:
         raise InputError(f"{src}: no videos left ({data.describe()})")
     return data
@@ -553,6 +585,7 @@ class LabelOptions(Checked):
     exclude: Optional[str] = field(
         default=None, metadata=dict(help="leave out the videos listed in this file (e.g. check-videos' bad.txt)")
     )
+    frames_fps: Optional[float] = frames_fps_field()
 
     def read(
         self, source: Union[str, os.PathLike], classes: Optional[Sequence[str]] = None, subset: str = "train"
@@ -569,12 +602,33 @@ class LabelOptions(Checked):
             self.split,
             subset,
             read_video_list(self.exclude),
+            self.frames_fps,
         )
         _logger.info("read %s", data.describe())
         return data
 
 
-def segment_span(sample: Sample, duration: float) -> Tuple[float, float]:
+def video_items(data: LabelledVideos) -> List[VideoItem]:
+    """Each sample as a video to extract, named by the dataset's key (EPIC's narration_id, Kinetics' clip name, an
+    SSv2 id), else by its path under the videos' common folder (without extension), a segment's times appended
+    (``<name>@<start>-<end>``). A sample listed twice is extracted once; two samples under one name are an error."""
+    paths = [os.path.abspath(s.path) for s in data.samples]
+    root = os.path.commonpath([os.path.dirname(p) for p in paths])
+    items: Dict[str, VideoItem] = {}
+    for s, p in zip(data.samples, paths):
+        name = s.key
+        if name is None:
+            relative = Path(os.path.relpath(p, root))
+            name = (relative if Path(p).is_dir() else relative.with_suffix("")).as_posix()
+            if s.segment:
+                name += f"@{s.start or 0:g}-{'end' if s.end is None else f'{s.end:g}'}"
+        item = VideoItem(s.path, name, s.start, s.end, data.fps_of(s), s.annotation)
+        if items.setdefault(name, item) != item:
+            raise InputError(f"{data.source}: {items[name].path} and {s.path} are both named {name!r}; rename one")
+    return list(items.values())
+
+
+def segment_span(sample: Union[Sample, VideoItem], duration: float) -> Tuple[float, float]:
     """(start, length) in seconds of the part of a video of ``duration`` seconds that ``sample`` covers."""
     start = sample.start or 0.0
     end = duration if sample.end is None else min(sample.end, duration)
@@ -607,7 +661,7 @@ class TrainClips(Dataset):
             sample = self.data.samples[i]
             g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, i))
             try:
-                with open_video(sample.path, self.spec, self.decoder) as r:
+                with open_video(sample.path, self.spec, self.decoder, frames_fps=self.data.fps_of(sample)) as r:
                     offset, length = segment_span(sample, r.info.duration)
                     start = offset + random_clip(length, self.spec.clip_seconds(r.info.fps), g).start
                     clip = r.read_spec_clip(start, self.spec).frames
@@ -639,7 +693,7 @@ class EvalClips(Dataset):
         i = self.indices[k]
         sample = self.data.samples[i]
         try:
-            with open_video(sample.path, self.spec, self.decoder) as r:
+            with open_video(sample.path, self.spec, self.decoder, frames_fps=self.data.fps_of(sample)) as r:
                 offset, length = segment_span(sample, r.info.duration)
                 clips = uniform_clips(length, self.spec.clip_seconds(r.info.fps), self.num_clips)
                 clips = [c._replace(start=c.start + offset, end=c.end + offset) for c in clips]

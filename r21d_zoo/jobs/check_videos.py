@@ -23,20 +23,25 @@ from .._progress import progress
 from ..data.inputs import default_workers, discover_videos
 from ..data.labelled import LabelOptions
 from ..video import VideoDecodeError, open_video
-from ..video.reader import DECODERS, DEFAULT_DECODER, VIDEO_EXTENSIONS
+from ..video.reader import DECODERS, DEFAULT_DECODER, FRAMES_DECODER, VIDEO_EXTENSIONS
 
 _logger = logging.getLogger(__name__)
 REPORT, BAD, SUMMARY = "report.jsonl", "bad.txt", "summary.json"
 CHUNK = 256  # frames decoded per read while counting
 
 
-def check_video(path: str, decoder: str = DEFAULT_DECODER, segments: Optional[List[List[float]]] = None) -> Dict:
+def check_video(
+    path: str,
+    decoder: str = DEFAULT_DECODER,
+    segments: Optional[List[List[float]]] = None,
+    frames_fps: Optional[float] = None,
+) -> Dict:
     """One video's record: ``ok`` (it opens and decodes to the end), ``error``, ``duration``, ``fps``, ``width``,
     ``height``, ``frames`` (decoded), and for ``segments`` (``[start, end]`` seconds; None for an open end) the ones
-    that do not lie inside it."""
+    that do not lie inside it. ``frames_fps``: the rate of a frame folder."""
     record: Dict[str, Any] = dict(path=path, ok=False, error=None)
     try:
-        with open_video(path, decoder=decoder) as reader:
+        with open_video(path, decoder=decoder, frames_fps=frames_fps) as reader:
             info = reader.info
             record.update(duration=info.duration, fps=info.fps, width=info.width, height=info.height)
             frames, start = 0, 0.0
@@ -64,14 +69,21 @@ def check_video(path: str, decoder: str = DEFAULT_DECODER, segments: Optional[Li
 
 
 class _Videos(Dataset):
-    def __init__(self, paths: List[str], decoder: str, segments: Dict[str, List[List[float]]]):
-        self.paths, self.decoder, self.segments = paths, decoder, segments
+    def __init__(
+        self,
+        paths: List[str],
+        decoder: str,
+        segments: Dict[str, List[List[float]]],
+        frames_fps: Dict[str, Optional[float]],
+    ):
+        self.paths, self.decoder, self.segments, self.frames_fps = paths, decoder, segments, frames_fps
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Dict:
-        return check_video(self.paths[i], self.decoder, self.segments.get(self.paths[i]))
+        path = self.paths[i]
+        return check_video(path, self.decoder, self.segments.get(path), self.frames_fps.get(path))
 
 
 @dataclass
@@ -95,15 +107,19 @@ def run(cfg: CheckVideosConfig) -> int:
     if bool(cfg.inputs) == bool(cfg.data):
         raise InputError("give the videos to check (files, folders, lists) or --data DATASET, one of the two")
     segments: Dict[str, List[List[float]]] = {}
+    frames_fps: Dict[str, Optional[float]] = {}
     if cfg.data:
         data = cfg.labels.read(cfg.data)
         for s in data.samples:
             segments.setdefault(s.path, [])
+            frames_fps[s.path] = data.fps_of(s)
             if s.segment:
                 segments[s.path].append([s.start, s.end])
         paths = list(segments)
     else:
-        paths = [v.path for v in discover_videos(cfg.inputs, cfg.extensions.split(","))]
+        found = discover_videos(cfg.inputs, cfg.extensions.split(","), frame_folders=cfg.decoder == FRAMES_DECODER)
+        paths = [v.path for v in found]
+        frames_fps = {p: cfg.labels.frames_fps for p in paths}
     if not paths:
         raise InputError(f"no videos found in {' '.join(cfg.inputs) or cfg.data}")
     out = writable_dir(cfg.out)
@@ -119,7 +135,9 @@ def run(cfg: CheckVideosConfig) -> int:
     todo = [p for p in paths if p not in done]
     if done:
         _logger.info("%d of %d videos were checked by an earlier run", len(paths) - len(todo), len(paths))
-    loader = DataLoader(_Videos(todo, cfg.decoder, segments), batch_size=None, num_workers=min(cfg.workers, len(todo)))
+    loader = DataLoader(
+        _Videos(todo, cfg.decoder, segments, frames_fps), batch_size=None, num_workers=min(cfg.workers, len(todo))
+    )
     with open(report, "a", encoding="utf-8") as f:
         for record in progress(loader, total=len(todo), desc="check-videos", unit="video"):
             f.write(json.dumps(record) + "\n")

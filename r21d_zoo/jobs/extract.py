@@ -32,13 +32,30 @@ from .._version import __version__
 from ..data.features import FEATURE_FORMATS, MANIFEST_FILE, SETTINGS_FILE, FeatureFormat, FeatureStore, VideoFeatures
 from ..data.features import feature_format, flat_settings
 from ..data.inputs import VideoItem, default_workers, discover_videos, read_video_list, resolved
+from ..data.labelled import LabelOptions, segment_span, video_items
 from ..data.shards import VIDEO_MEMBERS as SHARD_VIDEO_EXTS, ShardSet, shard_inputs, shard_samples
 from ..deploy.optimize import optimize_for_inference
 from ..deploy.runtime import AMP_HELP, CHANNELS_LAST_HELP, Amp, Runtime
 from ..models import ClipSpec
 from ..train.distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
-from ..video import VideoClassificationTransform, VideoDecodeError, VideoInfo, open_video, sliding_clips, uniform_clips
-from ..video.reader import DECODERS, DEFAULT_DECODER, VIDEO_EXTENSIONS, check_decoder, reader_class, renamed
+from ..video import (
+    Clip,
+    VideoClassificationTransform,
+    VideoDecodeError,
+    VideoInfo,
+    open_video,
+    sliding_clips,
+    uniform_clips,
+)
+from ..video.reader import (
+    DECODERS,
+    DEFAULT_DECODER,
+    FRAMES_DECODER,
+    VIDEO_EXTENSIONS,
+    check_decoder,
+    reader_class,
+    renamed,
+)
 from .common import ModelSource, clip_field
 
 _logger = logging.getLogger(__name__)
@@ -72,11 +89,15 @@ class ExtractConfig(Checked):
     temporal_pool: Pool = field(default="avg", metadata=dict(help="pooling over time"))
     batch_size: int = field(default=8, metadata=dict(help="clips per forward pass", bound=at_least(1)))
 
-    def clips_for(self, spec: ClipSpec, info: VideoInfo):
+    def clips_for(self, spec: ClipSpec, info: VideoInfo, span: Optional[Tuple[float, float]] = None) -> List[Clip]:
+        """The clips of a video, or of its part ``span`` (start, length in seconds), in the video's time."""
+        offset, duration = span or (0.0, info.duration)
         length = spec.clip_seconds(info.fps)
         if self.num_clips:
-            return uniform_clips(info.duration, length, self.num_clips)
-        return sliding_clips(info.duration, length, self.stride_sec)
+            clips = uniform_clips(duration, length, self.num_clips)
+        else:
+            clips = sliding_clips(duration, length, self.stride_sec)
+        return [c._replace(start=c.start + offset, end=c.end + offset) for c in clips] if offset else clips
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -188,8 +209,10 @@ class ClipChunks(IterableDataset):
         cfg: ExtractConfig,
         decoder: str = DEFAULT_DECODER,
         device: Optional[torch.device] = None,
+        frames_fps: Optional[float] = None,
     ):
         self.videos, self.spec, self.cfg, self.decoder, self.device = list(videos), spec, cfg, decoder, device
+        self.frames_fps = frames_fps  # frame folders' rate, where an item does not carry its own
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         wid, nw = _worker()
@@ -201,8 +224,10 @@ class ClipChunks(IterableDataset):
         cfg, start = self.cfg, time.perf_counter()
         head = dict(name=item.name, video=item.path)
         try:
-            with open_video(source, self.spec, self.decoder, cfg.fast_resize, self.device) as reader:
-                clips = cfg.clips_for(self.spec, reader.info)
+            fps = item.frames_fps or self.frames_fps
+            with open_video(source, self.spec, self.decoder, cfg.fast_resize, self.device, frames_fps=fps) as reader:
+                span = segment_span(item, reader.info.duration) if item.segment else None
+                clips = cfg.clips_for(self.spec, reader.info, span)
                 batch: List[Tuple[Any, Any]] = []
                 for n, (clip, frames) in enumerate(reader.iter_clips(clips, self.spec, cfg.pad)):
                     batch.append((clip, frames))
@@ -211,6 +236,10 @@ class ClipChunks(IterableDataset):
                         batch = []
                 info = asdict(reader.info)
                 info["decode_seconds"] = time.perf_counter() - start
+                if span is not None:
+                    info["segment"] = [span[0], span[0] + span[1]]
+                if item.annotation:
+                    info["annotation"] = item.annotation
                 yield self._chunk(head, batch, info)
         except Exception as e:  # one bad video must not stop a batch job; the error is recorded in the manifest
             message = str(e) if isinstance(e, VideoDecodeError) else f"{item.path}: {type(e).__name__}: {e}"
@@ -286,11 +315,13 @@ def extract_features(
     amp: Optional[str] = "auto",
     optimize: bool = False,
     decoder: str = DEFAULT_DECODER,
+    frames_fps: Optional[float] = None,
     **overrides: Any,
 ) -> VideoFeatures:
     """Features of every clip of one video. Keyword overrides replace fields of ``cfg`` (``num_clips=10``,
     ``layer="layer3"``, ``spatial_pool="none"``) or of the weights' clip (``num_frames=8``, ``crop_mode="three"``).
-    ``optimize`` runs the model through :func:`r21d_zoo.optimize_for_inference`. The deprecated names ``backend``,
+    ``optimize`` runs the model through :func:`r21d_zoo.optimize_for_inference`; ``frames_fps`` is the rate of a frame
+    folder (``video`` may be one, see :mod:`r21d_zoo.video.frames`). The deprecated names ``backend``,
     ``decoder_resize`` and ``clip_stride`` work (with a warning) for ``decoder``, ``fast_resize`` and ``stride_sec``."""
     decoder = renamed("extract_features", "backend", overrides.pop("backend", None), "decoder", decoder)
     for old, new in (("decoder_resize", "fast_resize"), ("clip_stride", "stride_sec")):
@@ -301,7 +332,7 @@ def extract_features(
     spec = ClipSpec.from_model(model, **cfg.clip, **clip_overrides)
     runner = FeatureRunner(model, spec, cfg, device, amp, optimize=optimize)
     feats, times, padded = [], [], []
-    chunks = ClipChunks([], spec, cfg, decoder=decoder, device=decode_device(decoder, runner.device))
+    chunks = ClipChunks([], spec, cfg, decoder, decode_device(decoder, runner.device), frames_fps)
     for chunk in chunks.chunks(str(video), VideoItem(str(video), Path(video).stem)):
         if "error" in chunk:
             raise VideoDecodeError(chunk["error"])
@@ -353,9 +384,11 @@ def extraction_settings(
     dtype: str,
     model_name: Optional[str],
     init_seed: Optional[int] = None,
+    frames_fps: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Everything that decides what a features file holds (plus the package version, recorded but not compared);
-    ``init_seed``: the seed a randomly initialised model was drawn from."""
+    ``init_seed``: the seed a randomly initialised model was drawn from; ``frames_fps``: the rate frame folders were
+    read at, when given."""
     pcfg = getattr(model, "pretrained_cfg", None) or {}
     settings = dict(
         model=model_name,
@@ -374,6 +407,7 @@ def extraction_settings(
         spatial_pool=cfg.spatial_pool,
         temporal_pool=cfg.temporal_pool,
         **(dict(mirror=True) if cfg.mirror else {}),  # absent otherwise, as in folders of earlier versions
+        **(dict(frames_fps=frames_fps) if frames_fps else {}),
         format=format,
         dtype=dtype,
         r21d_zoo_version=__version__,
@@ -436,9 +470,11 @@ def run_extraction(
     model_name: Optional[str] = None,
     init_seed: Optional[int] = None,
     optimize: bool = False,
+    frames_fps: Optional[float] = None,
 ) -> ExtractSummary:
     """Extract features of ``videos[shard_id::num_shards]`` into ``out_dir`` (see the module docstring). ``videos``
-    may be WebDataset shards: this job then takes ``shards[shard_id::num_shards]`` and names outputs by sample key."""
+    may be WebDataset shards: this job then takes ``shards[shard_id::num_shards]`` and names outputs by sample key.
+    ``frames_fps``: the rate of frame folders whose item does not carry one (see :mod:`r21d_zoo.video.frames`)."""
     spec = ClipSpec.from_model(model, **cfg.clip)
     _stage_check(model, cfg.layer)
     store_format = feature_format(format)
@@ -450,7 +486,7 @@ def run_extraction(
     lock = FolderLock(out, ".r21d-zoo.lock" if num_shards == 1 else f".r21d-zoo-shard-{shard_id}-of-{num_shards}.lock")
     with lock:  # a second live run of this shard into this folder is refused
         manifest = out / MANIFEST_FILE
-        settings = extraction_settings(model, spec, cfg, format, dtype, model_name, init_seed)
+        settings = extraction_settings(model, spec, cfg, format, dtype, model_name, init_seed, frames_fps)
         settings_id = check_settings(out, settings, resume)
         summary = ExtractSummary()
         done = functools.partial(_finished, out, store_format) if resume else _never
@@ -466,7 +502,7 @@ def run_extraction(
             mine = list(videos)[shard_id::num_shards]
             todo = [v for v in mine if not done(v.name)]
             summary.skipped = len(mine) - len(todo)
-            chunks, total = ClipChunks(todo, spec, cfg, decoder, on_gpu), len(todo)
+            chunks, total = ClipChunks(todo, spec, cfg, decoder, on_gpu, frames_fps), len(todo)
         loader = DataLoader(
             chunks,
             batch_size=None,
@@ -527,6 +563,7 @@ def run_extraction(
                     padded_frames=int(result.num_padded.sum()),
                     duration=result.info["duration"],
                     fps=result.info["fps"],
+                    **{k: result.info[k] for k in ("segment", "annotation") if k in result.info},
                     seconds=round(seconds, 4),
                     outputs=[p.name for p in paths],
                 ),
@@ -555,10 +592,16 @@ class ExtractJobConfig(Checked):
     """Extract clip features of many videos (resumable; torchrun or --shard-id/--num-shards to scale out). Clip
     settings default to the weights' config (frames, fps, resize, crop, mean/std)."""
 
-    inputs: List[str] = field(
-        metadata=dict(positional=True, help="video files, directories (recursive) or .txt/.csv lists of paths")
-    )
     out: str = field(metadata=dict(flag=("-o", "--out"), help="output directory"))
+    inputs: List[str] = field(
+        default_factory=list,
+        metadata=dict(positional=True, help="video files, directories (recursive) or .txt/.csv lists of paths"),
+    )
+    data: Optional[str] = field(
+        default=None,
+        metadata=dict(help="or a labelled dataset (any annotation format): every sample, each segment on its own"),
+    )
+    labels: LabelOptions = field(default_factory=LabelOptions)
     model: ModelSource = field(default_factory=ModelSource)
     settings: ExtractConfig = field(default_factory=ExtractConfig)
     format: str = field(default="npy", metadata=dict(help="feature file format", choices=tuple(FEATURE_FORMATS)))
@@ -577,9 +620,6 @@ class ExtractJobConfig(Checked):
     seed: int = field(
         default=0, metadata=dict(help="seed of the --random-weights initialisation (recorded)", bound=at_least(0))
     )
-    exclude: Optional[str] = field(
-        default=None, metadata=dict(help="leave out the videos listed in this file (e.g. check-videos' bad.txt)")
-    )
     extensions: str = field(default=",".join(VIDEO_EXTENSIONS), metadata=dict(help="comma-separated, for folders"))
 
     def __post_init__(self) -> None:
@@ -594,16 +634,24 @@ def run(cfg: ExtractJobConfig) -> int:
     """``r21d-zoo extract``: exit 1 when any video failed (on any rank), 3 when the model, the inputs or the decoder
     are unusable (refused before any work)."""
     check_decoder(cfg.decoder)
-    videos = shard_inputs(cfg.inputs) or discover_videos(cfg.inputs, cfg.extensions.split(","))
-    if not videos:
-        raise InputError(f"no videos found in {' '.join(cfg.inputs)} (extensions {cfg.extensions})")
-    if cfg.exclude:
-        if isinstance(videos, ShardSet):
+    if bool(cfg.inputs) == bool(cfg.data):
+        raise InputError("give the videos to extract (files, folders, lists, shards) or --data DATASET, one of the two")
+    exclude = cfg.labels.exclude
+    if cfg.data:
+        videos: Union[List[VideoItem], ShardSet] = video_items(cfg.labels.read(cfg.data))  # --exclude applied
+    else:
+        frame_folders = cfg.decoder == FRAMES_DECODER
+        videos = shard_inputs(cfg.inputs) or discover_videos(cfg.inputs, cfg.extensions.split(","), frame_folders)
+        if not videos:
+            hint = "" if frame_folders else "; folders of frame images need --decoder frames"
+            raise InputError(f"no videos found in {' '.join(cfg.inputs)} (extensions {cfg.extensions}){hint}")
+        if exclude and isinstance(videos, ShardSet):
             raise InputError("--exclude lists video files; shards are selected by key in `shards subset` and pretrain")
-        leave_out = read_video_list(cfg.exclude) or set()
-        kept = [v for v in videos if resolved(v.path) not in leave_out]
-        _logger.info("--exclude %s leaves out %d of %d videos", cfg.exclude, len(videos) - len(kept), len(videos))
-        videos = kept
+        if exclude:
+            leave_out = read_video_list(exclude) or set()
+            kept = [v for v in videos if resolved(v.path) not in leave_out]
+            _logger.info("--exclude %s leaves out %d of %d videos", exclude, len(videos) - len(kept), len(videos))
+            videos = kept
     writable_dir(cfg.out)
     world = world_info_from_env()
     if cfg.shard_id is not None or cfg.num_shards is not None:
@@ -632,6 +680,7 @@ def run(cfg: ExtractJobConfig) -> int:
         model_name=cfg.model.name,
         init_seed=seed,
         optimize=cfg.optimize,
+        frames_fps=cfg.labels.frames_fps,
     )
     failed = all_reduce_sum(summary.failed)
     print(

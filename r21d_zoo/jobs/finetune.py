@@ -60,11 +60,12 @@ def evaluate(
     world: Optional[WorldInfo] = None,
     workers: int = 0,
     amp: Optional[str] = "auto",
+    keep_scores: bool = False,
 ) -> Dict[str, Any]:
     """Clip- and video-level metrics of ``model`` on ``data``, ``num_clips`` clips of ``spec`` per video cropped by
     ``spec.crop_mode`` (see the module docstring). ``data`` must be labelled in the model's label space
     (:func:`model_classes`); classes absent from the data are reported as such. Every rank returns the metrics of the
-    whole dataset."""
+    whole dataset; with ``keep_scores`` also ``video_scores``, one record per video (:func:`video_scores`)."""
     world = world or WorldInfo()
     device = torch.device(device) if device else next(model.parameters()).device
     model = unwrap(model).eval()
@@ -103,7 +104,32 @@ def evaluate(
         dist.all_gather_object(gathered, results)
         results = [r for part in gathered for r in part]
     results.sort(key=lambda r: r[0])
-    return _metrics(data, results, num_clips, spec.crop_mode)
+    metrics = _metrics(data, results, num_clips, spec.crop_mode)
+    if keep_scores:
+        metrics["video_scores"] = video_scores(data, results)
+    return metrics
+
+
+def video_scores(data: LabelledVideos, results, top: int = 5) -> List[Dict[str, Any]]:
+    """Per video (or segment): its path, the dataset's key and segment, the true labels, the top classes, every
+    class's video-level score, and what else the annotation says of it (EPIC-Kitchens: the verb and noun of the
+    action, so a verb model's and a noun model's scores can be joined by narration into action accuracy)."""
+    records = []
+    for i, probs, _, error in results:
+        s = data.samples[i]
+        record: Dict[str, Any] = dict(path=s.path, key=s.key, labels=[data.classes[j] for j in s.labels])
+        if s.segment:
+            record["segment"] = [s.start, s.end]
+        if s.annotation:
+            record["annotation"] = s.annotation
+        if error:
+            record["error"] = error
+        else:
+            best = probs.topk(min(top, len(probs)))
+            record["top"] = [dict(label=data.classes[j], score=round(float(p), 6)) for p, j in zip(*best)]
+            record["scores"] = [round(float(p), 6) for p in probs]
+        records.append(record)
+    return records
 
 
 def _metrics(data: LabelledVideos, results, num_clips: int, crop_mode: str) -> Dict[str, Any]:
@@ -327,7 +353,7 @@ def finetune(
 class FinetuneJobConfig:
     """Fine-tune on labelled clips (full or fc-only), evaluating every epoch; writes best/, final/, last.pt, metrics."""
 
-    train: str = field(metadata=dict(help="CSV (path,label), split list, or class-folder tree"))
+    train: str = field(metadata=dict(help="labelled videos (any annotation format: see the README's table)"))
     out: str = field(metadata=dict(flag=("-o", "--out"), help="checkpoints, metrics, curves.png and the models"))
     val: Optional[str] = field(default=None, metadata=dict(help="validation split in the same formats"))
     labels: LabelOptions = field(default_factory=LabelOptions)
@@ -356,7 +382,7 @@ def run(cfg: FinetuneJobConfig) -> int:
 class EvaluateJobConfig(Checked):
     """Clip- and video-level accuracy (or mAP) of a model on labelled videos."""
 
-    data: str = field(metadata=dict(help="CSV, split list or class-folder tree"))
+    data: str = field(metadata=dict(help="labelled videos (any annotation format: see the README's table)"))
     model: ModelSource = field(default_factory=lambda: ModelSource("r2plus1d_34.ig65m_ft_kinetics400_32f"))
     num_clips: Optional[int] = field(
         default=None,
@@ -368,6 +394,9 @@ class EvaluateJobConfig(Checked):
     clip: Dict[str, Any] = clip_field()
     labels: LabelOptions = field(default_factory=LabelOptions)
     output: Optional[str] = field(default=None, metadata=dict(help="write the full results (per class, confusion)"))
+    save_scores: Optional[str] = field(
+        default=None, metadata=dict(help="write every video's scores and top classes here (JSON lines)")
+    )
     workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes", bound=at_least(0)))
     device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
     amp: Amp = field(default="auto", metadata=dict(help=AMP_HELP))
@@ -375,8 +404,9 @@ class EvaluateJobConfig(Checked):
 
 def run_evaluate(cfg: EvaluateJobConfig) -> int:
     """Scores are over the model's classes: labels are mapped onto its label names (or indices)."""
-    if cfg.output:
-        writable_file(cfg.output, "--output")
+    for path, flag in ((cfg.output, "--output"), (cfg.save_scores, "--save-scores")):
+        if path:
+            writable_file(path, flag)
     world = init_distributed()
     device = default_device(world, cfg.device)
     model = cfg.model.create().to(device)
@@ -388,7 +418,8 @@ def run_evaluate(cfg: EvaluateJobConfig) -> int:
         clip["crop_mode"] = protocol["crop_mode"]
     num_clips = cfg.num_clips or (protocol["num_clips"] if protocol else 10)
     spec = ClipSpec.from_model(model, **clip)
-    metrics = evaluate(model, data, spec, num_clips, device, world, cfg.workers, cfg.amp)
+    metrics = evaluate(model, data, spec, num_clips, device, world, cfg.workers, cfg.amp, bool(cfg.save_scores))
+    scores = metrics.pop("video_scores", [])
     if published:
         metrics["published"] = [
             dict(
@@ -409,6 +440,9 @@ def run_evaluate(cfg: EvaluateJobConfig) -> int:
         text = json.dumps(metrics, indent=2)
         if cfg.output:
             atomic_write(cfg.output, lambda f: f.write(text.encode()))
+        if cfg.save_scores:
+            lines = "".join(json.dumps(r) + "\n" for r in scores)
+            atomic_write(cfg.save_scores, lambda f: f.write(lines.encode()))
         print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
         for p in metrics.get("published", []):
             print(

@@ -42,6 +42,12 @@ def run_pack(cfg: PackConfig) -> int:
             f"{cfg.source}: {len(segments)} sample(s) are segments of longer videos (e.g. {segments[0]}); shards hold "
             f"whole videos: trim the segments into files first and pack those"
         )
+    folders = [s.path for s in data.samples if Path(s.path).is_dir()]
+    if folders:
+        raise InputError(
+            f"{cfg.source}: {len(folders)} sample(s) are frame folders (e.g. {folders[0]}); shards hold encoded "
+            f"videos: encode the frames into video files first (ffmpeg -framerate FPS -i img_%05d.jpg video.mp4)"
+        )
     missing = [s.path for s in data.samples if not Path(s.path).is_file()]
     if missing:
         raise InputError(f"{len(missing)} listed video(s) do not exist, e.g. {missing[0]}; fix the list first")

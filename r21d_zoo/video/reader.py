@@ -24,7 +24,9 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".m
 DECODERS: Dict[str, str] = {
     "pyav": "r21d_zoo.video.pyav:PyAVReader",
     "torchcodec": "r21d_zoo.video.torchcodec_reader:TorchCodecReader",  # optional extra
+    "frames": "r21d_zoo.video.frames:FrameFolderReader",  # folders of frame images
 }
+FRAMES_DECODER = "frames"
 DEFAULT_DECODER = "pyav"
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -170,6 +172,7 @@ def open_video(
     fast_resize: bool = False,
     device: Union[str, torch.device, None] = None,
     *,
+    frames_fps: Optional[float] = None,
     backend: Optional[str] = None,
     decoder_resize: Optional[bool] = None,
 ) -> VideoReader:
@@ -177,13 +180,16 @@ def open_video(
     ``interpolation``, ``antialias``, rounded back to uint8 like the evaluation transform); ``fast_resize`` resizes
     inside the decoder instead (faster, but not the reference preprocessing the published accuracies used).
     ``device`` (a decoder that decodes on GPUs) is where frames are decoded and returned; default the CPU. A decoder
-    that cannot run here raises :class:`DecoderUnavailableError` (see :func:`check_decoder`). ``backend`` and
-    ``decoder_resize`` are the deprecated names of ``decoder`` and ``fast_resize``."""
+    that cannot run here raises :class:`DecoderUnavailableError` (see :func:`check_decoder`). A folder is a frame
+    folder, read by the ``frames`` decoder whichever is named, at ``frames_fps`` (see :mod:`r21d_zoo.video.frames`).
+    ``backend`` and ``decoder_resize`` are the deprecated names of ``decoder`` and ``fast_resize``."""
     decoder = renamed("open_video", "backend", backend, "decoder", decoder)
     fast_resize = renamed("open_video", "decoder_resize", decoder_resize, "fast_resize", fast_resize)
+    if not isinstance(path, (bytes, bytearray, memoryview)) and os.path.isdir(path):
+        decoder = FRAMES_DECODER
     reader_cls = reader_class(decoder)
     check_decoder(decoder)
-    kwargs: Dict[str, object] = {}
+    kwargs: Dict[str, object] = dict(fps=frames_fps) if decoder == FRAMES_DECODER else {}
     if device is not None and torch.device(device).type != "cpu":
         if torch.device(device).type not in getattr(reader_cls, "devices", ("cpu",)):
             raise ValueError(f"the {decoder} decoder cannot decode on {device}; use --decoder torchcodec for GPUs")

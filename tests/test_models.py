@@ -94,7 +94,7 @@ def test_csn_uses_pool1_and_depthwise_convs():
 @pytest.mark.parametrize("name", ARCHS)
 def test_forward_backward_and_checkpointing(name):
     model = tiny(name, num_classes=7)
-    x = torch.randn(2, 3, 8, 64, 64)
+    x = torch.randn(2, 3, 8, 32, 32)
     model.train()
     out = model(x)
     assert out.shape == (2, 7) and torch.isfinite(out).all()
@@ -116,7 +116,7 @@ def test_forward_backward_and_checkpointing(name):
 @pytest.mark.parametrize("name", ARCHS)
 def test_head_interface(name):
     model = tiny(name, num_classes=7).eval()
-    x = torch.randn(1, 3, 8, 64, 64)
+    x = torch.randn(1, 3, 8, 32, 32)
     with torch.no_grad():
         feats = model.forward_features(x)
         pre = model.forward_head(feats, pre_logits=True)

@@ -5,7 +5,7 @@ from typing import Any, Dict, Optional, Sequence, Type
 
 import torch.nn as nn
 
-from ._features import FeatureListNet
+from ._features import features_net
 from ._loading import load_into_model, load_weights
 from ._pretrained import PretrainedCfg
 from ._registry import get_pretrained_cfg
@@ -43,6 +43,7 @@ def build_model_with_cfg(
     cache_dir: Optional[str] = None,
     features_only: bool = False,
     out_indices: Sequence[int] = (0, 1, 2, 3, 4),
+    feature_cls: str = "list",
     **kwargs: Any,
 ) -> nn.Module:
     """Resolve the cfg, apply the architecture args the weights need, build, load, optionally wrap as features-only.
@@ -99,5 +100,5 @@ def build_model_with_cfg(
     if new_head or label_names is not None:
         model.pretrained_cfg = cfg.to_dict()
     if features_only:
-        return FeatureListNet(model, out_indices)
+        return features_net(model, out_indices, feature_cls)
     return model

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch.nn as nn
 
 from ._download import OFFLINE_HINT, hf_download, split_repo_revision
-from ._files import WeightsError, find_weights_file, read_config_json
+from ._files import WeightsError, config_label_names, find_weights_file, read_config_json
 from ._pretrained import PretrainedCfg
 from ._registry import get_pretrained_cfg, model_entrypoint, resolve_model_name, split_model_name_tag
 
@@ -20,8 +20,9 @@ def _cfg_from_config(config: Dict[str, Any], source: Dict[str, Any]) -> Tuple[st
     arch_name, _ = split_model_name_tag(resolve_model_name(arch))
     pcfg.setdefault("architecture", arch_name)
     pcfg["num_classes"] = config.get("num_classes", pcfg.get("num_classes", 400))
-    if config.get("label_names") and len(config["label_names"]) == pcfg["num_classes"]:
-        pcfg["label_names"] = config["label_names"]  # e.g. a fine-tuned model's own classes
+    names = config_label_names(config)
+    if names and len(names) == pcfg["num_classes"]:
+        pcfg["label_names"] = names  # e.g. a fine-tuned model's own classes
     for k in ("url", "mirrors", "hf_hub_id", "hf_hub_revision", "file"):
         pcfg.pop(k, None)
     pcfg.update(source)
@@ -75,9 +76,10 @@ def create_model(
         checkpoint_path: a ``.safetensors``, ``.pth`` or caffe2 ``.pkl`` file to load instead of downloading.
         cache_dir: download cache (default: the HF cache for the Hub, ``$TORCH_HOME/hub/checkpoints`` for URLs).
         **kwargs: model arguments (``num_classes``, ``in_chans``, ``drop_rate``, ``channel_multiplier``,
-            ``global_pool``, ``pool1``, ``zero_init_residual``, ``bn_eps``, ``mid_width``), plus ``features_only``
-            and ``out_indices``. Arguments set to ``None`` are ignored. A ``num_classes`` that differs from the
-            weights replaces the classifier (and only the classifier).
+            ``global_pool``, ``pool1``, ``zero_init_residual``, ``bn_eps``, ``mid_width``), plus ``features_only``,
+            ``out_indices`` and ``feature_cls`` (timm's: ``"list"``, ``"hook"``, ``"dict"``, ``"getter"``).
+            Arguments set to ``None`` are ignored. A ``num_classes`` that differs from the weights replaces the
+            classifier (and only the classifier).
     """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     saved = _saved_model_source(model_name, cache_dir)

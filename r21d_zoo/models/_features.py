@@ -71,7 +71,8 @@ class FeatureInfo:
 
 
 class FeatureListNet(nn.Module):
-    """Returns the feature maps at ``out_indices`` (0 = stem, 1-4 = layers); later stages and the head are dropped.
+    """Returns the feature maps at ``out_indices`` (0 = stem, 1-4 = layers) as a list; later stages and the head are
+    dropped (timm's ``feature_cls="list"``, and ``"hook"``: hooks on these stages would return the same maps).
 
     Stages are held under their original names, so the model's state dict keys (minus ``fc``) still apply.
     """
@@ -86,10 +87,54 @@ class FeatureListNet(nn.Module):
         for name in self._names:
             self.add_module(name, getattr(model, name))
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
-        out = []
+    @property
+    def default_cfg(self) -> Optional[Dict[str, Any]]:
+        """timm's alias of ``pretrained_cfg``."""
+        return self.pretrained_cfg
+
+    def named_maps(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        out = {}
         for i, name in enumerate(self._names):
             x = getattr(self, name)(x)
             if i in self.out_indices:
-                out.append(x)
+                out[name] = x
         return out
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        return list(self.named_maps(x).values())
+
+
+class FeatureDictNet(FeatureListNet):
+    """timm's ``feature_cls="dict"``: the same maps by stage name (``stem``, ``layer1`` ...)."""
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:  # type: ignore[override]
+        return self.named_maps(x)
+
+
+class FeatureGetterNet(nn.Module):
+    """timm's ``feature_cls="getter"``: the model itself, pruned after the last index (and its head), returning
+    ``forward_intermediates`` at ``out_indices``; its state dict keys are the model's under ``model.``, as timm's."""
+
+    def __init__(self, model: nn.Module, out_indices: Sequence[int] = (0, 1, 2, 3, 4)):
+        super().__init__()
+        self.out_indices = model.prune_intermediate_layers(list(out_indices), prune_head=True)
+        self.feature_info = FeatureInfo(model.feature_info, self.out_indices)
+        self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
+        self.model = model
+
+    @property
+    def default_cfg(self) -> Optional[Dict[str, Any]]:
+        return self.pretrained_cfg
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        return self.model.forward_intermediates(x, self.out_indices, intermediates_only=True)
+
+
+FEATURE_CLASSES = {"list": FeatureListNet, "hook": FeatureListNet, "dict": FeatureDictNet, "getter": FeatureGetterNet}
+
+
+def features_net(model: nn.Module, out_indices: Sequence[int], feature_cls: str = "list") -> nn.Module:
+    """The features-only form of ``model`` that timm's ``feature_cls`` names."""
+    if feature_cls not in FEATURE_CLASSES:
+        raise ValueError(f"feature_cls={feature_cls!r} is not supported; use one of {', '.join(FEATURE_CLASSES)}")
+    return FEATURE_CLASSES[feature_cls](model, out_indices)

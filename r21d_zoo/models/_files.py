@@ -13,7 +13,7 @@ import pickle
 import re
 import zlib
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -137,7 +137,8 @@ def read_config_json(directory: str) -> Dict[str, Any]:
     return config
 
 def model_config(model: nn.Module) -> Dict[str, Any]:
-    """timm's nested config.json: architecture, num_classes, num_features, model_args, pretrained_cfg, label_names.
+    """timm's nested config.json: architecture, num_classes, num_features, model_args, pretrained_cfg, label_names,
+    and the Hub's ``id2label``/``label2id`` beside them (what tools that read Hub configs look for).
 
     Label names that do not fit the model's head (e.g. after ``reset_classifier``) are dropped."""
     cfg = PretrainedCfg.from_dict(getattr(model, "pretrained_cfg", None) or {})
@@ -153,9 +154,32 @@ def model_config(model: nn.Module) -> Dict[str, Any]:
         num_features=model.num_features,
         global_pool=getattr(model, "global_pool", "avg"),
         label_names=list(names) if names else None,
+        **(dict(id2label={str(i): n for i, n in enumerate(names)}, label2id={n: i for i, n in enumerate(names)})
+           if names else {}),
         model_args=dict(getattr(model, "_model_args", {}), num_classes=model.num_classes),
         pretrained_cfg=pretrained_cfg,
     )
+
+
+def config_label_names(config: Dict[str, Any]) -> Optional[List[str]]:
+    """A config.json's class names: ``label_names``, else the Hub's ``id2label`` (``"0"``.. keys); both given and
+    different is an error naming the first class where they differ."""
+    names = config.get("label_names")
+    id2label = config.get("id2label")
+    if id2label is None:
+        return names
+    try:
+        from_ids = [str(id2label[str(i)]) for i in range(len(id2label))]
+    except (KeyError, TypeError):
+        raise WeightsError(f"config.json: id2label must map '0'..'{len(id2label) - 1}' to names, got {id2label}")
+    if names is not None and list(names) != from_ids:
+        i = next((i for i, (a, b) in enumerate(zip(names, from_ids)) if a != b), min(len(names), len(from_ids)))
+        raise WeightsError(
+            f"config.json: label_names and id2label disagree at class {i} "
+            f"({names[i] if i < len(names) else None!r} vs {from_ids[i] if i < len(from_ids) else None!r}); "
+            "make them name the same classes"
+        )
+    return from_ids
 
 def sha256_file(path: str) -> str:
     h = hashlib.sha256()

@@ -295,7 +295,10 @@ class VideoResNet(nn.Module):
     Spatial stride is 2 in the stem and the first block of layers 2-4; temporal stride 2 in the same blocks when their
     conv is 3D or (2+1)D (so 32 frames -> 4). Pooling is adaptive, so any clip size works; ``global_pool=''`` turns the
     classifier into a 1x1x1 convolution that returns a B x num_classes x t x h x w score map (dense prediction).
+    ``torch.jit.script`` compiles it (``forward``, ``forward_features``, ``forward_head``).
     """
+
+    __jit_unused_properties__ = ["stages", "default_cfg", "pretrained_cfg"]
 
     def __init__(
         self,
@@ -353,6 +356,7 @@ class VideoResNet(nn.Module):
         self._mid_width = mid_width
 
         self.stem = _make_stem(stem, in_chans, widths[0], scaled(stem_mid), norm_layer, pool1, num_frames)
+        self._stem_frames_lost = num_frames - 1 if stem == "r2d" else 0  # its kernel spans the clip, unpadded
         self.inplanes = widths[0]
         reduction = 4 if pool1 else 2
         t_reduction = 1
@@ -417,6 +421,34 @@ class VideoResNet(nn.Module):
     def stages(self) -> List[nn.Module]:
         return [self.stem, self.layer1, self.layer2, self.layer3, self.layer4]
 
+    @property
+    def pretrained_cfg(self) -> Optional[Dict[str, Any]]:
+        """The weights' cfg as a flat dict (see :class:`PretrainedCfg`), with timm's ``pool_size``: the T x H x W of
+        the final feature map for ``input_size``, kept in step with it whenever the cfg is set."""
+        return self.__dict__.get("_pretrained_cfg")
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, cfg: Optional[Dict[str, Any]]) -> None:
+        if cfg is not None and cfg.get("input_size"):
+            cfg["pool_size"] = self.pool_size(cfg["input_size"][1:])
+        self.__dict__["_pretrained_cfg"] = cfg
+
+    @property
+    def default_cfg(self) -> Optional[Dict[str, Any]]:
+        """timm's alias of ``pretrained_cfg`` (the same dict), read by timm's tests and much user code."""
+        return self.pretrained_cfg
+
+    @default_cfg.setter
+    def default_cfg(self, cfg: Optional[Dict[str, Any]]) -> None:
+        self.pretrained_cfg = cfg
+
+    def pool_size(self, clip_size: Sequence[int]) -> Tuple[int, int, int]:
+        """T x H x W of the final feature map for a T x H x W clip (every stride-2 step rounds up)."""
+        t, h, w = clip_size
+        last = self.feature_info[-1]
+        t = t - self._stem_frames_lost
+        return (-(-t // last["temporal_reduction"]), -(-h // last["reduction"]), -(-w // last["reduction"]))
+
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
         return dict(stem=r"^stem", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
@@ -439,20 +471,29 @@ class VideoResNet(nn.Module):
             nn.Linear(self.num_features, num_classes).to(ref.device, ref.dtype) if num_classes > 0 else nn.Identity()
         )
 
+    def _checkpointing(self) -> bool:
+        return self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
+
+    @torch.jit.unused
     def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        checkpointed = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
-        if not checkpointed or not isinstance(stage, nn.Sequential):  # a pruned stage is an Identity
+        if not self._checkpointing() or not isinstance(stage, nn.Sequential):  # a pruned stage is an Identity
             return stage(x)
         for blk in stage:  # checkpoint block by block (stem modules are cheap to keep)
             x = checkpoint(blk, x, use_reentrant=False, context_fn=partial(_recompute_keeps_bn_stats, blk))
         return x
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Unpooled final feature map, B x num_features x t x h x w."""
-        x = self.stem(x)
+    @torch.jit.unused
+    def _checkpointed_layers(self, x: torch.Tensor) -> torch.Tensor:
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = self._run_stage(layer, x)
         return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Unpooled final feature map, B x num_features x t x h x w."""
+        x = self.stem(x)
+        if self._checkpointing():
+            return self._checkpointed_layers(x)
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward_intermediates(
         self,
@@ -496,7 +537,7 @@ class VideoResNet(nn.Module):
             return x if pre_logits else self.fc(x)
         # fully convolutional: the fc acts as a 1x1x1 conv at every position
         x = self.drop(x)
-        if pre_logits or isinstance(self.fc, nn.Identity):
+        if pre_logits or self.num_classes == 0:  # no classifier (an Identity)
             return x
         return self.fc(x.movedim(1, -1)).movedim(-1, 1)
 

@@ -227,6 +227,9 @@ IMPOSSIBLE = {
     "--n": ["0", "-1"],
     "--split": ["0", "-1", "4"],
     "--frames-fps": ["0", "-1", "nan", "inf"],
+    "--jitter-scales": ["0", "-1", "128"],
+    "--mixup-alpha": ["-1", "nan", "inf"],
+    "--cutmix-alpha": ["-1", "nan", "inf"],
 }
 
 

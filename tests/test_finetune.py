@@ -387,3 +387,61 @@ def test_finetune_and_evaluate_cli(small, tmp_path):
     assert rc == 0
     metrics = json.loads(out.read_text())
     assert metrics["videos"] == 7 and metrics["classes"] == ["left", "right"] and "confusion_matrix" in metrics
+
+
+# --- the papers' training augmentation -------------------------------------------------------------------------------
+
+
+def test_scale_jitter_draws_short_sides_over_the_whole_range_and_keeps_the_aspect():
+    from r21d_zoo.video.transforms import jitter_scale, train_augment
+
+    clips = torch.randint(0, 256, (400, 1, 16, 20, 3), dtype=torch.uint8)
+    spec = ClipSpec(num_frames=1, resize_size=None, crop_size=8)
+    scaled = jitter_scale(clips, (8, 12), spec, torch.Generator().manual_seed(0))
+    sides = [min(c.shape[1:3]) for c in scaled]
+    assert set(sides) == set(range(8, 13)) and min(np.bincount(sides)[8:]) > 40  # every side, about evenly
+    assert all(int(s * 20 / 16) == c.shape[2] for s, c in zip(sides, scaled))  # 16 x 20: the aspect kept
+    out = train_augment(clips, spec, True, torch.Generator().manual_seed(0), jitter_scales=(8, 12))
+    assert out.shape == (400, 3, 1, 8, 8)
+    # without jitter the augmentation is what it was: one crop draw for the whole batch
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    plain = train_augment(clips[:4], spec, True, g1)
+    tops, lefts = torch.randint(0, 9, (4,), generator=g2).tolist(), torch.randint(0, 13, (4,), generator=g2).tolist()
+    flips = (torch.rand(4, generator=g2) < 0.5).tolist()
+    first = clips[0, :, tops[0] : tops[0] + 8, lefts[0] : lefts[0] + 8]
+    first = (first.flip(2) if flips[0] else first).permute(3, 0, 1, 2).float() / 255.0
+    torch.testing.assert_close(plain[0], r21d_zoo.video.normalize(first[None], spec.mean, spec.std)[0])
+
+
+def test_mixup_and_cutmix_weight_the_targets_by_what_each_clip_keeps():
+    from r21d_zoo.video.transforms import mix_batch
+
+    x = torch.stack([torch.full((3, 2, 10, 10), float(i)) for i in range(4)])  # clip i is all i
+    target = torch.eye(4)
+    mixed, soft = mix_batch(x, target, 0.4, 0.0, torch.Generator().manual_seed(0))
+    lam = float(soft[0, 0])
+    torch.testing.assert_close(mixed[0], torch.full_like(x[0], 0 * lam + 3 * (1 - lam)))
+    assert torch.allclose(soft.sum(1), torch.ones(4)) and float(soft[0, 3]) == pytest.approx(1 - lam)
+    for seed in range(5):
+        mixed, soft = mix_batch(x, target, 0.0, 1.0, torch.Generator().manual_seed(seed))
+        kept = (mixed[0] == 0).float().mean()  # clip 0 keeps its pixels outside the box pasted from clip 3
+        assert float(soft[0, 0]) == pytest.approx(float(kept)) and float(soft[0, 3]) == pytest.approx(1 - float(kept))
+        box = mixed[0] == 3
+        assert torch.equal(box[:, 0], box[:, 1]) and torch.equal(box[0], box[2])  # one box through time and colour
+    assert mix_batch(x, target, 0.0, 0.0, torch.Generator())[0] is x
+
+
+@pytest.mark.video
+def test_finetune_with_scale_jitter_and_mixing_trains_and_leaves_evaluation_as_it_was(small, tmp_path):
+    train, val, _ = small
+    plain = finetune(train, val, config(epochs=1), progress=False)
+    cfg = config(epochs=2, jitter_scales=(30, 40), mixup_alpha=0.2, cutmix_alpha=1.0)
+    mixed = finetune(train, val, cfg, out_dir=tmp_path / "run", stop_after_epochs=1, progress=False)
+    loss = mixed.history[-1]["train_loss"]
+    assert np.isfinite(loss) and loss != plain.history[-1]["train_loss"]
+    other = config(epochs=2, jitter_scales=(30, 36), mixup_alpha=0.2, cutmix_alpha=1.0)
+    with pytest.raises(ValueError, match="jitter_scales: \\[30, 40\\] then, \\[30, 36\\] now"):  # a setting of the run
+        finetune(train, val, other, out_dir=tmp_path / "run", progress=False)
+    finetune(train, val, cfg, out_dir=tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["pretrained_cfg"]
+    assert saved["resize_size"] == [32, 32] and saved["crop_size"] == 28  # the evaluation clip is the weights'

@@ -17,7 +17,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .._bounds import Checked, at_least, between
-from .._errors import EXIT_PARTIAL, InputError
+from .._errors import EXIT_PARTIAL, InputError, UsageError
 from .._io import atomic_write, writable_dir, writable_file
 from .._progress import progress as show_progress
 from ..data.inputs import default_workers
@@ -39,6 +39,7 @@ from ..train.loop import FitResult, StepContext, StepOutput, TrainConfig, fit, u
 from ..train.metrics import average_precision, confusion_matrix, per_class_report, topk_correct
 from ..train.optim import OptimConfig
 from ..video import VideoClassificationTransform, train_augment
+from ..video.transforms import mix_batch
 from .common import ModelSource, clip_field
 
 _logger = logging.getLogger(__name__)
@@ -207,6 +208,20 @@ class FinetuneConfig(TrainConfig):
         default=1.0, metadata=dict(help="LR factor for all but the classifier", bound=at_least(0))
     )
     flip: bool = field(default=True, metadata=dict(help="random horizontal flips (off when left/right matters)"))
+    jitter_scales: Optional[Tuple[int, int]] = field(
+        default=None,
+        metadata=dict(
+            help="scale jitter: each training clip's short side drawn from LOW HIGH before the crop (VMZ: 128 160)",
+            metavar="SIDE",
+            bound=at_least(1),
+        ),
+    )
+    mixup_alpha: float = field(
+        default=0.0, metadata=dict(help="mixup of training batches, Beta(alpha, alpha) (0: off)", bound=at_least(0))
+    )
+    cutmix_alpha: float = field(
+        default=0.0, metadata=dict(help="CutMix of training batches, Beta(alpha, alpha) (0: off)", bound=at_least(0))
+    )
     num_clips: int = field(
         default=10,
         metadata=dict(
@@ -218,6 +233,18 @@ class FinetuneConfig(TrainConfig):
     )
     clip: Dict[str, Any] = clip_field(help="clip settings (default: the weights'); --crop is the evaluation crop")
     optim: OptimConfig = field(default_factory=_finetune_optim)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.jitter_scales is not None and (
+            len(self.jitter_scales) != 2 or self.jitter_scales[0] > self.jitter_scales[1]
+        ):
+            raise UsageError(
+                f"--jitter-scales {' '.join(map(str, self.jitter_scales))}: must be two short sides, the smallest "
+                "first (e.g. --jitter-scales 128 160)"
+            )
+        if self.jitter_scales is not None:
+            self.jitter_scales = (int(self.jitter_scales[0]), int(self.jitter_scales[1]))
 
 
 def _freeze(model: nn.Module, cfg: FinetuneConfig) -> List[nn.Module]:
@@ -284,16 +311,25 @@ def finetune(
         "head": (list(model.get_classifier().parameters()), 1.0),
     }
 
+    mixing = cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0
+    # with scale jitter, clips are decoded at the largest short side and scaled down on the device
+    decode_spec = ClipSpec.from_model(spec, resize_size=cfg.jitter_scales[1]) if cfg.jitter_scales else spec
+
     def step(net: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
         clips, target = batch
-        x = ctx.prepare(train_augment(clips.to(ctx.device, non_blocking=True), spec, cfg.flip, ctx.generator))
+        x = train_augment(clips.to(ctx.device, non_blocking=True), spec, cfg.flip, ctx.generator, cfg.jitter_scales)
         target = target.to(ctx.device)
+        soft = target
+        if mixing:  # soft targets: the mixed clips' label weights
+            dense = target if train.multilabel else F.one_hot(target, len(train.classes)).float()
+            x, soft = mix_batch(x, dense, cfg.mixup_alpha, cfg.cutmix_alpha, ctx.generator)
+        x = ctx.prepare(x)
         with ctx.autocast():
             logits = net(x).float()
         if train.multilabel:
-            return StepOutput(F.binary_cross_entropy_with_logits(logits, target), len(clips))
+            return StepOutput(F.binary_cross_entropy_with_logits(logits, soft), len(clips))
         correct = float((logits.argmax(-1) == target).sum())
-        return StepOutput(F.cross_entropy(logits, target), len(clips), {"train_clip_top1": correct})
+        return StepOutput(F.cross_entropy(logits, soft), len(clips), {"train_clip_top1": correct})
 
     def validate(net: nn.Module) -> Dict[str, Any]:
         metrics = evaluate(net, val, spec, cfg.num_clips, device, world, cfg.workers, cfg.amp)
@@ -327,7 +363,7 @@ def finetune(
 
     return fit(
         model,
-        TrainClips(train, spec, cfg.seed),
+        TrainClips(train, decode_spec, cfg.seed),
         step,
         cfg,
         groups,

@@ -2,8 +2,10 @@
 README: the evaluation transform (resize, centre / three / no crop, normalise) and the training augmentation (random
 crop and flip)."""
 
-from typing import Any, List, Sequence, Tuple, Union
+import math
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -157,19 +159,71 @@ def create_transform(model_or_spec: Any = None, **overrides: Any) -> VideoClassi
     return VideoClassificationTransform.from_spec(ClipSpec.from_model(model_or_spec, **overrides))
 
 
-def train_augment(clips: torch.Tensor, spec: ClipSpec, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    """uint8 (B, T, H, W, C) on any device, already resized -> normalised (B, C, T, crop, crop): a random
-    ``spec.crop_size`` crop per clip and, with ``flip``, a random horizontal flip (turn it off when left/right is part
-    of the label)."""
-    b, t, h, w, c = clips.shape
+def jitter_scale(
+    clips: torch.Tensor, scales: Tuple[int, int], spec: ClipSpec, generator: torch.Generator
+) -> List[torch.Tensor]:
+    """Scale jitter (VMZ's ``jitter_scales``): each uint8 (T, H, W, C) clip of ``clips`` resized so that its short
+    side is drawn uniformly from ``scales`` (both ends included), with the clip's interpolation."""
+    low, high = scales
+    sides = torch.randint(low, high + 1, (len(clips),), generator=generator).tolist()
+    return [resize_frames(clip, side, spec.interpolation, spec.antialias) for clip, side in zip(clips, sides)]
+
+
+def train_augment(
+    clips: torch.Tensor,
+    spec: ClipSpec,
+    flip: bool,
+    generator: torch.Generator,
+    jitter_scales: Optional[Tuple[int, int]] = None,
+) -> torch.Tensor:
+    """uint8 (B, T, H, W, C) on any device, already resized -> normalised (B, C, T, crop, crop): with
+    ``jitter_scales``, each clip's short side resized to a random size in that range first (:func:`jitter_scale`);
+    then a random ``spec.crop_size`` crop per clip and, with ``flip``, a random horizontal flip (turn it off when
+    left/right is part of the label)."""
     size = spec.crop_size
+    scaled = jitter_scale(clips, jitter_scales, spec, generator) if jitter_scales else list(clips)
+    h, w = min(c.shape[1] for c in scaled), min(c.shape[2] for c in scaled)
     if h < size or w < size:
         raise ValueError(f"frames of {h}x{w} are smaller than the {size}-pixel crop; raise resize_size")
-    tops = torch.randint(0, h - size + 1, (b,), generator=generator).tolist()
-    lefts = torch.randint(0, w - size + 1, (b,), generator=generator).tolist()
+    b = len(scaled)
+    if jitter_scales:  # clips of different sizes: a crop position each
+        tops = [int(torch.randint(0, c.shape[1] - size + 1, (1,), generator=generator)) for c in scaled]
+        lefts = [int(torch.randint(0, c.shape[2] - size + 1, (1,), generator=generator)) for c in scaled]
+    else:
+        tops = torch.randint(0, h - size + 1, (b,), generator=generator).tolist()
+        lefts = torch.randint(0, w - size + 1, (b,), generator=generator).tolist()
     flips = (torch.rand(b, generator=generator) < 0.5).tolist() if flip else [False] * b
     out = []
     for i in range(b):
-        x = clips[i, :, tops[i] : tops[i] + size, lefts[i] : lefts[i] + size]
+        x = scaled[i][:, tops[i] : tops[i] + size, lefts[i] : lefts[i] + size]
         out.append(x.flip(2) if flips[i] else x)
     return normalize(torch.stack(out).permute(0, 4, 1, 2, 3).float() / 255.0, spec.mean, spec.std)
+
+
+def mix_batch(
+    x: torch.Tensor, target: torch.Tensor, mixup_alpha: float, cutmix_alpha: float, generator: torch.Generator
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Mixup or CutMix of a batch of clips (B, C, T, H, W) with the batch reversed, as timm's ``Mixup`` does for
+    images (one lambda per batch; with both alphas, CutMix or mixup with even odds): mixup blends the clips, CutMix
+    pastes one box of the other clip into every frame (the same box through time). ``target``: (B, K) one-hot or
+    multi-hot; returns the mixed clips and targets, weighted by the area each clip keeps."""
+    kinds = [k for k, a in (("mixup", mixup_alpha), ("cutmix", cutmix_alpha)) if a > 0]
+    if not kinds:
+        return x, target
+    kind = kinds[int(torch.randint(len(kinds), (1,), generator=generator))]
+    alpha = mixup_alpha if kind == "mixup" else cutmix_alpha
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    other = x.flip(0)
+    if kind == "mixup":
+        mixed = x * lam + other * (1 - lam)
+    else:
+        h, w = x.shape[-2:]
+        cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+        cy, cx = (int(torch.randint(n, (1,), generator=generator)) for n in (h, w))
+        top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
+        left, right = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+        mixed = x.clone()
+        mixed[..., top:bottom, left:right] = other[..., top:bottom, left:right]
+        lam = 1 - (bottom - top) * (right - left) / (h * w)  # the area actually kept
+    return mixed, target * lam + target.flip(0) * (1 - lam)

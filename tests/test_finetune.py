@@ -445,3 +445,35 @@ def test_finetune_with_scale_jitter_and_mixing_trains_and_leaves_evaluation_as_i
     finetune(train, val, cfg, out_dir=tmp_path / "run", progress=False)
     saved = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["pretrained_cfg"]
     assert saved["resize_size"] == [32, 32] and saved["crop_size"] == 28  # the evaluation clip is the weights'
+
+
+@pytest.mark.video
+def test_training_logs_go_to_tensorboard_and_wandb_offline(small, tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("wandb")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train, val, _ = small
+    out = tmp_path / "run"
+    result = finetune(train, val, config(epochs=2, log_to=["tensorboard", "wandb"]), out_dir=out, progress=False)
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "val/video_top1", "train/clip_top1"} <= set(tags), tags
+    losses = [e.value for e in events.Scalars("train/loss")]
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
+    assert losses == pytest.approx([h["train_loss"] for h in result.history])
+    assert events.Tags()["images"] == ["curves"]
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("run-*.wandb")), list((out / "wandb").iterdir())
+
+
+def test_a_missing_logging_package_is_named_with_its_extra(tmp_path, monkeypatch):
+    import sys
+
+    from r21d_zoo.train.logs import RunLogs
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
+    with pytest.raises(ValueError, match=r"--log-to wandb needs the wandb package .*pip install 'r21d-zoo\[wandb\]'"):
+        RunLogs(tmp_path, ["wandb"])

@@ -16,7 +16,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Literal, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -31,6 +31,7 @@ from .._bounds import Checked, at_least
 from ..deploy.runtime import AMP_HELP, CHANNELS_LAST_HELP, Amp, Runtime
 from .distributed import WorldInfo, all_reduce_sum, default_device, init_distributed
 from .optim import OptimConfig, SampleOptimConfig, build_optimizer, build_scheduler, sample_lr_factor
+from .logs import RunLogs
 from .run_folder import Export, RunFolder, run_settings
 
 _logger = logging.getLogger(__name__)
@@ -54,6 +55,12 @@ class TrainConfig(Checked):
     sync_bn: bool = field(default=True, metadata=dict(help="SyncBatchNorm under DDP on GPU"))
     seed: int = field(
         default=0, metadata=dict(help="seed of initialisation, clip choice and augmentation", bound=at_least(0))
+    )
+    log_to: List[Literal["tensorboard", "wandb"]] = field(
+        default_factory=list,
+        metadata=dict(
+            help="also log the run to TensorBoard and/or W&B (optional extras; W&B offline unless WANDB_MODE)"
+        ),
     )
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -212,6 +219,9 @@ def _train(
             _logger.info("resumed from %s at %s", run.checkpoint, clock.where())
         if run is not None and (run.path / "best").exists():
             best_dir = run.path / "best"
+        logs = RunLogs(run.path, cfg.log_to, settings) if run is not None and cfg.log_to and world.is_primary else None
+        if cfg.log_to and run is None:
+            raise ValueError("log_to needs an output folder for the logs (out_dir)")
         while clock.more():
             ddp.train()
             for m in hooks.frozen_bn:
@@ -245,7 +255,13 @@ def _train(
                     best, best_dir = score, run.export("best", export, unwrap(ddp), record)
                 extra.update(best=best, config=hooks.config, settings=settings)
                 run.save(unwrap(ddp), optimizer, scheduler, scaler, history, **extra)
+            if logs is not None:
+                at = int(record.get("samples", record.get("epoch", len(history))))
+                logs.record(record, at)
+                logs.image("curves", run.path / "curves.png", at)
         clock.close()
+        if logs is not None:
+            logs.close()
         final_dir = None
         if run is not None and hooks.final_name and export is not None and clock.finished():
             final_dir = run.export(hooks.final_name, export, unwrap(ddp), history[-1] if history else {})

@@ -103,7 +103,7 @@ def _plain(obj: Any) -> Any:
     return asdict(obj) if is_dataclass(obj) else str(obj)
 
 
-RESUME_FREE = ("workers", "device")  # how a run is executed, not what it computes: free to change on resume
+RESUME_FREE = ("workers", "device", "log_to")  # how a run is executed or watched, not what it computes
 
 
 def run_settings(config: Any, data: Dict[str, str]) -> Dict[str, Any]:

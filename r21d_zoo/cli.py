@@ -8,6 +8,11 @@ Field metadata understood here: ``help``, ``flag`` (a flag or a tuple of flags),
 field set to False by the flag, e.g. ``--random-weights``), ``choices``, ``parse`` (a str -> value function),
 ``deprecated`` (old flags of the option, accepted with a warning for one release).
 
+Every command takes ``--config FILE.yaml``: its values (the config dataclass as nested mappings, as the
+``config.yaml`` written beside a command's outputs holds it) become the defaults, and flags on the command line win.
+A command whose ``out`` folder exists when it ends writes the resolved ``OUT/config.yaml``, so
+``r21d-zoo <command> --config OUT/config.yaml`` replays it (``-o`` elsewhere for a second copy).
+
 Exit codes: 0 success; 1 some items of a batch failed (recorded, the rest done); 2 usage error (a bad option or an
 unknown model name); 3 input or configuration error (a file, folder, label, checkpoint or config that cannot be used).
 Errors are one line on stderr; ``--debug`` shows the traceback.
@@ -15,16 +20,19 @@ Errors are one line on stderr; ``--debug`` shows the traceback.
 
 import argparse
 import dataclasses
+import json
 import logging
 import pickle
 import sys
 import typing
 from dataclasses import MISSING, dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ._version import __version__
 from ._bounds import option_flags
-from ._errors import EXIT_INPUT, EXIT_USAGE, UsageError
+from ._errors import EXIT_INPUT, EXIT_PARTIAL, EXIT_USAGE, InputError, UsageError
+from ._io import atomic_write
 from .commands.cards import CardsConfig, run as run_cards
 from .commands.catalog import InfoConfig, ListConfig, run_info, run_list
 from .commands.convert import (
@@ -275,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="logging")
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    common.add_argument("--config", metavar="FILE.yaml", help="defaults from a config file (flags still win)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         if isinstance(command, dict):
@@ -302,23 +311,121 @@ def _log_handler(level: str) -> logging.Handler:
     return handler
 
 
+CONFIG_FILE = "config.yaml"
+
+
+def config_defaults(cls: type, values: Any, where: str, path: str = "") -> Dict[str, Any]:
+    """The argparse dests and values of a config file's mapping for the config dataclass ``cls`` (nested configs as
+    nested mappings, a clip field as a mapping of ClipSpec fields); a key ``cls`` has no field for is an error."""
+    if not isinstance(values, dict):
+        raise UsageError(f"{where}: {path.replace(_SEP, '.') or 'the file'} must be a mapping of settings")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out: Dict[str, Any] = {}
+    for key, value in values.items():
+        dotted = (path + key).replace(_SEP, ".")
+        if key not in fields:
+            raise UsageError(f"{where}: unknown setting {dotted!r}; known here: {', '.join(fields)}")
+        dest = path + key
+        if fields[key].metadata.get("clip"):
+            clip = config_defaults(ClipSpec, value or {}, where, dest + _SEP)
+            out.update(clip)
+        elif dataclasses.is_dataclass(hints[key]):
+            out.update(config_defaults(hints[key], value, where, dest + _SEP))
+        else:
+            out[dest] = value
+    return out
+
+
+def _apply_config_file(sub: argparse.ArgumentParser, cls: type, path: str) -> None:
+    """Make the settings of the YAML file ``path`` the defaults of ``sub`` (options it sets are no longer required;
+    values are checked against the options' choices)."""
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise InputError(f"--config {path} cannot be read as YAML ({e})") from e
+    defaults = config_defaults(cls, values, path)
+    for action in sub._actions:
+        if action.dest not in defaults:
+            continue
+        value = defaults[action.dest]
+        if action.choices is not None:
+            bad = [
+                v for v in (value if isinstance(value, list) else [value]) if v is not None and v not in action.choices
+            ]
+            if bad:
+                raise UsageError(
+                    f"{path}: {action.dest.replace(_SEP, '.')} {bad[0]!r} is not one of {list(action.choices)}"
+                )
+        action.required = False
+        if not action.option_strings and action.nargs in (None, "+"):  # a positional the file gives
+            action.nargs = "?" if action.nargs is None else "*"
+    sub.set_defaults(**defaults)
+
+
+def write_resolved_config(cfg: Any) -> None:
+    """``OUT/config.yaml``: every setting of the run, for ``--config`` to replay it (when the config has an ``out``
+    folder and it exists)."""
+    import yaml
+
+    out = getattr(cfg, "out", None)
+    if not isinstance(out, str) or not Path(out).is_dir():
+        return
+    plain = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))  # tuples as lists
+    text = yaml.safe_dump(plain, sort_keys=False)
+    atomic_write(Path(out) / CONFIG_FILE, lambda f: f.write(text.encode()), shared=True)  # every rank may write it
+
+
+def _subparser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    sub = parser._subparsers._group_actions[0].choices[args.command]
+    if getattr(args, "subcommand", None):
+        sub = sub._subparsers._group_actions[0].choices[args.subcommand]
+    return sub
+
+
+def _config_file(argv: Sequence[str]) -> Tuple[Optional[Tuple[str, ...]], Optional[str]]:
+    """The command words and the ``--config`` file of a command line, read before parsing (the file may give the
+    options argparse would otherwise require)."""
+    words = next((w for w in command_table() if tuple(argv[: len(w)]) == w), None)
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return words, argv[i + 1]
+        if arg.startswith("--config="):
+            return words, arg.split("=", 1)[1]
+    return words, None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    words, config_file = _config_file(argv)
+    if words is not None and config_file:
+        sub = parser._subparsers._group_actions[0].choices[words[0]]
+        if len(words) > 1:
+            sub = sub._subparsers._group_actions[0].choices[words[1]]
+        try:
+            _apply_config_file(sub, command_table()[words].config, config_file)
+        except (UsageError, InputError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USAGE if isinstance(e, UsageError) else EXIT_INPUT
     args, unknown = parser.parse_known_args(argv)
-    if unknown:  # said with the usage of the (sub)command they were given to, not the top level's
-        sub = parser._subparsers._group_actions[0].choices[args.command]
-        if getattr(args, "subcommand", None):
-            sub = sub._subparsers._group_actions[0].choices[args.subcommand]
-        sub.error(f"unrecognized arguments: {' '.join(unknown)}")
     command = COMMANDS[args.command]
     if isinstance(command, dict):
         command = command[args.subcommand]
+    if unknown:  # said with the usage of the (sub)command they were given to, not the top level's
+        _subparser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     root, handler = logging.getLogger(), _log_handler(args.log_level)
     old_level = root.level
     root.addHandler(handler)
     root.setLevel(min(handler.level, old_level or logging.WARNING))
     try:
-        return command.run(config_from_args(command.config, args))
+        cfg = config_from_args(command.config, args)
+        code = command.run(cfg)
+        if code in (0, EXIT_PARTIAL):
+            write_resolved_config(cfg)
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

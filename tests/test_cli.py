@@ -281,3 +281,48 @@ def test_bounds_hold_in_the_python_api_too():
     with pytest.raises(ValueError, match="std must be above 0"):  # a weight's own config.json: an input error
         ClipSpec(std=(0.2, 0.0, 0.2))
     assert ExtractConfig(num_clips=1, stride_sec=0.5).num_clips == 1
+
+
+# --- config files ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.video
+def test_a_runs_config_yaml_replays_it_bit_for_bit_and_flags_override_it(tmp_path, capsys):
+    import torch
+    import yaml
+    from safetensors.torch import load_file
+
+    from r21d_zoo.data.synthetic import make_motion_dataset
+
+    train, val = make_motion_dataset(tmp_path / "data", videos_per_class=4, val_per_class=2, num_frames=8, size=32)
+    args = ["finetune", "--train", str(train), "--val", str(val), "--model", "r2plus1d_18", "--random-weights"]
+    args += ["--model-args", '{"channel_multiplier": 0.125}', "--epochs", "1", "--batch-size", "4", "--workers", "0"]
+    args += ["--num-frames", "8", "--resize", "32", "32", "--crop-size", "28", "--num-clips", "1"]
+    assert main([*args, "-o", str(tmp_path / "run1")]) == 0
+    config = tmp_path / "run1" / "config.yaml"
+    resolved = yaml.safe_load(config.read_text())
+    assert resolved["settings"]["optim"]["epochs"] == 1 and resolved["settings"]["clip"]["crop_size"] == 28
+    assert main(["finetune", "--config", str(config), "-o", str(tmp_path / "run2")]) == 0
+    runs = [json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("run1", "run2")]
+    strip = [[{k: v for k, v in rec.items() if "per_s" not in k} for rec in run] for run in runs]  # timings differ
+    assert strip[0] == strip[1]
+    weights = [load_file(str(tmp_path / r / "final" / "model.safetensors")) for r in ("run1", "run2")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert main(["finetune", "--config", str(config), "-o", str(tmp_path / "run3"), "--lr", "0.5"]) == 0
+    assert yaml.safe_load((tmp_path / "run3" / "config.yaml").read_text())["settings"]["optim"]["lr"] == 0.5
+    capsys.readouterr()
+    assert main(["finetune", "--config", str(config), "--lr", "0.5"]) == 3  # into run1: the run resumes only as it was
+    assert "optim.lr" in capsys.readouterr().err
+
+
+def test_a_config_file_with_an_unknown_setting_or_value_is_a_usage_error(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("settings:\n  bogus: 1\n")
+    assert main(["finetune", "--config", str(bad)]) == 2
+    assert "unknown setting 'settings.bogus'" in capsys.readouterr().err
+    bad.write_text("settings:\n  mode: half\n")
+    assert main(["finetune", "--config", str(bad)]) == 2
+    assert "settings.mode 'half' is not one of ['full', 'fc']" in capsys.readouterr().err
+    bad.write_text("train: [unclosed\n")
+    assert main(["finetune", "--config", str(bad)]) == 3
+    assert "cannot be read as YAML" in capsys.readouterr().err

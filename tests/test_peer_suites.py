@@ -14,7 +14,7 @@ Vendored, with their assertions as written, from:
 What differs, and why:
 
 - The input is a small clip: (C, T, 32, 32) with T from the cfg's ``input_size`` (timm caps image sizes per test the
-  same way; the ``r2d`` stem's kernel spans exactly T frames); torchvision's test: 4 x 56 x 56 instead of 112.
+  same way; the ``r2d`` stem's kernel spans exactly T frames); torchvision's test: 4 x 32 x 32 instead of 112.
 - Video feature maps are NCTHW. Where timm takes two spatial axes from ``output_fmt`` (``NCHW``), they are
   (T, H, W) = (2, 3, 4) here, and ``pool_size`` is T x H x W; ``forward_intermediates`` is asked for
   ``output_fmt="NCTHW"`` (timm has no 3-D models whose convention could be followed instead).
@@ -473,7 +473,7 @@ def test_video_model(model_name, dev="cpu"):
     # the default input shape is
     # bs * num_channels * clip_len * h *w
     defaults = {
-        "input_shape": (1, 3, 4, 56, 56),  # torchvision: 112 x 112
+        "input_shape": (1, 3, 4, 32, 32),  # torchvision: 112 x 112
         "num_classes": 50,
     }
     kwargs = dict(defaults)

@@ -23,7 +23,7 @@ from r21d_zoo.data.shards import ShardStream, iter_metadata, label_stats, open_s
 from r21d_zoo.data.synthetic import DIRECTIONS, long_tailed_counts, make_motion_dataset
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import VideoClassificationTransform, train_augment
-from util import TINY, learning_seed
+from util import TINY, fork_workers_as_under_torchrun, learning_seed
 
 SPEC = dict(num_frames=4, resize_size=(32, 32), crop_size=28)
 TIMING = ("train_clips_per_s",)
@@ -143,6 +143,7 @@ def _gloo_resume(rank, world_size, init, shard_dir, out):
 
     from r21d_zoo.train.distributed import init_distributed
 
+    fork_workers_as_under_torchrun()
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world_size)
     try:
         world = init_distributed()

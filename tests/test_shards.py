@@ -30,7 +30,7 @@ from r21d_zoo.data.shards import (
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import open_video, random_clip
 
-from util import loopback_server, make_video
+from util import fork_workers_as_under_torchrun, loopback_server, make_video
 
 SPEC = ClipSpec(num_frames=4, resize_size=(32, 40), crop_size=32)
 
@@ -83,6 +83,7 @@ def _gloo_worker(rank, world, init, out_dir, result_dir):
 
     from r21d_zoo.train.distributed import init_distributed
 
+    fork_workers_as_under_torchrun()
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
         info = init_distributed()

@@ -20,6 +20,14 @@ from r21d_zoo.video.writer import write_tone, write_video
 TINY = dict(channel_multiplier=0.125)  # widths 8/16/32/64: fast on CPU, same structure
 
 
+def fork_workers_as_under_torchrun() -> None:
+    """In a rank started by ``torch.multiprocessing.spawn``: DataLoader workers fork, as they do under torchrun. A
+    spawned rank would spawn its workers too, each importing torch again (seconds per epoch on 2 cores)."""
+    import multiprocessing
+
+    multiprocessing.set_start_method("fork", force=True)
+
+
 def learning_seed() -> int:
     """The seed of the learning tests' data and training (``R21D_ZOO_TEST_SEED``, default 0). Their claims must hold
     at any seed; rerun them at others to see their margin: ``R21D_ZOO_TEST_SEED=1 python -m pytest -m slow``."""

@@ -109,7 +109,8 @@ def main() -> None:
         cfg = ExtractConfig(batch_size=8)
         spec = ClipSpec.from_model(model)
         clip_video = long_video(tmp / "e2e.mp4", 20)
-        chunks = [c for c in ClipChunks([str(clip_video)], spec, cfg).chunks(0) if len(c["frames"])]
+        item = VideoItem(str(clip_video), "e2e")
+        chunks = [c for c in ClipChunks([], spec, cfg).chunks(item.path, item) if len(c["frames"])]
         num_clips = sum(len(c["frames"]) for c in chunks)
         runner = FeatureRunner(model, spec, cfg)
         t_model = interleaved_medians(dict(m=lambda: [runner(c["frames"]) for c in chunks]), repeats=3)["m"]
@@ -180,7 +181,8 @@ def torchcodec_rows(results: dict, video: Path, spec: ClipSpec, cfg: ExtractConf
         return [dict(measurement="torchcodec vs PyAV", ours="torchcodec not usable", baseline="-", ratio="-")]
 
     def decode(backend: str):
-        return [c["frames"] for c in ClipChunks([str(video)], spec, cfg, decoder=backend).chunks(0)]
+        item = VideoItem(str(video), "e2e")
+        return [c["frames"] for c in ClipChunks([], spec, cfg, decoder=backend).chunks(item.path, item)]
 
     same = all(torch.equal(a, b) for a, b in zip(decode("torchcodec"), decode("pyav")))
     t = interleaved_medians(dict(tc=lambda: decode("torchcodec"), av=lambda: decode("pyav")), repeats=3)

@@ -6,7 +6,8 @@ to the weights' value.
 
 Field metadata understood here: ``help``, ``flag`` (a flag or a tuple of flags), ``positional``, ``negate`` (a bool
 field set to False by the flag, e.g. ``--random-weights``), ``choices``, ``parse`` (a str -> value function),
-``deprecated`` (old flags of the option, accepted with a warning for one release).
+``deprecated`` (old flags of the option, accepted with a warning for one release), ``deprecated_switch`` (old
+switches that stood for one value of the option: ``{"--optimize": "torch"}``, with the same warning).
 
 Every command takes ``--config FILE.yaml``: its values (the config dataclass as nested mappings, as the
 ``config.yaml`` written beside a command's outputs holds it) become the defaults, and flags on the command line win.
@@ -200,19 +201,32 @@ def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any, 
             raise TypeError(f"{f.name}: only options that take a value and have a default can have deprecated flags")
         kwargs.update(action=_DeprecatedFlag, new=flags[0], help=argparse.SUPPRESS)
         parser.add_argument(*meta["deprecated"], **kwargs)
+    for old, value in meta.get("deprecated_switch", {}).items():
+        new = f"{flags[0]} {value}"
+        parser.add_argument(old, dest=dest, action=_DeprecatedSwitch, const=value, new=new, help=argparse.SUPPRESS)
 
 
-class _DeprecatedFlag(argparse._StoreAction):
-    """Stores like the option it stands for, after a warning naming that option."""
+class _Deprecated(argparse.Action):
+    """An old flag: acts like the action it is mixed with, after a warning naming the option that replaces it."""
 
     def __init__(self, *args: Any, new: str, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.new = new
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: Any = None):
-        warning = f"warning: {option_string} is deprecated and will be removed in the next release; use {self.new}"
-        print(warning, file=sys.stderr)
+        print(
+            f"warning: {option_string} is deprecated and will be removed in the next release; use {self.new}",
+            file=sys.stderr,
+        )
         super().__call__(parser, namespace, values, option_string)
+
+
+class _DeprecatedFlag(_Deprecated, argparse._StoreAction):
+    """Stores like the option it stands for."""
+
+
+class _DeprecatedSwitch(_Deprecated, argparse._StoreConstAction):
+    """An old switch that stood for one value of an option: stores that value."""
 
 
 def add_config_options(

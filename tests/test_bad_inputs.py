@@ -563,13 +563,12 @@ def test_a_stalled_server_fails_within_one_deadline_and_leaves_no_file(silent_se
     assert list((torch_home / "checkpoints").iterdir()) == []  # no partial file, and the stale one is gone
 
 
-@pytest.mark.slow
-def test_a_stalled_server_is_abandoned_within_35_s_with_the_defaults(silent_server, torch_home, monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+def test_the_default_deadline_is_30_s(monkeypatch):
+    """The deadline above is this one (the stall test runs it at 1 s rather than waiting 30)."""
+    from r21d_zoo.models._download import download_timeout
+
     monkeypatch.delenv("R21D_ZOO_TIMEOUT", raising=False)
-    monkeypatch.delenv("R21D_ZOO_RETRIES", raising=False)
-    seconds, message = _fetch_stalled(silent_server, torch_home)
-    assert 29 < seconds < 35 and "within 30 s in all" in message
+    assert download_timeout() == 30
 
 
 def test_offline_mode_makes_no_connection_and_fails_at_once(silent_server, torch_home, monkeypatch):

@@ -90,18 +90,20 @@ def test_random_init_flag_is_the_same_everywhere():
             assert "--random-weights" in text, name
 
 
-DEPRECATED = [  # old flag, its value, the command, the field it sets (one name per concept since 0.x)
+DEPRECATED = [  # old flag, its value (None: a switch), the command, the field it sets (one name per concept since 0.x)
     ("--eval-clips", "3", ["finetune", "--train", "t.csv", "-o", "o"], ("settings", "num_clips"), 3),
     ("--arch", "r3d_18", ["pretrain", "s", "-o", "o"], ("settings", "model"), "r3d_18"),
     ("--policy", "uniform", ["pretrain", "s", "-o", "o"], ("settings", "sampling"), "uniform"),
     ("--student", "r3d_18", ["distill", "v", "-o", "o", "--teacher", "t"], ("settings", "model"), "r3d_18"),
     ("--student-args", '{"a": 1}', ["distill", "v", "-o", "o", "--teacher", "t"], ("settings", "model_args"), {"a": 1}),
+    ("--optimize", None, ["extract", "v", "-o", "o"], ("runtime",), "torch"),
 ]
 
 
 @pytest.mark.parametrize("old, value, argv, path, expected", DEPRECATED, ids=[d[0] for d in DEPRECATED])
 def test_old_flags_still_work_for_one_release_with_a_warning(old, value, argv, path, expected, capsys):
-    cfg = config_from_args(COMMANDS[argv[0]].config, build_parser().parse_args(argv + [old, value]))
+    given = [old] if value is None else [old, value]
+    cfg = config_from_args(COMMANDS[argv[0]].config, build_parser().parse_args(argv + given))
     for name in path:
         cfg = getattr(cfg, name)
     assert cfg == expected
@@ -200,6 +202,7 @@ IMPOSSIBLE = {
     "--freeze-stages": ["-1", "6"],
     "--backbone-lr-mult": ["-1"],
     "--num-clips": ["0", "-1", "-2"],
+    "--calibration-clips": ["0", "-1"],
     "--teacher-frames": ["0", "-1"],
     "--temperature": ["0", "-1"],
     "--entropy-threshold": ["-1"],

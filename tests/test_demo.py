@@ -4,6 +4,7 @@ import urllib.error
 
 import av
 import pytest
+import torch
 
 import r21d_zoo.models._loading as loading
 from r21d_zoo.cli import main as cli_main
@@ -35,9 +36,17 @@ def test_demo_falls_back_to_random_weights_with_a_clear_message(monkeypatch, cap
     assert "clips/s" in out and out.count("\n  ") >= 5
 
 
-def test_demo_result_fields():
+def test_demo_result_fields(torch_home):
     result = run_demo(ModelSource("mc3_18.tv_kinetics400_16f", pretrained=False), repeats=1)
     assert result["pretrained"] is False and len(result["predictions"]) == 5
+    tiny = ModelSource("r2plus1d_18", pretrained=False, model_args=dict(channel_multiplier=0.125))
+    torch.manual_seed(0)
+    eager = run_demo(tiny, repeats=1)
+    torch.manual_seed(0)
+    ort = run_demo(tiny, repeats=1, runtime="onnxruntime")  # the same answer from onnxruntime
+    assert ort["runtime"] == "onnxruntime"
+    assert [p[0] for p in ort["predictions"]] == [p[0] for p in eager["predictions"]]
+    assert max(abs(a[1] - b[1]) for a, b in zip(ort["predictions"], eager["predictions"])) < 1e-4
     assert all(isinstance(label, str) for label, _ in result["predictions"]) and result["clips_per_s"] > 0
     assert result["feature_shape"] == (1, 512, 16, 7, 7)  # MC3: layers 2-4 are 2D, time is never strided
 

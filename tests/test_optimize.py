@@ -8,7 +8,8 @@ import torch.nn as nn
 
 import r21d_zoo
 from util import randomise_bn
-from r21d_zoo.deploy.optimize import fold_batchnorm, optimize_for_inference
+from r21d_zoo.deploy.batchnorm import fold_batchnorm
+from r21d_zoo.deploy.optimize import optimize_for_inference
 
 ARCHS = ["r2plus1d_18", "r3d_18", "mc3_18", "r2plus1d_50", "ir_csn_50", "ip_csn_50"]
 
@@ -82,6 +83,8 @@ def test_bf16_autocast_stays_close():
     assert out.dtype == torch.float32
     assert (out - ref).abs().max() < 0.05 * ref.abs().max() + 0.05  # bf16 has 8 mantissa bits
     with pytest.raises(ValueError, match="amp must be one of"):
+        optimize_for_inference(model, amp="int4")
+    with pytest.raises(ValueError, match="int8 runs on the onnxruntime runtime"):
         optimize_for_inference(model, amp="int8")
 
 
@@ -103,6 +106,9 @@ def test_extraction_with_the_optimised_model_matches_eager(tmp_path):
     model.pretrained_cfg.update(num_frames=8, resize_size=(40, 53), crop_size=32)
     path = make_video(tmp_path / "v.mp4", num_frames=20)
     eager = r21d_zoo.extract_features(model, path)
-    fast = r21d_zoo.extract_features(model, path, optimize=True)
+    fast = r21d_zoo.extract_features(model, path, runtime="torch")
     assert fast.features.shape == eager.features.shape == (3, model.num_features)
     torch.testing.assert_close(torch.from_numpy(fast.features), torch.from_numpy(eager.features), rtol=1e-4, atol=1e-4)
+    with pytest.warns(FutureWarning, match=r"optimize=\.\.\.\) is deprecated .* use runtime="):
+        old = r21d_zoo.extract_features(model, path, optimize=True)
+    torch.testing.assert_close(torch.from_numpy(old.features), torch.from_numpy(fast.features))

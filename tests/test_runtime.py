@@ -9,7 +9,7 @@ import torch
 
 import r21d_zoo
 from r21d_zoo.cli import build_parser, command_table
-from r21d_zoo.deploy.runtime import AMP_CHOICES, Runtime, amp_dtype
+from r21d_zoo.deploy.runtime import AMP_CHOICES, AMP_HELP, INFERENCE_AMP_CHOICES, INFERENCE_AMP_HELP, Runtime, amp_dtype
 from r21d_zoo.jobs.extract import ExtractConfig, FeatureRunner
 from r21d_zoo.train.distributed import WorldInfo
 from r21d_zoo.train.loop import TrainConfig, _prepare
@@ -34,7 +34,10 @@ def _amp_options():
 def test_every_amp_option_has_the_same_values_default_and_help():
     found = _amp_options()
     assert {"extract", "finetune", "evaluate", "distill", "pretrain"} <= set(found)
-    assert set(found.values()) == {(AMP_CHOICES, "auto", found["extract"][2])}, found
+    inference = {k: found.pop(k) for k in ("extract",)}  # the inference commands that also offer int8
+    assert set(found.values()) == {(AMP_CHOICES, "auto", AMP_HELP)}, found
+    assert set(inference.values()) == {(INFERENCE_AMP_CHOICES, "auto", INFERENCE_AMP_HELP)}, inference
+    assert INFERENCE_AMP_CHOICES == AMP_CHOICES + ("int8",) and INFERENCE_AMP_HELP.startswith(AMP_HELP)
 
 
 def test_each_value_means_one_dtype_on_each_device():
@@ -44,6 +47,8 @@ def test_each_value_means_one_dtype_on_each_device():
     if torch.cuda.is_available():
         assert amp_dtype("auto", "cuda") in (torch.bfloat16, torch.float16)
     with pytest.raises(ValueError, match="amp must be one of"):
+        amp_dtype("int4", cpu)
+    with pytest.raises(ValueError, match="int8 is not an autocast dtype"):
         amp_dtype("int8", cpu)
 
 

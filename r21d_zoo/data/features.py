@@ -170,11 +170,15 @@ class FeatureStore:
         return json.loads(path.read_text()) if path.exists() else None
 
 
+RECORDED_ONLY = ("r21d_zoo_version", "int8_agreement")  # in extraction.json for people, not compared on resume
+
+
 def flat_settings(settings: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """``extraction.json`` as dotted keys (``weights.sha256``, ``clip.num_frames`` ...), without the package version."""
+    """``extraction.json`` as dotted keys (``weights.sha256``, ``clip.num_frames`` ...), without what is recorded
+    only (the package version, int8's measured agreement)."""
     out: Dict[str, Any] = {}
     for k, v in settings.items():
-        if k == "r21d_zoo_version":
+        if k in RECORDED_ONLY:
             continue
         out.update(flat_settings(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out

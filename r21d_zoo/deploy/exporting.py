@@ -10,20 +10,37 @@ size unless given): export one file per clip size. BatchNorm is folded into the 
 written atomically.
 """
 
+import contextlib
 import copy
+import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
 from ..models import ClipSpec
-from .optimize import fold_batchnorm
+from .batchnorm import fold_batchnorm
 
 FORMATS = (".onnx", ".pt2")
 MAX_BATCH = 1024
+
+
+@contextlib.contextmanager
+def quiet(*loggers: str) -> Iterator[None]:
+    """Warnings only from these libraries' loggers (the ONNX tools log every pass at INFO), and no Python warnings."""
+    levels = {name: logging.getLogger(name).level for name in loggers}
+    try:
+        for name in loggers:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def export(
@@ -43,23 +60,32 @@ def export(
     if fold_bn:
         fold_batchnorm(model)
     in_chans = model.stem[0].in_channels
-    example = torch.randn(2, in_chans, spec.num_frames, spec.crop_size, spec.crop_size)  # 2: batch 1 would specialise
-    batch = {"x": {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}}
+    shape = (in_chans, spec.num_frames, spec.crop_size, spec.crop_size)
+    return export_graph(model, shape, path, ["logits"], opset)
+
+
+def export_graph(
+    module: nn.Module, clip_shape: Sequence[int], path: str, output_names: Sequence[str], opset: int = 18
+) -> str:
+    """Export ``module`` (eval mode, taking one ``clips`` tensor) for clips of ``clip_shape`` (C, T, H, W) with a
+    dynamic batch axis to ``path`` (``.onnx`` or ``.pt2``), atomically. Returns the path."""
+    suffix = Path(path).suffix.lower()
+    example = torch.randn(2, *clip_shape)  # 2: batch 1 would specialise
+    batch = ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial{suffix}")
+    tmp = out.with_name(f".{out.name}.partial{os.getpid()}{suffix}")
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # exporter progress notices
+        with torch.no_grad(), quiet("onnx_ir", "onnxscript", "torch.onnx"):  # exporter progress notices
             if suffix == ".pt2":
-                torch.export.save(torch.export.export(model, (example,), dynamic_shapes=batch), str(tmp))
+                torch.export.save(torch.export.export(module, (example,), dynamic_shapes=batch), str(tmp))
             else:
                 torch.onnx.export(
-                    model,
+                    module,
                     (example,),
                     str(tmp),
                     input_names=["clips"],
-                    output_names=["logits"],
+                    output_names=list(output_names),
                     dynamic_shapes=batch,
                     opset_version=opset,
                     dynamo=True,

@@ -9,6 +9,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from ..deploy.optimize import RUNTIME_HELP, RUNTIMES, optimize_for_inference
 from ..models import ClipSpec, WeightsError, create_model
 from ..video import create_transform, read_clip, write_video
 from .common import ModelSource, in_cli_terms
@@ -33,10 +34,12 @@ def synthesize_clip(path: str, num_frames: int = 48, size: Tuple[int, int] = (24
     return write_video(path, frames(), fps)
 
 
-def run_demo(source: ModelSource, video: Optional[str] = None, repeats: int = 3) -> Dict[str, object]:
-    """Run ``source``'s model on the first clip of ``video`` (or of a synthetic clip). Registry weights that cannot be
-    downloaded fall back to random weights, said loudly; a file or folder the user named that cannot be used is an
-    error (``--checkpoint``, ``local-dir:``)."""
+def run_demo(
+    source: ModelSource, video: Optional[str] = None, repeats: int = 3, runtime: str = "eager"
+) -> Dict[str, object]:
+    """Run ``source``'s model on the first clip of ``video`` (or of a synthetic clip), on ``runtime`` (see
+    :func:`~r21d_zoo.optimize_for_inference`). Registry weights that cannot be downloaded fall back to random weights,
+    said loudly; a file or folder the user named that cannot be used is an error (``--checkpoint``, ``local-dir:``)."""
     used_pretrained = False
     named = source.checkpoint_path is not None or source.name.startswith("local-dir:")
     if source.pretrained:
@@ -54,6 +57,8 @@ def run_demo(source: ModelSource, video: Optional[str] = None, repeats: int = 3)
         model = create_model(source.name, **source.model_args)
     model.eval()
     spec = ClipSpec.from_model(model)
+    if runtime != "eager":
+        model = optimize_for_inference(model, amp="none", runtime=runtime)
     with tempfile.TemporaryDirectory() as tmp:
         path = video or synthesize_clip(str(Path(tmp) / "demo.mp4"), num_frames=max(48, spec.num_frames))
         frames = read_clip(path, 0.0, spec=spec).frames  # seeks and decodes only this clip
@@ -61,6 +66,7 @@ def run_demo(source: ModelSource, video: Optional[str] = None, repeats: int = 3)
     with torch.inference_mode():
         features = model.forward_features(clip)
         logits = model.forward_head(features)
+        model(clip)  # the first call may trace or export
         start = time.perf_counter()
         for _ in range(repeats):
             model(clip)
@@ -71,6 +77,7 @@ def run_demo(source: ModelSource, video: Optional[str] = None, repeats: int = 3)
     predictions = [(labels[i] if labels else f"class {i}", float(p)) for p, i in zip(top.values, top.indices.tolist())]
     return dict(
         model=source.name,
+        runtime=runtime,
         pretrained=used_pretrained,
         input_shape=tuple(clip.shape),
         feature_shape=tuple(features.shape),
@@ -88,7 +95,7 @@ def print_demo(result: Dict[str, object]) -> None:
         print(f"  {p:6.3f}  {label}")
     print(
         f"throughput: {result['clips_per_s']:.2f} clips/s on {'GPU' if torch.cuda.is_available() else 'CPU'} "
-        f"(batch 1, {torch.get_num_threads()} threads)"
+        f"(batch 1, {torch.get_num_threads()} threads, runtime {result['runtime']})"
     )
 
 
@@ -98,8 +105,9 @@ class DemoConfig:
 
     model: ModelSource = field(default_factory=lambda: ModelSource(DEMO_MODEL))
     video: Optional[str] = field(default=None, metadata=dict(help="use this video instead of a synthetic clip"))
+    runtime: str = field(default="eager", metadata=dict(help=RUNTIME_HELP, choices=RUNTIMES))
 
 
 def run(cfg: DemoConfig) -> int:
-    print_demo(run_demo(cfg.model, cfg.video))
+    print_demo(run_demo(cfg.model, cfg.video, runtime=cfg.runtime))
     return 0

@@ -34,9 +34,10 @@ from ..data.features import feature_format, flat_settings
 from ..data.inputs import VideoItem, default_workers, discover_videos, read_video_list, resolved
 from ..data.labelled import LabelOptions, segment_span, video_items
 from ..data.shards import VIDEO_MEMBERS as SHARD_VIDEO_EXTS, ShardSet, shard_inputs, shard_samples
-from ..deploy.optimize import optimize_for_inference
-from ..deploy.runtime import AMP_HELP, CHANNELS_LAST_HELP, Amp, Runtime
-from ..models import ClipSpec
+from ..deploy.onnx_runtime import INT8_RECIPE, tensor_sha256
+from ..deploy.optimize import RUNTIME_HELP, RUNTIMES, optimize_for_inference, resolve_runtime
+from ..deploy.runtime import CHANNELS_LAST_HELP, INFERENCE_AMP_HELP, INT8, InferenceAmp, Runtime
+from ..models import ClipSpec, state_dict_sha256
 from ..train.distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
 from ..video import (
     Clip,
@@ -150,9 +151,10 @@ def clip_features(
 
 
 class FeatureRunner:
-    """Moves uint8 clips to the device, crops and normalises there, and runs the model: eager, with the precision and
-    memory format of :mod:`r21d_zoo.deploy.runtime` (``amp="auto"``: bf16 on GPU, float32 on CPU), or, with
-    ``optimize``, through :func:`optimize_for_inference` (which then applies them)."""
+    """Moves uint8 clips to the device, crops and normalises there, and runs the model: with ``runtime="eager"`` as
+    it is, with the precision and memory format of :mod:`r21d_zoo.deploy.runtime` (``amp="auto"``: bf16 on GPU,
+    float32 on CPU); with another runtime (:data:`~r21d_zoo.deploy.optimize.RUNTIMES`) through
+    :func:`optimize_for_inference`, which then applies them (``amp="int8"`` needs ``calibration`` clips)."""
 
     def __init__(
         self,
@@ -162,33 +164,51 @@ class FeatureRunner:
         device: Union[str, torch.device, None] = None,
         amp: Optional[str] = "auto",
         channels_last: Optional[bool] = None,
-        optimize: bool = False,
+        runtime: str = "eager",
+        calibration: Optional[torch.Tensor] = None,
     ):
         self.device = torch.device(device) if device else next(model.parameters()).device
-        runtime = Runtime.create(self.device, amp, channels_last)
         model = model.eval().to(self.device)
-        if optimize:
-            model = optimize_for_inference(model, channels_last=channels_last, amp=amp)
-            runtime = Runtime(self.device)  # precision and layout are inside the optimised model
-        self.runtime = runtime
-        self.model = runtime.place(model)
+        if resolve_runtime(runtime, self.device, amp) == "eager":
+            place = Runtime.create(self.device, amp, channels_last)
+        else:
+            model = optimize_for_inference(
+                model, channels_last=channels_last, amp=amp, runtime=runtime, calibration=calibration
+            )
+            place = Runtime(self.device)  # precision and layout are inside the optimised model
+        self.runtime = place
+        self.model = place.place(model)
         self.cfg = cfg
         self.transform = VideoClassificationTransform.from_spec(spec).to(self.device)
         self.crops = 3 if spec.crop_mode == "three" else 1
 
     @torch.inference_mode()
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, T, H, W, C) -> float32 features (B, ...) on the CPU."""
+    def clips(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (B, T, H, W, C) -> the model's normalised input clips (B * crops, C, T, H, W) on the device."""
         frames = frames.to(self.device, non_blocking=True)
         if self.cfg.mirror:
             frames = frames.flip(-2)  # (B, T, H, W, C): the frames of the mirrored video, before resizing and cropping
-        x = self.runtime.prepare(self.transform(frames))
+        return self.runtime.prepare(self.transform(frames))
+
+    @torch.inference_mode()
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, T, H, W, C) -> float32 features (B, ...) on the CPU."""
+        x, cfg = self.clips(frames), self.cfg
         with self.runtime.autocast():
-            f = clip_features(self.model, x, self.cfg.layer, self.cfg.spatial_pool, self.cfg.temporal_pool)
+            f = clip_features(self.model, x, cfg.layer, cfg.spatial_pool, cfg.temporal_pool)
         f = f.float()
         if self.crops > 1:
             f = f.reshape(-1, self.crops, *f.shape[1:]).mean(1)
         return f.cpu()
+
+    @torch.inference_mode()
+    def logits(self, frames: torch.Tensor) -> torch.Tensor:
+        """The logits of ``frames``' clips (B * crops, classes) on the CPU, from the feature graph where it can."""
+        x = self.clips(frames)
+        with self.runtime.autocast():
+            if self.cfg.layer == "pre_logits":
+                return self.model.forward_head(self.model.forward_features(x)).float().cpu()
+            return self.model(x).float().cpu()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -313,24 +333,28 @@ def extract_features(
     cfg: Optional[ExtractConfig] = None,
     device: Union[str, torch.device, None] = None,
     amp: Optional[str] = "auto",
-    optimize: bool = False,
+    runtime: str = "eager",
     decoder: str = DEFAULT_DECODER,
     frames_fps: Optional[float] = None,
     **overrides: Any,
 ) -> VideoFeatures:
     """Features of every clip of one video. Keyword overrides replace fields of ``cfg`` (``num_clips=10``,
     ``layer="layer3"``, ``spatial_pool="none"``) or of the weights' clip (``num_frames=8``, ``crop_mode="three"``).
-    ``optimize`` runs the model through :func:`r21d_zoo.optimize_for_inference`; ``frames_fps`` is the rate of a frame
-    folder (``video`` may be one, see :mod:`r21d_zoo.video.frames`). The deprecated names ``backend``,
-    ``decoder_resize`` and ``clip_stride`` work (with a warning) for ``decoder``, ``fast_resize`` and ``stride_sec``."""
+    ``runtime`` (``torch``, ``onnxruntime``, ``auto``) runs the model through :func:`r21d_zoo.optimize_for_inference`
+    (float32; int8 is for :func:`run_extraction`, which calibrates); ``frames_fps`` is the rate of a frame folder
+    (``video`` may be one, see :mod:`r21d_zoo.video.frames`). The deprecated names ``backend``, ``decoder_resize``,
+    ``clip_stride`` and ``optimize=True`` work (with a warning) for ``decoder``, ``fast_resize``, ``stride_sec`` and
+    ``runtime="torch"``."""
     decoder = renamed("extract_features", "backend", overrides.pop("backend", None), "decoder", decoder)
+    optimize = "torch" if overrides.pop("optimize", None) else None
+    runtime = renamed("extract_features", "optimize", optimize, "runtime", runtime)
     for old, new in (("decoder_resize", "fast_resize"), ("clip_stride", "stride_sec")):
         if old in overrides:
             overrides[new] = renamed("extract_features", old, overrides.pop(old), new, None)
     clip_overrides = {k: overrides.pop(k) for k in ClipSpec.fields() if k in overrides}
     cfg = replace(cfg or ExtractConfig(), **overrides)
     spec = ClipSpec.from_model(model, **cfg.clip, **clip_overrides)
-    runner = FeatureRunner(model, spec, cfg, device, amp, optimize=optimize)
+    runner = FeatureRunner(model, spec, cfg, device, amp, runtime=runtime)
     feats, times, padded = [], [], []
     chunks = ClipChunks([], spec, cfg, decoder, decode_device(decoder, runner.device), frames_fps)
     for chunk in chunks.chunks(str(video), VideoItem(str(video), Path(video).stem)):
@@ -341,6 +365,76 @@ def extract_features(
             times.append(chunk["times"])
             padded.append(chunk["num_padded"])
     return VideoFeatures(torch.cat(feats).numpy(), torch.cat(times).numpy(), torch.cat(padded).numpy(), chunk["info"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# int8: calibrated on the user's videos, checked against float32
+
+CALIBRATION_CLIPS_PER_VIDEO = 4
+INT8_MIN_COSINE = 0.99  # mean per-clip cosine of int8 features with float32's
+INT8_MIN_TOP1 = 0.95  # share of clips whose int8 logits have float32's top-1 class
+
+
+def calibration_frames(
+    videos: Union[Sequence[VideoItem], ShardSet],
+    spec: ClipSpec,
+    cfg: ExtractConfig,
+    count: int,
+    decoder: str = DEFAULT_DECODER,
+    frames_fps: Optional[float] = None,
+) -> Tuple[torch.Tensor, List[str]]:
+    """uint8 frames of up to ``2 * count`` clips (the even ones calibrate int8, the odd ones check it): 4 uniformly
+    spaced clips per video from the first videos of the whole input, the same on every shard and on resume (of
+    WebDataset input, from its first shard), and the names of those videos. Videos that fail are passed over."""
+    per_video = CALIBRATION_CLIPS_PER_VIDEO
+    sampling = replace(cfg, num_clips=per_video, stride_sec=None, batch_size=per_video)  # one chunk per video
+    if isinstance(videos, ShardSet):
+        chunks: ClipChunks = ShardClipChunks(videos.urls[:1], spec, sampling, _never, decoder)
+    else:
+        chunks = ClipChunks(list(videos), spec, sampling, decoder, frames_fps=frames_fps)
+    frames: List[torch.Tensor] = []
+    names: List[str] = []
+    for chunk in chunks:
+        if "error" not in chunk and len(chunk["frames"]):
+            frames.append(chunk["frames"])
+            names.append(chunk["name"])
+        if sum(map(len, frames)) >= 2 * count:
+            break
+    if sum(map(len, frames)) < 2:
+        raise InputError("int8 needs clips to calibrate on, and none of the input videos could be decoded")
+    return torch.cat(frames)[: 2 * count], names
+
+
+@torch.inference_mode()
+def int8_agreement(
+    model: nn.Module, reference: "FeatureRunner", quantized: "FeatureRunner", frames: torch.Tensor
+) -> Dict[str, Any]:
+    """How the int8 runner's features and logits of ``frames``' clips agree with the float32 ``reference``'s: per-clip
+    cosine (mean and min) and the top-1 agreement of the logits (None for a model without a classifier)."""
+    batches = frames.split(reference.cfg.batch_size)
+    a, b = (torch.cat([r(f) for f in batches]).flatten(1) for r in (reference, quantized))
+    cosine = torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=1)
+    top1 = None
+    if getattr(model, "num_classes", 0):
+        la, lb = (torch.cat([r.logits(f) for f in batches]).argmax(1) for r in (reference, quantized))
+        top1 = round(float((la == lb).double().mean()), 4)
+    return dict(clips=len(frames), mean_cosine=round(float(cosine.mean()), 5), min_cosine=round(float(cosine.min()), 5),
+                top1_agreement=top1)
+
+
+def check_int8_agreement(agreement: Dict[str, Any], force: bool) -> None:
+    """Refuse int8 features that agree too little with float32's (unless ``force``)."""
+    cosine, top1 = agreement["mean_cosine"], agreement["top1_agreement"]
+    low = cosine < INT8_MIN_COSINE or (top1 is not None and top1 < INT8_MIN_TOP1)
+    shown = f"mean clip cosine {cosine:.4f} (at least {INT8_MIN_COSINE} needed)"
+    if top1 is not None:
+        shown += f", top-1 agreement {top1:.1%} (at least {INT8_MIN_TOP1:.0%} needed)"
+    print(f"int8 vs float32 on {agreement['clips']} held-out clips: {shown}")
+    if low and not force:
+        raise InputError(
+            f"int8 features agree too little with float32 on these videos: {shown}; extract in float32 (--amp none) "
+            "or bf16 on a CPU that has it, or calibrate on more clips (--calibration-clips)"
+        )
 
 
 def _stage_check(model: nn.Module, layer: Union[str, int]) -> None:
@@ -367,15 +461,6 @@ def _append_line(path: Path, record: Dict[str, Any]) -> None:
 # The batch job
 
 
-def weights_sha256(model: nn.Module) -> str:
-    """A digest of the model's state dict (names and values): which weights made the features."""
-    h = hashlib.sha256()
-    for name, value in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def extraction_settings(
     model: nn.Module,
     spec: ClipSpec,
@@ -385,10 +470,11 @@ def extraction_settings(
     model_name: Optional[str],
     init_seed: Optional[int] = None,
     frames_fps: Optional[float] = None,
+    quantization: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """Everything that decides what a features file holds (plus the package version, recorded but not compared);
-    ``init_seed``: the seed a randomly initialised model was drawn from; ``frames_fps``: the rate frame folders were
-    read at, when given."""
+    """Everything that decides what a features file holds (plus what is recorded but not compared: the package
+    version); ``init_seed``: the seed a randomly initialised model was drawn from; ``frames_fps``: the rate frame
+    folders were read at, when given; ``quantization``: int8's recipe and calibration clips."""
     pcfg = getattr(model, "pretrained_cfg", None) or {}
     settings = dict(
         model=model_name,
@@ -397,7 +483,7 @@ def extraction_settings(
             tag=pcfg.get("tag"),
             base_model=pcfg.get("base_model"),
             init_seed=init_seed,
-            sha256=weights_sha256(model),
+            sha256=state_dict_sha256(model),
         ),
         clip=spec.to_dict(),
         clips=dict(
@@ -408,6 +494,7 @@ def extraction_settings(
         temporal_pool=cfg.temporal_pool,
         **(dict(mirror=True) if cfg.mirror else {}),  # absent otherwise, as in folders of earlier versions
         **(dict(frames_fps=frames_fps) if frames_fps else {}),
+        **(dict(quantization=quantization) if quantization else {}),
         format=format,
         dtype=dtype,
         r21d_zoo_version=__version__,
@@ -469,12 +556,22 @@ def run_extraction(
     progress: bool = True,
     model_name: Optional[str] = None,
     init_seed: Optional[int] = None,
-    optimize: bool = False,
+    runtime: str = "eager",
     frames_fps: Optional[float] = None,
+    calibration_clips: int = 32,
+    force_int8: bool = False,
+    optimize: Optional[bool] = None,
 ) -> ExtractSummary:
     """Extract features of ``videos[shard_id::num_shards]`` into ``out_dir`` (see the module docstring). ``videos``
     may be WebDataset shards: this job then takes ``shards[shard_id::num_shards]`` and names outputs by sample key.
-    ``frames_fps``: the rate of frame folders whose item does not carry one (see :mod:`r21d_zoo.video.frames`)."""
+    ``frames_fps``: the rate of frame folders whose item does not carry one (see :mod:`r21d_zoo.video.frames`).
+
+    ``runtime``: see :func:`r21d_zoo.optimize_for_inference` (``optimize=True``, deprecated: ``"torch"``). With
+    ``amp="int8"`` the model is calibrated on ``calibration_clips`` clips of the first videos
+    (:func:`calibration_frames`) and checked on as many others against float32 (:func:`int8_agreement`: printed and
+    recorded in ``extraction.json``); too little agreement is refused before any features are written, unless
+    ``force_int8``."""
+    runtime = renamed("run_extraction", "optimize", "torch" if optimize else None, "runtime", runtime)
     spec = ClipSpec.from_model(model, **cfg.clip)
     _stage_check(model, cfg.layer)
     store_format = feature_format(format)
@@ -486,11 +583,23 @@ def run_extraction(
     lock = FolderLock(out, ".r21d-zoo.lock" if num_shards == 1 else f".r21d-zoo-shard-{shard_id}-of-{num_shards}.lock")
     with lock:  # a second live run of this shard into this folder is refused
         manifest = out / MANIFEST_FILE
-        settings = extraction_settings(model, spec, cfg, format, dtype, model_name, init_seed, frames_fps)
+        quantization, agreement, calibration = None, None, None
+        if amp == INT8:
+            reference = FeatureRunner(model, spec, cfg, device, "none", channels_last)
+            resolve_runtime(runtime, reference.device, amp)  # an impossible choice fails before decoding
+            frames, names = calibration_frames(videos, spec, cfg, calibration_clips, decoder, frames_fps)
+            calibration = reference.clips(frames[0::2]).cpu()
+            clips = dict(videos=names, clips=len(calibration), sha256=tensor_sha256(calibration))
+            quantization = dict(dtype=INT8, recipe=INT8_RECIPE, calibration=clips)
+        runner = FeatureRunner(model, spec, cfg, device, amp, channels_last, runtime, calibration)
+        settings = extraction_settings(model, spec, cfg, format, dtype, model_name, init_seed, frames_fps, quantization)
+        if quantization:
+            agreement = int8_agreement(model, reference, runner, frames[1::2])
+            check_int8_agreement(agreement, force_int8)
+            settings["int8_agreement"] = agreement
         settings_id = check_settings(out, settings, resume)
         summary = ExtractSummary()
         done = functools.partial(_finished, out, store_format) if resume else _never
-        runner = FeatureRunner(model, spec, cfg, device, amp, channels_last, optimize)
         on_gpu = decode_device(decoder, runner.device)
         if on_gpu is not None and workers:
             _logger.info("decoding with %s on %s in the main process (not in %d workers)", decoder, on_gpu, workers)
@@ -609,9 +718,19 @@ class ExtractJobConfig(Checked):
     decoder: str = field(default=DEFAULT_DECODER, metadata=dict(help="video decoding decoder", choices=DECODERS))
     workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes", bound=at_least(0)))
     device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
-    amp: Amp = field(default="auto", metadata=dict(help=AMP_HELP))
+    amp: InferenceAmp = field(default="auto", metadata=dict(help=INFERENCE_AMP_HELP))
     channels_last: Optional[bool] = field(default=None, metadata=dict(help=CHANNELS_LAST_HELP))
-    optimize: bool = field(default=False, metadata=dict(help="fold BN; TorchScript on CPU, torch.compile on GPU"))
+    runtime: str = field(
+        default="eager",
+        metadata=dict(help=RUNTIME_HELP, choices=RUNTIMES, deprecated_switch={"--optimize": "torch"}),
+    )
+    calibration_clips: int = field(
+        default=32,
+        metadata=dict(help="int8: clips to calibrate on (as many more check it against float32)", bound=at_least(1)),
+    )
+    force_int8: bool = field(
+        default=False, metadata=dict(help="int8: keep int8 features that agree with float32 less than required")
+    )
     shard_id: Optional[int] = field(
         default=None, metadata=dict(help="this job's shard (schedulers without torchrun)", bound=at_least(0))
     )
@@ -624,6 +743,8 @@ class ExtractJobConfig(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.amp == INT8 and self.runtime not in ("onnxruntime", "auto"):
+            raise UsageError(f"--amp int8 runs on --runtime onnxruntime (or auto), not on --runtime {self.runtime}")
         if self.shard_id is not None and self.shard_id >= (self.num_shards or 1):
             raise UsageError(
                 f"--shard-id {self.shard_id}: must be below --num-shards ({self.num_shards or 1}); shards count from 0"
@@ -679,8 +800,10 @@ def run(cfg: ExtractJobConfig) -> int:
         progress=shard_id == 0,
         model_name=cfg.model.name,
         init_seed=seed,
-        optimize=cfg.optimize,
+        runtime=cfg.runtime,
         frames_fps=cfg.labels.frames_fps,
+        calibration_clips=cfg.calibration_clips,
+        force_int8=cfg.force_int8,
     )
     failed = all_reduce_sum(summary.failed)
     print(

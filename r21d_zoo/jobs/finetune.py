@@ -32,6 +32,7 @@ from .._progress import progress as show_progress
 from ..data.inputs import default_workers
 from ..data.labelled import EvalClips, LabelledVideos, LabelOptions, TrainClips
 from ..deploy import save_pretrained
+from ..deploy.optimize import RUNTIME_HELP, RUNTIMES, optimize_for_inference
 from ..deploy.runtime import AMP_HELP, Amp, Runtime
 from ..models import ClipSpec, evaluation_protocol, set_derived_cfg
 from ..train.distributed import WorldInfo, default_device, init_distributed
@@ -62,11 +63,13 @@ def evaluate(
     workers: int = 0,
     amp: Optional[str] = "auto",
     keep_scores: bool = False,
+    runtime: str = "eager",
 ) -> Dict[str, Any]:
     """Clip- and video-level metrics of ``model`` on ``data``, ``num_clips`` clips of ``spec`` per video cropped by
     ``spec.crop_mode`` (see the module docstring). ``data`` must be labelled in the model's label space
     (:func:`model_classes`); classes absent from the data are reported as such. Every rank returns the metrics of the
-    whole dataset; with ``keep_scores`` also ``video_scores``, one record per video (:func:`video_scores`)."""
+    whole dataset; with ``keep_scores`` also ``video_scores``, one record per video (:func:`video_scores`).
+    ``runtime``: ``eager`` (the model as it is) or one of :func:`~r21d_zoo.optimize_for_inference`'s."""
     world = world or WorldInfo()
     device = torch.device(device) if device else next(model.parameters()).device
     model = unwrap(model).eval()
@@ -75,12 +78,16 @@ def evaluate(
             f"{data.source or 'the data'} is labelled with {len(data.classes)} classes but the model has "
             f"{model.num_classes}; read it with classes=model_classes(model)"
         )
-    runtime = Runtime.create(device, amp, channels_last=False)  # the model's memory format is the caller's
     fully_conv = spec.crop_mode == "full"
+    place = Runtime.create(device, amp, channels_last=False)  # the model's memory format is the caller's
+    if runtime != "eager":
+        if fully_conv:
+            raise UsageError("crop mode full runs the classifier as a conv over the whole clip, on runtime eager only")
+        model, place = optimize_for_inference(model, amp=amp, runtime=runtime), Runtime(device)
     transform = VideoClassificationTransform.from_spec(spec).to(device)  # frames arrive resized: resize is a no-op
     shard = list(range(world.rank, len(data), world.world_size))  # no padding, no duplicates
     loader = DataLoader(EvalClips(data, spec, num_clips, shard), batch_size=None, num_workers=workers)
-    pool = model.global_pool
+    pool = getattr(model, "global_pool", None)
     if fully_conv:
         model.global_pool = ""  # the classifier runs as a 1x1x1 conv over the whole clip
     results = []  # (index, video probs, clip probs, error)
@@ -90,7 +97,7 @@ def evaluate(
                 results.append((index, None, None, error))
                 continue
             x = transform(clips.to(device))
-            with runtime.autocast():
+            with place.autocast():
                 logits = model(x).float()
             if fully_conv:
                 logits = logits.mean(dim=(2, 3, 4))
@@ -99,7 +106,8 @@ def evaluate(
             clip_probs = probs.view(len(clips), crops, -1).mean(1)
             results.append((index, clip_probs.mean(0).cpu(), clip_probs.cpu(), ""))
     finally:
-        model.global_pool = pool
+        if fully_conv:
+            model.global_pool = pool
     if world.world_size > 1 and dist.is_initialized():
         gathered: List[Any] = [None] * world.world_size
         dist.all_gather_object(gathered, results)
@@ -436,6 +444,7 @@ class EvaluateJobConfig(Checked):
     workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes", bound=at_least(0)))
     device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
     amp: Amp = field(default="auto", metadata=dict(help=AMP_HELP))
+    runtime: str = field(default="eager", metadata=dict(help=RUNTIME_HELP, choices=RUNTIMES))
 
 
 def run_evaluate(cfg: EvaluateJobConfig) -> int:
@@ -454,7 +463,9 @@ def run_evaluate(cfg: EvaluateJobConfig) -> int:
         clip["crop_mode"] = protocol["crop_mode"]
     num_clips = cfg.num_clips or (protocol["num_clips"] if protocol else 10)
     spec = ClipSpec.from_model(model, **clip)
-    metrics = evaluate(model, data, spec, num_clips, device, world, cfg.workers, cfg.amp, bool(cfg.save_scores))
+    metrics = evaluate(
+        model, data, spec, num_clips, device, world, cfg.workers, cfg.amp, bool(cfg.save_scores), cfg.runtime
+    )
     scores = metrics.pop("video_scores", [])
     if published:
         metrics["published"] = [

@@ -23,6 +23,7 @@ from ._files import (
     model_config as model_config,
     read_state_dict as read_state_dict,
     sha256_file as sha256_file,
+    state_dict_sha256 as state_dict_sha256,
 )
 from ._inflate import inflate as inflate
 from ._loading import load_into_model as load_into_model

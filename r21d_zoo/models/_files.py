@@ -188,6 +188,16 @@ def sha256_file(path: str) -> str:
             h.update(chunk)
     return h.hexdigest()
 
+
+def state_dict_sha256(model: nn.Module) -> str:
+    """A digest of the model's state dict (names and values): which weights made an output."""
+    h = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def is_unchanged(path: Path, size: Optional[str], mtime_ns: Optional[str], sha256: Optional[str]) -> bool:
     """Whether ``path`` is the file recorded as (size, mtime_ns, sha256): its size and mtime stand in for the hash
     while they are unchanged, so an untouched file is not read again."""

@@ -176,10 +176,8 @@ class InferenceModel(nn.Module):
         output_fmt: str = "NCTHW",
         intermediates_only: bool = False,
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        args: Tuple[Any, ...] = (indices, norm, stop_early, output_fmt, intermediates_only)
-        kwargs: Dict[str, Any] = {}
         if self.engine == "onnxruntime":
-            if output_fmt != "NCTHW":
+            if output_fmt != "NCTHW":  # checked on every call: a cached graph does not run the model's own check
                 raise ValueError(f"output_fmt must be 'NCTHW' (video feature maps), got {output_fmt!r}")
 
             def build() -> Tuple[nn.Module, List[str]]:
@@ -193,7 +191,9 @@ class InferenceModel(nn.Module):
             out = list(self._ort(call, build, x))
             return out if intermediates_only else (out[0], out[1:])
         with self.runtime.autocast():
-            out = self.model.forward_intermediates(self.runtime.prepare(x), *args, **kwargs)
+            out = self.model.forward_intermediates(
+                self.runtime.prepare(x), indices, norm, stop_early, output_fmt, intermediates_only
+            )
         return [t.float() for t in out] if isinstance(out, list) else (out[0].float(), [t.float() for t in out[1]])
 
 

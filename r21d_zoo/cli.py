@@ -247,7 +247,7 @@ def add_config_options(
         dest = path + f.name
         if f.metadata.get("clip"):
             clip_hints = typing.get_type_hints(ClipSpec)
-            for cf in dataclasses.fields(ClipSpec):
+            for cf in _clip_options():
                 clip_field = _with_metadata(
                     cf, dict(cf.metadata, help=f"{cf.metadata['help']} (default: the weights')")
                 )
@@ -257,6 +257,11 @@ def add_config_options(
             add_config_options(parser, hints[f.name], default, dest + _SEP, f.metadata.get("overrides"))
         else:
             _add_option(parser, f, hints[f.name], default, dest)
+
+
+def _clip_options() -> List[dataclasses.Field]:
+    """The ClipSpec fields a clip option offers (``cli=False``: set by the weights, not by a flag)."""
+    return [cf for cf in dataclasses.fields(ClipSpec) if cf.metadata.get("cli", True)]
 
 
 def _with_metadata(f: dataclasses.Field, metadata: Dict[str, Any]) -> dataclasses.Field:
@@ -272,7 +277,7 @@ def config_from_args(cls: type, args: argparse.Namespace, path: str = "") -> Any
     for f in dataclasses.fields(cls):
         dest = path + f.name
         if f.metadata.get("clip"):
-            clip = {k: getattr(args, dest + _SEP + k) for k in ClipSpec.fields()}
+            clip = {cf.name: getattr(args, dest + _SEP + cf.name) for cf in _clip_options()}
             values[f.name] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in clip.items() if v is not None}
         elif dataclasses.is_dataclass(hints[f.name]):
             values[f.name] = config_from_args(hints[f.name], args, dest + _SEP)

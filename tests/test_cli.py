@@ -233,6 +233,7 @@ IMPOSSIBLE = {
     "--jitter-scales": ["0", "-1", "128"],
     "--mixup-alpha": ["-1", "nan", "inf"],
     "--cutmix-alpha": ["-1", "nan", "inf"],
+    "--flow-weight": ["-0.1", "1.5", "nan"],
 }
 
 

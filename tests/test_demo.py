@@ -11,6 +11,7 @@ from r21d_zoo.cli import main as cli_main
 from r21d_zoo.jobs.common import ModelSource
 from r21d_zoo.jobs.demo import run_demo, synthesize_clip
 from r21d_zoo.video import read_clip
+from util import TINY
 
 pytestmark = pytest.mark.video
 
@@ -37,9 +38,9 @@ def test_demo_falls_back_to_random_weights_with_a_clear_message(monkeypatch, cap
 
 
 def test_demo_result_fields(torch_home):
-    result = run_demo(ModelSource("mc3_18.tv_kinetics400_16f", pretrained=False), repeats=1)
+    result = run_demo(ModelSource("mc3_18.tv_kinetics400_16f", pretrained=False, model_args=TINY), repeats=1)
     assert result["pretrained"] is False and len(result["predictions"]) == 5
-    tiny = ModelSource("r2plus1d_18", pretrained=False, model_args=dict(channel_multiplier=0.125))
+    tiny = ModelSource("r2plus1d_18", pretrained=False, model_args=TINY)
     torch.manual_seed(0)
     eager = run_demo(tiny, repeats=1)
     torch.manual_seed(0)
@@ -48,7 +49,7 @@ def test_demo_result_fields(torch_home):
     assert [p[0] for p in ort["predictions"]] == [p[0] for p in eager["predictions"]]
     assert max(abs(a[1] - b[1]) for a, b in zip(ort["predictions"], eager["predictions"])) < 1e-4
     assert all(isinstance(label, str) for label, _ in result["predictions"]) and result["clips_per_s"] > 0
-    assert result["feature_shape"] == (1, 512, 16, 7, 7)  # MC3: layers 2-4 are 2D, time is never strided
+    assert result["feature_shape"] == (1, 64, 16, 7, 7)  # MC3: layers 2-4 are 2D, time is never strided
 
 
 @pytest.mark.parametrize(

@@ -245,3 +245,85 @@ def test_distill_gains_accumulation_channels_last_and_gradient_checkpointing_fro
     distill(train, [teacher], accumulated, out_dir=tmp_path / "acc", progress=False)
     state = torch.load(tmp_path / "acc" / "last.pt", weights_only=True)
     assert state["scheduler"]["last_epoch"] == 2  # 16 videos in batches of 4: 4 backward passes, 2 optimizer steps
+
+
+TINTS = {"left": (1.0, 0.35, 0.35), "right": (0.35, 1.0, 0.35), "up": (0.35, 0.35, 1.0)}
+
+
+def tinted_motion(direction: str, rng: np.random.Generator, frames: int = FRAMES + 1) -> np.ndarray:
+    """A textured square tinted by its direction (left red, right green, up blue) moving 1-2 px/frame over a grey
+    textured background that pans up to 1 px/frame (camera motion): the teacher reads the colour of one frame, a
+    flow student can only see the motion."""
+    from r21d_zoo.data.synthetic import DIRECTIONS
+
+    dy, dx = DIRECTIONS[direction]
+    side, speed, margin = SIZE // 2, int(rng.integers(1, 3)), 12
+    grey = rng.integers(80, 170, ((SIZE + 2 * margin) // 4, (SIZE + 2 * margin) // 4, 1)).repeat(4, 0).repeat(4, 1)
+    pan_y, pan_x = rng.integers(-1, 2, 2)
+    texture = rng.integers(40, 256, (side // 2, side // 2, 1)).repeat(2, 0).repeat(2, 1) * np.array(TINTS[direction])
+    travel = speed * (frames - 1)
+    lo = lambda d: (travel if d < 0 else 0, SIZE - side - (travel if d > 0 else 0))  # noqa: E731
+    y0, x0 = (int(rng.integers(a, b + 1)) for a, b in (lo(dy), lo(dx)))
+    out = np.empty((frames, SIZE, SIZE, 3), np.uint8)
+    for t in range(frames):
+        top, left = margin - pan_y * t, margin - pan_x * t
+        out[t] = grey[top : top + SIZE, left : left + SIZE].repeat(3, 2)
+        y, x = y0 + dy * speed * t, x0 + dx * speed * t
+        out[t, y : y + side, x : x + side] = texture.astype(np.uint8)
+    return out
+
+
+class TintOracle(nn.Module):
+    """Confident logits for the dominant colour channel of the frame (the tint of the square)."""
+
+    num_classes = 3
+
+    def forward(self, x):
+        rgb = (x * 0.5 + 0.5).mean(dim=(2, 3))
+        return 20.0 * nn.functional.one_hot(rgb.argmax(1), 3).float()
+
+
+@pytest.mark.slow
+@pytest.mark.video
+def test_flow_student_learns_from_an_rgb_teacher_what_random_init_does_not_see(tmp_path):
+    """DistInit with real flow: the teacher sees the RGB frames (colour, which here goes with the direction), the
+    student sees their optical flow; a 2-shot linear probe on the direction of new videos is far better on the
+    distilled student's features than on random-init flow students' (chance 1/3; gaps of +0.24 to +0.47 over their
+    mean at seeds 0-3)."""
+    from r21d_zoo.jobs.probe import probe
+
+    seed, directions = learning_seed(), list(TINTS)
+    rng = np.random.default_rng(seed)
+    videos = [str(make_frames_video(tmp_path / f"u{i:03d}.mp4", tinted_motion(directions[i % 3], rng)))
+              for i in range(48)]  # fmt: skip
+    cfg = config(
+        modality="flow",
+        optim=OptimConfig(lr=0.05, reference_batch=8, epochs=12, warmup_epochs=1, schedule="cosine"),
+        seed=seed,
+    )
+    result = distill(videos, [spec(TintOracle())], cfg, out_dir=tmp_path / "run", progress=False)
+    student = r21d_zoo.create_model(f"local-dir:{result.final_dir}").eval()
+    student_spec = ClipSpec.from_model(student)
+    assert student_spec.modality == "flow" and student.stem[0].in_channels == 2
+    transform = r21d_zoo.create_transform(student)
+
+    def clips(n, data_seed):
+        g = np.random.default_rng(data_seed)
+        xs = [tinted_motion(d, g) for _ in range(n) for d in directions]
+        return transform(torch.from_numpy(np.stack(xs))), np.array([k for _ in range(n) for k in range(3)])
+
+    (x_train, y_train), (x_test, y_test) = clips(2, seed + 100), clips(12, seed + 200)
+
+    def probe_accuracy(model):
+        with torch.no_grad():
+            f = lambda x: model.forward_head(model.forward_features(x), pre_logits=True).numpy()  # noqa: E731
+            return probe(f(x_train), y_train, f(x_test), y_test, progress=False)["test_accuracy"]
+
+    untrained = []
+    for k in range(3):  # random inits vary: their mean
+        torch.manual_seed(seed * 10 + k)
+        model = r21d_zoo.create_model("r2plus1d_18", num_classes=3, in_chans=2, **STUDENT).eval()
+        untrained.append(probe_accuracy(model))
+    distilled = probe_accuracy(student)
+    print(f"flow distill seed {seed}: probe {distilled:.3f} (random inits {np.round(untrained, 3).tolist()})")
+    assert distilled >= np.mean(untrained) + 0.2, (distilled, untrained)

@@ -169,6 +169,14 @@ def render_model_card(config: Dict[str, Any]) -> str:
     front = ["---", card_data(config).to_yaml(), "---", ""]
     c, t, h, w = p["input_size"]
     stride = p.get("sampling_stride", 1)
+    if p.get("modality") == "flow":
+        read, rgb = (t - 1) * stride + 2, ""  # ClipSpec.frames_to_read
+        flow = (
+            f"optical flow (dx, dy) in pixels from each cropped frame to the next ({p.get('flow_method', 'farneback')}"
+            f"; {read} consecutive RGB frames give {t} flow frames at stride {stride}); "
+        )
+    else:
+        read, rgb, flow = t, "RGB in [0, 1]; ", ""
     rate = f"{p['frame_rate']:g} fps" if p.get("frame_rate") else "the native frame rate"
     names = config.get("label_names")
     if p.get("label_set"):
@@ -212,13 +220,14 @@ def render_model_card(config: Dict[str, Any]) -> str:
         "import r21d_zoo, torch",
         f"model = r21d_zoo.{load}.eval()",
         "transform = r21d_zoo.create_transform(model)  # the exact preprocessing below",
-        f"frames = torch.randint(0, 256, ({t}, 240, 320, 3), dtype=torch.uint8)  # T x H x W x C uint8 RGB",
+        f"frames = torch.randint(0, 256, ({read}, 240, 320, 3), dtype=torch.uint8)  # T x H x W x C uint8 RGB",
         "with torch.inference_mode():",
         "    logits = model(transform(frames))",
         "```",
         "",
-        f"Preprocessing: RGB in [0, 1]; {_resize_text(p)}, {p.get('interpolation', 'bilinear')} "
-        f"(antialias={p.get('antialias', False)}); centre crop {h}; mean {tuple(p['mean'])}, std {tuple(p['std'])}.",
+        f"Preprocessing: {rgb}{_resize_text(p)}, {p.get('interpolation', 'bilinear')} "
+        f"(antialias={p.get('antialias', False)}); centre crop {h}; {flow}mean {tuple(p['mean'])}, "
+        f"std {tuple(p['std'])}.",
         "",
         "## Evaluation",
         "",

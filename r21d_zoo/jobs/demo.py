@@ -65,8 +65,7 @@ def run_demo(
     clip = create_transform(spec)(frames)
     with torch.inference_mode():
         features = model.forward_features(clip)
-        logits = model.forward_head(features)
-        model(clip)  # the first call may trace or export
+        logits = model(clip)  # also the warm-up: the first call may trace or export
         start = time.perf_counter()
         for _ in range(repeats):
             model(clip)

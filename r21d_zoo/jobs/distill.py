@@ -3,7 +3,9 @@ unlabelled video, which initialises video architectures with no 2D counterpart, 
 
 Per batch: each teacher (eval mode, frozen) sees RGB frame(s) of the clip — the centre frame, a random frame, or
 several random frames whose logits are averaged before the softmax — and gives a distribution ``softmax(z / T)``.
-The student (any registry architecture; its input may be another modality computed from the same clip) has one
+The student (any registry architecture) sees the clip as RGB, as optical flow computed from the same frames
+(``modality="flow"``, the paper's flow students: Farneback or RAFT, normalised like the VMZ flow weights, and
+recorded in the student's clip so that every job feeds it flow), or as a cheap grey-level difference; it has one
 linear head per teacher on its pooled features; the loss is the cross-entropy to the teacher distribution (or the
 MSE between logits), summed over teachers. Examples where a teacher's distribution has entropy above
 ``entropy_threshold`` (nats) are dropped from that teacher's loss. Training is resumable (``last.pt`` in the output
@@ -22,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..deploy import save_pretrained
-from ..models import ClipSpec, WeightsError, set_derived_cfg
+from ..models import FLOW_MEAN, FLOW_STD, ClipSpec, WeightsError, set_derived_cfg
 from ..video import VideoClassificationTransform, normalize
 from .._bounds import above, at_least
 from .._errors import InputError
@@ -156,7 +158,7 @@ class Student(nn.Module):
 
 def gray_diff_input(transform: VideoClassificationTransform) -> Callable[[torch.Tensor], torch.Tensor]:
     """A 2-channel motion modality computed from the RGB clip: grey level and its temporal difference (a cheap
-    stand-in for optical flow; a real flow student plugs in its own function)."""
+    stand-in for optical flow)."""
 
     def make(clips: torch.Tensor) -> torch.Tensor:
         x = transform(clips)  # B, 3, T, H, W normalised
@@ -167,7 +169,16 @@ def gray_diff_input(transform: VideoClassificationTransform) -> Callable[[torch.
     return make
 
 
-MODALITIES = {"rgb": (3, lambda transform: transform), "gray_diff": (2, gray_diff_input)}
+def _same(transform: VideoClassificationTransform) -> Callable[[torch.Tensor], torch.Tensor]:
+    return transform
+
+
+# student input: (channels, the clip fields it sets, what makes it from the clip's transform)
+MODALITIES: Dict[str, Tuple[int, Dict[str, Any], Callable[..., Callable[[torch.Tensor], torch.Tensor]]]] = {
+    "rgb": (3, {}, _same),
+    "flow": (2, dict(modality="flow", mean=FLOW_MEAN, std=FLOW_STD), _same),
+    "gray_diff": (2, {}, gray_diff_input),
+}
 
 
 def _distill_optim() -> OptimConfig:
@@ -188,7 +199,13 @@ class DistillConfig(TrainConfig):
             parse=parse_json_object, help="JSON object of create_model arguments", deprecated=("--student-args",)
         ),
     )
-    modality: Literal["rgb", "gray_diff"] = field(default="rgb", metadata=dict(help="the student's input"))
+    modality: Literal["rgb", "flow", "gray_diff"] = field(
+        default="rgb",
+        metadata=dict(
+            help="the student's input: RGB, optical flow of the clip (--flow-method), or grey level and its "
+            "temporal difference (a cheap stand-in for flow)"
+        ),
+    )
     clip: Dict[str, Any] = clip_field(help="the student's clip (default: its architecture's)", num_frames=8)
     target: Literal["center", "random", "multi"] = field(default="center", metadata=dict(help="teacher frame(s)"))
     teacher_frames: int = field(default=4, metadata=dict(help="frames averaged for --target multi", bound=at_least(1)))
@@ -224,9 +241,9 @@ def distill(
     specs = [TeacherSpec.create(t) for t in teachers]
     for s in specs:
         s.model.eval().requires_grad_(False).to(device)
-    in_chans, make_input = MODALITIES[cfg.modality]
+    in_chans, clip_fields, make_input = MODALITIES[cfg.modality]
     backbone = create_with_args(cfg.model, cfg.model_args, num_classes=specs[0].num_classes, in_chans=in_chans)
-    spec = ClipSpec.from_model(backbone, **cfg.clip)
+    spec = ClipSpec.from_model(backbone, **{**clip_fields, **cfg.clip})  # the teachers see its RGB frames
     set_derived_cfg(
         backbone,
         base_model=None,

@@ -10,14 +10,15 @@
 - :func:`evaluate`: N uniformly spaced clips x 1 or 3 crops (or fully-convolutional on the whole frame), softmax
   averaged over clips for video-level top-1/top-5, clip-level top-1/top-5, mAP for multi-label data, a per-class
   report and the confusion matrix. Under DDP every video is evaluated exactly once (``videos[rank::world]``, results
-  gathered), so the counts equal a single-process run.
+  gathered), so the counts equal a single-process run. :func:`evaluate_two_stream` fuses an RGB and a flow model
+  (the weighted mean of their scores per clip and per video) and reports the fusion with each stream's metrics.
 """
 
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -52,7 +53,10 @@ VAL_METRICS = ("video_top1", "video_top5", "clip_top1", "clip_top5", "mAP")
 # Evaluation
 
 
-@torch.no_grad()
+# one per video, in dataset order: (index, video scores (K,), clip scores (clips, K), error); scores None on error
+VideoResult = Tuple[int, Optional[torch.Tensor], Optional[torch.Tensor], str]
+
+
 def evaluate(
     model: nn.Module,
     data: LabelledVideos,
@@ -70,6 +74,88 @@ def evaluate(
     (:func:`model_classes`); classes absent from the data are reported as such. Every rank returns the metrics of the
     whole dataset; with ``keep_scores`` also ``video_scores``, one record per video (:func:`video_scores`).
     ``runtime``: ``eager`` (the model as it is) or one of :func:`~r21d_zoo.optimize_for_inference`'s."""
+    results = score_videos(model, data, spec, num_clips, device, world, workers, amp, runtime)
+    return _report(data, results, num_clips, spec.crop_mode, keep_scores)
+
+
+def evaluate_two_stream(
+    model: nn.Module,
+    flow_model: nn.Module,
+    data: LabelledVideos,
+    spec: ClipSpec,
+    flow_spec: ClipSpec,
+    num_clips: int = 10,
+    flow_weight: float = 0.5,
+    device: Union[str, torch.device, None] = None,
+    world: Optional[WorldInfo] = None,
+    workers: int = 0,
+    amp: Optional[str] = "auto",
+    keep_scores: bool = False,
+    runtime: str = "eager",
+) -> Dict[str, Any]:
+    """Two-stream evaluation: ``model`` on ``spec``'s RGB clips and ``flow_model`` on ``flow_spec``'s flow clips, at
+    the same ``num_clips`` positions per video; each clip's and each video's scores are ``(1 - flow_weight) * rgb +
+    flow_weight * flow`` (late fusion of the streams' softmax, as two-stream networks since Simonyan & Zisserman).
+    Returns the fused metrics (as :func:`evaluate`) with ``streams: {rgb, flow}``, each stream's own metrics."""
+    if model_classes(model) != model_classes(flow_model):
+        raise InputError("the RGB and flow models predict different classes: fusion needs one label space")
+    if flow_spec.modality != "flow":
+        raise UsageError("the flow stream's model takes RGB input: pass a flow model (its weights' modality is flow)")
+    streams = {
+        name: score_videos(m, data, s, num_clips, device, world, workers, amp, runtime)
+        for name, m, s in (("rgb", model, spec), ("flow", flow_model, flow_spec))
+    }
+    fused = fuse_scores(list(streams.values()), (1 - flow_weight, flow_weight))
+    crop_mode = spec.crop_mode if spec.crop_mode == flow_spec.crop_mode else f"{spec.crop_mode}+{flow_spec.crop_mode}"
+    metrics = _report(data, fused, num_clips, crop_mode, keep_scores)
+    metrics["flow_weight"] = flow_weight
+    metrics["streams"] = {
+        name: _metrics(data, results, num_clips, s.crop_mode)
+        for (name, results), s in zip(streams.items(), (spec, flow_spec))
+    }
+    return metrics
+
+
+def fuse_scores(streams: Sequence[List[VideoResult]], weights: Sequence[float]) -> List[VideoResult]:
+    """The weighted sum of the streams' scores, video by video (each stream's results in dataset order); a video
+    that failed in any stream fails, with that stream's error."""
+    fused = []
+    for per_video in zip(*streams):
+        index = per_video[0][0]
+        error = next((r[3] for r in per_video if r[3]), "")
+        if error:
+            fused.append((index, None, None, error))
+            continue
+        video = sum(w * r[1] for w, r in zip(weights, per_video))
+        clips = [r[2] for r in per_video]
+        clip = sum(w * c for w, c in zip(weights, clips)) if len({c.shape for c in clips}) == 1 else video[None]
+        fused.append((index, video, clip, ""))
+    return fused
+
+
+def _report(
+    data: LabelledVideos, results: List[VideoResult], num_clips: int, crop_mode: str, keep_scores: bool
+) -> Dict[str, Any]:
+    metrics = _metrics(data, results, num_clips, crop_mode)
+    if keep_scores:
+        metrics["video_scores"] = video_scores(data, results)
+    return metrics
+
+
+@torch.no_grad()
+def score_videos(
+    model: nn.Module,
+    data: LabelledVideos,
+    spec: ClipSpec,
+    num_clips: int = 10,
+    device: Union[str, torch.device, None] = None,
+    world: Optional[WorldInfo] = None,
+    workers: int = 0,
+    amp: Optional[str] = "auto",
+    runtime: str = "eager",
+) -> List[VideoResult]:
+    """Every video's clip and video scores (softmax, or sigmoid for multi-label data), on every rank, in dataset
+    order; see :func:`evaluate`."""
     world = world or WorldInfo()
     device = torch.device(device) if device else next(model.parameters()).device
     model = unwrap(model).eval()
@@ -113,13 +199,10 @@ def evaluate(
         dist.all_gather_object(gathered, results)
         results = [r for part in gathered for r in part]
     results.sort(key=lambda r: r[0])
-    metrics = _metrics(data, results, num_clips, spec.crop_mode)
-    if keep_scores:
-        metrics["video_scores"] = video_scores(data, results)
-    return metrics
+    return results
 
 
-def video_scores(data: LabelledVideos, results, top: int = 5) -> List[Dict[str, Any]]:
+def video_scores(data: LabelledVideos, results: List[VideoResult], top: int = 5) -> List[Dict[str, Any]]:
     """Per video (or segment): its path, the dataset's key and segment, the true labels, the top classes, every
     class's video-level score, and what else the annotation says of it (EPIC-Kitchens: the verb and noun of the
     action, so a verb model's and a noun model's scores can be joined by narration into action accuracy)."""
@@ -141,7 +224,7 @@ def video_scores(data: LabelledVideos, results, top: int = 5) -> List[Dict[str, 
     return records
 
 
-def _metrics(data: LabelledVideos, results, num_clips: int, crop_mode: str) -> Dict[str, Any]:
+def _metrics(data: LabelledVideos, results: List[VideoResult], num_clips: int, crop_mode: str) -> Dict[str, Any]:
     errors = {data.samples[i].path: e for i, _, _, e in results if e}
     ok = [(i, v, c) for i, v, c, e in results if not e]
     out: Dict[str, Any] = dict(
@@ -428,6 +511,16 @@ class EvaluateJobConfig(Checked):
 
     data: str = field(metadata=dict(help="labelled videos (any annotation format: see the README's table)"))
     model: ModelSource = field(default_factory=lambda: ModelSource("r2plus1d_34.ig65m_ft_kinetics400_32f"))
+    flow_model: Optional[str] = field(
+        default=None,
+        metadata=dict(
+            help="two-stream: a flow model (arch.tag, hf-hub:, local-dir:) whose scores are fused with --model's; "
+            "both streams and the fusion are reported (weights as --model's: --random-weights covers both)"
+        ),
+    )
+    flow_weight: float = field(
+        default=0.5, metadata=dict(help="the flow stream's share of the fused scores", bound=between(0, 1))
+    )
     num_clips: Optional[int] = field(
         default=None,
         metadata=dict(
@@ -455,18 +548,64 @@ def run_evaluate(cfg: EvaluateJobConfig) -> int:
     world = init_distributed()
     device = default_device(world, cfg.device)
     model = cfg.model.create().to(device)
+    flow_model = ModelSource(cfg.flow_model, cfg.model.pretrained).create().to(device) if cfg.flow_model else None
     data = cfg.labels.read(cfg.data, classes=model_classes(model), subset="test")
     published = published_metrics(model, data)
-    protocol = next((evaluation_protocol(m["protocol"]) for m in published if m["metric"].startswith("video")), None)
-    clip = dict(cfg.clip)
-    if protocol and "crop_mode" not in clip:
-        clip["crop_mode"] = protocol["crop_mode"]
+    protocol = _video_protocol(published)
     num_clips = cfg.num_clips or (protocol["num_clips"] if protocol else 10)
-    spec = ClipSpec.from_model(model, **clip)
-    metrics = evaluate(
-        model, data, spec, num_clips, device, world, cfg.workers, cfg.amp, bool(cfg.save_scores), cfg.runtime
-    )
+    spec = _evaluation_spec(model, protocol, cfg.clip)
+    args = (device, world, cfg.workers, cfg.amp, bool(cfg.save_scores), cfg.runtime)
+    if flow_model is None:
+        metrics = evaluate(model, data, spec, num_clips, *args)
+        _add_published(metrics, published)
+        streams = {"": (metrics, spec)}
+    else:
+        flow_published = published_metrics(flow_model, data)
+        flow_clip = {k: v for k, v in cfg.clip.items() if k not in ("mean", "std")}  # --mean/--std: the RGB model's
+        flow_spec = _evaluation_spec(flow_model, _video_protocol(flow_published), flow_clip)
+        metrics = evaluate_two_stream(model, flow_model, data, spec, flow_spec, num_clips, cfg.flow_weight, *args)
+        for (name, m), p in zip(metrics["streams"].items(), (published, flow_published)):
+            _add_published(m, p)
+        streams = {f"{name} stream ": (metrics["streams"][name], s) for name, s in (("rgb", spec), ("flow", flow_spec))}
     scores = metrics.pop("video_scores", [])
+    if world.is_primary:
+        metrics["excluded"] = data.excluded
+        metrics["missing"] = data.missing  # listed but not on disk: among the failed
+        keys = ("videos", "failed", "missing", "excluded", "video_top1", "video_top5", "clip_top1", "clip_top5", "mAP")
+        text = json.dumps(metrics, indent=2)
+        if cfg.output:
+            atomic_write(cfg.output, lambda f: f.write(text.encode()))
+        if cfg.save_scores:
+            lines = "".join(json.dumps(r) + "\n" for r in scores)
+            atomic_write(cfg.save_scores, lambda f: f.write(lines.encode()))
+        summary = {k: metrics[k] for k in keys if k in metrics}
+        if flow_model is not None:
+            summary["flow_weight"] = cfg.flow_weight
+            summary["streams"] = {n: {k: m[k] for k in keys if k in m} for n, m in metrics["streams"].items()}
+        print(json.dumps(summary))
+        for name, (m, s) in streams.items():
+            for p in m.get("published", []):
+                print(
+                    f"{name}{p['metric']} on {p['dataset']}: measured {p['measured']:.3f}, published "
+                    f"{p['published']:.3f} ({p['difference']:+.3f}); published protocol: {p['protocol']}; run with "
+                    f"{num_clips} clips x {s.crop_mode} crop"
+                )
+    return EXIT_PARTIAL if metrics.get("failed") else 0
+
+
+def _video_protocol(published: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    return next((evaluation_protocol(m["protocol"]) for m in published if m["metric"].startswith("video")), None)
+
+
+def _evaluation_spec(model: nn.Module, protocol: Optional[Dict[str, Any]], clip: Dict[str, Any]) -> ClipSpec:
+    """The model's clip with the user's settings, cropped as its published protocol says unless the user chose."""
+    if protocol and "crop_mode" not in clip:
+        clip = dict(clip, crop_mode=protocol["crop_mode"])
+    return ClipSpec.from_model(model, **clip)
+
+
+def _add_published(metrics: Dict[str, Any], published: List[Dict[str, Any]]) -> None:
+    """Beside the measured metrics, the published numbers for them and the difference (in points)."""
     if published:
         metrics["published"] = [
             dict(
@@ -480,24 +619,6 @@ def run_evaluate(cfg: EvaluateJobConfig) -> int:
             for m in published
             if m["metric"] in metrics
         ]
-    if world.is_primary:
-        metrics["excluded"] = data.excluded
-        metrics["missing"] = data.missing  # listed but not on disk: among the failed
-        keys = ("videos", "failed", "missing", "excluded", "video_top1", "video_top5", "clip_top1", "clip_top5", "mAP")
-        text = json.dumps(metrics, indent=2)
-        if cfg.output:
-            atomic_write(cfg.output, lambda f: f.write(text.encode()))
-        if cfg.save_scores:
-            lines = "".join(json.dumps(r) + "\n" for r in scores)
-            atomic_write(cfg.save_scores, lambda f: f.write(lines.encode()))
-        print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
-        for p in metrics.get("published", []):
-            print(
-                f"{p['metric']} on {p['dataset']}: measured {p['measured']:.3f}, published {p['published']:.3f} "
-                f"({p['difference']:+.3f}); published protocol: {p['protocol']}; run with {num_clips} clips x "
-                f"{spec.crop_mode} crop"
-            )
-    return EXIT_PARTIAL if metrics.get("failed") else 0
 
 
 def published_metrics(model: nn.Module, data: LabelledVideos) -> List[Dict[str, Any]]:

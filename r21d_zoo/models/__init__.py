@@ -12,6 +12,7 @@ from ._caffe2 import (
 )
 from ._download import (
     OFFLINE_HINT as OFFLINE_HINT,
+    cached_path as cached_path,
     download_url as download_url,
     write_verification as write_verification,
 )
@@ -29,6 +30,9 @@ from ._inflate import inflate as inflate
 from ._loading import load_into_model as load_into_model
 from ._pretrained import (
     CROP_MODES as CROP_MODES,
+    FLOW_MEAN as FLOW_MEAN,
+    FLOW_METHODS as FLOW_METHODS,
+    FLOW_STD as FLOW_STD,
     HF_HUB_ORG as HF_HUB_ORG,
     ClipSpec as ClipSpec,
     PretrainedCfg as PretrainedCfg,

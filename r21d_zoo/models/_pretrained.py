@@ -18,10 +18,16 @@ from .._bounds import above, at_least, problems as bound_problems
 HF_HUB_ORG = "r21d-zoo"  # the Hugging Face organisation `r21d-zoo publish` pushes to: one repo per tag, ORG/arch.tag
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
+# caffe2's statistics of (dx, dy) Farneback flow in pixels at 112x112 crop scale (optical_flow.h, "generated from SOA"):
+# the VMZ flow weights' normalisation, and the default of a flow student (distill --modality flow)
+FLOW_MEAN = (0.0046635, 0.0046261)
+FLOW_STD = (0.972347, 0.755146)
 
 LABEL_SETS = ("kinetics400",)
 CROP_MODES = ("center", "three", "full")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
+MODALITIES = ("rgb", "flow")
+FLOW_METHODS = ("farneback", "raft_small", "raft_large")  # r21d_zoo.video.flow computes each
 
 ResizeSize = Union[int, Tuple[int, int], None]
 _NULLABLE = ("frame_rate", "resize_size")  # clip fields where None means something (native rate, no resize)
@@ -73,9 +79,25 @@ class ClipSpec:
     )
     interpolation: str = field(default="bilinear", metadata=_help("resize filter", choices=INTERPOLATIONS))
     antialias: bool = field(default=False, metadata=_help("antialiased resizing"))
-    mean: Tuple[float, ...] = field(default=KINETICS_MEAN, metadata=_help("per-channel mean of [0, 1] input"))
+    mean: Tuple[float, ...] = field(
+        default=KINETICS_MEAN, metadata=_help("per-channel mean of [0, 1] RGB input (of flow in pixels for flow)")
+    )
     std: Tuple[float, ...] = field(
-        default=KINETICS_STD, metadata=_help("per-channel std of [0, 1] input", bound=above(0))
+        default=KINETICS_STD,
+        metadata=_help("per-channel std of [0, 1] RGB input (of flow in pixels for flow)", bound=above(0)),
+    )
+    # What the model sees: RGB frames, or the (dx, dy) optical flow between consecutive frames of the cropped clip,
+    # computed on the fly (r21d_zoo.video.flow). A property of the weights (their input channels), so no flag.
+    modality: str = field(
+        default="rgb", metadata=_help("rgb frames or optical flow computed from them", choices=MODALITIES, cli=False)
+    )
+    flow_method: str = field(
+        default="farneback",
+        metadata=_help(
+            "how a flow model's flow is computed: farneback (CPU; what the VMZ flow weights saw) or raft_small / "
+            "raft_large (torchvision's RAFT, for GPUs)",
+            choices=FLOW_METHODS,
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -92,6 +114,12 @@ class ClipSpec:
             problems.append(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
         if len(self.mean) != len(self.std):
             problems.append(f"mean {self.mean} and std {self.std} have different lengths")
+        if self.modality not in MODALITIES:
+            problems.append(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        elif self.modality == "flow" and len(self.mean) != 2:
+            problems.append(f"flow has 2 channels (dx, dy) but mean has {len(self.mean)} values")
+        if self.flow_method not in FLOW_METHODS:
+            problems.append(f"flow_method must be one of {FLOW_METHODS}, got {self.flow_method!r}")
         if problems:
             raise ValueError("invalid clip settings: " + "; ".join(problems))
 
@@ -129,6 +157,20 @@ class ClipSpec:
             base = cls.from_dict(cfg)
         changes = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(base, **changes) if changes else base
+
+    @property
+    def in_chans(self) -> int:
+        """Channels of the model's input: 2 for flow, else one per mean value."""
+        return 2 if self.modality == "flow" else len(self.mean)
+
+    def frames_to_read(self) -> Tuple[int, int]:
+        """(frames, stride) a reader decodes for one clip. A flow clip needs the frame after each of its
+        ``num_frames`` positions: with stride s, flow position l is computed between frames l*s and l*s + 1 (VMZ's
+        ``ClipTransformOpticalFlow``: consecutive frames, whatever the sampling rate), so it reads
+        ``(num_frames - 1) * s + 2`` consecutive frames."""
+        if self.modality == "flow":
+            return (self.num_frames - 1) * self.sampling_stride + 2, 1
+        return self.num_frames, self.sampling_stride
 
     def clip_seconds(self, native_fps: float) -> float:
         """Seconds one clip spans at this spec's frame rate (or the video's native one)."""

@@ -30,7 +30,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ._builder import build_model_with_cfg
 from ._features import feature_take_indices
-from ._pretrained import ClipSpec, PretrainedCfg, generate_default_cfgs
+from ._pretrained import FLOW_MEAN, FLOW_STD, ClipSpec, PretrainedCfg, generate_default_cfgs
 from ._registry import register_model, register_model_aliases
 
 __all__ = ["VideoResNet"]
@@ -805,10 +805,12 @@ default_cfgs = generate_default_cfgs(
             68.2,
             88.0,
             in_chans=2,
-            mean=(0.0046635, 0.0046261),
-            std=(0.972347, 0.755146),
+            modality="flow",
+            mean=FLOW_MEAN,
+            std=FLOW_STD,
             protocol=_PROTOCOL_2018_DENSE,
-            notes="2-channel optical-flow input (VMZ caffe2 2018 release).",
+            notes="2-channel optical-flow input (VMZ caffe2 2018 release): Farneback flow of 112x112 grey crops, "
+            "computed on the fly (r21d_zoo.video.flow).",
         ),
         # --- R(2+1)D-50 / 101: architectures without video-only weights--------------------------------------------
         "r2plus1d_50": _cfg(),

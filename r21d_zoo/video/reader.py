@@ -109,8 +109,10 @@ class VideoReader(ABC):
     def close(self) -> None: ...
 
     def read_spec_clip(self, start: float, spec: ClipSpec, pad: str = "repeat") -> ClipFrames:
-        """The clip of ``spec`` (frames, rate, stride) starting at ``start``."""
-        return self.read_clip(start, spec.num_frames, spec.frame_rate, spec.sampling_stride, pad)
+        """The frames of ``spec``'s clip (frames, rate, stride; for flow, :meth:`ClipSpec.frames_to_read`) starting at
+        ``start``."""
+        num_frames, stride = spec.frames_to_read()
+        return self.read_clip(start, num_frames, spec.frame_rate, stride, pad)
 
     def iter_clips(
         self, clips: Sequence[Clip], spec: ClipSpec, pad: str = "repeat"

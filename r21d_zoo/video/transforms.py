@@ -1,6 +1,7 @@
 """Clip preprocessing built from a :class:`ClipSpec` (normally the weights' own), so nobody copies mean/std from a
 README: the evaluation transform (resize, centre / three / no crop, normalise) and the training augmentation (random
-crop and flip)."""
+crop and flip). For a flow model (``spec.modality == "flow"``) both compute the optical flow of the cropped (and
+flipped) frames, as caffe2's ``VideoInput`` did for the VMZ flow weights, and normalise the flow."""
 
 import math
 from typing import Any, List, Optional, Sequence, Tuple, Union
@@ -10,8 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models import ClipSpec
-from ..models import CROP_MODES
+from ..models import CROP_MODES, ClipSpec
+from .flow import clip_flow
 
 
 def resized_hw(h: int, w: int, size: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -47,7 +48,9 @@ def resize_frames(
 
 
 class VideoClassificationTransform(nn.Module):
-    """uint8 frames (T, H, W, C) or a batch (B, T, H, W, C) -> normalised float clips (B, C, T, crop, crop).
+    """uint8 frames (T, H, W, C) or a batch (B, T, H, W, C) -> normalised float clips (B, C, T, crop, crop); for
+    ``modality="flow"``, RGB frames (as :meth:`ClipSpec.frames_to_read` reads them) -> normalised flow (B, 2, T,
+    crop, crop), computed on the cropped frames with ``flow_method`` (:func:`~r21d_zoo.video.flow.clip_flow`).
 
     ``crop_mode="three"`` takes three crops along the long side (start, centre, end; the papers' 3-crop test) and
     returns them as (B * 3, C, T, crop, crop), the crops of one clip adjacent; ``"full"`` keeps the whole (resized)
@@ -67,6 +70,9 @@ class VideoClassificationTransform(nn.Module):
         interpolation: str = "bilinear",
         antialias: bool = False,
         crop_mode: str = "center",
+        modality: str = "rgb",
+        flow_method: str = "farneback",
+        sampling_stride: int = 1,
     ):
         super().__init__()
         if crop_mode not in CROP_MODES:
@@ -76,15 +82,17 @@ class VideoClassificationTransform(nn.Module):
         self.crop_size = crop_size
         self.interpolation = interpolation
         self.antialias = antialias
+        self.modality, self.flow_method, self.sampling_stride = modality, flow_method, sampling_stride
+        self.in_chans = 3 if modality == "flow" else len(mean)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1, 1), persistent=False)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.dim() == 4:
             frames = frames.unsqueeze(0)
-        if frames.dim() != 5 or frames.shape[-1] != self.mean.shape[1]:
+        if frames.dim() != 5 or frames.shape[-1] != self.in_chans:
             raise ValueError(
-                f"expected frames as (T, H, W, C) or (B, T, H, W, C) with C={self.mean.shape[1]}, "
+                f"expected frames as (T, H, W, C) or (B, T, H, W, C) with C={self.in_chans}, "
                 f"got shape {tuple(frames.shape)}"
             )
         b, t, h, w, c = frames.shape
@@ -101,23 +109,44 @@ class VideoClassificationTransform(nn.Module):
             b = b * 3
         elif self.crop_mode == "center":
             x = _center_crop(x, self.crop_size)
-        if is_uint8:
-            x = x / 255.0
-        x = x.reshape(b, t, c, *x.shape[-2:]).transpose(1, 2)
+        x = x.reshape(b, t, c, *x.shape[-2:])
+        x = model_input(x, is_uint8, self.modality, self.flow_method, self.sampling_stride)
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
     @classmethod
     def from_spec(cls, spec: ClipSpec) -> "VideoClassificationTransform":
         return cls(
-            spec.resize_size, spec.crop_size, spec.mean, spec.std, spec.interpolation, spec.antialias, spec.crop_mode
+            spec.resize_size,
+            spec.crop_size,
+            spec.mean,
+            spec.std,
+            spec.interpolation,
+            spec.antialias,
+            spec.crop_mode,
+            spec.modality,
+            spec.flow_method,
+            spec.sampling_stride,
         )
 
     def extra_repr(self) -> str:
+        flow = f"modality=flow, flow_method={self.flow_method}, " if self.modality == "flow" else ""
         return (
-            f"resize_size={self.resize_size}, crop_size={self.crop_size}, crop_mode={self.crop_mode}, "
+            f"{flow}resize_size={self.resize_size}, crop_size={self.crop_size}, crop_mode={self.crop_mode}, "
             f"interpolation={self.interpolation}, antialias={self.antialias}, mean={self.mean.flatten().tolist()}, "
             f"std={self.std.flatten().tolist()}"
         )
+
+
+def model_input(x: torch.Tensor, pixels: bool, modality: str, flow_method: str, stride: int) -> torch.Tensor:
+    """Cropped float frames (B, N, C, H, W), in 0..255 if ``pixels`` else in [0, 1] -> what the model normalises
+    (B, C', T, H, W): RGB in [0, 1], or for ``modality="flow"`` the flow in pixels at T = (N - 2) // stride + 1
+    positions (:func:`~r21d_zoo.video.flow.clip_flow`)."""
+    if modality != "flow":
+        return (x / 255.0 if pixels else x).transpose(1, 2)
+    n = x.shape[1]
+    if n < 2:
+        raise ValueError(f"a flow clip needs at least 2 frames, got {n}")
+    return clip_flow(x if pixels else x * 255.0, (n - 2) // stride + 1, stride, flow_method)
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -196,8 +225,9 @@ def train_augment(
     out = []
     for i in range(b):
         x = scaled[i][:, tops[i] : tops[i] + size, lefts[i] : lefts[i] + size]
-        out.append(x.flip(2) if flips[i] else x)
-    return normalize(torch.stack(out).permute(0, 4, 1, 2, 3).float() / 255.0, spec.mean, spec.std)
+        out.append(x.flip(2) if flips[i] else x)  # flow is computed after the flip, as caffe2 did
+    x = torch.stack(out).permute(0, 1, 4, 2, 3).float()
+    return normalize(model_input(x, True, spec.modality, spec.flow_method, spec.sampling_stride), spec.mean, spec.std)
 
 
 def mix_batch(

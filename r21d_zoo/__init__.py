@@ -4,6 +4,8 @@ from ._version import __version__ as __version__
 from .deploy import export as export, optimize_for_inference as optimize_for_inference
 from .deploy import push_to_hub as push_to_hub, render_model_card as render_model_card
 from .deploy import save_pretrained as save_pretrained
+from .jobs.explain import grad_cam as grad_cam
+from .jobs.predict import Prediction as Prediction, predict as predict
 from .jobs.extract import ExtractConfig as ExtractConfig, extract_features as extract_features
 from .models import (
     ClipSpec as ClipSpec,

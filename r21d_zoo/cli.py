@@ -50,8 +50,10 @@ from .jobs.common import in_cli_terms
 from .jobs.dedup import DedupConfig, run as run_dedup
 from .jobs.demo import DemoConfig, run as run_demo
 from .jobs.distill import DistillJobConfig, run as run_distill
+from .jobs.explain import ExplainJobConfig, run as run_explain
 from .jobs.extract import ExtractJobConfig, run as run_extract
 from .jobs.finetune import EvaluateJobConfig, FinetuneJobConfig, run as run_finetune, run_evaluate
+from .jobs.predict import PredictJobConfig, run as run_predict
 from .jobs.pretrain import PretrainJobConfig, run as run_pretrain
 from .jobs.probe import ProbeJobConfig, run as run_probe
 from .jobs.shards import PackConfig, StatsConfig, SubsetConfig, run_pack, run_stats, run_subset
@@ -69,6 +71,8 @@ COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {  # a dict: a group, 
     "list": Command(ListConfig, run_list),
     "info": Command(InfoConfig, run_info),
     "demo": Command(DemoConfig, run_demo),
+    "predict": Command(PredictJobConfig, run_predict),
+    "explain": Command(ExplainJobConfig, run_explain),
     "extract": Command(ExtractJobConfig, run_extract),
     "finetune": Command(FinetuneJobConfig, run_finetune),
     "evaluate": Command(EvaluateJobConfig, run_evaluate),

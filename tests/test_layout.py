@@ -147,10 +147,13 @@ def _sources() -> Dict[str, str]:
 
 
 def test_only_the_train_layer_takes_gradient_steps():
-    """One loop: whatever a job calls its optimizer, backward passes and optimizer steps happen in the train layer."""
-    gradient = re.compile(r"\.backward\(|autograd\.(backward|grad)\(|\.step\(")
+    """One loop: whatever a job calls its optimizer, backward passes and optimizer steps happen in the train layer.
+    Grad-CAM takes gradients of a class score with respect to a feature map (``autograd.grad``), never a step."""
+    gradient = re.compile(r"\.backward\(|autograd\.backward\(|\.step\(")
     users = sorted(name for name, text in _sources().items() if gradient.search(text))
     assert users and all(name.startswith("r21d_zoo.train.") for name in users), users
+    attribution = sorted(name for name, text in _sources().items() if "autograd.grad(" in text)
+    assert attribution == ["r21d_zoo.jobs.explain"], attribution
     loops = [name for name in users if "scaler.scale(" in _sources()[name]]
     assert loops == ["r21d_zoo.train.loop"]
 

@@ -271,6 +271,19 @@ class PyAVReader(VideoReader):
             pass
         return self._buffer[first : need + 1 : stride]
 
+    def frames(self) -> Iterator[Tuple[float, np.ndarray]]:
+        """Every frame from the start, in order, with its time (resized and rotated as the reader says), one at a
+        time: for re-encoding a whole video without holding it."""
+        try:
+            self._seek(0.0)
+            while self._next_frame():
+                t, frame = self._buffer[-1]
+                yield t, self._convert(frame)
+                self._cache.clear()
+                del self._buffer[:-1]
+        except _decode_errors() as e:
+            raise _fail(self.path, "decoding failed", e) from e
+
     def close(self) -> None:
         self._buffer, self._cache, self._iter = [], {}, None
         self._container.close()

@@ -163,6 +163,12 @@ def _check_size(x: torch.Tensor, size: int) -> None:
         raise ValueError(f"frames of {h}x{w} are smaller than the {size}-pixel crop; set a resize_size")
 
 
+def center_crop_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """The centre crop of (T, H, W, C) frames, where :class:`VideoClassificationTransform` takes it: what the model
+    sees, for drawing on."""
+    return _center_crop(frames.permute(0, 3, 1, 2), size).permute(0, 2, 3, 1)
+
+
 def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     _check_size(x, size)
     h, w = x.shape[-2:]

@@ -3,7 +3,7 @@ the tests."""
 
 import os
 from fractions import Fraction
-from typing import Any, BinaryIO, Dict, Iterable, Optional, Sequence, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -54,6 +54,21 @@ def write_video(
         if astream is not None:
             write_tone(container, astream, seconds=count / fps)
     return target if isinstance(target, str) else ""
+
+
+def rewrite_video(
+    source: Union[str, "os.PathLike[str]"],
+    path: Union[str, "os.PathLike[str]", BinaryIO],
+    edit: Callable[[float, np.ndarray], np.ndarray],
+    fps: int,
+) -> None:
+    """Re-encode ``source`` frame by frame through ``edit(time, frame)`` (e.g. drawing on it), holding one frame at a
+    time; ``path`` may be a file object (written as MP4)."""
+    from .pyav import PyAVReader
+
+    with PyAVReader(source) as reader:
+        frames = (edit(t, frame) for t, frame in reader.frames())
+        write_video(path, frames, fps, container_format="mp4" if hasattr(path, "write") else None)
 
 
 def write_tone(container: Any, stream: Any, seconds: float, rate: int = 16000) -> None:

@@ -1,0 +1,170 @@
+"""predict (video-level top-k and timeline; JSON, CSV, SRT/VTT, plot, annotated video) and explain (Grad-CAM), on a
+model fine-tuned on the synthetic motion task."""
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import r21d_zoo
+from r21d_zoo.cli import main as cli_main
+from r21d_zoo.data.labelled import read_labelled
+from r21d_zoo.data.synthetic import make_motion_dataset, motion_clip, write_lossless
+from r21d_zoo.deploy import save_pretrained
+from r21d_zoo.jobs.common import ModelSource
+from r21d_zoo.jobs.explain import explain, grad_cam
+from r21d_zoo.jobs.finetune import FinetuneConfig, finetune
+from r21d_zoo.jobs.predict import predict
+from r21d_zoo.train.optim import OptimConfig
+from r21d_zoo.video.pyav import PyAVReader
+from util import TINY, learning_seed
+
+CLIP = dict(num_frames=8, resize_size=(32, 32), crop_size=28)
+
+
+@pytest.fixture(scope="module")
+def motion_model(tmp_path_factory):
+    """R(2+1)D-18 (a quarter wide) fine-tuned on left/right motion, saved as a local-dir model with its labels."""
+    seed = learning_seed()
+    root = tmp_path_factory.mktemp("motion")
+    train, val = make_motion_dataset(root, videos_per_class=64, val_per_class=8, num_frames=8, size=32, seed=seed)
+    cfg = FinetuneConfig(
+        model=ModelSource("r2plus1d_18", pretrained=False, model_args=dict(channel_multiplier=0.25)),
+        clip=CLIP, flip=False, batch_size=8, workers=0, amp=None, num_clips=1, seed=seed,
+        optim=OptimConfig(lr=0.02, reference_batch=8, epochs=5, warmup_epochs=1, schedule="cosine"),
+    )  # 5 epochs: val top-1 1.0 at seeds 0 and 1
+    result = finetune(read_labelled(train), read_labelled(val, classes=["left", "right"]), cfg, progress=False)
+    assert result.history[-1]["val_video_top1"] >= 0.9
+    save_pretrained(result.model, root / "model")
+    return root / "model"
+
+
+def switching_video(path, seed: int = 100):
+    """Left for 4 s, then right for 4 s, at 10 fps: ten 0.8-s pieces of the motion task, the square placed afresh in
+    each (so a window that straddles two pieces sees a jump: the timeline's windows are back to back)."""
+    rng = np.random.default_rng(seed)
+    frames = np.concatenate([motion_clip(d, 8, 32, rng) for d in ["left"] * 5 + ["right"] * 5])
+    return write_lossless(path, frames, fps=10)
+
+
+def _srt_cues(text):
+    cues = []
+    for block in text.strip().split("\n\n"):
+        lines = block.splitlines()
+        start, end = re.match(r"(\S+) --> (\S+)", lines[1]).groups()
+        seconds = [sum(float(x) * m for x, m in zip(s.replace(",", ".").split(":"), (3600, 60, 1)))
+                   for s in (start, end)]
+        cues.append((*seconds, [re.match(r"(.+) \(([\d.]+)\)$", line).groups() for line in lines[2:]]))
+    return cues
+
+
+@pytest.mark.slow
+@pytest.mark.video
+def test_timeline_switches_where_the_motion_does_and_every_output_agrees(motion_model, tmp_path, capsys):
+    video = switching_video(tmp_path / "switch.mp4")
+    out = tmp_path / "out"
+    args = ["predict", str(video), "--model", f"local-dir:{motion_model}", "-o", str(out), "--plot", "--annotate"]
+    assert cli_main(args) == 0
+    captured = capsys.readouterr()
+    assert "predict switch.mp4" in captured.err + captured.out  # progress
+    record = json.loads((out / "switch.json").read_text())
+    windows = record["timeline"]
+    assert [w["start"] for w in windows] == pytest.approx([0.8 * i for i in range(10)])  # back to back, by hand
+    top = [w["predictions"][0]["label"] for w in windows]
+    switch = top.index("right")
+    assert abs(switch - 5) <= 1 and top[:switch] == ["left"] * switch and set(top[switch:]) == {"right"}, top
+    assert {p["label"] for p in record["predictions"]} == {"left", "right"}  # video level, both classes, top-2
+    # CSV: the same windows, ranks and scores
+    rows = list(csv.DictReader((out / "switch.csv").open()))
+    assert len(rows) == 2 * len(windows)
+    for row in rows:
+        w = windows[[x["start"] for x in windows].index(float(row["start"]))]
+        p = w["predictions"][int(row["rank"]) - 1]
+        assert (float(row["end"]), row["label"], float(row["score"])) == (w["end"], p["label"], p["score"])
+    # SRT: a cue per window, in order, that window's labels and scores; cues tile the video
+    cues = _srt_cues((out / "switch.srt").read_text())
+    assert [[label for label, _ in c[2]] for c in cues] == [[p["label"] for p in w["predictions"]] for w in windows]
+    assert cues[0][0] == 0 and cues[-1][1] == pytest.approx(8.0)
+    assert all(a[1] == pytest.approx(b[0]) for a, b in zip(cues, cues[1:]))
+    assert (out / "switch.vtt").read_text().startswith("WEBVTT\n\n00:00:00.000 --> 00:00:00.800\nleft")
+    # the plot shows both classes: matplotlib's first two line colours are drawn
+    png = np.asarray(Image.open(out / "switch.png").convert("RGB")).reshape(-1, 3).astype(int)
+    for colour in ((31, 119, 180), (255, 127, 14)):
+        assert (np.abs(png - colour).sum(1) < 30).sum() > 50, colour
+    # the annotated video: every frame, with a caption box drawn in its corner
+    with PyAVReader(str(out / "switch.annotated.mp4")) as reader:
+        assert reader.info.duration == pytest.approx(8.0, abs=0.15)
+        frames = [f for _, f in reader.frames()]
+    assert len(frames) == 80 and all(f[1, 1].max() < 40 for f in frames)  # black behind the text
+
+
+@pytest.mark.slow
+@pytest.mark.video
+def test_grad_cam_peaks_where_the_square_moves(motion_model, tmp_path):
+    model = r21d_zoo.create_model(f"local-dir:{motion_model}")
+    rng = np.random.default_rng(learning_seed())
+    # the task's square moving right in the top-left of a frame twice the training size; the rest is still
+    frames = np.repeat(rng.integers(60, 190, (16, 16, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)[None], 8, 0)
+    texture = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8).repeat(2, 0).repeat(2, 1)
+    for t in range(8):
+        frames[t, 8:24, 6 + 2 * t : 22 + 2 * t] = texture
+    path = write_lossless(tmp_path / "right.mp4", frames)
+    moved = (np.abs(frames.astype(int) - frames[:1]).sum(-1) > 0).any(0)  # every pixel the square passes over
+    mask = torch.from_numpy(moved[4:60, 4:60])  # in the 56-pixel centre crop: 15% of it
+    e = explain(model, str(path), layer="layer3", clip=dict(resize_size=(64, 64), crop_size=56))
+    assert e.label == "right" and e.frames.shape == (8, 56, 56, 3)
+    heat = e.cam.heat.mean(0)
+    # inside / outside the path: 5.9-11.7 at seeds 0-3 (layer3); 1 would be no localisation
+    assert heat[mask].mean() > 3 * heat[~mask].mean(), (heat[mask].mean(), heat[~mask].mean())
+    peak = int(heat.argmax())
+    assert mask.flatten()[peak], "the heatmap's peak is outside the moving square's path"
+    assert e.cam.frame_importance.sum() == pytest.approx(1.0)
+    out = tmp_path / "cam"
+    assert cli_main(["explain", str(path), "-o", str(out), "--model", f"local-dir:{motion_model}",
+                     "--layer", "layer3", "--target", "left", "--resize", "64", "64", "--crop-size", "56"]) == 0
+    record = json.loads((out / "right.gradcam.json").read_text())
+    assert record["label"] == "left" and record["layer"] == "layer3" and len(record["frame_importance"]) == 8
+    gif = Image.open(out / "right.gradcam.gif")
+    assert gif.n_frames == 8
+
+
+@pytest.mark.parametrize("arch", ["r2plus1d_18", "r3d_18", "mc3_18", "rmc3_18", "ir_csn_50", "ip_csn_50"])
+def test_grad_cam_works_on_every_family_at_every_stage(arch):
+    torch.manual_seed(0)
+    model = r21d_zoo.create_model(arch, num_classes=3, **TINY).eval()
+    clip = torch.randn(3, 4, 32, 32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for layer in ["stem", "layer1", "layer2", "layer3", "layer4", 2]:
+        cam = grad_cam(model, clip, target=1, layer=layer)
+        assert cam.heat.shape == (4, 32, 32) and cam.target == 1 and torch.isfinite(cam.heat).all()
+        assert 0 <= float(cam.heat.min()) and float(cam.heat.max()) <= 1
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN statistics untouched
+    with pytest.raises(ValueError, match="unknown layer"):
+        grad_cam(model, clip, layer="layer9")
+
+
+@pytest.mark.video
+def test_predict_on_the_flow_tag_and_two_stream_with_no_flow_flags(tmp_path):
+    pytest.importorskip("cv2")
+    video = switching_video(tmp_path / "v.mp4")
+    small = dict(num_frames=4, resize_size=(32, 32), crop_size=28)
+    flow = r21d_zoo.create_model("r2plus1d_34.sports1m_ft_kinetics400_flow_32f", pretrained=False, **TINY)
+    rgb = r21d_zoo.create_model("r2plus1d_34.ig65m_ft_kinetics400_32f", pretrained=False, **TINY)
+    alone = predict(flow, str(video), clip=small, num_clips=2)
+    assert alone.scores.shape == (len(alone.timeline), 400) and np.allclose(alone.scores.sum(1), 1, atol=1e-4)
+    rgb_only = predict(rgb, str(video), clip=small, num_clips=2)
+    fused = predict(rgb, str(video), clip=small, num_clips=2, flow_model=flow, flow_weight=0.25)
+    np.testing.assert_allclose(fused.scores, 0.75 * rgb_only.scores + 0.25 * alone.scores, atol=1e-6)
+    assert fused.settings["flow_weight"] == 0.25
+
+
+def test_predict_refuses_impossible_settings_before_any_work(tmp_path, capsys):
+    from r21d_zoo.cli import EXIT_USAGE
+
+    for bad in (["--plot"], ["-o", str(tmp_path), "--outputs", "json,xml"], ["--smooth", "0"], ["--threshold", "2"]):
+        assert cli_main(["predict", str(tmp_path / "missing.mp4"), "--random-weights"] + bad) == EXIT_USAGE, bad
+        assert capsys.readouterr().err

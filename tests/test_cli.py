@@ -210,6 +210,8 @@ IMPOSSIBLE = {
     "--temperature": ["0", "-1"],
     "--entropy-threshold": ["-1"],
     "--stride-sec": ["0", "-1"],
+    "--feature-fps": ["0", "-1"],
+    "--segments": ["0", "-1"],
     "--shard-id": ["-1"],
     "--num-shards": ["0", "-1"],
     "--num-frames": ["0", "-1"],

@@ -349,3 +349,101 @@ def test_batch_jobs_log_progress_with_rate_and_eta_when_stderr_is_not_a_terminal
     lines = [x for x in capsys.readouterr().err.splitlines() if "r21d_zoo.progress: extract:" in x]
     assert [x.split("extract: ")[1].split(" ")[0] for x in lines] == ["1/3", "2/3", "3/3"]
     assert "video/s" in lines[0] and "ETA" in lines[0] and lines[0][:4].isdigit()  # timestamped
+
+
+def test_feature_fps_centred_windows_and_segments_give_the_times_derived_by_hand(videos):
+    """v2.mp4: 26 frames at 10 fps (2.6 s), clips of 8 frames (0.8 s)."""
+    model, path = tiny_model(), videos / "v2.mp4"
+    rate = r21d_zoo.extract_features(model, path, feature_fps=2.5)  # one feature every 0.4 s: ceil(2.6 / 0.4) = 7
+    np.testing.assert_allclose(rate.clip_times[:, 0], [0, 0.4, 0.8, 1.2, 1.6, 2.0, 2.4])
+    assert rate.num_padded.tolist() == [0, 0, 0, 0, 0, 2, 6]
+    centred = r21d_zoo.extract_features(model, path, feature_fps=2.5, centered=True)  # windows centred on i * 0.4 s
+    np.testing.assert_allclose(centred.clip_times.mean(1), [0, 0.4, 0.8, 1.2, 1.6, 2.0, 2.4])
+    assert centred.num_padded.tolist() == [4, 0, 0, 0, 0, 0, 2]  # the first frame before 0 s, the last after the end
+    np.testing.assert_allclose(centred.features[2], rate.features[1], rtol=1e-5, atol=1e-6)  # both read 0.4-1.2 s
+    transform = r21d_zoo.create_transform(model)
+    head = read_clip(str(path), 0.0, 4).frames  # the window at 0 s: frame 0 four times, then frames 0-3
+    with torch.inference_mode():
+        first = model.forward_head(model.forward_features(transform(torch.cat([head[:1].repeat(4, 1, 1, 1), head]))),
+                                   pre_logits=True)  # fmt: skip
+    np.testing.assert_allclose(centred.features[0], first[0].numpy(), rtol=1e-4, atol=1e-5)
+    assert len(r21d_zoo.extract_features(model, path, centered=True).features) == 4  # every 0.8 s, centred
+
+    clips = r21d_zoo.extract_features(model, path)  # back to back: centres 0.4, 1.2, 2.0, 2.8 s
+    f = clips.features
+    three = r21d_zoo.extract_features(model, path, segments=3)  # parts of 0.867 s: centres in parts 0, 1, 2, 2
+    np.testing.assert_allclose(three.clip_times, [[0, 2.6 / 3], [2.6 / 3, 5.2 / 3], [5.2 / 3, 2.6]])
+    np.testing.assert_allclose(three.features, [f[0], f[1], (f[2] + f[3]) / 2], rtol=1e-5, atol=1e-6)
+    assert three.num_padded.tolist() == [0, 0, 6]
+    five = r21d_zoo.extract_features(model, path, segments=5)  # parts of 0.52 s; part 1 (0.52-1.04) has no centre
+    np.testing.assert_allclose(five.features, [f[0], f[0], f[1], f[2], f[3]], rtol=1e-5, atol=1e-6)
+    assert cli_main(["extract", str(path), "-o", "unused", "--feature-fps", "2", "--stride-sec", "1"]) == 2
+    assert cli_main(["extract", str(path), "-o", "unused", "--num-clips", "3", "--segments", "4"]) == 2
+
+
+# As KILL_AT_RENAME, for the single HDF5 file: SIGKILL when the K-th video's staged dataset is about to be moved to
+# its name (written and flushed under .partial/, not yet under the video's name).
+KILL_AT_MOVE = textwrap.dedent(
+    """
+    import os, signal, sys
+    import h5py
+    real, kill_at, count = h5py.Group.move, int(sys.argv[1]), [0]
+
+    def move(self, source, dest):
+        count[0] += 1
+        if count[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, source, dest)
+
+    h5py.Group.move = move
+    from r21d_zoo.cli import main
+    sys.exit(main(sys.argv[2:]))
+    """
+)
+
+
+@pytest.fixture
+def one_thread():
+    """The CPU's result bit for bit as a child process with OMP_NUM_THREADS=1 computes it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_hdf5_holds_what_npy_holds_and_a_killed_run_resumes(tmp_path, tiny_dir, one_thread):
+    import h5py  # the dev extra has it
+
+    from r21d_zoo.data import FeatureStore
+
+    root = tmp_path / "many"
+    (root / "sub").mkdir(parents=True)
+    for i in range(3):
+        make_video(root / ("sub" if i == 2 else "") / f"clip{i:02d}.mp4", num_frames=12 + 8 * i, size=(64, 96), fps=10)
+    args = ["extract", str(root), "--model", f"local-dir:{tiny_dir}", "--workers", "0", "--feature-fps", "2"]
+    assert cli_main([*args, "-o", str(tmp_path / "npy")]) == 0
+    out = tmp_path / "h5"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_MOVE, "2", *args, "-o", str(out), "--format", "hdf5"],
+                            env=env, capture_output=True)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert FeatureStore(out).names == ["clip00"]  # the second is staged, not under its name
+    with h5py.File(out / "features.h5") as f:
+        assert list(f[".partial"]) == ["clip01"]
+    assert cli_main([*args, "-o", str(out), "--format", "hdf5"]) == 0
+    assert [r["name"] for r in manifest(out)] == ["clip00", "clip01", "sub/clip02"]
+    npy, h5 = FeatureStore(tmp_path / "npy"), FeatureStore(out)
+    assert h5.names == npy.names == ["clip00", "clip01", "sub/clip02"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "extraction.json", "features.h5", "manifest.jsonl"]
+    for name in npy.names:
+        a, b = h5.read(name), npy.read(name)
+        np.testing.assert_array_equal(a.features, b.features)
+        np.testing.assert_array_equal(a.clip_times, b.clip_times)
+        assert len(a.features) == int(np.ceil(a.info["duration"] * 2))  # --feature-fps 2: 1.2, 2.0, 2.8 s
+    with h5py.File(out / "features.h5") as f:
+        assert ".partial" not in f
+        settings = json.loads(f["sub/clip02"].attrs["extraction"])
+        assert settings["format"] == "hdf5" and settings["clips"]["feature_fps"] == 2
+    assert settings == json.loads((out / "extraction.json").read_text())
+    assert cli_main([*args, "-o", str(out), "--format", "hdf5"]) == 0  # all done: nothing recomputed
+    assert len(manifest(out)) == 3

@@ -41,7 +41,7 @@ def test_one_video_in_two_formats_or_two_videos_with_one_name_are_refused(tmp_pa
     result = VideoFeatures(np.zeros((1, 4), np.float32), np.zeros((1, 2)))
     write_features(tmp_path / "both", "v", result, "npy")
     write_features(tmp_path / "both", "v", result, "safetensors")
-    with pytest.raises(InputError, match="two formats"):
+    with pytest.raises(InputError, match="both hold the features"):
         FeatureStore(tmp_path / "both")
     write_features(tmp_path / "stems", "x/v", result, "npy")
     write_features(tmp_path / "stems", "y/v", result, "npy")

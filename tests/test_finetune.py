@@ -396,6 +396,13 @@ def test_finetune_and_evaluate_cli(small, tmp_path):
     assert rc == 0
     metrics = json.loads(out.read_text())
     assert metrics["videos"] == 7 and metrics["classes"] == ["left", "right"] and "confusion_matrix" in metrics
+    confusion = np.array(metrics["confusion_matrix"])
+    wrong = [dict(true=t, predicted=p, count=int(confusion[i, j]))
+             for i, t in enumerate(metrics["classes"]) for j, p in enumerate(metrics["classes"]) if i != j]  # fmt: skip
+    listed = [{k: c[k] for k in ("true", "predicted", "count")} for c in metrics["top_confusions"]]
+    assert listed == sorted((w for w in wrong if w["count"]), key=lambda w: -w["count"])
+    for picture in ("eval.confusion.png", "eval.per_class.png"):  # beside eval.json
+        assert (tmp_path / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # --- the papers' training augmentation -------------------------------------------------------------------------------

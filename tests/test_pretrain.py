@@ -302,9 +302,9 @@ def _video_features(model, csv, classes, spec_kw):
 def test_pretraining_helps_a_linear_probe(tmp_path):
     """Pre-training with sqrt sampling on 8 motion directions (60 down to 4 videos each), then a linear probe on a
     balanced target task of other videos: far above the same probe on a randomly initialised network (chance 0.125).
-    The recipe has headroom: gaps of +0.57 to +0.84 at seeds 0-2 with 3000 samples, and it passes at seeds 0-1 with the
-    2000 used here. R3D-18 learns the task from random
-    initialisation at every seed tried; R(2+1)D-18 at this budget did not take off at some."""
+    With lr 0.025 the gaps are +0.46 to +0.79 at seeds 0-3 (torch 2.14); lr 0.05 is at the edge (seed 0 does not take
+    off) and 0.1 diverges. R3D-18 learns the task from random initialisation at every seed tried; R(2+1)D-18 at this
+    budget did not take off at some."""
     seed, arch, width = learning_seed(), "r3d_18", dict(channel_multiplier=0.25)
     directions = list(DIRECTIONS)
     counts = long_tailed_counts(directions, 60, 4)
@@ -328,7 +328,7 @@ def test_pretraining_helps_a_linear_probe(tmp_path):
     cfg = PretrainConfig(
         model=arch, model_args=width, clip=clip, sampling="sqrt", flip=False, batch_size=16, workers=2,
         checkpoint_every=3000, seed=seed,
-        optim=SampleOptimConfig(lr=0.05, reference_batch=16, samples=2000, warmup_samples=300, halvings=2),
+        optim=SampleOptimConfig(lr=0.025, reference_batch=16, samples=2000, warmup_samples=300, halvings=2),
     )  # fmt: skip
     model = pretrain(open_shards(str(tmp_path / "shards")), cfg, progress=False).model.eval()
     assert list(model.pretrained_cfg["label_names"]) == classes

@@ -6,7 +6,11 @@ A video's features are saved under its output name (its path relative to the inp
 - ``npy``: ``<name>.npy`` (float32/float16, clips x ...) and ``<name>.times.npy`` (float64, clips x 2: the start and
   end seconds of every clip; the last may end after the video);
 - ``safetensors``: ``<name>.safetensors`` holding ``features``, ``clip_times`` and ``num_padded`` (padded frames per
-  clip), with the video's info (duration, fps, ...) as JSON metadata.
+  clip), with the video's info (duration, fps, ...) as JSON metadata;
+- ``hdf5`` (the ``hdf5`` extra): one file, ``features.h5`` (``features-<i>-of-<n>.h5`` per shard of a sharded job),
+  with one dataset per video at its output name; the dataset's attributes hold ``clip_times``, ``num_padded``, the
+  video's info and the extraction settings (JSON). A video is written under ``.partial/`` in the file, then moved to
+  its name, so a killed run leaves no half-written dataset under a video's name; resuming appends to the file.
 
 The folder also holds ``extraction.json`` (the settings every file was made with) and ``manifest.jsonl`` (one line per
 processed video). A new format is a :class:`FeatureFormat` registered in :data:`FEATURE_FORMATS`.
@@ -15,12 +19,12 @@ processed video). A new format is a :class:`FeatureFormat` registered in :data:`
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from .._errors import InputError
-from .._io import atomic_write
+from .._io import atomic_write, partial_path
 
 SETTINGS_FILE = "extraction.json"
 MANIFEST_FILE = "manifest.jsonl"
@@ -48,10 +52,28 @@ class FeatureFormat:
         """Whether ``path`` is the features file of a video in this format."""
         return path.name.endswith(self.suffix)
 
+    def names_in(self, path: Path, root: Path) -> List[Tuple[str, str]]:
+        """The (output name, key for :meth:`read`) of the videos in ``path``, a file this format owns under
+        ``root``: one per file here."""
+        return [(path.relative_to(root).as_posix()[: -len(self.suffix)], "")]
+
+    def for_job(self, settings: Dict[str, Any], shard_id: int = 0, num_shards: int = 1) -> "FeatureFormat":
+        """This format as one extraction job writes it (a single-file format names its file by shard)."""
+        return self
+
+    def finished(self, out: Path) -> Callable[[str], bool]:
+        """Whether a video's outputs are all in ``out`` (by output name)."""
+        return lambda name: all(p.exists() for p in self.paths(out, name))
+
+    def discard_partial(self, out: Path, name: str) -> None:
+        """Remove what a killed run left half-written for ``name`` (only the job that writes ``name`` calls it)."""
+        for p in self.paths(out, name):
+            partial_path(p).unlink(missing_ok=True)
+
     def write(self, out: Path, name: str, result: VideoFeatures, dtype: str) -> List[Path]:
         raise NotImplementedError
 
-    def read(self, path: Path) -> VideoFeatures:
+    def read(self, path: Path, key: str = "") -> VideoFeatures:
         raise NotImplementedError
 
 
@@ -71,7 +93,7 @@ class NpyFormat(FeatureFormat):
         atomic_write(paths[1], lambda f: np.save(f, features))
         return paths
 
-    def read(self, path: Path) -> VideoFeatures:
+    def read(self, path: Path, key: str = "") -> VideoFeatures:
         times = path.with_name(path.name[: -len(".npy")] + ".times.npy")
         features = np.load(path)
         clip_times = np.load(times) if times.exists() else np.zeros((0, 2))
@@ -97,7 +119,7 @@ class SafetensorsFormat(FeatureFormat):
         atomic_write(paths[0], lambda f: f.write(data))
         return paths
 
-    def read(self, path: Path) -> VideoFeatures:
+    def read(self, path: Path, key: str = "") -> VideoFeatures:
         from safetensors import safe_open
 
         with safe_open(str(path), "np") as f:
@@ -106,7 +128,79 @@ class SafetensorsFormat(FeatureFormat):
         return VideoFeatures(tensors["features"], tensors["clip_times"], tensors.get("num_padded"), info)
 
 
-FEATURE_FORMATS: Dict[str, FeatureFormat] = {f.name: f for f in (NpyFormat(), SafetensorsFormat())}
+class Hdf5Format(FeatureFormat):
+    name, suffix = "hdf5", ".h5"
+    PARTIAL = ".partial"
+
+    def __init__(self, file_name: str = "features.h5", settings: Optional[Dict[str, Any]] = None):
+        self.file_name, self.settings = file_name, settings or {}
+
+    @staticmethod
+    def _h5py() -> Any:
+        try:
+            import h5py
+        except ImportError as e:
+            raise InputError("--format hdf5 needs h5py: pip install 'r21d_zoo[hdf5]'") from e
+        return h5py
+
+    def paths(self, out: Path, name: str) -> List[Path]:
+        return [out / self.file_name]
+
+    def names_in(self, path: Path, root: Path) -> List[Tuple[str, str]]:
+        h5py = self._h5py()
+        names: List[str] = []
+        try:
+            with h5py.File(path, "r") as f:
+                f.visititems(lambda key, obj: names.append(key) if isinstance(obj, h5py.Dataset) else None)
+        except OSError as e:
+            message = f"{path}: not a readable HDF5 file ({e}); move it out of the folder, or extract again"
+            raise InputError(message) from e
+        return [(k, k) for k in sorted(names) if not k.startswith(self.PARTIAL + "/")]
+
+    def for_job(self, settings: Dict[str, Any], shard_id: int = 0, num_shards: int = 1) -> "FeatureFormat":
+        file_name = "features.h5" if num_shards == 1 else f"features-{shard_id}-of-{num_shards}.h5"
+        return Hdf5Format(file_name, settings)
+
+    def finished(self, out: Path) -> Callable[[str], bool]:
+        done = {name for f in sorted(out.glob("*.h5")) for name, _ in self.names_in(f, out)}  # every shard's file
+        return done.__contains__
+
+    def discard_partial(self, out: Path, name: str) -> None:
+        path = out / self.file_name
+        if path.exists():
+            with self._h5py().File(path, "a") as f:
+                if self.PARTIAL in f:  # this job is the file's only writer, and it stages one video at a time
+                    del f[self.PARTIAL]
+
+    def write(self, out: Path, name: str, result: VideoFeatures, dtype: str) -> List[Path]:
+        path = out / self.file_name
+        padded = result.num_padded if result.num_padded is not None else np.zeros(len(result.features))
+        with self._h5py().File(path, "a") as f:
+            staged = f"{self.PARTIAL}/{name}"
+            if self.PARTIAL in f:
+                del f[self.PARTIAL]
+            data = f.create_dataset(staged, data=result.features.astype(dtype))
+            data.attrs["clip_times"] = result.clip_times
+            data.attrs["num_padded"] = padded.astype(np.int64)
+            data.attrs["info"] = json.dumps(result.info, default=str)
+            data.attrs["extraction"] = json.dumps(self.settings)
+            f.flush()
+            if name in f:  # --overwrite
+                del f[name]
+            f.move(staged, name)
+            del f[self.PARTIAL]
+        return [path]
+
+    def read(self, path: Path, key: str = "") -> VideoFeatures:
+        with self._h5py().File(path, "r") as f:
+            data = f[key]
+            return VideoFeatures(
+                data[()], np.asarray(data.attrs["clip_times"]), np.asarray(data.attrs["num_padded"]),
+                json.loads(data.attrs["info"]),
+            )  # fmt: skip
+
+
+FEATURE_FORMATS: Dict[str, FeatureFormat] = {f.name: f for f in (NpyFormat(), SafetensorsFormat(), Hdf5Format())}
 
 
 def feature_format(name: str) -> FeatureFormat:
@@ -121,22 +215,34 @@ def write_features(out: Path, name: str, result: VideoFeatures, format: str = "n
 
 
 class FeatureStore:
-    """The features under ``root`` in any format, by output name (``<relative path without extension>``), sorted."""
+    """The features under ``root`` in any format, by output name (``<relative path without extension>``), sorted.
+    In a single-file format the input's sub-folders are groups of the file, and ``root`` may name one as if it were a
+    folder: ``OUT/left`` is the videos under ``left/`` in ``OUT/features.h5``."""
 
     def __init__(self, root: Union[str, Path]):
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise InputError(f"{root}: no such feature folder (the -o folder of r21d-zoo extract)")
+        base, prefix = self.root, ""
+        if not base.is_dir():
+            parent = next((p for p in base.parents if p.is_dir()), Path("."))
+            base, prefix = parent, base.relative_to(parent).as_posix() + "/"
         files: Dict[str, Path] = {}
-        for f in sorted(self.root.rglob("*")):
+        self._where: Dict[str, Tuple[FeatureFormat, str]] = {}
+        for f in sorted(base.rglob("*")) if prefix == "" or (base / SETTINGS_FILE).exists() else []:
             fmt = next((x for x in FEATURE_FORMATS.values() if x.owns(f)), None)
             if fmt is None or not f.is_file():
                 continue
-            name = f.relative_to(self.root).as_posix()[: -len(fmt.suffix)]
-            if name in files:
-                raise InputError(f"{files[name]} and {f} are features of one video in two formats; keep one")
-            files[name] = f
-        self.files = dict(sorted(files.items()))
+            for name, key in fmt.names_in(f, base):
+                if not name.startswith(prefix):
+                    continue
+                name = name[len(prefix) :]
+                if name in files:
+                    first = f"{files[name]}:{self._where[name][1]}" if self._where[name][1] else files[name]
+                    raise InputError(f"{first} and {f} both hold the features of {name} (two formats?); keep one")
+                files[name] = f
+                self._where[name] = (fmt, key)
+        if prefix and not files:
+            raise InputError(f"{root}: no such feature folder (the -o folder of r21d-zoo extract, or a folder in it)")
+        self.files = dict(sorted(files.items()))  # the file each video's features are in
 
     @property
     def names(self) -> List[str]:
@@ -146,9 +252,13 @@ class FeatureStore:
         return len(self.files)
 
     def read(self, name: str) -> VideoFeatures:
-        path = self.files[name]
-        fmt = next(x for x in FEATURE_FORMATS.values() if x.owns(path))
-        return fmt.read(path)
+        fmt, key = self._where[name]
+        return fmt.read(self.files[name], key)
+
+    def where(self, name: str) -> str:
+        """Where a video's features are, for messages: its file (and, in a single-file format, its key)."""
+        key = self._where[name][1]
+        return f"{self.files[name]}:{key}" if key else str(self.files[name])
 
     def by_stem(self) -> Dict[str, str]:
         """Output names by their last component (the video's file name without extension), for matching features to
@@ -158,7 +268,7 @@ class FeatureStore:
             stem = name.rsplit("/", 1)[-1]
             if stem in stems:
                 raise InputError(
-                    f"{self.files[stems[stem]]} and {self.files[name]} share the name {stem!r}; videos are matched "
+                    f"{self.where(stems[stem])} and {self.where(name)} share the name {stem!r}; videos are matched "
                     "to their features by file name"
                 )
             stems[stem] = name

@@ -59,7 +59,7 @@ class Descriptors:
         if self.grid:
             if feats.ndim < 4:
                 raise InputError(
-                    f"{self.store.files[name]}: --grid pools spatial maps, this feature has shape "
+                    f"{self.store.where(name)}: --grid pools spatial maps, this feature has shape "
                     f"{tuple(feats.shape)}; extract with --spatial-pool none"
                 )
             feats = torch.nn.functional.adaptive_avg_pool2d(feats.flatten(1, -3), self.grid)
@@ -75,8 +75,8 @@ class Descriptors:
             bad = next(((n, r.numel()) for n, r in zip(names, rows) if r.numel() != dim), None)
             if bad is not None:
                 raise InputError(
-                    f"feature files of different sizes: {self.store.files[self.names[0]]} gives {dim} numbers, "
-                    f"{self.store.files[bad[0]]} {bad[1]}; extract them all with one setting"
+                    f"feature files of different sizes: {self.store.where(self.names[0])} gives {dim} numbers, "
+                    f"{self.store.where(bad[0])} {bad[1]}; extract them all with one setting"
                 )
             yield torch.stack(rows)
 

@@ -71,7 +71,7 @@ def grad_cam(model: nn.Module, clip: torch.Tensor, target: Optional[int] = None,
     was_training = model.training
     model.eval()
     try:
-        with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
+        with torch.enable_grad():
             x = x.detach().float().requires_grad_(True)  # a graph even when every parameter is frozen
             logits = model(x)
             target = int(logits[0].argmax()) if target is None else int(target)

@@ -2,7 +2,8 @@
 
 :func:`extract_features` handles one video in-process. :func:`run_extraction` (``r21d-zoo extract``) handles many:
 workers decode and resize to uint8, the model runs batched on the device (crop + normalise there), each video's
-features are written atomically to ``OUT/<name>.npy`` (+ ``<name>.times.npy``) or ``OUT/<name>.safetensors``, and
+features are written atomically to ``OUT/<name>.npy`` (+ ``<name>.times.npy``), ``OUT/<name>.safetensors`` or a
+dataset of ``OUT/features.h5`` (see :mod:`r21d_zoo.data.features`), and
 ``OUT/manifest.jsonl`` gets one line per processed video, naming the settings it was made with (``OUT/extraction.json``:
 model, weights digest, layer, pooling, clip settings, dtype, format). Finished videos are skipped on re-runs with the
 same settings; a folder made with other settings is refused before any work. Failures are recorded and the run carries
@@ -10,7 +11,6 @@ on. Shards (``torchrun`` ranks or ``shard_id``/``num_shards``) take ``videos[i::
 the sorted list: no padding, no duplicates.
 """
 
-import functools
 import hashlib
 import json
 import logging
@@ -20,16 +20,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .._bounds import Checked, above, at_least
 from .._errors import EXIT_PARTIAL, InputError, UsageError
-from .._io import FolderLock, atomic_write, partial_path, writable_dir
+from .._io import FolderLock, atomic_write, writable_dir
 from .._progress import progress as show_progress
 from .._version import __version__
-from ..data.features import FEATURE_FORMATS, MANIFEST_FILE, SETTINGS_FILE, FeatureFormat, FeatureStore, VideoFeatures
+from ..data.features import FEATURE_FORMATS, MANIFEST_FILE, SETTINGS_FILE, FeatureStore, VideoFeatures
 from ..data.features import feature_format, flat_settings
 from ..data.inputs import VideoItem, default_workers, discover_videos, read_video_list, resolved
 from ..data.labelled import LabelOptions, segment_span, video_items
@@ -44,6 +45,7 @@ from ..video import (
     VideoClassificationTransform,
     VideoDecodeError,
     VideoInfo,
+    fixed_rate_clips,
     open_video,
     sliding_clips,
     uniform_clips,
@@ -77,6 +79,20 @@ class ExtractConfig(Checked):
         default=None,
         metadata=dict(help="N uniformly spaced clips per video instead of sliding windows", bound=at_least(1)),
     )
+    feature_fps: Optional[float] = field(
+        default=None,
+        metadata=dict(help="features per second, whatever the clip's length: one window every 1/N s", bound=above(0)),
+    )
+    centered: bool = field(
+        default=False,
+        metadata=dict(help="windows centred on each output time (every --stride-sec or 1/--feature-fps s), not "
+                      "starting there; the edges are padded"),
+    )
+    segments: Optional[int] = field(
+        default=None,
+        metadata=dict(help="N equal segments per video: the mean of the features of the windows centred in each "
+                      "(UCF-Crime's 32)", bound=at_least(1)),
+    )
     pad: Literal["repeat", "loop"] = field(default="repeat", metadata=dict(help="how the last clip is filled"))
     fast_resize: bool = field(default=False, metadata=dict(help="resize in the decoder (faster; not the reference)"))
     mirror: bool = field(
@@ -90,15 +106,48 @@ class ExtractConfig(Checked):
     temporal_pool: Pool = field(default="avg", metadata=dict(help="pooling over time"))
     batch_size: int = field(default=8, metadata=dict(help="clips per forward pass", bound=at_least(1)))
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        other = next((k for k in ("num_clips", "stride_sec") if getattr(self, k)), None)
+        if self.feature_fps and other:
+            raise UsageError(f"--feature-fps and --{other.replace('_', '-')} both say where windows go; give one")
+        if self.num_clips and (self.centered or self.segments):
+            what = "--centered" if self.centered else "--segments"
+            raise UsageError(f"{what} places features along the video; --num-clips takes N clips instead, drop one")
+
     def clips_for(self, spec: ClipSpec, info: VideoInfo, span: Optional[Tuple[float, float]] = None) -> List[Clip]:
         """The clips of a video, or of its part ``span`` (start, length in seconds), in the video's time."""
         offset, duration = span or (0.0, info.duration)
         length = spec.clip_seconds(info.fps)
         if self.num_clips:
             clips = uniform_clips(duration, length, self.num_clips)
+        elif self.feature_fps or self.centered:
+            step = 1.0 / self.feature_fps if self.feature_fps else self.stride_sec or length
+            clips = fixed_rate_clips(duration, length, step, self.centered)
         else:
             clips = sliding_clips(duration, length, self.stride_sec)
         return [c._replace(start=c.start + offset, end=c.end + offset) for c in clips] if offset else clips
+
+    def in_segments(self, result: VideoFeatures) -> VideoFeatures:
+        """With ``segments`` N: the video (or its annotated segment) cut into N equal parts, each the mean of the
+        features of the windows whose centre falls in it (a part with none takes the window nearest its centre), its
+        times the part's bounds; else ``result`` as it is."""
+        if not self.segments:
+            return result
+        lo, hi = result.info.get("segment") or (0.0, result.info["duration"])
+        bounds = np.linspace(lo, hi, self.segments + 1)
+        centres = result.clip_times.mean(1)
+        part = np.clip(np.searchsorted(bounds, centres, side="right") - 1, 0, self.segments - 1)
+        padded = result.num_padded if result.num_padded is not None else np.zeros(len(centres), dtype=np.int64)
+        features, num_padded = [], []
+        for k in range(self.segments):
+            members = np.flatnonzero(part == k)
+            if not len(members):
+                members = np.array([np.abs(centres - (bounds[k] + bounds[k + 1]) / 2).argmin()])
+            features.append(result.features[members].astype(np.float32).mean(0))
+            num_padded.append(int(padded[members].sum()))
+        times = np.stack([bounds[:-1], bounds[1:]], 1)
+        return VideoFeatures(np.stack(features), times, np.array(num_padded, dtype=np.int64), result.info)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -364,7 +413,8 @@ def extract_features(
             feats.append(runner(chunk["frames"]))
             times.append(chunk["times"])
             padded.append(chunk["num_padded"])
-    return VideoFeatures(torch.cat(feats).numpy(), torch.cat(times).numpy(), torch.cat(padded).numpy(), chunk["info"])
+    result = VideoFeatures(torch.cat(feats).numpy(), torch.cat(times).numpy(), torch.cat(padded).numpy(), chunk["info"])
+    return cfg.in_segments(result)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -487,7 +537,11 @@ def extraction_settings(
         ),
         clip=spec.to_dict(),
         clips=dict(
-            num_clips=cfg.num_clips, stride_sec=cfg.stride_sec, pad=cfg.pad, fast_resize=cfg.fast_resize
+            num_clips=cfg.num_clips,
+            stride_sec=cfg.stride_sec,
+            pad=cfg.pad,
+            fast_resize=cfg.fast_resize,
+            **{k: getattr(cfg, k) for k in ("feature_fps", "centered", "segments") if getattr(cfg, k)},  # absent before
         ),
         layer=str(cfg.layer),
         spatial_pool=cfg.spatial_pool,
@@ -599,7 +653,8 @@ def run_extraction(
             settings["int8_agreement"] = agreement
         settings_id = check_settings(out, settings, resume)
         summary = ExtractSummary()
-        done = functools.partial(_finished, out, store_format) if resume else _never
+        store_format = store_format.for_job(settings, shard_id, num_shards)
+        done = store_format.finished(out) if resume else _never
         on_gpu = decode_device(decoder, runner.device)
         if on_gpu is not None and workers:
             _logger.info("decoding with %s on %s in the main process (not in %d workers)", decoder, on_gpu, workers)
@@ -641,19 +696,20 @@ def run_extraction(
                 continue
             if name not in started:
                 started[name] = time.perf_counter()
-                for p in store_format.paths(out, name):  # a killed run can leave a temp file; only this job writes name
-                    partial_path(p).unlink(missing_ok=True)
+                store_format.discard_partial(out, name)  # a killed run can leave it half-written
             parts = pending.setdefault(name, [])
             if len(chunk["frames"]):
                 parts.append((runner(chunk["frames"]), chunk["times"], chunk["num_padded"]))
             if not chunk["last"]:
                 continue
             del pending[name]
-            result = VideoFeatures(
-                torch.cat([p[0] for p in parts]).numpy(),
-                torch.cat([p[1] for p in parts]).numpy(),
-                torch.cat([p[2] for p in parts]).numpy(),
-                dict(chunk["info"], model=model_name),
+            result = cfg.in_segments(
+                VideoFeatures(
+                    torch.cat([p[0] for p in parts]).numpy(),
+                    torch.cat([p[1] for p in parts]).numpy(),
+                    torch.cat([p[2] for p in parts]).numpy(),
+                    dict(chunk["info"], model=model_name),
+                )
             )
             paths = store_format.write(out, name, result, dtype)
             seconds = time.perf_counter() - started.pop(name)
@@ -682,10 +738,6 @@ def run_extraction(
         bar.close()
         summary.seconds = time.perf_counter() - t_run
         return summary
-
-
-def _finished(out: Path, store_format: FeatureFormat, name: str) -> bool:
-    return all(p.exists() for p in store_format.paths(out, name))
 
 
 def _never(name: str) -> bool:

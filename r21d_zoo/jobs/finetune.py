@@ -38,6 +38,7 @@ from ..deploy.runtime import AMP_HELP, Amp, Runtime
 from ..models import ClipSpec, evaluation_protocol, set_derived_cfg
 from ..train.distributed import WorldInfo, default_device, init_distributed
 from ..train.loop import FitResult, StepContext, StepOutput, TrainConfig, fit, unwrap
+from .figures import write_evaluation_figures
 from ..train.metrics import average_precision, confusion_matrix, per_class_report, topk_correct
 from ..train.optim import OptimConfig
 from ..video import VideoClassificationTransform, train_augment
@@ -530,7 +531,11 @@ class EvaluateJobConfig(Checked):
     )
     clip: Dict[str, Any] = clip_field()
     labels: LabelOptions = field(default_factory=LabelOptions)
-    output: Optional[str] = field(default=None, metadata=dict(help="write the full results (per class, confusion)"))
+    output: Optional[str] = field(
+        default=None,
+        metadata=dict(help="write the full results (per class, confusion, top confusions) here, and beside it "
+                      "NAME.confusion.png and NAME.per_class.png"),
+    )
     save_scores: Optional[str] = field(
         default=None, metadata=dict(help="write every video's scores and top classes here (JSON lines)")
     )
@@ -551,9 +556,9 @@ def run_evaluate(cfg: EvaluateJobConfig) -> int:
     flow_model = ModelSource(cfg.flow_model, cfg.model.pretrained).create().to(device) if cfg.flow_model else None
     data = cfg.labels.read(cfg.data, classes=model_classes(model), subset="test")
     published = published_metrics(model, data)
-    protocol = _video_protocol(published)
+    protocol = video_protocol(published)
     num_clips = cfg.num_clips or (protocol["num_clips"] if protocol else 10)
-    spec = _evaluation_spec(model, protocol, cfg.clip)
+    spec = evaluation_spec(model, protocol, cfg.clip)
     args = (device, world, cfg.workers, cfg.amp, bool(cfg.save_scores), cfg.runtime)
     if flow_model is None:
         metrics = evaluate(model, data, spec, num_clips, *args)
@@ -562,7 +567,7 @@ def run_evaluate(cfg: EvaluateJobConfig) -> int:
     else:
         flow_published = published_metrics(flow_model, data)
         flow_clip = {k: v for k, v in cfg.clip.items() if k not in ("mean", "std")}  # --mean/--std: the RGB model's
-        flow_spec = _evaluation_spec(flow_model, _video_protocol(flow_published), flow_clip)
+        flow_spec = evaluation_spec(flow_model, video_protocol(flow_published), flow_clip)
         metrics = evaluate_two_stream(model, flow_model, data, spec, flow_spec, num_clips, cfg.flow_weight, *args)
         for (name, m), p in zip(metrics["streams"].items(), (published, flow_published)):
             _add_published(m, p)
@@ -572,9 +577,11 @@ def run_evaluate(cfg: EvaluateJobConfig) -> int:
         metrics["excluded"] = data.excluded
         metrics["missing"] = data.missing  # listed but not on disk: among the failed
         keys = ("videos", "failed", "missing", "excluded", "video_top1", "video_top5", "clip_top1", "clip_top5", "mAP")
-        text = json.dumps(metrics, indent=2)
         if cfg.output:
+            figures = write_evaluation_figures(metrics, Path(cfg.output))
+            text = json.dumps(metrics, indent=2)
             atomic_write(cfg.output, lambda f: f.write(text.encode()))
+            print(f"results -> {cfg.output}; figures -> {', '.join(map(str, figures))}")
         if cfg.save_scores:
             lines = "".join(json.dumps(r) + "\n" for r in scores)
             atomic_write(cfg.save_scores, lambda f: f.write(lines.encode()))
@@ -593,11 +600,11 @@ def run_evaluate(cfg: EvaluateJobConfig) -> int:
     return EXIT_PARTIAL if metrics.get("failed") else 0
 
 
-def _video_protocol(published: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def video_protocol(published: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     return next((evaluation_protocol(m["protocol"]) for m in published if m["metric"].startswith("video")), None)
 
 
-def _evaluation_spec(model: nn.Module, protocol: Optional[Dict[str, Any]], clip: Dict[str, Any]) -> ClipSpec:
+def evaluation_spec(model: nn.Module, protocol: Optional[Dict[str, Any]], clip: Dict[str, Any]) -> ClipSpec:
     """The model's clip with the user's settings, cropped as its published protocol says unless the user chose."""
     if protocol and "crop_mode" not in clip:
         clip = dict(clip, crop_mode=protocol["crop_mode"])

@@ -33,13 +33,13 @@ from .._errors import EXIT_PARTIAL, InputError, UsageError
 from .._io import atomic_write, writable_dir
 from .._progress import progress as show_progress
 from ..data.inputs import discover_videos
-from ..models import ClipSpec, evaluation_protocol
+from ..models import ClipSpec
 from ..video import VideoDecodeError, open_video, uniform_clips
 from ..video.reader import DECODERS, DEFAULT_DECODER, FRAMES_DECODER, VIDEO_EXTENSIONS, Clip, VideoReader
 from .common import ModelSource, clip_field
 from .explain import explain, stage_name, write_explanation
 from .extract import ExtractConfig, FeatureRunner
-from .finetune import model_classes
+from .finetune import evaluation_spec, model_classes, video_protocol
 
 _logger = logging.getLogger(__name__)
 OUTPUTS = ("json", "csv", "srt", "vtt")
@@ -146,14 +146,10 @@ def _smooth(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def _protocol_spec(model: nn.Module, clip: Dict[str, Any], num_clips: Optional[int]) -> Tuple[ClipSpec, int]:
-    """The model's clip and the video-level clip count and crop of its first published video-level protocol."""
-    metrics = (getattr(model, "pretrained_cfg", None) or {}).get("metrics") or []
-    protocol = next(
-        (p for m in metrics if m["metric"].startswith("video") and (p := evaluation_protocol(m["protocol"]))), None
-    )
-    if protocol and "crop_mode" not in clip:
-        clip = dict(clip, crop_mode=protocol["crop_mode"])
-    return ClipSpec.from_model(model, **clip), num_clips or (protocol["num_clips"] if protocol else DEFAULT_CLIPS)
+    """The model's clip and the video-level clip count and crop of its first published video-level protocol (on any
+    dataset: a video to predict on has none)."""
+    protocol = video_protocol((getattr(model, "pretrained_cfg", None) or {}).get("metrics") or [])
+    return evaluation_spec(model, protocol, clip), num_clips or (protocol["num_clips"] if protocol else DEFAULT_CLIPS)
 
 
 def predict(

@@ -12,7 +12,8 @@ from .reader import (
     open_video as open_video,
     read_clip as read_clip,
 )
-from .samplers import random_clip as random_clip, sliding_clips as sliding_clips, uniform_clips as uniform_clips
+from .samplers import fixed_rate_clips as fixed_rate_clips, random_clip as random_clip
+from .samplers import sliding_clips as sliding_clips, uniform_clips as uniform_clips
 from .transforms import (
     VideoClassificationTransform as VideoClassificationTransform,
     create_transform as create_transform,

@@ -8,6 +8,7 @@ in ``DECODERS`` by module path, so an optional one costs nothing until it is ask
 
 import functools
 import importlib
+import math
 import os
 import warnings
 from abc import ABC, abstractmethod
@@ -77,7 +78,7 @@ class Clip(NamedTuple):
 class ClipFrames(NamedTuple):
     frames: torch.Tensor  # uint8 (T, H, W, 3)
     times: np.ndarray  # float64 (T,): the time of the frame shown at each position
-    num_padded: int  # trailing positions filled by the pad rule
+    num_padded: int  # positions filled by padding: after the end (the pad rule), or before 0 s (the first frame)
 
 
 class VideoReader(ABC):
@@ -110,9 +111,16 @@ class VideoReader(ABC):
 
     def read_spec_clip(self, start: float, spec: ClipSpec, pad: str = "repeat") -> ClipFrames:
         """The frames of ``spec``'s clip (frames, rate, stride; for flow, :meth:`ClipSpec.frames_to_read`) starting at
-        ``start``."""
+        ``start``. A clip that starts before the video (a window centred near 0 s) has its positions before 0 s
+        filled with the first frame, counted in ``num_padded`` as the padding at the end is."""
         num_frames, stride = spec.frames_to_read()
-        return self.read_clip(start, num_frames, spec.frame_rate, stride, pad)
+        step = stride / (spec.frame_rate or self.info.fps)
+        lead = min(num_frames - 1, math.ceil(-start / step - 1e-6)) if start < 0 else 0
+        clip = self.read_clip(max(0.0, start + lead * step), num_frames - lead, spec.frame_rate, stride, pad)
+        if not lead:
+            return clip
+        frames = torch.cat([clip.frames[:1].expand(lead, *clip.frames.shape[1:]), clip.frames])
+        return ClipFrames(frames, np.concatenate([np.full(lead, clip.times[0]), clip.times]), clip.num_padded + lead)
 
     def iter_clips(
         self, clips: Sequence[Clip], spec: ClipSpec, pad: str = "repeat"

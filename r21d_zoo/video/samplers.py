@@ -1,5 +1,6 @@
 """Clip samplers: where clips start in a video. All return :class:`Clip` spans in seconds."""
 
+import math
 from typing import List, Optional
 
 import torch
@@ -26,6 +27,17 @@ def sliding_clips(duration: float, clip_len: float, stride: Optional[float] = No
         start = i * stride
         if start >= duration - eps:
             return clips
+
+
+def fixed_rate_clips(duration: float, clip_len: float, step: float, centered: bool = False) -> List[Clip]:
+    """One window per output time ``i * step`` before the end (at least one): starting there, or ``centered`` on it
+    (the first windows then start before 0 s and the last end after the video; both are padded when decoded). The
+    count, ``ceil(duration / step)``, does not depend on the window's length."""
+    if clip_len <= 0 or step <= 0:
+        raise ValueError(f"clip length and step must be positive, got {clip_len} and {step}")
+    count = max(1, math.ceil(duration / step - 1e-6))
+    shift = clip_len / 2 if centered else 0.0
+    return [Clip(i * step - shift, i * step - shift + clip_len, i) for i in range(count)]
 
 
 def uniform_clips(duration: float, clip_len: float, num_clips: int) -> List[Clip]:

@@ -166,18 +166,14 @@ class Hdf5Format(FeatureFormat):
         return done.__contains__
 
     def discard_partial(self, out: Path, name: str) -> None:
-        path = out / self.file_name
-        if path.exists():
-            with self._h5py().File(path, "a") as f:
-                if self.PARTIAL in f:  # this job is the file's only writer, and it stages one video at a time
-                    del f[self.PARTIAL]
+        """Nothing to do here: :meth:`write` clears the staging group before it stages a video, and readers skip it."""
 
     def write(self, out: Path, name: str, result: VideoFeatures, dtype: str) -> List[Path]:
         path = out / self.file_name
         padded = result.num_padded if result.num_padded is not None else np.zeros(len(result.features))
         with self._h5py().File(path, "a") as f:
             staged = f"{self.PARTIAL}/{name}"
-            if self.PARTIAL in f:
+            if self.PARTIAL in f:  # a killed run's; this job is the file's only writer, staging one video at a time
                 del f[self.PARTIAL]
             data = f.create_dataset(staged, data=result.features.astype(dtype))
             data.attrs["clip_times"] = result.clip_times
@@ -225,8 +221,7 @@ class FeatureStore:
         if not base.is_dir():
             parent = next((p for p in base.parents if p.is_dir()), Path("."))
             base, prefix = parent, base.relative_to(parent).as_posix() + "/"
-        files: Dict[str, Path] = {}
-        self._where: Dict[str, Tuple[FeatureFormat, str]] = {}
+        self._where: Dict[str, Tuple[FeatureFormat, Path, str]] = {}  # name: format, file, key in the file
         for f in sorted(base.rglob("*")) if prefix == "" or (base / SETTINGS_FILE).exists() else []:
             fmt = next((x for x in FEATURE_FORMATS.values() if x.owns(f)), None)
             if fmt is None or not f.is_file():
@@ -235,14 +230,13 @@ class FeatureStore:
                 if not name.startswith(prefix):
                     continue
                 name = name[len(prefix) :]
-                if name in files:
-                    first = f"{files[name]}:{self._where[name][1]}" if self._where[name][1] else files[name]
-                    raise InputError(f"{first} and {f} both hold the features of {name} (two formats?); keep one")
-                files[name] = f
-                self._where[name] = (fmt, key)
-        if prefix and not files:
+                if name in self._where:
+                    twice = f"{self.where(name)} and {f} both hold the features of {name}"
+                    raise InputError(f"{twice} (two formats?); keep one")
+                self._where[name] = (fmt, f, key)
+        if prefix and not self._where:
             raise InputError(f"{root}: no such feature folder (the -o folder of r21d-zoo extract, or a folder in it)")
-        self.files = dict(sorted(files.items()))  # the file each video's features are in
+        self.files = {name: f for name, (_, f, _) in sorted(self._where.items())}  # each video's features file
 
     @property
     def names(self) -> List[str]:
@@ -252,13 +246,13 @@ class FeatureStore:
         return len(self.files)
 
     def read(self, name: str) -> VideoFeatures:
-        fmt, key = self._where[name]
-        return fmt.read(self.files[name], key)
+        fmt, path, key = self._where[name]
+        return fmt.read(path, key)
 
     def where(self, name: str) -> str:
         """Where a video's features are, for messages: its file (and, in a single-file format, its key)."""
-        key = self._where[name][1]
-        return f"{self.files[name]}:{key}" if key else str(self.files[name])
+        _, path, key = self._where[name]
+        return f"{path}:{key}" if key else str(path)
 
     def by_stem(self) -> Dict[str, str]:
         """Output names by their last component (the video's file name without extension), for matching features to

@@ -38,12 +38,12 @@ from ..deploy.runtime import AMP_HELP, Amp, Runtime
 from ..models import ClipSpec, evaluation_protocol, set_derived_cfg
 from ..train.distributed import WorldInfo, default_device, init_distributed
 from ..train.loop import FitResult, StepContext, StepOutput, TrainConfig, fit, unwrap
-from .figures import write_evaluation_figures
 from ..train.metrics import average_precision, confusion_matrix, per_class_report, topk_correct
 from ..train.optim import OptimConfig
 from ..video import VideoClassificationTransform, train_augment
 from ..video.transforms import mix_batch
 from .common import ModelSource, clip_field
+from .figures import write_evaluation_figures
 
 _logger = logging.getLogger(__name__)
 MODES = ("full", "fc")

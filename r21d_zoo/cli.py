@@ -55,6 +55,7 @@ from .jobs.extract import ExtractJobConfig, run as run_extract
 from .jobs.finetune import EvaluateJobConfig, FinetuneJobConfig, run as run_finetune, run_evaluate
 from .jobs.predict import PredictJobConfig, run as run_predict
 from .jobs.pretrain import PretrainJobConfig, run as run_pretrain
+from .jobs.serve import ServeConfig, run as run_serve
 from .jobs.probe import ProbeJobConfig, run as run_probe
 from .jobs.shards import PackConfig, StatsConfig, SubsetConfig, run_pack, run_stats, run_subset
 from .jobs.synthetic import SyntheticConfig, run as run_synthetic
@@ -73,6 +74,7 @@ COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {  # a dict: a group, 
     "demo": Command(DemoConfig, run_demo),
     "predict": Command(PredictJobConfig, run_predict),
     "explain": Command(ExplainJobConfig, run_explain),
+    "serve": Command(ServeConfig, run_serve),
     "extract": Command(ExtractJobConfig, run_extract),
     "finetune": Command(FinetuneJobConfig, run_finetune),
     "evaluate": Command(EvaluateJobConfig, run_evaluate),

@@ -183,6 +183,7 @@ def test_synthetic_command_writes_the_dataset(tmp_path):
 # past a range's end); an option missing here fails the coverage test, so a new option needs its bound decided.
 IMPOSSIBLE = {
     "--smooth": ["0"],
+    "--port": ["0", "65536"],
     "--start": ["-1"],
     "--top-k": ["0"],
     "--batch-size": ["0", "-1"],

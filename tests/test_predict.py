@@ -19,6 +19,7 @@ from r21d_zoo.jobs.common import ModelSource
 from r21d_zoo.jobs.explain import explain, grad_cam
 from r21d_zoo.jobs.finetune import FinetuneConfig, finetune
 from r21d_zoo.jobs.predict import predict
+from r21d_zoo.models import set_derived_cfg
 from r21d_zoo.train.optim import OptimConfig
 from r21d_zoo.video.pyav import PyAVReader
 from util import TINY, learning_seed
@@ -102,12 +103,42 @@ def test_timeline_switches_where_the_motion_does_and_every_output_agrees(motion_
     assert len(frames) == 80 and all(f[1, 1].max() < 40 for f in frames)  # black behind the text
 
 
-@pytest.mark.slow
+def motion_energy_model() -> torch.nn.Module:
+    """R3D-18 (tiny) set by hand so that its evidence is where pixels change: the stem's channels 0 and 1 are the
+    positive and negative change of the grey level from one frame to the next (no padding in time, so the clip's ends
+    are not changes), every residual branch is off, the shortcuts carry channels 0 and 1 down to layer4, and the
+    "moving" logit is their mean (minus it for "still")."""
+    model = r21d_zoo.create_model("r3d_18", num_classes=2, **TINY).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.zero_()
+                m.running_var.fill_(1.0)
+        stem, bn = model.stem[0], model.stem[1]
+        stem.padding = (0, 3, 3)
+        stem.weight[0, :, 1, 3, 3], stem.weight[0, :, 2, 3, 3] = -1 / 3, 1 / 3
+        stem.weight[1] = -stem.weight[0]
+        bn.weight.fill_(1.0)
+        for layer in (model.layer2, model.layer3, model.layer4):
+            shortcut, shortcut_bn = layer[0].downsample
+            shortcut.weight[0, 0], shortcut.weight[1, 1] = 1.0, 1.0
+            shortcut_bn.weight.fill_(1.0)
+        model.fc.weight[1, :2], model.fc.weight[0, :2] = 1.0, -1.0
+    set_derived_cfg(model, labels=("still", "moving"), notes="a motion-energy detector set by hand (tests)")
+    return model
+
+
 @pytest.mark.video
-def test_grad_cam_peaks_where_the_square_moves(motion_model, tmp_path):
-    model = r21d_zoo.create_model(f"local-dir:{motion_model}")
-    rng = np.random.default_rng(learning_seed())
-    # the task's square moving right in the top-left of a frame twice the training size; the rest is still
+@pytest.mark.parametrize("layer, ratio", [("layer2", 20), ("layer3", 8)])
+def test_grad_cam_peaks_where_the_square_moves(layer, ratio, tmp_path):
+    """A model fine-tuned on left/right motion learns it from where the square is relative to the frame's edges as
+    much as from its motion, so where its Grad-CAM falls depends on the seed and the CPU's rounding (layer3
+    inside/outside ratios of 0.5-4.4 at seeds 0-3 on one machine, 5.9-11.7 on another): the localisation is checked on
+    a model whose evidence is known, so any misplacement in space or time is Grad-CAM's."""
+    rng = np.random.default_rng(0)
+    # a textured square moving right in the top-left of a still, textured 64-pixel frame
     frames = np.repeat(rng.integers(60, 190, (16, 16, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)[None], 8, 0)
     texture = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8).repeat(2, 0).repeat(2, 1)
     for t in range(8):
@@ -115,17 +146,24 @@ def test_grad_cam_peaks_where_the_square_moves(motion_model, tmp_path):
     path = write_lossless(tmp_path / "right.mp4", frames)
     moved = (np.abs(frames.astype(int) - frames[:1]).sum(-1) > 0).any(0)  # every pixel the square passes over
     mask = torch.from_numpy(moved[4:60, 4:60])  # in the 56-pixel centre crop: 15% of it
-    e = explain(model, str(path), layer="layer3", clip=dict(resize_size=(64, 64), crop_size=56))
-    assert e.label == "right" and e.frames.shape == (8, 56, 56, 3)
+    e = explain(motion_energy_model(), str(path), layer=layer, clip=dict(num_frames=8, resize_size=(64, 64),
+                                                                          crop_size=56))
+    assert e.label == "moving" and e.frames.shape == (8, 56, 56, 3)
     heat = e.cam.heat.mean(0)
-    # inside / outside the path: 5.9-11.7 at seeds 0-3 (layer3); 1 would be no localisation
-    assert heat[mask].mean() > 3 * heat[~mask].mean(), (heat[mask].mean(), heat[~mask].mean())
-    peak = int(heat.argmax())
-    assert mask.flatten()[peak], "the heatmap's peak is outside the moving square's path"
+    # inside / outside the path: 81 at layer2, 11.3 at layer3; the heatmap transposed: 7.8 and 4.8, flipped: 1.2, 1.4
+    assert heat[mask].mean() > ratio * heat[~mask].mean(), (heat[mask].mean(), heat[~mask].mean())
+    assert mask.flatten()[int(heat.argmax())], "the heatmap's peak is outside the moving square's path"
     assert e.cam.frame_importance.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+@pytest.mark.video
+def test_explain_writes_the_chosen_class_of_a_fine_tuned_model(motion_model, tmp_path):
+    rng = np.random.default_rng(learning_seed())
+    path = write_lossless(tmp_path / "right.mp4", motion_clip("right", 8, 32, rng))
     out = tmp_path / "cam"
     assert cli_main(["explain", str(path), "-o", str(out), "--model", f"local-dir:{motion_model}",
-                     "--layer", "layer3", "--target", "left", "--resize", "64", "64", "--crop-size", "56"]) == 0
+                     "--layer", "layer3", "--target", "left"]) == 0
     record = json.loads((out / "right.gradcam.json").read_text())
     assert record["label"] == "left" and record["layer"] == "layer3" and len(record["frame_importance"]) == 8
     gif = Image.open(out / "right.gradcam.gif")

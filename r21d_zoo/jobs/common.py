@@ -4,13 +4,13 @@ import inspect
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from .._errors import UsageError
-from ..models import OFFLINE_HINT, ClipSpec, VideoResNet, create_model, set_derived_cfg
+from ..models import OFFLINE_HINT, ClipSpec, VideoResNet, WeightsError, create_model, set_derived_cfg
 
 CLI_OFFLINE_HINT = (
     "If this machine is offline: pass --checkpoint FILE (a .safetensors, .pth or caffe2 .pkl), use --model "
@@ -79,6 +79,24 @@ class ModelSource:
         if self.random:  # a provenance of its own: none of the tag, source, results, classes or licence it names
             set_derived_cfg(model, base_model=None, origin_url=None, notes=RANDOM_INIT, **NO_LICENCE)
         return model
+
+
+def create_or_fall_back(source: ModelSource, job: str) -> Tuple[nn.Module, bool]:
+    """``source``'s model and whether it holds trained weights, for jobs that only show answers (demo, serve).
+    Registry weights that cannot be downloaded fall back to random weights, said loudly; a file or folder the user
+    named that cannot be used is an error (``--checkpoint``, ``local-dir:``). A random model keeps the label names of
+    the weights it names (timm's convention), so its answers read as that label space."""
+    if not source.random:
+        try:
+            return source.create(), True
+        except WeightsError as e:
+            if source.checkpoint_path is not None or source.name.startswith("local-dir:"):
+                raise
+            print(
+                f"[{job}] pretrained weights for {source.name} are not cached and not reachable; "
+                f"FALLING BACK TO RANDOM WEIGHTS (predictions are meaningless).\n[{job}] reason: {in_cli_terms(str(e))}"
+            )
+    return create_model(source.name, **source.model_args), False
 
 
 def create_with_args(name: str, model_args: Dict[str, Any], **kwargs: Any) -> nn.Module:

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from ..deploy.optimize import RUNTIME_HELP, RUNTIMES, optimize_for_inference
-from ..models import ClipSpec, WeightsError, create_model
+from ..models import ClipSpec
 from ..video import create_transform, read_clip, write_video
-from .common import ModelSource, in_cli_terms
+from .common import ModelSource, create_or_fall_back
 
 DEMO_MODEL = "r2plus1d_34.ig65m_ft_kinetics400_8f"  # a Kinetics classifier, so the predictions read as actions
 
@@ -39,22 +39,8 @@ def run_demo(
 ) -> Dict[str, object]:
     """Run ``source``'s model on the first clip of ``video`` (or of a synthetic clip), on ``runtime`` (see
     :func:`~r21d_zoo.optimize_for_inference`). Registry weights that cannot be downloaded fall back to random weights,
-    said loudly; a file or folder the user named that cannot be used is an error (``--checkpoint``, ``local-dir:``)."""
-    used_pretrained = False
-    named = source.checkpoint_path is not None or source.name.startswith("local-dir:")
-    if source.pretrained:
-        try:
-            model = source.create()
-            used_pretrained = True
-        except WeightsError as e:
-            if named:
-                raise
-            print(
-                f"[demo] pretrained weights for {source.name} are not cached and not reachable; "
-                f"FALLING BACK TO RANDOM WEIGHTS (predictions are meaningless).\n[demo] reason: {in_cli_terms(str(e))}"
-            )
-    if not used_pretrained:
-        model = create_model(source.name, **source.model_args)
+    said loudly (:func:`~r21d_zoo.jobs.common.create_or_fall_back`)."""
+    model, used_pretrained = create_or_fall_back(source, "demo")
     model.eval()
     spec = ClipSpec.from_model(model)
     if runtime != "eager":

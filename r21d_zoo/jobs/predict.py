@@ -37,7 +37,7 @@ from ..models import ClipSpec
 from ..video import VideoDecodeError, open_video, uniform_clips
 from ..video.reader import DECODERS, DEFAULT_DECODER, FRAMES_DECODER, VIDEO_EXTENSIONS, Clip, VideoReader
 from .common import ModelSource, clip_field
-from .explain import explain, stage_name, write_explanation
+from .explain import Explanation, explain, stage_name, write_explanation
 from .extract import ExtractConfig, FeatureRunner
 from .finetune import evaluation_spec, model_classes, video_protocol
 
@@ -209,6 +209,16 @@ def predict(
         threshold=cfg.threshold,
         settings=settings,
     )
+
+
+def explain_top(
+    model: nn.Module, p: Prediction, layer: str = "layer4", clip: Optional[Dict[str, Any]] = None,
+    decoder: str = DEFAULT_DECODER, device: Optional[str] = None,
+) -> Explanation:
+    """Grad-CAM of the video's top class on the window where that class scores highest."""
+    j = int(p.video_scores.argmax())
+    start = float(p.times[int(p.scores[:, j].argmax()), 0])
+    return explain(model, p.video, start, j, layer, clip, decoder, device)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -398,8 +408,6 @@ def run(cfg: PredictJobConfig) -> int:
         if cfg.out:
             write_outputs(p, Path(cfg.out), v.name, cfg.output_kinds, cfg.plot, cfg.annotate)
         if cfg.explain:
-            j = int(p.video_scores.argmax())
-            start = float(p.times[int(p.scores[:, j].argmax()), 0])
-            e = explain(model, v.path, start, j, cfg.layer, cfg.settings.clip, cfg.decoder, cfg.device)
+            e = explain_top(model, p, cfg.layer, cfg.settings.clip, cfg.decoder, cfg.device)
             write_explanation(e, Path(cfg.out), v.name)
     return EXIT_PARTIAL if failed else 0

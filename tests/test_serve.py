@@ -80,6 +80,18 @@ def test_the_page_says_plainly_when_the_weights_are_random(launched, monkeypatch
     assert sorted(Path(f).suffix for f in files) == [".csv", ".json", ".srt", ".vtt"]
 
 
+def test_a_port_in_use_is_an_error_that_names_the_option(capsys):
+    pytest.importorskip("gradio")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli_main(["serve", "--random-weights", "--model", "r2plus1d_18", "--model-args",
+                         '{"channel_multiplier": 0.125}', "--port", str(port)]) == 3
+    err = capsys.readouterr().err
+    assert f"cannot serve on 127.0.0.1:{port}" in err and "--port" in err
+
+
 def test_serve_without_gradio_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio raises ImportError
     assert cli_main(["serve", "--random-weights", "--model", "r2plus1d_18"]) == 3

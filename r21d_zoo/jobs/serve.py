@@ -65,7 +65,7 @@ class Server:
         out = Path(tempfile.mkdtemp(dir=self._answers.name))
         name = Path(video).stem
         p = predict(self.model, video, self.settings, device=self.device)
-        files = [str(f) for f in write_outputs(p, out, name, plot=True)]
+        *texts, plot = [str(f) for f in write_outputs(p, out, name, plot=True)]
         gif = None
         if want_cam:
             e = explain_top(self.model, p, self.layer, self.settings.clip, device=self.device)
@@ -74,7 +74,7 @@ class Server:
         summary = f"{Path(video).name}: {p.duration:.1f} s, {len(p.timeline)} windows"
         if not self.trained:
             summary += f". {RANDOM_NOTE}."
-        return top, files.pop(), gif, files, summary
+        return top, plot, gif, texts, summary
 
     def build(self) -> Any:
         """The Gradio page (``gr.Blocks``)."""
@@ -152,6 +152,9 @@ def run(cfg: ServeConfig) -> int:
     if not trained:
         print(f"[serve] {cfg.model.name}: {RANDOM_NOTE}; the page says so")
     page = server.build()
-    page.queue().launch(server_name=cfg.host, server_port=cfg.port, share=False, theme=offline_theme(),
-                        allowed_paths=sorted({str(Path(v).resolve().parent) for v in examples}))
+    try:
+        page.queue().launch(server_name=cfg.host, server_port=cfg.port, share=False, theme=offline_theme(),
+                            allowed_paths=sorted({str(Path(v).resolve().parent) for v in examples}))
+    except OSError as e:  # Gradio's "Cannot find empty port", or an address this machine does not have
+        raise InputError(f"cannot serve on {cfg.host}:{cfg.port} ({e}); pass another --port or --host") from e
     return 0

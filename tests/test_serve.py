@@ -159,6 +159,12 @@ def test_a_person_uploads_a_video_in_a_real_browser_and_sees_the_answer(tmp_path
         assert f"{len(expected.timeline)} windows" in driver.find_element(By.ID, "summary").text
         listed = driver.find_element(By.ID, "files").text.replace("\n", "")  # name and suffix are two lines
         assert all(f"upload.{kind}" in listed for kind in ("json", "csv", "srt", "vtt"))
+        # picking the offered video instead answers for it
+        driver.find_element(By.CSS_SELECTOR, ".gallery-item").click()
+        driver.find_element(By.ID, "predict").click()
+        wait.until(lambda d: "example.mp4" in d.find_element(By.ID, "summary").text)
+        picked = predict(model, example, PredictConfig(**SETTINGS))
+        assert f"{len(picked.timeline)} windows" in driver.find_element(By.ID, "summary").text
     finally:
         driver.quit()
         page.close()

@@ -38,6 +38,7 @@ def parse_json_object(text: str) -> Dict[str, Any]:
 RANDOM_INIT = "Randomly initialised (--random-weights): no weights loaded."
 NO_LICENCE = dict(license=None, license_name=None, license_link=None)
 DEFAULT_MODEL = "r2plus1d_34.ig65m_32f"  # the IG-65M pre-trained R(2+1)D-34 that ig65m-pytorch extracts with
+CLASSIFIER_MODEL = "r2plus1d_34.ig65m_ft_kinetics400_32f"  # its Kinetics-400 classifier: what evaluate and predict run
 
 
 @dataclass

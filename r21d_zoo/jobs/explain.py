@@ -31,7 +31,7 @@ from ..models import ClipSpec
 from ..video import VideoClassificationTransform, open_video
 from ..video.reader import DECODERS, DEFAULT_DECODER
 from ..video.transforms import center_crop_frames
-from .common import ModelSource, clip_field
+from .common import CLASSIFIER_MODEL, ModelSource, clip_field
 from .extract import _stage_index
 from .finetune import model_classes
 
@@ -56,6 +56,14 @@ class GradCam:
 def stage_name(model: nn.Module, layer: Union[str, int]) -> str:
     """The ``feature_info`` module name of a stage given by name or index (``layer4``, ``3``)."""
     return model.feature_info[_stage_index(model, layer)]["module"]
+
+
+def check_layer(model: nn.Module, layer: Union[str, int]) -> str:
+    """:func:`stage_name`, with a stage the model does not have as the input error of ``--layer``."""
+    try:
+        return stage_name(model, layer)
+    except ValueError as e:
+        raise InputError(f"--layer: {e}") from e
 
 
 def grad_cam(model: nn.Module, clip: torch.Tensor, target: Optional[int] = None, layer: Union[str, int] = "layer4"
@@ -177,7 +185,7 @@ class ExplainJobConfig(Checked):
 
     video: str = field(metadata=dict(positional=True, help="the video"))
     out: str = field(metadata=dict(flag=("-o", "--out"), help="output folder"))
-    model: ModelSource = field(default_factory=lambda: ModelSource("r2plus1d_34.ig65m_ft_kinetics400_32f"))
+    model: ModelSource = field(default_factory=lambda: ModelSource(CLASSIFIER_MODEL))
     start: float = field(default=0.0, metadata=dict(help="the clip's start in seconds", bound=at_least(0)))
     target: Optional[str] = field(default=None, metadata=dict(help="the class to explain (default: the top class)"))
     layer: str = field(default="layer4", metadata=dict(help="the stage: stem, layer1-4 or 0-4 (layer3 is finer)"))
@@ -191,10 +199,7 @@ def run(cfg: ExplainJobConfig) -> int:
     model = cfg.model.create()
     if cfg.model.random:
         print(f"[explain] {cfg.model.name} has RANDOM weights (--random-weights): the explanation is meaningless")
-    try:
-        stage_name(model, cfg.layer)
-    except ValueError as e:
-        raise InputError(f"--layer: {e}") from e
+    check_layer(model, cfg.layer)
     e = explain(model, cfg.video, cfg.start, cfg.target, cfg.layer, cfg.clip, cfg.decoder, cfg.device)
     paths = write_explanation(e, out, Path(cfg.video).stem)
     peak = int(np.argmax(e.cam.frame_importance))

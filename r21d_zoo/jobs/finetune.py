@@ -42,7 +42,7 @@ from ..train.metrics import average_precision, confusion_matrix, per_class_repor
 from ..train.optim import OptimConfig
 from ..video import VideoClassificationTransform, train_augment
 from ..video.transforms import mix_batch
-from .common import ModelSource, clip_field
+from .common import CLASSIFIER_MODEL, ModelSource, clip_field
 from .figures import write_evaluation_figures
 
 _logger = logging.getLogger(__name__)
@@ -511,7 +511,7 @@ class EvaluateJobConfig(Checked):
     """Clip- and video-level accuracy (or mAP) of a model on labelled videos."""
 
     data: str = field(metadata=dict(help="labelled videos (any annotation format: see the README's table)"))
-    model: ModelSource = field(default_factory=lambda: ModelSource("r2plus1d_34.ig65m_ft_kinetics400_32f"))
+    model: ModelSource = field(default_factory=lambda: ModelSource(CLASSIFIER_MODEL))
     flow_model: Optional[str] = field(
         default=None,
         metadata=dict(

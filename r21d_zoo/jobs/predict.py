@@ -36,8 +36,8 @@ from ..data.inputs import discover_videos
 from ..models import ClipSpec
 from ..video import VideoDecodeError, open_video, uniform_clips
 from ..video.reader import DECODERS, DEFAULT_DECODER, FRAMES_DECODER, VIDEO_EXTENSIONS, Clip, VideoReader
-from .common import ModelSource, clip_field
-from .explain import Explanation, explain, stage_name, write_explanation
+from .common import CLASSIFIER_MODEL, ModelSource, clip_field
+from .explain import Explanation, check_layer, explain, write_explanation
 from .extract import ExtractConfig, FeatureRunner
 from .finetune import evaluation_spec, model_classes, video_protocol
 
@@ -337,7 +337,7 @@ class PredictJobConfig(Checked):
     inputs: List[str] = field(
         default_factory=list, metadata=dict(positional=True, help="video files, folders (recursive) or .txt/.csv lists")
     )
-    model: ModelSource = field(default_factory=lambda: ModelSource("r2plus1d_34.ig65m_ft_kinetics400_32f"))
+    model: ModelSource = field(default_factory=lambda: ModelSource(CLASSIFIER_MODEL))
     flow_model: Optional[str] = field(
         default=None, metadata=dict(help="two-stream: a flow model whose scores are fused with --model's")
     )
@@ -385,10 +385,7 @@ def run(cfg: PredictJobConfig) -> int:
         writable_dir(cfg.out)
     model = cfg.model.create()
     if cfg.explain:
-        try:
-            stage_name(model, cfg.layer)
-        except ValueError as e:
-            raise InputError(f"--layer: {e}") from e
+        check_layer(model, cfg.layer)
     flow_model = ModelSource(cfg.flow_model, cfg.model.pretrained).create() if cfg.flow_model else None
     if cfg.model.random:
         print(f"[predict] {cfg.model.name} has RANDOM weights (--random-weights): the labels are meaningless")

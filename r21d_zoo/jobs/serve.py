@@ -21,9 +21,8 @@ from .._bounds import Checked, between
 from .._errors import InputError
 from ..data.inputs import discover_videos
 from ..video import VideoDecodeError
-from ..video.reader import VIDEO_EXTENSIONS
-from .common import ModelSource, create_or_fall_back
-from .explain import stage_name, write_explanation
+from .common import CLASSIFIER_MODEL, ModelSource, create_or_fall_back
+from .explain import check_layer, write_explanation
 from .predict import PredictConfig, explain_top, predict, write_outputs
 
 PIP_HINT = "pip install 'r21d-zoo[serve]'"
@@ -47,10 +46,7 @@ class Server:
         self, model: nn.Module, name: str, trained: bool, settings: Optional[PredictConfig] = None,
         layer: str = "layer4", device: Optional[str] = None, examples: Sequence[str] = (),
     ) -> None:
-        try:
-            stage_name(model, layer)
-        except ValueError as e:
-            raise InputError(f"--layer: {e}") from e
+        check_layer(model, layer)
         self.model, self.name, self.trained = model.eval(), name, trained
         self.settings, self.layer, self.device = settings or PredictConfig(), layer, device
         self.examples = list(examples)
@@ -133,7 +129,7 @@ class ServeConfig(Checked):
         default_factory=list,
         metadata=dict(positional=True, help="videos to offer on the page (files, folders or .txt/.csv lists)"),
     )
-    model: ModelSource = field(default_factory=lambda: ModelSource("r2plus1d_34.ig65m_ft_kinetics400_32f"))
+    model: ModelSource = field(default_factory=lambda: ModelSource(CLASSIFIER_MODEL))
     settings: PredictConfig = field(default_factory=PredictConfig)
     layer: str = field(default="layer4", metadata=dict(help="Grad-CAM's stage (stem, layer1-4 or 0-4)"))
     host: str = field(default="127.0.0.1", metadata=dict(help="address to listen on (0.0.0.0: every interface)"))
@@ -144,7 +140,7 @@ class ServeConfig(Checked):
 def run(cfg: ServeConfig) -> int:
     """``r21d-zoo serve``: runs until interrupted."""
     _gradio()  # a missing extra is said before any work
-    examples = [v.path for v in discover_videos(cfg.examples, list(VIDEO_EXTENSIONS))] if cfg.examples else []
+    examples = [v.path for v in discover_videos(cfg.examples)]
     if cfg.examples and not examples:
         raise InputError(f"no videos found in {' '.join(cfg.examples)}")
     model, trained = create_or_fall_back(cfg.model, "serve")

@@ -92,6 +92,12 @@ def test_a_port_in_use_is_an_error_that_names_the_option(capsys):
     assert f"cannot serve on 127.0.0.1:{port}" in err and "--port" in err
 
 
+def test_a_named_example_that_does_not_exist_is_an_error(launched, tmp_path, capsys):
+    missing = tmp_path / "nope.mp4"
+    assert cli_main(["serve", str(missing), "--random-weights", "--model", "r2plus1d_18"]) == 3
+    assert f"example video {missing} does not exist" in capsys.readouterr().err and not launched
+
+
 def test_serve_without_gradio_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio raises ImportError
     assert cli_main(["serve", "--random-weights", "--model", "r2plus1d_18"]) == 3

@@ -143,6 +143,9 @@ def run(cfg: ServeConfig) -> int:
     examples = [v.path for v in discover_videos(cfg.examples)]
     if cfg.examples and not examples:
         raise InputError(f"no videos found in {' '.join(cfg.examples)}")
+    missing = [v for v in examples if not Path(v).is_file()]
+    if missing:
+        raise InputError(f"example video {missing[0]} does not exist; check the path or leave it out")
     model, trained = create_or_fall_back(cfg.model, "serve")
     server = Server(model, cfg.model.name, trained, cfg.settings, cfg.layer, cfg.device, examples)
     if not trained:

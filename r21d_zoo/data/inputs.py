@@ -8,13 +8,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Union
 
 from .._errors import InputError
+from .._options import default_workers as default_workers
 from ..video.frames import walk_videos
 from ..video.reader import VIDEO_EXTENSIONS
-
-
-def default_workers() -> int:
-    """Data-loading processes: up to 4, no more than the machine's cores."""
-    return min(4, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,7 @@ from .runtime import INT8, Runtime, amp_dtype
 _logger = logging.getLogger(__name__)
 
 RuntimeName = Literal["eager", "torch", "onnxruntime", "auto"]
-RUNTIMES = ("eager", "torch", "onnxruntime", "auto")
-RUNTIME_HELP = (
-    "eager (the model as built), torch (BN folded; TorchScript on CPU, torch.compile on GPU), onnxruntime (its ONNX "
-    "export, cached; CPU; float32 or int8), auto (onnxruntime for int8, else torch)"
-)
+from .._options import RUNTIME_HELP as RUNTIME_HELP, RUNTIMES as RUNTIMES
 
 
 def resolve_runtime(runtime: str, device: Union[str, torch.device], amp: Optional[str] = "auto") -> str:

@@ -14,20 +14,16 @@ loop, extraction, evaluation and :func:`~r21d_zoo.optimize_for_inference`:
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn as nn
 
-Amp = Literal["auto", "bf16", "fp16", "none"]
-AMP_CHOICES = ("auto", "bf16", "fp16", "none")
+from .._options import AMP_CHOICES as AMP_CHOICES, AMP_HELP as AMP_HELP, CHANNELS_LAST_HELP as CHANNELS_LAST_HELP
+from .._options import INFERENCE_AMP_CHOICES as INFERENCE_AMP_CHOICES, INFERENCE_AMP_HELP as INFERENCE_AMP_HELP
+from .._options import INT8 as INT8, Amp as Amp, InferenceAmp as InferenceAmp
+
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-AMP_HELP = "autocast: auto (bf16 on GPU, float32 on CPU), bf16, fp16 or none (float32)"
-INT8 = "int8"
-InferenceAmp = Literal["auto", "bf16", "fp16", "none", "int8"]
-INFERENCE_AMP_CHOICES = AMP_CHOICES + (INT8,)
-INFERENCE_AMP_HELP = AMP_HELP + ", or int8 (static quantization on the onnxruntime runtime, CPU)"
-CHANNELS_LAST_HELP = "channels_last_3d memory format (default: on GPU)"
 
 
 def amp_dtype(amp: Optional[str], device: Union[str, torch.device]) -> Optional[torch.dtype]:

@@ -14,9 +14,9 @@ import logging
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Literal, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -25,44 +25,15 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
 
 from .._progress import progress as show_progress
-from ..data.inputs import default_workers
 from ..data.seeds import epoch_seed
-from .._bounds import Checked, at_least
-from ..deploy.runtime import AMP_HELP, CHANNELS_LAST_HELP, Amp, Runtime
+from ..deploy.runtime import Runtime
 from .distributed import WorldInfo, all_reduce_sum, default_device, init_distributed
-from .optim import OptimConfig, SampleOptimConfig, build_optimizer, build_scheduler, sample_lr_factor
+from .config import SampleOptimConfig, TrainConfig as TrainConfig
+from .optim import build_optimizer, build_scheduler, sample_lr_factor
 from .logs import RunLogs
 from .run_folder import Export, RunFolder, run_settings
 
 _logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig(Checked):
-    """What every training job shares: batching, precision and memory options, distribution, seed and optimisation."""
-
-    batch_size: int = field(default=8, metadata=dict(help="clips per process per step", bound=at_least(1)))
-    accumulation: int = field(
-        default=1, metadata=dict(help="gradient accumulation steps per optimizer step", bound=at_least(1))
-    )
-    workers: int = field(
-        default_factory=default_workers, metadata=dict(help="data-loading processes", bound=at_least(0))
-    )
-    device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
-    amp: Optional[Amp] = field(default="auto", metadata=dict(help=AMP_HELP))
-    channels_last: Optional[bool] = field(default=None, metadata=dict(help=CHANNELS_LAST_HELP))
-    grad_checkpointing: bool = field(default=False, metadata=dict(help="recompute activations: less memory"))
-    sync_bn: bool = field(default=True, metadata=dict(help="SyncBatchNorm under DDP on GPU"))
-    seed: int = field(
-        default=0, metadata=dict(help="seed of initialisation, clip choice and augmentation", bound=at_least(0))
-    )
-    log_to: List[Literal["tensorboard", "wandb"]] = field(
-        default_factory=list,
-        metadata=dict(
-            help="also log the run to TensorBoard and/or W&B (optional extras; W&B offline unless WANDB_MODE)"
-        ),
-    )
-    optim: OptimConfig = field(default_factory=OptimConfig)
 
 
 @dataclass

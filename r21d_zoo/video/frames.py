@@ -11,31 +11,19 @@ reader's sampling, padding and timing rules exactly, so jobs read frame folders 
 
 import os
 import re
-from dataclasses import field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-from .._bounds import above
+from .._options import DEFAULT_FRAMES_FPS as DEFAULT_FRAMES_FPS, frames_fps_field as frames_fps_field
 from .reader import ClipFrames, VideoDecodeError, VideoInfo, VideoReader, check_pad, pad_order
 from .transforms import resize_frames
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
-DEFAULT_FRAMES_FPS = 30.0
 _FRAME = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)$")
 _FLOW_PREFIXES = ("flow_x", "flow_y", "x_", "y_", "flow")
-
-
-def frames_fps_field() -> Any:
-    """The ``--frames-fps`` option, declared once for every command that reads videos."""
-    return field(
-        default=None,
-        metadata=dict(
-            help=f"frame rate of frame folders (default: the dataset's, else {DEFAULT_FRAMES_FPS:g})", bound=above(0)
-        ),
-    )
 
 
 def _frame_number(name: str) -> Optional[Tuple[str, int]]:

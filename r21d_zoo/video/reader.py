@@ -21,14 +21,8 @@ import torch
 from ..models import ClipSpec
 
 PAD_MODES = ("repeat", "loop")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
-DECODERS: Dict[str, str] = {
-    "pyav": "r21d_zoo.video.pyav:PyAVReader",
-    "torchcodec": "r21d_zoo.video.torchcodec_reader:TorchCodecReader",  # optional extra
-    "frames": "r21d_zoo.video.frames:FrameFolderReader",  # folders of frame images
-}
-FRAMES_DECODER = "frames"
-DEFAULT_DECODER = "pyav"
+from .._options import DECODERS as DECODERS, DEFAULT_DECODER as DEFAULT_DECODER
+from .._options import FRAMES_DECODER as FRAMES_DECODER, VIDEO_EXTENSIONS as VIDEO_EXTENSIONS
 
 PathLike = Union[str, "os.PathLike[str]"]
 VideoSource = Union[str, "os.PathLike[str]", bytes]  # a file, or a whole encoded video in memory (a shard member)

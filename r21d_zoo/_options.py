@@ -1,0 +1,90 @@
+"""The shared vocabulary of options: every name and meaning that several layers or commands use (decoders, runtimes,
+precisions, feature formats, the device, decoding workers), defined once and importable without torch, so the
+command line can answer ``--help`` at once and a flag means the same in every command that has it.
+
+A config field built here (``device_field()``, ``runtime_field()``, ...) is the one declaration of that option;
+``tests/test_cli.py`` checks that an option several commands share has one meaning and one default, and lists the
+documented exceptions (:data:`SHARED_FLAG_EXCEPTIONS`)."""
+
+import os
+from dataclasses import field
+from typing import Any, Dict, Literal
+
+from ._bounds import above, at_least
+
+# -- decoding (r21d_zoo.video)
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
+DECODERS: Dict[str, str] = {  # name -> "module:Reader", imported on first use
+    "pyav": "r21d_zoo.video.pyav:PyAVReader",
+    "torchcodec": "r21d_zoo.video.torchcodec_reader:TorchCodecReader",  # optional extra
+    "frames": "r21d_zoo.video.frames:FrameFolderReader",  # folders of frame images
+}
+FRAMES_DECODER = "frames"
+DEFAULT_DECODER = "pyav"
+DEFAULT_FRAMES_FPS = 30.0
+
+# -- runtimes and precision (r21d_zoo.deploy)
+RUNTIMES = ("eager", "torch", "onnxruntime", "auto")
+RUNTIME_HELP = (
+    "eager (the model as built), torch (BN folded; TorchScript on CPU, torch.compile on GPU), onnxruntime (its ONNX "
+    "export, cached; CPU; float32 or int8), auto (onnxruntime for int8, else torch)"
+)
+Amp = Literal["auto", "bf16", "fp16", "none"]
+AMP_CHOICES = ("auto", "bf16", "fp16", "none")
+AMP_HELP = "autocast: auto (bf16 on GPU, float32 on CPU), bf16, fp16 or none (float32)"
+INT8 = "int8"
+InferenceAmp = Literal["auto", "bf16", "fp16", "none", "int8"]
+INFERENCE_AMP_CHOICES = AMP_CHOICES + (INT8,)
+INFERENCE_AMP_HELP = AMP_HELP + ", or int8 (static quantization on the onnxruntime runtime, CPU)"
+CHANNELS_LAST_HELP = "channels_last_3d memory format (default: on GPU)"
+
+# -- outputs (r21d_zoo.data.features)
+FEATURE_FORMAT_NAMES = ("npy", "safetensors", "hdf5")
+
+DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: this rank's GPU, else the CPU)"
+
+
+def default_workers() -> int:
+    """Data-loading processes: up to 4, no more than the machine's cores."""
+    return min(4, os.cpu_count() or 1)
+
+
+def device_field() -> Any:
+    """``--device``: where the model runs; every command that runs a model defaults to the GPU when there is one."""
+    return field(default=None, metadata=dict(help=DEVICE_HELP))
+
+
+def decoder_field() -> Any:
+    """``--decoder``: which library decodes the videos."""
+    return field(default=DEFAULT_DECODER, metadata=dict(help="video decoder", choices=tuple(DECODERS)))
+
+
+def workers_field(help: str = "decoding processes") -> Any:
+    """``--workers``: data-loading processes (0: in the main process)."""
+    return field(default_factory=default_workers, metadata=dict(help=help, bound=at_least(0)))
+
+
+def runtime_field() -> Any:
+    """``--runtime``: what runs the model (``--optimize`` is its 0.x switch for ``torch``)."""
+    return field(
+        default="eager", metadata=dict(help=RUNTIME_HELP, choices=RUNTIMES, deprecated_switch={"--optimize": "torch"})
+    )
+
+
+def inference_amp_field() -> Any:
+    """``--amp`` of the commands that only run inference (int8 included)."""
+    return field(default="auto", metadata=dict(help=INFERENCE_AMP_HELP))
+
+
+def channels_last_field() -> Any:
+    return field(default=None, metadata=dict(help=CHANNELS_LAST_HELP))
+
+
+def frames_fps_field() -> Any:
+    """``--frames-fps``: the rate frame folders are read at."""
+    return field(
+        default=None,
+        metadata=dict(
+            help=f"frame rate of frame folders (default: the dataset's, else {DEFAULT_FRAMES_FPS:g})", bound=above(0)
+        ),
+    )

@@ -24,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PeakRSS, interleaved_medians, print_table, write_json  # noqa: E402
 
 import r21d_zoo  # noqa: E402
-from r21d_zoo.jobs.common import ModelSource  # noqa: E402
+from r21d_zoo.infer.config import ModelSource  # noqa: E402
 from r21d_zoo.jobs.demo import run_demo  # noqa: E402
 from r21d_zoo.data.inputs import VideoItem  # noqa: E402
-from r21d_zoo.jobs.extract import ClipChunks, ExtractConfig, FeatureRunner, run_extraction  # noqa: E402
+from r21d_zoo.infer.config import ExtractConfig  # noqa: E402
+from r21d_zoo.infer.features import ClipChunks, FeatureRunner, run_extraction  # noqa: E402
 from r21d_zoo.models import ClipSpec  # noqa: E402
 from r21d_zoo.video import open_video, write_video  # noqa: E402
 

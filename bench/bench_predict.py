@@ -22,7 +22,7 @@ from _common import PeakRSS, print_table, write_json  # noqa: E402
 from bench_extract import long_video  # noqa: E402
 
 import r21d_zoo  # noqa: E402
-from r21d_zoo.jobs.predict import predict  # noqa: E402
+from r21d_zoo.infer.timeline import predict  # noqa: E402
 
 LIMIT_MB = 2048
 

@@ -36,8 +36,9 @@ from r21d_zoo import optimize_for_inference  # noqa: E402
 from r21d_zoo.data.inputs import VideoItem  # noqa: E402
 from r21d_zoo.data.labelled import read_labelled  # noqa: E402
 from r21d_zoo.data.synthetic import make_motion_dataset  # noqa: E402
-from r21d_zoo.jobs.extract import ExtractConfig, run_extraction  # noqa: E402
-from r21d_zoo.jobs.common import ModelSource  # noqa: E402
+from r21d_zoo.infer.config import ExtractConfig  # noqa: E402
+from r21d_zoo.infer.features import run_extraction  # noqa: E402
+from r21d_zoo.infer.config import ModelSource  # noqa: E402
 from r21d_zoo.jobs.finetune import FinetuneConfig, finetune  # noqa: E402
 from r21d_zoo.train.optim import OptimConfig  # noqa: E402
 

@@ -17,9 +17,10 @@ if TYPE_CHECKING:
         render_model_card as render_model_card,
         save_pretrained as save_pretrained,
     )
-    from .jobs.explain import grad_cam as grad_cam
-    from .jobs.predict import Prediction as Prediction, predict as predict
-    from .jobs.extract import ExtractConfig as ExtractConfig, extract_features as extract_features
+    from .infer.config import ExtractConfig as ExtractConfig
+    from .infer.features import extract_features as extract_features
+    from .infer.gradcam import grad_cam as grad_cam
+    from .infer.timeline import Prediction as Prediction, predict as predict
     from .models import (
         ClipSpec as ClipSpec,
         FeatureListNet as FeatureListNet,
@@ -49,11 +50,11 @@ _EXPORTS = {
     "push_to_hub": ".deploy",
     "render_model_card": ".deploy",
     "save_pretrained": ".deploy",
-    "grad_cam": ".jobs.explain",
-    "Prediction": ".jobs.predict",
-    "predict": ".jobs.predict",
-    "ExtractConfig": ".jobs.extract",
-    "extract_features": ".jobs.extract",
+    "grad_cam": ".infer.gradcam",
+    "Prediction": ".infer.timeline",
+    "predict": ".infer.timeline",
+    "ExtractConfig": ".infer.config",
+    "extract_features": ".infer.features",
     "ClipSpec": ".models",
     "FeatureListNet": ".models",
     "PretrainedCfg": ".models",

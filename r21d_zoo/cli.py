@@ -21,6 +21,7 @@ Errors are one line on stderr; ``--debug`` shows the traceback.
 
 import argparse
 import dataclasses
+import importlib
 import json
 import logging
 import pickle
@@ -34,65 +35,75 @@ from ._version import __version__
 from ._bounds import option_flags
 from ._errors import EXIT_INPUT, EXIT_PARTIAL, EXIT_USAGE, InputError, UsageError
 from ._io import atomic_write
-from .commands.cards import CardsConfig, run as run_cards
-from .commands.catalog import InfoConfig, ListConfig, run_info, run_list
-from .commands.convert import (
+from .commands.configs import (
+    CardsConfig,
     ConvertConfig,
     ExportConfig,
+    InfoConfig,
+    ListConfig,
+    PublishConfig,
     VerifyWeightsConfig,
-    run as run_convert,
-    run_export,
-    run_verify_weights,
 )
-from .commands.publish import PublishConfig, run as run_publish
-from .jobs.check_videos import CheckVideosConfig, run as run_check_videos
-from .jobs.common import in_cli_terms
-from .jobs.dedup import DedupConfig, run as run_dedup
-from .jobs.demo import DemoConfig, run as run_demo
-from .jobs.distill import DistillJobConfig, run as run_distill
-from .jobs.explain import ExplainJobConfig, run as run_explain
-from .jobs.extract import ExtractJobConfig, run as run_extract
-from .jobs.finetune import EvaluateJobConfig, FinetuneJobConfig, run as run_finetune, run_evaluate
-from .jobs.predict import PredictJobConfig, run as run_predict
-from .jobs.pretrain import PretrainJobConfig, run as run_pretrain
-from .jobs.serve import ServeConfig, run as run_serve
-from .jobs.probe import ProbeJobConfig, run as run_probe
-from .jobs.shards import PackConfig, StatsConfig, SubsetConfig, run_pack, run_stats, run_subset
-from .jobs.synthetic import SyntheticConfig, run as run_synthetic
+from .jobs.configs import (
+    CheckVideosConfig,
+    DedupConfig,
+    DemoConfig,
+    DistillJobConfig,
+    EvaluateJobConfig,
+    ExplainJobConfig,
+    ExtractJobConfig,
+    FinetuneJobConfig,
+    PackConfig,
+    PredictJobConfig,
+    PretrainJobConfig,
+    ProbeJobConfig,
+    ServeConfig,
+    StatsConfig,
+    SubsetConfig,
+    SyntheticConfig,
+)
 from .models import ClipSpec
 
 
 @dataclass(frozen=True)
 class Command:
+    """A command: its config dataclass (light: the parser is built from it without importing torch) and where its
+    ``run`` lives, ``"module:function"``, imported only when the command runs."""
+
     config: type
-    run: Callable[[Any], int]
+    target: str
+
+    @property
+    def run(self) -> Callable[[Any], int]:
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
 COMMANDS: Dict[str, Union[Command, Dict[str, Command]]] = {  # a dict: a group, `r21d-zoo GROUP COMMAND`
-    "list": Command(ListConfig, run_list),
-    "info": Command(InfoConfig, run_info),
-    "demo": Command(DemoConfig, run_demo),
-    "predict": Command(PredictJobConfig, run_predict),
-    "explain": Command(ExplainJobConfig, run_explain),
-    "serve": Command(ServeConfig, run_serve),
-    "extract": Command(ExtractJobConfig, run_extract),
-    "finetune": Command(FinetuneJobConfig, run_finetune),
-    "evaluate": Command(EvaluateJobConfig, run_evaluate),
-    "probe": Command(ProbeJobConfig, run_probe),
-    "distill": Command(DistillJobConfig, run_distill),
-    "pretrain": Command(PretrainJobConfig, run_pretrain),
-    "convert": Command(ConvertConfig, run_convert),
-    "verify-weights": Command(VerifyWeightsConfig, run_verify_weights),
-    "export": Command(ExportConfig, run_export),
-    "cards": Command(CardsConfig, run_cards),
-    "publish": Command(PublishConfig, run_publish),
-    "synthetic": Command(SyntheticConfig, run_synthetic),
-    "dedup": Command(DedupConfig, run_dedup),
-    "check-videos": Command(CheckVideosConfig, run_check_videos),
+    "list": Command(ListConfig, "r21d_zoo.commands.catalog:run_list"),
+    "info": Command(InfoConfig, "r21d_zoo.commands.catalog:run_info"),
+    "demo": Command(DemoConfig, "r21d_zoo.jobs.demo:run"),
+    "predict": Command(PredictJobConfig, "r21d_zoo.jobs.predict:run"),
+    "explain": Command(ExplainJobConfig, "r21d_zoo.jobs.explain:run"),
+    "serve": Command(ServeConfig, "r21d_zoo.jobs.serve:run"),
+    "extract": Command(ExtractJobConfig, "r21d_zoo.jobs.extract:run"),
+    "finetune": Command(FinetuneJobConfig, "r21d_zoo.jobs.finetune:run"),
+    "evaluate": Command(EvaluateJobConfig, "r21d_zoo.jobs.evaluate:run"),
+    "probe": Command(ProbeJobConfig, "r21d_zoo.jobs.probe:run"),
+    "distill": Command(DistillJobConfig, "r21d_zoo.jobs.distill:run"),
+    "pretrain": Command(PretrainJobConfig, "r21d_zoo.jobs.pretrain:run"),
+    "convert": Command(ConvertConfig, "r21d_zoo.commands.convert:run"),
+    "verify-weights": Command(VerifyWeightsConfig, "r21d_zoo.commands.convert:run_verify_weights"),
+    "export": Command(ExportConfig, "r21d_zoo.commands.convert:run_export"),
+    "cards": Command(CardsConfig, "r21d_zoo.commands.cards:run"),
+    "publish": Command(PublishConfig, "r21d_zoo.commands.publish:run"),
+    "synthetic": Command(SyntheticConfig, "r21d_zoo.jobs.synthetic:run"),
+    "dedup": Command(DedupConfig, "r21d_zoo.jobs.dedup:run"),
+    "check-videos": Command(CheckVideosConfig, "r21d_zoo.jobs.check_videos:run"),
     "shards": {
-        "pack": Command(PackConfig, run_pack),
-        "stats": Command(StatsConfig, run_stats),
-        "subset": Command(SubsetConfig, run_subset),
+        "pack": Command(PackConfig, "r21d_zoo.jobs.shards:run_pack"),
+        "stats": Command(StatsConfig, "r21d_zoo.jobs.shards:run_stats"),
+        "subset": Command(SubsetConfig, "r21d_zoo.jobs.shards:run_subset"),
     },
 }
 
@@ -471,6 +482,8 @@ def _explain(e: Exception) -> Tuple[int, str]:
         return EXIT_USAGE, str(e.args[0]) if e.args else repr(e)
     if isinstance(e, UsageError):
         return EXIT_USAGE, str(e)
+    from .infer.config import in_cli_terms
+
     message = in_cli_terms(str(e))
     if isinstance(e, OSError) and e.filename:
         message = f"{e.strerror or e}: {e.filename}"

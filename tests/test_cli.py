@@ -10,7 +10,7 @@ import pytest
 
 from r21d_zoo import __version__
 from r21d_zoo.cli import COMMANDS, build_parser, command_table, config_from_args, field_default, main
-from r21d_zoo.jobs.common import ModelSource
+from r21d_zoo.infer.config import ModelSource
 
 
 def _required_args(cls):
@@ -278,7 +278,7 @@ def test_impossible_numbers_are_usage_errors_before_any_work(words, flag, value,
 
 def test_bounds_hold_in_the_python_api_too():
     from r21d_zoo._errors import UsageError
-    from r21d_zoo.jobs.extract import ExtractConfig
+    from r21d_zoo.infer.config import ExtractConfig
     from r21d_zoo.models import ClipSpec
     from r21d_zoo.train.optim import OptimConfig
 

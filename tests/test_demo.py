@@ -8,7 +8,7 @@ import torch
 
 import r21d_zoo.models._loading as loading
 from r21d_zoo.cli import main as cli_main
-from r21d_zoo.jobs.common import ModelSource
+from r21d_zoo.infer.config import ModelSource
 from r21d_zoo.jobs.demo import run_demo, synthesize_clip
 from r21d_zoo.video import read_clip
 from util import TINY

@@ -15,7 +15,7 @@ import torch
 import r21d_zoo
 from r21d_zoo.cli import main as cli_main
 from r21d_zoo.data.inputs import discover_videos
-from r21d_zoo.jobs.common import ModelSource
+from r21d_zoo.infer.config import ModelSource
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import read_clip
 import util

@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from r21d_zoo.jobs.figures import plot_confusion, plot_per_class, top_confusions
+from r21d_zoo.infer.figures import plot_confusion, plot_per_class, top_confusions
 
 
 def test_top_confusions_are_the_largest_off_diagonal_counts_with_their_share():

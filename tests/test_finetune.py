@@ -10,10 +10,11 @@ import torch
 
 import r21d_zoo
 from r21d_zoo.cli import main as cli_main
-from r21d_zoo.jobs.common import ModelSource
+from r21d_zoo.infer.config import ModelSource
 from r21d_zoo.train.optim import OptimConfig
-from r21d_zoo.jobs.finetune import FinetuneConfig, evaluate, finetune
-from r21d_zoo.train.metrics import average_precision
+from r21d_zoo.infer.scores import evaluate
+from r21d_zoo.jobs.finetune import FinetuneConfig, finetune
+from r21d_zoo.infer.metrics import average_precision
 from r21d_zoo.data.labelled import read_labelled
 from r21d_zoo.jobs.probe import DEFAULT_L2, probe
 from r21d_zoo.train.logistic import fit_logistic

@@ -190,8 +190,9 @@ def test_finetuning_the_flow_tag_trains_on_flow_and_exports_a_flow_model(tmp_pat
     """Training clips are cropped, then turned into flow (train_augment: the eval transform's flow when the crop is
     the whole frame); the exported model is a flow model that evaluate reads back with the same numbers."""
     from r21d_zoo.data.labelled import read_labelled
-    from r21d_zoo.jobs.common import ModelSource
-    from r21d_zoo.jobs.finetune import FinetuneConfig, evaluate, finetune
+    from r21d_zoo.infer.config import ModelSource
+    from r21d_zoo.infer.scores import evaluate
+    from r21d_zoo.jobs.finetune import FinetuneConfig, finetune
     from r21d_zoo.train.optim import OptimConfig
 
     train_csv, val_csv = make_motion_dataset(tmp_path / "m", videos_per_class=8, val_per_class=4, num_frames=8,

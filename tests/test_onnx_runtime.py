@@ -12,7 +12,7 @@ import util
 from r21d_zoo.cli import main
 from r21d_zoo.deploy import onnx_runtime, optimize
 from r21d_zoo.deploy.optimize import optimize_for_inference, resolve_runtime
-from r21d_zoo.jobs import extract
+from r21d_zoo.infer import features as extract
 from util import make_video, randomise_bn
 
 DATA = dict(num_frames=8, resize_size=(40, 53), crop_size=32)

@@ -15,10 +15,10 @@ from r21d_zoo.cli import main as cli_main
 from r21d_zoo.data.labelled import read_labelled
 from r21d_zoo.data.synthetic import make_motion_dataset, motion_clip, write_lossless
 from r21d_zoo.deploy import save_pretrained
-from r21d_zoo.jobs.common import ModelSource
-from r21d_zoo.jobs.explain import explain, grad_cam
+from r21d_zoo.infer.config import ModelSource
+from r21d_zoo.infer.gradcam import explain, grad_cam
 from r21d_zoo.jobs.finetune import FinetuneConfig, finetune
-from r21d_zoo.jobs.predict import predict
+from r21d_zoo.infer.timeline import predict
 from r21d_zoo.models import set_derived_cfg
 from r21d_zoo.train.optim import OptimConfig
 from r21d_zoo.video.pyav import PyAVReader

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 import r21d_zoo
 from r21d_zoo.cli import main
 from r21d_zoo.train.loop import StepOutput, TrainConfig, fit_stream
-from r21d_zoo.train.optim import SampleOptimConfig, ig65m_schedule, sample_lr_factor
+from r21d_zoo.train.config import SampleOptimConfig, ig65m_schedule
+from r21d_zoo.train.optim import sample_lr_factor
 from r21d_zoo.data.labelled import EvalClips, read_labelled
 from r21d_zoo.jobs.pretrain import PretrainConfig, pretrain, pretrain_loss
 from r21d_zoo.jobs.probe import probe
@@ -189,7 +190,7 @@ def test_pretrain_command_exports_a_model_finetune_and_extract_load(shards, tmp_
     assert ClipSpec.from_model(model).num_frames == 4 and "sqrt sampling" in model.pretrained_cfg["notes"]
     state = torch.load(out / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
-    head = r21d_zoo.jobs.common.ModelSource(f"local-dir:{out / 'final'}").create(num_classes=2)
+    head = r21d_zoo.infer.config.ModelSource(f"local-dir:{out / 'final'}").create(num_classes=2)
     assert head.num_classes == 2 and torch.equal(head.stem[0].weight, model.stem[0].weight)
     video = sorted(Path(shards.source_root).glob("left/*.mp4"))[0]
     assert main(["extract", str(video), "-o", str(tmp_path / "feats"), "--model", f"local-dir:{out / 'final'}"]) == 0

@@ -10,7 +10,8 @@ import torch
 import r21d_zoo
 from r21d_zoo.cli import build_parser, command_table
 from r21d_zoo.deploy.runtime import AMP_CHOICES, AMP_HELP, INFERENCE_AMP_CHOICES, INFERENCE_AMP_HELP, Runtime, amp_dtype
-from r21d_zoo.jobs.extract import ExtractConfig, FeatureRunner
+from r21d_zoo.infer.config import ExtractConfig
+from r21d_zoo.infer.features import FeatureRunner
 from r21d_zoo.train.distributed import WorldInfo
 from r21d_zoo.train.loop import TrainConfig, _prepare
 from util import TINY

@@ -19,9 +19,10 @@ import r21d_zoo
 import r21d_zoo.models._loading as loading
 from r21d_zoo.cli import main as cli_main
 from r21d_zoo.deploy import save_pretrained
-from r21d_zoo.jobs.common import ModelSource, create_or_fall_back
+from r21d_zoo.infer.config import ModelSource, create_or_fall_back
 from r21d_zoo.jobs.demo import synthesize_clip
-from r21d_zoo.jobs.predict import PredictConfig, predict
+from r21d_zoo.infer.config import PredictConfig
+from r21d_zoo.infer.timeline import predict
 from r21d_zoo.jobs.serve import RANDOM_NOTE, Server, offline_theme
 from r21d_zoo.models import set_derived_cfg
 from util import TINY

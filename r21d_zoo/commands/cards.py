@@ -1,13 +1,13 @@
 """``r21d-zoo cards``: the model cards of every weight tag, the README model table and the conversion commands,
 regenerated from the registry (the tests fail while any is stale)."""
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 from urllib.parse import unquote
 
 from ..deploy.cards import model_stats, registry_config, render_model_card
 from ..models import get_pretrained_cfg, list_models, list_pretrained, metric_value
+from .configs import CardsConfig as CardsConfig
 
 
 def card_path(directory: str, name: str) -> Path:
@@ -89,17 +89,6 @@ def update_readme(path: str) -> None:
 
 def update_conversion_readme(path: str) -> None:
     _replace_between(path, COMMANDS_START, COMMANDS_END, render_conversion_commands())
-
-
-@dataclass
-class CardsConfig:
-    """Regenerate the model cards and the README model table from the registry."""
-
-    directory: str = field(default="model_cards", metadata=dict(help="where the cards go", positional=True))
-    readme: str = field(default="README.md", metadata=dict(help="README whose model table is rewritten ('' to skip)"))
-    conversion_readme: str = field(
-        default="conversion/README.md", metadata=dict(help="README whose command list is rewritten ('' to skip)")
-    )
 
 
 def run(cfg: CardsConfig) -> int:

@@ -2,22 +2,11 @@
 
 import json
 import sys
-from dataclasses import dataclass, field
-from typing import Optional
 
 from ..deploy.cards import model_stats, registry_config, render_model_card
 from ..models import PretrainedCfg, get_pretrained_cfg, list_aliases, list_models, list_pretrained, metric_value
 from ..models import resolve_model_name
-
-
-@dataclass
-class ListConfig:
-    """List architectures, or pretrained weights with --pretrained."""
-
-    filter: Optional[str] = field(
-        default=None, metadata=dict(positional=True, help="fnmatch pattern ('r2plus1d_*'), or a word to look for")
-    )
-    pretrained: bool = field(default=False, metadata=dict(help="list the arch.tag names that have weights"))
+from .configs import ListConfig as ListConfig, InfoConfig as InfoConfig
 
 
 def run_list(cfg: ListConfig) -> int:
@@ -44,15 +33,6 @@ def _licence(w: PretrainedCfg) -> str:
     if w.license == "other":
         return f"other: {w.license_name} ({w.license_link})"
     return w.license or "none recorded"
-
-
-@dataclass
-class InfoConfig:
-    """Show a weight's config, clip, accuracy and provenance."""
-
-    name: str = field(metadata=dict(positional=True, help="architecture, arch.tag or alias"))
-    json: bool = field(default=False, metadata=dict(help="print the full config.json instead"))
-    card: bool = field(default=False, metadata=dict(help="print the model card (the Hub README.md) instead"))
 
 
 def run_info(cfg: InfoConfig) -> int:

@@ -30,10 +30,10 @@ from ..models import (
 from ..models import caffe2_to_state_dict, class_count, download_url, load_caffe2_pickle, sha256_file, visual_tower
 from ..models import write_verification
 from ..deploy import export
-from .._bounds import Checked, above, at_least
 from .._errors import EXIT_PARTIAL
 from .._io import writable_dir, writable_file
-from ..jobs.common import ModelSource, clip_field
+from .configs import ConvertConfig as ConvertConfig, ExportConfig as ExportConfig
+from .configs import VerifyWeightsConfig as VerifyWeightsConfig
 
 _logger = logging.getLogger("r21d_zoo.progress")
 
@@ -131,35 +131,12 @@ def convert_torch(pth: str, name: str, out: str, run_verify: bool = False) -> st
     return save_converted(model, state_dict, out, run_verify)
 
 
-@dataclass
-class ExportConfig(Checked):
-    """Export a model to ONNX (.onnx) or torch.export (.pt2), with a dynamic batch axis and BatchNorm folded."""
-
-    out: str = field(metadata=dict(flag=("-o", "--out"), help="output file: .onnx or .pt2"))
-    model: ModelSource = field(
-        default_factory=ModelSource, metadata=dict(overrides=dict(name=dict(positional=True, metavar="MODEL")))
-    )
-    clip: Dict[str, Any] = clip_field(help="the graph's clip: --num-frames and --crop-size set its fixed T, H, W")
-    opset: int = field(default=18, metadata=dict(help="ONNX opset", bound=at_least(7)))
-    fold_bn: bool = field(default=True, metadata=dict(help="fold BatchNorm into the convolutions"))
-
-
 def run_export(cfg: ExportConfig) -> int:
     writable_file(cfg.out, "-o")
     model = cfg.model.create()
     clip = cfg.clip
     print(export(model, cfg.out, clip.get("num_frames"), clip.get("crop_size"), cfg.fold_bn, cfg.opset))
     return 0
-
-
-@dataclass
-class ConvertConfig:
-    """Convert a released file (caffe2 .pkl, or a PyTorch port's .pth) into a model folder."""
-
-    source: str = field(metadata=dict(positional=True, help="caffe2 .pkl (VMZ) or .pth/.pt (PyTorch ports)"))
-    model: str = field(metadata=dict(help="registry tag (arch.tag) or architecture"))
-    out: str = field(metadata=dict(flag=("-o", "--out"), help="output directory"))
-    verify: bool = field(default=False, metadata=dict(help="run a fixed clip and write verify.json"))
 
 
 def run(cfg: ConvertConfig) -> int:
@@ -280,25 +257,6 @@ def check_sources(
             else:
                 check.detail += " (not recorded as verified: the original could not be fetched)"
     return checks
-
-
-@dataclass
-class VerifyWeightsConfig(Checked):
-    """Fetch every source of a weight tag, convert each, and compare their outputs on a fixed clip with the original's.
-
-    Mirrors without a published hash are used by create_model only after this command has matched them."""
-
-    name: str = field(metadata=dict(positional=True, help="weight tag (arch.tag) or alias"))
-    rtol: float = field(
-        default=1e-3, metadata=dict(help="largest allowed difference, relative to the reference's", bound=above(0))
-    )
-    frames: Optional[int] = field(
-        default=None, metadata=dict(help="clip length (default: the weight's)", bound=at_least(1))
-    )
-    size: Optional[int] = field(
-        default=None, metadata=dict(help="clip height and width (default: the weight's)", bound=at_least(1))
-    )
-    cache_dir: Optional[str] = field(default=None, metadata=dict(help="download folder (default: torch hub cache)"))
 
 
 def run_verify_weights(cfg: VerifyWeightsConfig) -> int:

@@ -6,14 +6,14 @@ in its family module) by hand, once its repo is public.
 """
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional
 
 from .._version import __version__
 from ..models import HF_HUB_ORG, create_model, list_pretrained, resolve_model_name
 from ..deploy import push_to_hub, save_pretrained
 from .._errors import EXIT_PARTIAL
+from .configs import PublishConfig as PublishConfig
 
 _logger = logging.getLogger("r21d_zoo.progress")
 
@@ -34,21 +34,6 @@ def publish_tag(
     if dry_run:
         return save_pretrained(model, str(Path(dry_run) / org / name))
     return push_to_hub(model, repo_id, private=private, commit_message=f"{name} (r21d_zoo {__version__})")
-
-
-@dataclass
-class PublishConfig:
-    """Maintainers: push weight tags to the Hugging Face Hub, one repo per tag (ORG/arch.tag).
-
-    Needs a token with write access to ORG (HF_TOKEN or `hf auth login`)."""
-
-    org: str = field(default=HF_HUB_ORG, metadata=dict(help="Hub organisation or user"))
-    tags: Tuple[str, ...] = field(default=(), metadata=dict(help="arch.tag names (default: every weight tag)"))
-    dry_run: Optional[str] = field(
-        default=None, metadata=dict(metavar="DIR", help="write the repo folders to DIR/ORG/arch.tag, push nothing")
-    )
-    private: bool = field(default=False, metadata=dict(help="create private repos"))
-    cache_dir: Optional[str] = field(default=None, metadata=dict(help="download folder (default: torch hub cache)"))
 
 
 def run(cfg: PublishConfig) -> int:

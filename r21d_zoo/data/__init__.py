@@ -18,11 +18,11 @@ if TYPE_CHECKING:
     from .labelled import (
         EvalClips as EvalClips,
         LabelledVideos as LabelledVideos,
-        LabelOptions as LabelOptions,
         Sample as Sample,
         TrainClips as TrainClips,
         read_labelled as read_labelled,
     )
+    from .options import LabelOptions as LabelOptions
     from .seeds import epoch_seed as epoch_seed
 
 _EXPORTS = {
@@ -37,7 +37,7 @@ _EXPORTS = {
     "discover_videos": ".inputs",
     "EvalClips": ".labelled",
     "LabelledVideos": ".labelled",
-    "LabelOptions": ".labelled",
+    "LabelOptions": ".options",
     "Sample": ".labelled",
     "TrainClips": ".labelled",
     "read_labelled": ".labelled",

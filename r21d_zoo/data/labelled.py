@@ -43,13 +43,13 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tu
 import torch
 from torch.utils.data import Dataset
 
-from .._bounds import Checked, between
 from ..models import ClipSpec, load_label_names
 from ..video import VideoDecodeError, open_video, random_clip, uniform_clips
-from ..video.frames import frames_fps_field, walk_videos
+from ..video.frames import walk_videos
 from ..video.reader import DEFAULT_DECODER, VIDEO_EXTENSIONS
 from .._errors import InputError
-from .inputs import VideoItem, read_video_list, resolved
+from .inputs import VideoItem, resolved
+from .options import LABEL_FORMAT_NAMES, LabelOptions as LabelOptions
 from .seeds import epoch_seed
 
 _logger = logging.getLogger(__name__)
@@ -463,6 +463,7 @@ LABEL_FORMATS: Dict[str, LabelFormat] = {
         LabelFormat("list", Path.is_file, _list_rows, "trainlist01.txt (UCF101)", frames_fps=25.0),
     )
 }
+assert tuple(LABEL_FORMATS) == LABEL_FORMAT_NAMES, "r21d_zoo.data.options names the formats defined here"
 
 
 def read_labelled(
@@ -558,54 +559,6 @@ def read_labelled(
     if not samples:
         raise InputError(f"{src}: no videos left ({data.describe()})")
     return data
-
-
-@dataclass
-class LabelOptions(Checked):
-    """How labelled videos are read: the annotation format, the columns (by header name), where the videos are, the
-    split, and what happens to labels outside the classes."""
-
-    label_format: Optional[str] = field(
-        default=None,
-        metadata=dict(help="annotation format (default: detected from the files)", choices=tuple(LABEL_FORMATS)),
-    )
-    path_column: Optional[str] = field(default=None, metadata=dict(help="CSV header name of the path column"))
-    label_column: Optional[str] = field(
-        default=None, metadata=dict(help="CSV header name of the label column (EPIC-Kitchens: verb or noun)")
-    )
-    video_root: Optional[str] = field(
-        default=None, metadata=dict(help="folder of an annotation file's videos (default: the file's folder)")
-    )
-    split: int = field(
-        default=1, metadata=dict(help="which split of a split folder (HMDB51: 1-3)", bound=between(1, 3))
-    )
-    exclude_unknown: bool = field(
-        default=False, metadata=dict(help="leave out (and count) rows whose label is not a class, instead of failing")
-    )
-    exclude: Optional[str] = field(
-        default=None, metadata=dict(help="leave out the videos listed in this file (e.g. check-videos' bad.txt)")
-    )
-    frames_fps: Optional[float] = frames_fps_field()
-
-    def read(
-        self, source: Union[str, os.PathLike], classes: Optional[Sequence[str]] = None, subset: str = "train"
-    ) -> LabelledVideos:
-        """The labelled videos of ``source``; ``subset`` (``"train"``/``"test"``) picks the part of a split file."""
-        data = read_labelled(
-            source,
-            classes,
-            self.path_column,
-            self.label_column,
-            self.exclude_unknown,
-            self.label_format,
-            self.video_root,
-            self.split,
-            subset,
-            read_video_list(self.exclude),
-            self.frames_fps,
-        )
-        _logger.info("read %s", data.describe())
-        return data
 
 
 def video_items(data: LabelledVideos) -> List[VideoItem]:

@@ -11,19 +11,17 @@ to ``OUT/summary.json``.
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from torch.utils.data import DataLoader, Dataset
 
-from .._bounds import Checked, at_least
 from .._errors import EXIT_PARTIAL, InputError
 from .._io import atomic_write, writable_dir
 from .._progress import progress
-from ..data.inputs import default_workers, discover_videos
-from ..data.labelled import LabelOptions
+from ..data.inputs import discover_videos
 from ..video import VideoDecodeError, open_video
-from ..video.reader import DECODERS, DEFAULT_DECODER, FRAMES_DECODER, VIDEO_EXTENSIONS
+from ..video.reader import DEFAULT_DECODER, FRAMES_DECODER
+from .configs import CheckVideosConfig as CheckVideosConfig
 
 _logger = logging.getLogger(__name__)
 REPORT, BAD, SUMMARY = "report.jsonl", "bad.txt", "summary.json"
@@ -84,22 +82,6 @@ class _Videos(Dataset):
     def __getitem__(self, i: int) -> Dict:
         path = self.paths[i]
         return check_video(path, self.decoder, self.segments.get(path), self.frames_fps.get(path))
-
-
-@dataclass
-class CheckVideosConfig(Checked):
-    """Check that every video of a dataset decodes (duration, rate, size, frames, segments); list the bad ones."""
-
-    out: str = field(metadata=dict(flag=("-o", "--out"), help="folder for report.jsonl, bad.txt and summary.json"))
-    inputs: List[str] = field(
-        default_factory=list,
-        metadata=dict(positional=True, help="video files, directories (recursive) or .txt/.csv lists of paths"),
-    )
-    data: Optional[str] = field(default=None, metadata=dict(help="or a labelled dataset (any annotation format)"))
-    labels: LabelOptions = field(default_factory=LabelOptions)
-    decoder: str = field(default=DEFAULT_DECODER, metadata=dict(help="video decoding decoder", choices=DECODERS))
-    workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes", bound=at_least(0)))
-    extensions: str = field(default=",".join(VIDEO_EXTENSIONS), metadata=dict(help="comma-separated, for folders"))
 
 
 def run(cfg: CheckVideosConfig) -> int:

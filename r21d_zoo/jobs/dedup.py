@@ -22,17 +22,16 @@ which ``ShardStream(exclude=...)`` and ``pretrain --exclude`` honour, and remova
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 
-from .._bounds import Checked, at_least, between
 from .._errors import InputError
 from .._io import atomic_write, writable_file
 from ..data.features import FeatureStore, extraction_differences
 from ..data.shards import iter_json, label_names, open_shards
+from .configs import DedupConfig as DedupConfig
 
 _logger = logging.getLogger("r21d_zoo.progress")
 
@@ -146,34 +145,6 @@ def _hnsw(targets: torch.Tensor, neighbours: int = 32, ef_search: int = 128) -> 
         return torch.from_numpy(scores[:, 0]), torch.from_numpy(which[:, 0])
 
     return nearest
-
-
-@dataclass
-class DedupConfig(Checked):
-    """Find pre-training videos that near-duplicate target videos (cosine over extracted features); write their list."""
-
-    pretrain: str = field(metadata=dict(help="feature folder of the pre-training videos (r21d-zoo extract -o)"))
-    target: str = field(metadata=dict(help="feature folder of the target videos (e.g. Kinetics, UCF101, HMDB51)"))
-    out: str = field(metadata=dict(flag=("-o", "--out"), help="exclusion list to write, one name or key per line"))
-    threshold: float = field(
-        default=0.8, metadata=dict(help="cosine similarity at which a video is a duplicate", bound=between(-1, 1))
-    )
-    shards: Optional[str] = field(
-        default=None, metadata=dict(help="the packed pre-training shards: write sample keys and report per label")
-    )
-    index: Literal["exact", "faiss"] = field(
-        default="exact", metadata=dict(help="exact search in chunks, or faiss HNSW over the targets (approximate)")
-    )
-    grid: Optional[int] = field(
-        default=None,
-        metadata=dict(
-            help="average-pool spatial maps to N x N cells first: small layout-aware rows", bound=at_least(1)
-        ),
-    )
-    mirrored_target: Optional[str] = field(
-        default=None,
-        metadata=dict(help="the target videos extracted again with --mirror: finds left-right flipped copies too"),
-    )
 
 
 def _mirrored_targets(cfg: DedupConfig, target: Descriptors) -> Descriptors:

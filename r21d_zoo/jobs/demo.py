@@ -2,19 +2,17 @@
 
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
-from ..deploy.optimize import RUNTIME_HELP, RUNTIMES, optimize_for_inference
+from ..deploy.optimize import optimize_for_inference
 from ..models import ClipSpec
 from ..video import create_transform, read_clip, write_video
-from .common import ModelSource, create_or_fall_back
-
-DEMO_MODEL = "r2plus1d_34.ig65m_ft_kinetics400_8f"  # a Kinetics classifier, so the predictions read as actions
+from .configs import DEMO_MODEL as DEMO_MODEL, DemoConfig as DemoConfig
+from ..infer.config import ModelSource, create_or_fall_back
 
 
 def synthesize_clip(path: str, num_frames: int = 48, size: Tuple[int, int] = (240, 320), fps: int = 30) -> str:
@@ -39,7 +37,7 @@ def run_demo(
 ) -> Dict[str, object]:
     """Run ``source``'s model on the first clip of ``video`` (or of a synthetic clip), on ``runtime`` (see
     :func:`~r21d_zoo.optimize_for_inference`). Registry weights that cannot be downloaded fall back to random weights,
-    said loudly (:func:`~r21d_zoo.jobs.common.create_or_fall_back`)."""
+    said loudly (:func:`~r21d_zoo.infer.config.create_or_fall_back`)."""
     model, used_pretrained = create_or_fall_back(source, "demo")
     model.eval()
     spec = ClipSpec.from_model(model)
@@ -82,15 +80,6 @@ def print_demo(result: Dict[str, object]) -> None:
         f"throughput: {result['clips_per_s']:.2f} clips/s on {'GPU' if torch.cuda.is_available() else 'CPU'} "
         f"(batch 1, {torch.get_num_threads()} threads, runtime {result['runtime']})"
     )
-
-
-@dataclass
-class DemoConfig:
-    """Synthesise a clip (or read one), run a model, print predictions, feature shape and throughput."""
-
-    model: ModelSource = field(default_factory=lambda: ModelSource(DEMO_MODEL))
-    video: Optional[str] = field(default=None, metadata=dict(help="use this video instead of a synthetic clip"))
-    runtime: str = field(default="eager", metadata=dict(help=RUNTIME_HELP, choices=RUNTIMES))
 
 
 def run(cfg: DemoConfig) -> int:

@@ -15,9 +15,9 @@ channels_last, gradient checkpointing, metrics) and exports the student with ``s
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -26,15 +26,14 @@ import torch.nn.functional as F
 from ..deploy import save_pretrained
 from ..models import FLOW_MEAN, FLOW_STD, ClipSpec, WeightsError, set_derived_cfg
 from ..video import VideoClassificationTransform, normalize
-from .._bounds import above, at_least
 from .._errors import InputError
 from .._io import writable_dir
 from ..data.inputs import discover_videos
 from ..data.labelled import LabelledVideos, Sample, TrainClips
 from ..train.distributed import WorldInfo, default_device, init_distributed
-from ..train.loop import FitResult, StepContext, StepOutput, TrainConfig, fit
-from ..train.optim import OptimConfig
-from .common import clip_field, create_with_args, parse_json_object
+from ..train.loop import FitResult, StepContext, StepOutput, fit
+from .configs import DistillConfig as DistillConfig, DistillJobConfig as DistillJobConfig
+from ..infer.config import create_with_args
 
 _logger = logging.getLogger(__name__)
 TARGETS = ("center", "random", "multi")
@@ -181,44 +180,6 @@ MODALITIES: Dict[str, Tuple[int, Dict[str, Any], Callable[..., Callable[[torch.T
 }
 
 
-def _distill_optim() -> OptimConfig:
-    return OptimConfig(lr=0.1, reference_batch=256, epochs=10, warmup_epochs=1, schedule="cosine")
-
-
-@dataclass
-class DistillConfig(TrainConfig):
-    """The student, its input and the distillation target; batching, precision and optimisation as for fine-tuning."""
-
-    model: str = field(
-        default="r2plus1d_18",
-        metadata=dict(help="registry architecture of the student", deprecated=("--student",)),
-    )
-    model_args: Dict[str, Any] = field(
-        default_factory=dict,
-        metadata=dict(
-            parse=parse_json_object, help="JSON object of create_model arguments", deprecated=("--student-args",)
-        ),
-    )
-    modality: Literal["rgb", "flow", "gray_diff"] = field(
-        default="rgb",
-        metadata=dict(
-            help="the student's input: RGB, optical flow of the clip (--flow-method), or grey level and its "
-            "temporal difference (a cheap stand-in for flow)"
-        ),
-    )
-    clip: Dict[str, Any] = clip_field(help="the student's clip (default: its architecture's)", num_frames=8)
-    target: Literal["center", "random", "multi"] = field(default="center", metadata=dict(help="teacher frame(s)"))
-    teacher_frames: int = field(default=4, metadata=dict(help="frames averaged for --target multi", bound=at_least(1)))
-    temperature: float = field(
-        default=1.0, metadata=dict(help="softmax temperature of teacher and student", bound=above(0))
-    )
-    loss: Literal["ce", "mse"] = field(default="ce", metadata=dict(help="cross-entropy, or MSE between logits"))
-    entropy_threshold: Optional[float] = field(
-        default=None, metadata=dict(help="drop examples whose teacher entropy (nats) is above", bound=at_least(0))
-    )
-    optim: OptimConfig = field(default_factory=_distill_optim)
-
-
 def distill(
     videos: Sequence[str],
     teachers: Sequence[Union[str, nn.Module, TeacherSpec]],
@@ -294,17 +255,6 @@ def distill(
         progress=progress,
         desc="distill",
     )
-
-
-@dataclass
-class DistillJobConfig:
-    """DistInit: train a video student from image teachers on unlabelled video."""
-
-    inputs: List[str] = field(metadata=dict(positional=True, help="video files, directories or lists (no labels)"))
-    out: str = field(metadata=dict(flag=("-o", "--out"), help="checkpoints, metrics and the exported student"))
-    teacher: List[str] = field(metadata=dict(help="timm model name (repeat the option for several teachers)"))
-    random_teachers: bool = field(default=False, metadata=dict(help="teachers without weights (pipeline tests)"))
-    settings: DistillConfig = field(default_factory=DistillConfig)
 
 
 def run(cfg: DistillJobConfig) -> int:

@@ -19,9 +19,8 @@
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -30,7 +29,6 @@ import torch.nn.functional as F
 from ..deploy import save_pretrained
 from ..models import ClipSpec, set_derived_cfg
 from ..video import train_augment
-from .._bounds import at_least
 from .._errors import InputError
 from .._io import writable_dir
 from ..data.shards import (
@@ -44,42 +42,12 @@ from ..data.shards import (
     shards_digest,
 )
 from ..train.distributed import WorldInfo, init_distributed
-from ..train.loop import FitResult, StepContext, StepOutput, TrainConfig, fit_stream
-from ..train.optim import SampleOptimConfig, ig65m_schedule
-from .common import clip_field, create_with_args, parse_json_object
+from ..train.loop import FitResult, StepContext, StepOutput, fit_stream
+from .configs import PretrainConfig as PretrainConfig, PretrainJobConfig as PretrainJobConfig
+from ..infer.config import create_with_args
 
 _logger = logging.getLogger(__name__)
 LOSSES = ("softmax", "sample-one", "sigmoid")
-
-
-@dataclass
-class PretrainConfig(TrainConfig):
-    """The model, the labels' loss and sampling, and the schedule in clips; batching and precision as elsewhere."""
-
-    model: str = field(
-        default="r2plus1d_34",
-        metadata=dict(help="registry architecture, randomly initialised", deprecated=("--arch",)),
-    )
-    model_args: Dict[str, Any] = field(
-        default_factory=dict, metadata=dict(parse=parse_json_object, help="JSON object of create_model arguments")
-    )
-    clip: Dict[str, Any] = clip_field(help="clip settings (default: the architecture's, 8 frames)", num_frames=8)
-    loss: Literal["softmax", "sample-one", "sigmoid"] = field(
-        default="softmax", metadata=dict(help="softmax vs the normalised label vector, one sampled label, or sigmoid")
-    )
-    sampling: Literal["natural", "sqrt", "uniform"] = field(
-        default="sqrt",
-        metadata=dict(help="each label's share of the clips ~ count, sqrt(count) or 1", deprecated=("--policy",)),
-    )
-    shuffle_buffer: int = field(
-        default=64, metadata=dict(help="items shuffled per loader stream (raw bytes)", bound=at_least(1))
-    )
-    flip: bool = field(default=True, metadata=dict(help="random horizontal flips"))
-    checkpoint_every: int = field(
-        default=1_000_000, metadata=dict(help="clips between checkpoints and metrics", bound=at_least(1))
-    )
-    sync_bn: bool = field(default=False, metadata=dict(help="SyncBatchNorm under DDP (default: per-GPU statistics)"))
-    optim: SampleOptimConfig = field(default_factory=ig65m_schedule)
 
 
 def shard_classes(shards: ShardSet, label_counts: Optional[Dict[str, int]]) -> List[str]:
@@ -191,18 +159,6 @@ def pretrain(
         progress=progress,
         desc="pretrain",
     )
-
-
-@dataclass
-class PretrainJobConfig:
-    """Pre-train on WebDataset shards of labelled videos (the IG-65M recipe); writes last.pt, metrics and final/."""
-
-    shards: str = field(metadata=dict(positional=True, help="packed folder, index.json, or shard URL/brace pattern"))
-    out: str = field(metadata=dict(flag=("-o", "--out"), help="checkpoints, metrics, curves.png and final/"))
-    stats: Optional[str] = field(default=None, metadata=dict(help="label counts from `shards stats -o` (JSON)"))
-    include: Optional[str] = field(default=None, metadata=dict(help="train on these keys only (`shards subset`)"))
-    exclude: Optional[str] = field(default=None, metadata=dict(help="leave out these keys (`r21d-zoo dedup`)"))
-    settings: PretrainConfig = field(default_factory=PretrainConfig)
 
 
 def run(cfg: PretrainJobConfig) -> int:

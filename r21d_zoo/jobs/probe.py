@@ -8,7 +8,6 @@ video) and labels from the same CSV/list/folder formats as fine-tuning, matched 
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -17,9 +16,10 @@ import torch
 
 from .._progress import progress as show_progress
 from ..data.features import FeatureStore
-from ..data.labelled import LabelledVideos, LabelOptions
+from ..data.labelled import LabelledVideos
 from ..train.logistic import fit_logistic
-from ..train.metrics import average_precision
+from ..infer.metrics import average_precision
+from .configs import ProbeJobConfig as ProbeJobConfig
 
 _logger = logging.getLogger(__name__)
 DEFAULT_L2 = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -118,17 +118,6 @@ def run_probe(
     summary = {k: v for k, v in result.items() if k not in ("mean", "std", "weight", "bias")}
     summary.update(missing_train=miss_tr, missing_test=miss_te, classes=train.classes)
     return summary
-
-
-@dataclass
-class ProbeJobConfig:
-    """Linear probe (logistic regression) on features written by r21d-zoo extract."""
-
-    train: str = field(metadata=dict(help="labelled training videos (CSV, list or class folders)"))
-    test: str = field(metadata=dict(help="labelled test videos"))
-    train_features: str = field(metadata=dict(help="feature directory of the training videos"))
-    test_features: Optional[str] = field(default=None, metadata=dict(help="feature directory of the test videos"))
-    labels: LabelOptions = field(default_factory=LabelOptions)
 
 
 def run(cfg: ProbeJobConfig) -> int:

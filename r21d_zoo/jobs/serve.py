@@ -11,19 +11,19 @@ stops; Gradio's copies of uploads and answers are deleted after an hour.
 
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch.nn as nn
 
-from .._bounds import Checked, between
 from .._errors import InputError
 from ..data.inputs import discover_videos
 from ..video import VideoDecodeError
-from .common import CLASSIFIER_MODEL, ModelSource, create_or_fall_back
-from .explain import check_layer, write_explanation
-from .predict import PredictConfig, explain_top, predict, write_outputs
+from .configs import ServeConfig as ServeConfig
+from ..infer.config import create_or_fall_back
+from ..infer.gradcam import check_layer, write_explanation
+from ..infer.config import PredictConfig
+from ..infer.timeline import explain_top, predict, write_outputs
 
 PIP_HINT = "pip install 'r21d-zoo[serve]'"
 RANDOM_NOTE = "RANDOM WEIGHTS: this model holds no trained weights, so its labels are meaningless"
@@ -118,23 +118,6 @@ def offline_theme() -> Any:
     gr = _gradio()
     return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                              font_mono=["ui-monospace", "Consolas", "monospace"])
-
-
-@dataclass
-class ServeConfig(Checked):
-    """A web page where a person uploads or picks a video and sees the top-5, the timeline plot and, on request, the
-    Grad-CAM of the top class (needs the serve extra: pip install 'r21d-zoo[serve]')."""
-
-    examples: List[str] = field(
-        default_factory=list,
-        metadata=dict(positional=True, help="videos to offer on the page (files, folders or .txt/.csv lists)"),
-    )
-    model: ModelSource = field(default_factory=lambda: ModelSource(CLASSIFIER_MODEL))
-    settings: PredictConfig = field(default_factory=PredictConfig)
-    layer: str = field(default="layer4", metadata=dict(help="Grad-CAM's stage (stem, layer1-4 or 0-4)"))
-    host: str = field(default="127.0.0.1", metadata=dict(help="address to listen on (0.0.0.0: every interface)"))
-    port: int = field(default=7860, metadata=dict(help="port to listen on", bound=between(1, 65535)))
-    device: Optional[str] = field(default=None, metadata=dict(help="default: the CPU"))
 
 
 def run(cfg: ServeConfig) -> int:

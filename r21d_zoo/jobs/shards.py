@@ -2,14 +2,11 @@
 
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
-from .._bounds import Checked, above, at_least
 from .._errors import EXIT_PARTIAL, InputError
 from .._io import atomic_write, writable_file
-from ..data.labelled import LabelOptions
 from ..data.shards import (
     is_selected,
     iter_metadata,
@@ -19,19 +16,7 @@ from ..data.shards import (
     read_key_list,
     tail_preserving_subset,
 )
-
-
-@dataclass
-class PackConfig(Checked):
-    """Pack labelled videos (a CSV, list or class folders; one or several labels each) into WebDataset shards."""
-
-    source: str = field(metadata=dict(positional=True, help="CSV, split list or class-folder tree"))
-    out: str = field(metadata=dict(flag=("-o", "--out"), help="output folder for the shards and index.json"))
-    shard_mb: float = field(default=1000.0, metadata=dict(help="target shard size in MB", bound=above(0)))
-    max_per_shard: int = field(
-        default=10000, metadata=dict(help="at most this many videos per shard", bound=at_least(1))
-    )
-    labels: LabelOptions = field(default_factory=LabelOptions)
+from .configs import PackConfig as PackConfig, StatsConfig as StatsConfig, SubsetConfig as SubsetConfig
 
 
 def run_pack(cfg: PackConfig) -> int:
@@ -54,16 +39,6 @@ def run_pack(cfg: PackConfig) -> int:
     index = pack_shards(data, cfg.out, cfg.shard_mb, cfg.max_per_shard)
     print(f"{cfg.out}: {index['total']} videos in {len(index['shards'])} shard(s), {len(index['classes'])} classes")
     return 0
-
-
-@dataclass
-class StatsConfig:
-    """Count videos per label over shards (one pass over their json members); writes the counts sampling needs."""
-
-    shards: str = field(metadata=dict(positional=True, help="packed folder, index.json, or shard URL/brace pattern"))
-    out: Optional[str] = field(default=None, metadata=dict(flag=("-o", "--out"), help="write the stats as JSON"))
-    include: Optional[str] = field(default=None, metadata=dict(help="count these keys only (`shards subset`)"))
-    exclude: Optional[str] = field(default=None, metadata=dict(help="leave out these keys (`r21d-zoo dedup`)"))
 
 
 def run_stats(cfg: StatsConfig) -> int:
@@ -93,17 +68,6 @@ def _partial(failures: Sequence[str]) -> int:
     if failures:
         print(f"{len(failures)} damaged shard(s) or sample(s) left out, e.g. {failures[0]}", file=sys.stderr)
     return EXIT_PARTIAL if failures else 0
-
-
-@dataclass
-class SubsetConfig(Checked):
-    """Choose N videos keeping every video of the rarest labels (tail-preserving); writes their keys, one per line."""
-
-    shards: str = field(metadata=dict(positional=True, help="packed folder, index.json, or shard URL/brace pattern"))
-    n: int = field(metadata=dict(flag=("-n", "--n"), help="videos in the subset", bound=at_least(1)))
-    out: str = field(metadata=dict(flag=("-o", "--out"), help="key list to write (pretrain --include)"))
-    seed: int = field(default=0, metadata=dict(help="which head-label videos are kept", bound=at_least(0)))
-    exclude: Optional[str] = field(default=None, metadata=dict(help="never choose these keys (`r21d-zoo dedup`)"))
 
 
 def run_subset(cfg: SubsetConfig) -> int:

@@ -28,12 +28,12 @@ _EXPORTS = {
     "FitResult": ".loop",
     "StepContext": ".loop",
     "StepOutput": ".loop",
-    "TrainConfig": ".loop",
+    "TrainConfig": ".config",
     "fit": ".loop",
     "fit_stream": ".loop",
-    "OptimConfig": ".optim",
-    "SampleOptimConfig": ".optim",
-    "ig65m_schedule": ".optim",
+    "OptimConfig": ".config",
+    "SampleOptimConfig": ".config",
+    "ig65m_schedule": ".config",
     "RunFolder": ".run_folder",
 }
 __all__ = sorted(_EXPORTS)

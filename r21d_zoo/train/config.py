@@ -85,3 +85,8 @@ class TrainConfig(Checked):
         ),
     )
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+def ig65m_schedule() -> SampleOptimConfig:
+    """The paper's pre-training schedule: 0.192 for 128 GPUs x 16 clips, over 490M clips with 13 halvings."""
+    return SampleOptimConfig(lr=0.192, reference_batch=2048)

@@ -28,6 +28,7 @@ from .._progress import progress as show_progress
 from ..data.seeds import epoch_seed
 from ..deploy.runtime import Runtime
 from .distributed import WorldInfo, all_reduce_sum, default_device, init_distributed
+from ..infer.scores import unwrap
 from .config import SampleOptimConfig, TrainConfig as TrainConfig
 from .optim import build_optimizer, build_scheduler, sample_lr_factor
 from .logs import RunLogs
@@ -80,10 +81,6 @@ def wrap_ddp(model: nn.Module, world: WorldInfo, device: torch.device, sync_bn: 
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def fit(

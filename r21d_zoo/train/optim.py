@@ -12,11 +12,6 @@ from torch.optim.lr_scheduler import LambdaLR
 from .config import OptimConfig as OptimConfig, SampleOptimConfig as SampleOptimConfig, SGDConfig as SGDConfig
 
 
-def ig65m_schedule() -> SampleOptimConfig:
-    """The paper's pre-training schedule: 0.192 for 128 GPUs x 16 clips, over 490M clips with 13 halvings."""
-    return SampleOptimConfig(lr=0.192, reference_batch=2048)
-
-
 def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int) -> float:
     epoch = step / max(1, steps_per_epoch)
     if cfg.warmup_epochs and epoch < cfg.warmup_epochs:

@@ -1,0 +1,632 @@
+"""Features of clips under a runtime: :class:`FeatureRunner` (crop, normalise and run a batch of uint8 clips on the
+device), :class:`ClipChunks` (videos decoded in DataLoader workers), :func:`extract_features` (one video in-process)
+and :func:`run_extraction` (many videos into a resumable feature folder), with int8 calibrated on the user's videos.
+
+:func:`run_extraction` (``r21d-zoo extract``): workers decode and resize to uint8, the model runs batched on the device
+(crop + normalise there), each video's features are written atomically to ``OUT/<name>.npy`` (+ ``<name>.times.npy``),
+``OUT/<name>.safetensors`` or a dataset of ``OUT/features.h5`` (see :mod:`r21d_zoo.data.features`), and
+``OUT/manifest.jsonl`` gets one line per processed video, naming the settings it was made with (``OUT/extraction.json``:
+model, weights digest, layer, pooling, clip settings, dtype, format). Finished videos are skipped on re-runs with the
+same settings; a folder made with other settings is refused before any work. Failures are recorded and the run carries
+on. Shards (``torchrun`` ranks or ``shard_id``/``num_shards``) take ``videos[i::n]`` of the sorted list: no padding,
+no duplicates.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from .._errors import InputError
+from .._io import FolderLock, atomic_write
+from .._progress import progress as show_progress
+from .._version import __version__
+from ..data.features import MANIFEST_FILE, SETTINGS_FILE, FeatureStore, VideoFeatures
+from ..data.features import feature_format, flat_settings
+from ..data.inputs import VideoItem
+from ..data.labelled import segment_span
+from ..data.shards import VIDEO_MEMBERS as SHARD_VIDEO_EXTS, ShardSet, shard_samples
+from ..deploy.onnx_runtime import INT8_RECIPE, tensor_sha256
+from ..deploy.optimize import optimize_for_inference, resolve_runtime
+from ..deploy.runtime import INT8, Runtime
+from ..models import ClipSpec, state_dict_sha256
+from ..video import (
+    VideoClassificationTransform,
+    VideoDecodeError,
+    open_video,
+)
+from ..video.reader import (
+    DEFAULT_DECODER,
+    check_decoder,
+    reader_class,
+    renamed,
+)
+from .config import POOLS, ExtractConfig
+
+_logger = logging.getLogger(__name__)
+
+
+def stage_index(model: nn.Module, layer: Union[str, int]) -> int:
+    """The index in ``model.feature_info`` of a stage named by name or index; an unknown one is a ValueError."""
+    names = [f["module"] for f in model.feature_info]
+    if isinstance(layer, int) or str(layer).isdigit():
+        index = int(layer)
+        if not 0 <= index < len(names):
+            raise ValueError(f"layer index {layer} is out of range; the model has stages 0-{len(names) - 1}: {names}")
+        return index
+    if layer not in names:
+        raise ValueError(f"unknown layer {layer!r}; choose 'pre_logits', 'logits', an index or one of {names}")
+    return names.index(layer)
+
+
+def _pool(x: torch.Tensor, spatial: str, temporal: str) -> torch.Tensor:
+    """Pool a (B, C, T, H, W) map over space and/or time; ``"none"`` keeps that axis."""
+    for dims, how in (((3, 4), spatial), ((2,), temporal)):
+        if how == "avg":
+            x = x.mean(dim=dims, keepdim=True)
+        elif how == "max":
+            x = x.amax(dim=dims, keepdim=True)
+        elif how != "none":
+            raise ValueError(f"pooling must be one of {POOLS}, got {how!r}")
+    for d, how in ((4, spatial), (3, spatial), (2, temporal)):
+        if how != "none":
+            x = x.squeeze(d)
+    return x
+
+
+def clip_features(
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: Union[str, int] = "pre_logits",
+    spatial_pool: str = "avg",
+    temporal_pool: str = "avg",
+) -> torch.Tensor:
+    """Features of normalised clips (B, C, T, H, W): the pooled penultimate layer by default, the logits, or a stage's
+    feature map pooled over space and/or time (``"none"`` keeps that axis)."""
+    if layer == "logits":
+        return model(x)
+    if layer == "pre_logits":
+        fmap = model.forward_features(x)
+    else:
+        fmap = model.forward_intermediates(x, [stage_index(model, layer)], stop_early=True, intermediates_only=True)[0]
+    return _pool(fmap, spatial_pool, temporal_pool)
+
+
+class FeatureRunner:
+    """Moves uint8 clips to the device, crops and normalises there, and runs the model: with ``runtime="eager"`` as
+    it is, with the precision and memory format of :mod:`r21d_zoo.deploy.runtime` (``amp="auto"``: bf16 on GPU,
+    float32 on CPU); with another runtime (:data:`~r21d_zoo.deploy.optimize.RUNTIMES`) through
+    :func:`optimize_for_inference`, which then applies them (``amp="int8"`` needs ``calibration`` clips)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: ClipSpec,
+        cfg: ExtractConfig,
+        device: Union[str, torch.device, None] = None,
+        amp: Optional[str] = "auto",
+        channels_last: Optional[bool] = None,
+        runtime: str = "eager",
+        calibration: Optional[torch.Tensor] = None,
+    ):
+        self.device = torch.device(device) if device else next(model.parameters()).device
+        model = model.eval().to(self.device)
+        if resolve_runtime(runtime, self.device, amp) == "eager":
+            place = Runtime.create(self.device, amp, channels_last)
+        else:
+            model = optimize_for_inference(
+                model, channels_last=channels_last, amp=amp, runtime=runtime, calibration=calibration
+            )
+            place = Runtime(self.device)  # precision and layout are inside the optimised model
+        self.runtime = place
+        self.model = place.place(model)
+        self.cfg = cfg
+        self.transform = VideoClassificationTransform.from_spec(spec).to(self.device)
+        self.crops = 3 if spec.crop_mode == "three" else 1
+
+    @torch.inference_mode()
+    def clips(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (B, T, H, W, C) -> the model's normalised input clips (B * crops, C, T, H, W) on the device."""
+        frames = frames.to(self.device, non_blocking=True)
+        if self.cfg.mirror:
+            frames = frames.flip(-2)  # (B, T, H, W, C): the frames of the mirrored video, before resizing and cropping
+        return self.runtime.prepare(self.transform(frames))
+
+    @torch.inference_mode()
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, T, H, W, C) -> float32 features (B, ...) on the CPU."""
+        x, cfg = self.clips(frames), self.cfg
+        with self.runtime.autocast():
+            f = clip_features(self.model, x, cfg.layer, cfg.spatial_pool, cfg.temporal_pool)
+        f = f.float()
+        if self.crops > 1:
+            f = f.reshape(-1, self.crops, *f.shape[1:]).mean(1)
+        return f.cpu()
+
+    @torch.inference_mode()
+    def logits(self, frames: torch.Tensor) -> torch.Tensor:
+        """The logits of ``frames``' clips (B * crops, classes) on the CPU, from the feature graph where it can."""
+        x = self.clips(frames)
+        with self.runtime.autocast():
+            if self.cfg.layer == "pre_logits":
+                return self.model.forward_head(self.model.forward_features(x)).float().cpu()
+            return self.model(x).float().cpu()
+
+
+class ClipChunks(IterableDataset):
+    """Yields, per video, chunks of at most ``batch_size`` resized uint8 clips, named by the video's output name; the
+    last chunk has ``last=True`` and the video's info. A video that fails yields one ``error`` item instead (earlier
+    chunks of it must be discarded). Videos are split across DataLoader workers round-robin; containers are opened
+    inside the worker. With a GPU ``device`` (a decoder that decodes there) frames are decoded onto it, in the main
+    process."""
+
+    def __init__(
+        self,
+        videos: Sequence[VideoItem],
+        spec: ClipSpec,
+        cfg: ExtractConfig,
+        decoder: str = DEFAULT_DECODER,
+        device: Optional[torch.device] = None,
+        frames_fps: Optional[float] = None,
+    ):
+        self.videos, self.spec, self.cfg, self.decoder, self.device = list(videos), spec, cfg, decoder, device
+        self.frames_fps = frames_fps  # frame folders' rate, where an item does not carry its own
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        wid, nw = _worker()
+        for v in self.videos[wid::nw]:
+            yield from self.chunks(v.path, v)
+
+    def chunks(self, source: Union[str, bytes], item: VideoItem) -> Iterator[Dict[str, Any]]:
+        """The chunks of one video read from ``source`` (a path, or the encoded bytes of a shard member)."""
+        cfg, start = self.cfg, time.perf_counter()
+        head = dict(name=item.name, video=item.path)
+        try:
+            fps = item.frames_fps or self.frames_fps
+            with open_video(source, self.spec, self.decoder, cfg.fast_resize, self.device, frames_fps=fps) as reader:
+                span = segment_span(item, reader.info.duration) if item.segment else None
+                clips = cfg.clips_for(self.spec, reader.info, span)
+                batch: List[Tuple[Any, Any]] = []
+                for n, (clip, frames) in enumerate(reader.iter_clips(clips, self.spec, cfg.pad)):
+                    batch.append((clip, frames))
+                    if len(batch) == cfg.batch_size and n < len(clips) - 1:
+                        yield self._chunk(head, batch, None)
+                        batch = []
+                info = asdict(reader.info)
+                info["decode_seconds"] = time.perf_counter() - start
+                if span is not None:
+                    info["segment"] = [span[0], span[0] + span[1]]
+                if item.annotation:
+                    info["annotation"] = item.annotation
+                yield self._chunk(head, batch, info)
+        except Exception as e:  # one bad video must not stop a batch job; the error is recorded in the manifest
+            message = str(e) if isinstance(e, VideoDecodeError) else f"{item.path}: {type(e).__name__}: {e}"
+            yield dict(head, error=message)
+
+    @staticmethod
+    def _chunk(head: Dict[str, str], batch: List[Tuple[Any, Any]], info: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        return dict(
+            head,
+            frames=torch.stack([f.frames for _, f in batch]),
+            times=torch.tensor([[c.start, c.end] for c, _ in batch], dtype=torch.float64),
+            num_padded=torch.tensor([f.num_padded for _, f in batch]),
+            last=info is not None,
+            info=info,
+        )
+
+
+class ShardClipChunks(ClipChunks):
+    """:class:`ClipChunks` of the videos in WebDataset shards, named by sample key: this job's shards
+    (``urls[shard_id::num_shards]``) are dealt to the workers, and each video is decoded from memory. A key whose
+    outputs exist already (``done(key)``) yields one ``skipped`` item instead."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        spec: ClipSpec,
+        cfg: ExtractConfig,
+        done: Callable[[str], bool],
+        decoder: str = DEFAULT_DECODER,
+        device: Optional[torch.device] = None,
+    ):
+        super().__init__([], spec, cfg, decoder, device)
+        self.urls, self.done = list(urls), done
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        wid, nw = _worker()
+        failures: List[Tuple[str, str]] = []
+
+        def damaged() -> Iterator[Dict[str, Any]]:  # each damaged shard as one error item, named by its URL
+            while failures:
+                url, message = failures.pop(0)
+                yield dict(name=url, video=url, error=message)
+
+        for sample in shard_samples(self.urls[wid::nw], require=None, failures=failures):
+            yield from damaged()
+            key = sample["__key__"]
+            item = VideoItem(f"{sample['__url__']}#{key}", key)
+            ext = next((e for e in SHARD_VIDEO_EXTS if e in sample), None)
+            if self.done(key):
+                yield dict(name=key, video=item.path, skipped=True)
+            elif ext is None:
+                yield dict(name=key, video=item.path, error=f"{item.path}: no video member ({SHARD_VIDEO_EXTS})")
+            else:
+                yield from self.chunks(sample[ext], item)
+        yield from damaged()
+
+
+def _worker() -> Tuple[int, int]:
+    info = get_worker_info()
+    return (info.id, info.num_workers) if info else (0, 1)
+
+
+def decode_device(decoder: str, device: torch.device) -> Optional[torch.device]:
+    """The GPU to decode on: the model's, when the decoder can decode there (torchcodec's NVDEC); else None (CPU)."""
+    return device if device.type != "cpu" and device.type in reader_class(decoder).devices else None
+
+
+def extract_features(
+    model: nn.Module,
+    video: Union[str, os.PathLike],
+    cfg: Optional[ExtractConfig] = None,
+    device: Union[str, torch.device, None] = None,
+    amp: Optional[str] = "auto",
+    runtime: str = "eager",
+    decoder: str = DEFAULT_DECODER,
+    frames_fps: Optional[float] = None,
+    **overrides: Any,
+) -> VideoFeatures:
+    """Features of every clip of one video. Keyword overrides replace fields of ``cfg`` (``num_clips=10``,
+    ``layer="layer3"``, ``spatial_pool="none"``) or of the weights' clip (``num_frames=8``, ``crop_mode="three"``).
+    ``runtime`` (``torch``, ``onnxruntime``, ``auto``) runs the model through :func:`r21d_zoo.optimize_for_inference`
+    (float32; int8 is for :func:`run_extraction`, which calibrates); ``frames_fps`` is the rate of a frame folder
+    (``video`` may be one, see :mod:`r21d_zoo.video.frames`). The deprecated names ``backend``, ``decoder_resize``,
+    ``clip_stride`` and ``optimize=True`` work (with a warning) for ``decoder``, ``fast_resize``, ``stride_sec`` and
+    ``runtime="torch"``."""
+    decoder = renamed("extract_features", "backend", overrides.pop("backend", None), "decoder", decoder)
+    optimize = "torch" if overrides.pop("optimize", None) else None
+    runtime = renamed("extract_features", "optimize", optimize, "runtime", runtime)
+    for old, new in (("decoder_resize", "fast_resize"), ("clip_stride", "stride_sec")):
+        if old in overrides:
+            overrides[new] = renamed("extract_features", old, overrides.pop(old), new, None)
+    clip_overrides = {k: overrides.pop(k) for k in ClipSpec.fields() if k in overrides}
+    cfg = replace(cfg or ExtractConfig(), **overrides)
+    spec = ClipSpec.from_model(model, **cfg.clip, **clip_overrides)
+    runner = FeatureRunner(model, spec, cfg, device, amp, runtime=runtime)
+    feats, times, padded = [], [], []
+    chunks = ClipChunks([], spec, cfg, decoder, decode_device(decoder, runner.device), frames_fps)
+    for chunk in chunks.chunks(str(video), VideoItem(str(video), Path(video).stem)):
+        if "error" in chunk:
+            raise VideoDecodeError(chunk["error"])
+        if len(chunk["frames"]):
+            feats.append(runner(chunk["frames"]))
+            times.append(chunk["times"])
+            padded.append(chunk["num_padded"])
+    result = VideoFeatures(torch.cat(feats).numpy(), torch.cat(times).numpy(), torch.cat(padded).numpy(), chunk["info"])
+    return cfg.in_segments(result)
+
+
+CALIBRATION_CLIPS_PER_VIDEO = 4
+
+
+INT8_MIN_COSINE = 0.99  # mean per-clip cosine of int8 features with float32's
+
+
+INT8_MIN_TOP1 = 0.95  # share of clips whose int8 logits have float32's top-1 class
+
+
+def calibration_frames(
+    videos: Union[Sequence[VideoItem], ShardSet],
+    spec: ClipSpec,
+    cfg: ExtractConfig,
+    count: int,
+    decoder: str = DEFAULT_DECODER,
+    frames_fps: Optional[float] = None,
+) -> Tuple[torch.Tensor, List[str]]:
+    """uint8 frames of up to ``2 * count`` clips (the even ones calibrate int8, the odd ones check it): 4 uniformly
+    spaced clips per video from the first videos of the whole input, the same on every shard and on resume (of
+    WebDataset input, from its first shard), and the names of those videos. Videos that fail are passed over."""
+    per_video = CALIBRATION_CLIPS_PER_VIDEO
+    sampling = replace(cfg, num_clips=per_video, stride_sec=None, batch_size=per_video)  # one chunk per video
+    if isinstance(videos, ShardSet):
+        chunks: ClipChunks = ShardClipChunks(videos.urls[:1], spec, sampling, _never, decoder)
+    else:
+        chunks = ClipChunks(list(videos), spec, sampling, decoder, frames_fps=frames_fps)
+    frames: List[torch.Tensor] = []
+    names: List[str] = []
+    for chunk in chunks:
+        if "error" not in chunk and len(chunk["frames"]):
+            frames.append(chunk["frames"])
+            names.append(chunk["name"])
+        if sum(map(len, frames)) >= 2 * count:
+            break
+    if sum(map(len, frames)) < 2:
+        raise InputError("int8 needs clips to calibrate on, and none of the input videos could be decoded")
+    return torch.cat(frames)[: 2 * count], names
+
+
+@torch.inference_mode()
+def int8_agreement(
+    model: nn.Module, reference: "FeatureRunner", quantized: "FeatureRunner", frames: torch.Tensor
+) -> Dict[str, Any]:
+    """How the int8 runner's features and logits of ``frames``' clips agree with the float32 ``reference``'s: per-clip
+    cosine (mean and min) and the top-1 agreement of the logits (None for a model without a classifier)."""
+    batches = frames.split(reference.cfg.batch_size)
+    a, b = (torch.cat([r(f) for f in batches]).flatten(1) for r in (reference, quantized))
+    cosine = torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=1)
+    top1 = None
+    if getattr(model, "num_classes", 0):
+        la, lb = (torch.cat([r.logits(f) for f in batches]).argmax(1) for r in (reference, quantized))
+        top1 = round(float((la == lb).double().mean()), 4)
+    return dict(clips=len(frames), mean_cosine=round(float(cosine.mean()), 5), min_cosine=round(float(cosine.min()), 5),
+                top1_agreement=top1)
+
+
+def check_int8_agreement(agreement: Dict[str, Any], force: bool) -> None:
+    """Refuse int8 features that agree too little with float32's (unless ``force``)."""
+    cosine, top1 = agreement["mean_cosine"], agreement["top1_agreement"]
+    low = cosine < INT8_MIN_COSINE or (top1 is not None and top1 < INT8_MIN_TOP1)
+    shown = f"mean clip cosine {cosine:.4f} (at least {INT8_MIN_COSINE} needed)"
+    if top1 is not None:
+        shown += f", top-1 agreement {top1:.1%} (at least {INT8_MIN_TOP1:.0%} needed)"
+    print(f"int8 vs float32 on {agreement['clips']} held-out clips: {shown}")
+    if low and not force:
+        raise InputError(
+            f"int8 features agree too little with float32 on these videos: {shown}; extract in float32 (--amp none) "
+            "or bf16 on a CPU that has it, or calibrate on more clips (--calibration-clips)"
+        )
+
+
+def _stage_check(model: nn.Module, layer: Union[str, int]) -> None:
+    """Fail before any decoding when the layer does not exist."""
+    if layer not in ("pre_logits", "logits"):
+        stage_index(model, layer)
+
+
+def _append_line(path: Path, record: Dict[str, Any]) -> None:
+    """One ``write`` on an ``O_APPEND`` descriptor per record, so ranks sharing a manifest do not interleave."""
+    line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def extraction_settings(
+    model: nn.Module,
+    spec: ClipSpec,
+    cfg: ExtractConfig,
+    format: str,
+    dtype: str,
+    model_name: Optional[str],
+    init_seed: Optional[int] = None,
+    frames_fps: Optional[float] = None,
+    quantization: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """Everything that decides what a features file holds (plus what is recorded but not compared: the package
+    version); ``init_seed``: the seed a randomly initialised model was drawn from; ``frames_fps``: the rate frame
+    folders were read at, when given; ``quantization``: int8's recipe and calibration clips."""
+    pcfg = getattr(model, "pretrained_cfg", None) or {}
+    settings = dict(
+        model=model_name,
+        weights=dict(
+            architecture=pcfg.get("architecture"),
+            tag=pcfg.get("tag"),
+            base_model=pcfg.get("base_model"),
+            init_seed=init_seed,
+            sha256=state_dict_sha256(model),
+        ),
+        clip=spec.to_dict(),
+        clips=dict(
+            num_clips=cfg.num_clips,
+            stride_sec=cfg.stride_sec,
+            pad=cfg.pad,
+            fast_resize=cfg.fast_resize,
+            **{k: getattr(cfg, k) for k in ("feature_fps", "centered", "segments") if getattr(cfg, k)},  # absent before
+        ),
+        layer=str(cfg.layer),
+        spatial_pool=cfg.spatial_pool,
+        temporal_pool=cfg.temporal_pool,
+        **(dict(mirror=True) if cfg.mirror else {}),  # absent otherwise, as in folders of earlier versions
+        **(dict(frames_fps=frames_fps) if frames_fps else {}),
+        **(dict(quantization=quantization) if quantization else {}),
+        format=format,
+        dtype=dtype,
+        r21d_zoo_version=__version__,
+    )
+    return json.loads(json.dumps(settings))  # tuples as lists, as they read back
+
+
+RENAMED_SETTINGS = {"clips.clip_stride": "clips.stride_sec", "clips.decoder_resize": "clips.fast_resize"}  # 0.x names
+
+
+def check_settings(out: Path, settings: Dict[str, Any], resume: bool) -> str:
+    """Record ``settings`` in ``out/extraction.json``; with ``resume``, refuse a folder made with other settings (or
+    with unknown ones) before any work. Returns a short id of the settings for the manifest."""
+    path = out / SETTINGS_FILE
+    new = flat_settings(settings)
+    ways_out = "extract into another folder (-o), or pass --overwrite to replace them"
+    recorded = json.loads(path.read_text()) if path.exists() else None
+    if resume and recorded is not None:
+        old = {RENAMED_SETTINGS.get(k, k): v for k, v in flat_settings(recorded).items()}
+        diff = [
+            f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+        ]
+        if diff:
+            raise InputError(f"{out} holds features made with other settings ({'; '.join(diff)}); {ways_out}")
+    elif resume and ((out / MANIFEST_FILE).exists() or len(FeatureStore(out))):
+        raise InputError(f"{out} holds features with no {SETTINGS_FILE}, so their settings are unknown; {ways_out}")
+    if recorded != settings:
+        text = json.dumps(settings, indent=2, sort_keys=True) + "\n"
+        atomic_write(path, lambda f: f.write(text.encode()), shared=True)  # every rank or job records them
+    return hashlib.sha256(json.dumps(new, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class ExtractSummary:
+    done: int = 0
+    skipped: int = 0  # finished in an earlier run
+    failed: int = 0
+    clips: int = 0
+    seconds: float = 0.0
+    failures: List[str] = field(default_factory=list)
+
+
+def run_extraction(
+    videos: Union[Sequence[VideoItem], ShardSet],
+    out_dir: Union[str, os.PathLike],
+    model: nn.Module,
+    cfg: ExtractConfig,
+    *,
+    decoder: str = DEFAULT_DECODER,
+    device: Union[str, torch.device, None] = None,
+    workers: int = 0,
+    amp: Optional[str] = "auto",
+    channels_last: Optional[bool] = None,
+    format: str = "npy",
+    dtype: str = "float32",
+    shard_id: int = 0,
+    num_shards: int = 1,
+    resume: bool = True,
+    progress: bool = True,
+    model_name: Optional[str] = None,
+    init_seed: Optional[int] = None,
+    runtime: str = "eager",
+    frames_fps: Optional[float] = None,
+    calibration_clips: int = 32,
+    force_int8: bool = False,
+    optimize: Optional[bool] = None,
+) -> ExtractSummary:
+    """Extract features of ``videos[shard_id::num_shards]`` into ``out_dir`` (see the module docstring). ``videos``
+    may be WebDataset shards: this job then takes ``shards[shard_id::num_shards]`` and names outputs by sample key.
+    ``frames_fps``: the rate of frame folders whose item does not carry one (see :mod:`r21d_zoo.video.frames`).
+
+    ``runtime``: see :func:`r21d_zoo.optimize_for_inference` (``optimize=True``, deprecated: ``"torch"``). With
+    ``amp="int8"`` the model is calibrated on ``calibration_clips`` clips of the first videos
+    (:func:`calibration_frames`) and checked on as many others against float32 (:func:`int8_agreement`: printed and
+    recorded in ``extraction.json``); too little agreement is refused before any features are written, unless
+    ``force_int8``."""
+    runtime = renamed("run_extraction", "optimize", "torch" if optimize else None, "runtime", runtime)
+    spec = ClipSpec.from_model(model, **cfg.clip)
+    _stage_check(model, cfg.layer)
+    store_format = feature_format(format)
+    check_decoder(decoder)  # a decoder that cannot load here fails once, not once per video
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f"shard id {shard_id} is not in 0..{num_shards - 1}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(out, ".r21d-zoo.lock" if num_shards == 1 else f".r21d-zoo-shard-{shard_id}-of-{num_shards}.lock")
+    with lock:  # a second live run of this shard into this folder is refused
+        manifest = out / MANIFEST_FILE
+        quantization, agreement, calibration = None, None, None
+        if amp == INT8:
+            reference = FeatureRunner(model, spec, cfg, device, "none", channels_last)
+            resolve_runtime(runtime, reference.device, amp)  # an impossible choice fails before decoding
+            frames, names = calibration_frames(videos, spec, cfg, calibration_clips, decoder, frames_fps)
+            calibration = reference.clips(frames[0::2]).cpu()
+            clips = dict(videos=names, clips=len(calibration), sha256=tensor_sha256(calibration))
+            quantization = dict(dtype=INT8, recipe=INT8_RECIPE, calibration=clips)
+        runner = FeatureRunner(model, spec, cfg, device, amp, channels_last, runtime, calibration)
+        settings = extraction_settings(model, spec, cfg, format, dtype, model_name, init_seed, frames_fps, quantization)
+        if quantization:
+            agreement = int8_agreement(model, reference, runner, frames[1::2])
+            check_int8_agreement(agreement, force_int8)
+            settings["int8_agreement"] = agreement
+        settings_id = check_settings(out, settings, resume)
+        summary = ExtractSummary()
+        store_format = store_format.for_job(settings, shard_id, num_shards)
+        done = store_format.finished(out) if resume else _never
+        on_gpu = decode_device(decoder, runner.device)
+        if on_gpu is not None and workers:
+            _logger.info("decoding with %s on %s in the main process (not in %d workers)", decoder, on_gpu, workers)
+            workers = 0
+        if isinstance(videos, ShardSet):
+            chunks: ClipChunks = ShardClipChunks(videos.urls[shard_id::num_shards], spec, cfg, done, decoder, on_gpu)
+            total = sum(videos.counts[shard_id::num_shards]) if videos.counts is not None else None
+        else:
+            mine = list(videos)[shard_id::num_shards]
+            todo = [v for v in mine if not done(v.name)]
+            summary.skipped = len(mine) - len(todo)
+            chunks, total = ClipChunks(todo, spec, cfg, decoder, on_gpu, frames_fps), len(todo)
+        loader = DataLoader(
+            chunks,
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=runner.device.type == "cuda" and on_gpu is None,
+            prefetch_factor=2 if workers else None,
+        )
+        bar = show_progress(total=total, unit="video", desc="extract", show=progress)
+        pending: Dict[int, List[Any]] = {}
+        started: Dict[int, float] = {}
+        t_run = time.perf_counter()
+        base = dict(model=model_name, settings=settings_id, rank=shard_id, num_shards=num_shards)
+        for chunk in loader:
+            name, video = chunk["name"], chunk["video"]
+            if chunk.get("skipped"):
+                summary.skipped += 1
+                bar.update(1)
+                continue
+            if "error" in chunk:  # a video, or a damaged shard (named by its URL)
+                pending.pop(name, None)
+                started.pop(name, None)
+                summary.failed += 1
+                summary.failures.append(video)
+                _logger.warning("failed: %s", chunk["error"])
+                _append_line(manifest, dict(base, video=video, name=name, status="error", error=chunk["error"]))
+                bar.update(1)
+                continue
+            if name not in started:
+                started[name] = time.perf_counter()
+                store_format.discard_partial(out, name)  # a killed run can leave it half-written
+            parts = pending.setdefault(name, [])
+            if len(chunk["frames"]):
+                parts.append((runner(chunk["frames"]), chunk["times"], chunk["num_padded"]))
+            if not chunk["last"]:
+                continue
+            del pending[name]
+            result = cfg.in_segments(
+                VideoFeatures(
+                    torch.cat([p[0] for p in parts]).numpy(),
+                    torch.cat([p[1] for p in parts]).numpy(),
+                    torch.cat([p[2] for p in parts]).numpy(),
+                    dict(chunk["info"], model=model_name),
+                )
+            )
+            paths = store_format.write(out, name, result, dtype)
+            seconds = time.perf_counter() - started.pop(name)
+            n = len(result.features)
+            summary.done += 1
+            summary.clips += n
+            _append_line(
+                manifest,
+                dict(
+                    base,
+                    video=video,
+                    name=name,
+                    status="ok",
+                    num_clips=n,
+                    feature_shape=list(result.features.shape),
+                    padded_frames=int(result.num_padded.sum()),
+                    duration=result.info["duration"],
+                    fps=result.info["fps"],
+                    **{k: result.info[k] for k in ("segment", "annotation") if k in result.info},
+                    seconds=round(seconds, 4),
+                    outputs=[p.name for p in paths],
+                ),
+            )
+            bar.update(1)
+            bar.set_postfix(clips_per_s=f"{summary.clips / (time.perf_counter() - t_run):.1f}")
+        bar.close()
+        summary.seconds = time.perf_counter() - t_run
+        return summary
+
+
+def _never(name: str) -> bool:
+    return False

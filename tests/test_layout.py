@@ -18,11 +18,14 @@ LAYERS = [
         "r21d_zoo._errors",
         "r21d_zoo._world",
         "r21d_zoo._bounds",
-    ),  # leaves
+        "r21d_zoo._options",
+        "r21d_zoo._lazy",
+    ),  # leaves (no torch): the shared vocabulary of options, lazy public names
     ("r21d_zoo.models",),  # the model zoo: architectures, registry, weight files, fetching, loading, weight surgery
     ("r21d_zoo.deploy",),  # saved folders, model cards, inference copies, precision and memory format
     ("r21d_zoo.video",),  # decoding, clip samplers, transforms
     ("r21d_zoo.data",),  # inputs, labelled datasets, shards, synthetic data, seeds, the feature store
+    ("r21d_zoo.infer",),  # clips -> features, scores, timelines, Grad-CAM under a runtime; their settings
     ("r21d_zoo.train",),  # the one loop, its run folder, optimisers, distributed helpers, metrics
     ("r21d_zoo.jobs",),  # the user tasks: extract, finetune/evaluate, probe, distill, pretrain, dedup, demo, data tools
     ("r21d_zoo.commands",),  # maintainer commands: convert, verify-weights, export, publish, cards, list/info
@@ -153,7 +156,7 @@ def test_only_the_train_layer_takes_gradient_steps():
     users = sorted(name for name, text in _sources().items() if gradient.search(text))
     assert users and all(name.startswith("r21d_zoo.train.") for name in users), users
     attribution = sorted(name for name, text in _sources().items() if "autograd.grad(" in text)
-    assert attribution == ["r21d_zoo.jobs.explain"], attribution
+    assert attribution == ["r21d_zoo.infer.gradcam"], attribution
     loops = [name for name in users if "scaler.scale(" in _sources()[name]]
     assert loops == ["r21d_zoo.train.loop"]
 
@@ -162,3 +165,45 @@ def test_videos_are_decoded_and_written_only_behind_the_video_layer():
     pyav = re.compile(r"^\s*(import av\b|from av\b)|PyAVReader\(", re.M)
     users = sorted(name for name, text in _sources().items() if pyav.search(text))
     assert users == ["r21d_zoo.video.pyav", "r21d_zoo.video.writer"]
+
+
+def _task_modules() -> Dict[str, str]:
+    """The module each command's ``run`` lives in, by command."""
+    from r21d_zoo.cli import command_table
+
+    return {" ".join(words): cmd.target.partition(":")[0] for words, cmd in command_table().items()}
+
+
+def test_no_task_imports_another_task(graph):
+    """Tasks are thin (config in, layers called, outputs written): what two tasks share lives in a layer below them,
+    so a task never imports another task, at module or function level."""
+    tasks = set(_task_modules().values())
+    assert "r21d_zoo.jobs.extract" in tasks and "r21d_zoo.jobs.evaluate" in tasks
+    crossing = sorted(f"{src} imports {dst}" for src in tasks for dst in graph[src] if dst in tasks)
+    assert not crossing, "\n".join(crossing)
+
+
+def test_the_jobs_package_holds_only_tasks_and_their_configs():
+    """A helper two tasks share belongs to a layer below (``infer``, ``data``, ``train``), not beside the tasks."""
+    tasks = {m for m in _task_modules().values() if m.startswith("r21d_zoo.jobs.")}
+    others = sorted(m for m in modules() if m.startswith("r21d_zoo.jobs.") and m not in tasks)
+    assert others == ["r21d_zoo.jobs.configs"], others
+
+
+def test_the_checker_sees_a_task_importing_a_task(tmp_path):
+    fake = tmp_path / "r21d_zoo" / "jobs" / "serve.py"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("from .predict import predict\n")
+    assert "r21d_zoo.jobs.predict" in imports_of("r21d_zoo.jobs.serve", fake, set(modules()))
+
+
+def test_the_light_vocabulary_names_what_the_layers_define():
+    """The option choices the command line offers without importing torch are the ones the layers implement."""
+    from r21d_zoo import _options
+    from r21d_zoo.data import features, labelled, options
+    from r21d_zoo.deploy import optimize
+    from r21d_zoo.video import reader
+
+    assert tuple(labelled.LABEL_FORMATS) == options.LABEL_FORMAT_NAMES
+    assert tuple(features.FEATURE_FORMATS) == _options.FEATURE_FORMAT_NAMES
+    assert optimize.RUNTIMES is _options.RUNTIMES and reader.DECODERS is _options.DECODERS

@@ -24,7 +24,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from .._errors import InputError
-from .._options import FEATURE_FORMAT_NAMES
 from .._io import atomic_write, partial_path
 
 SETTINGS_FILE = "extraction.json"
@@ -198,7 +197,6 @@ class Hdf5Format(FeatureFormat):
 
 
 FEATURE_FORMATS: Dict[str, FeatureFormat] = {f.name: f for f in (NpyFormat(), SafetensorsFormat(), Hdf5Format())}
-assert tuple(FEATURE_FORMATS) == FEATURE_FORMAT_NAMES, "r21d_zoo._options names the formats defined here"
 
 
 def feature_format(name: str) -> FeatureFormat:

@@ -49,7 +49,6 @@ from ..video.frames import walk_videos
 from ..video.reader import DEFAULT_DECODER, VIDEO_EXTENSIONS
 from .._errors import InputError
 from .inputs import VideoItem, resolved
-from .options import LABEL_FORMAT_NAMES, LabelOptions as LabelOptions
 from .seeds import epoch_seed
 
 _logger = logging.getLogger(__name__)
@@ -463,7 +462,6 @@ LABEL_FORMATS: Dict[str, LabelFormat] = {
         LabelFormat("list", Path.is_file, _list_rows, "trainlist01.txt (UCF101)", frames_fps=25.0),
     )
 }
-assert tuple(LABEL_FORMATS) == LABEL_FORMAT_NAMES, "r21d_zoo.data.options names the formats defined here"
 
 
 def read_labelled(

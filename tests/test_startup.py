@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 HEAVY = ("torch", "numpy", "torchvision", "timm", "av", "cv2", "gradio", "onnx", "onnxruntime", "h5py", "matplotlib")
-LIGHT_OURS = ("r21d_zoo.models._pretrained", "r21d_zoo.data.options", "r21d_zoo.jobs.configs", "r21d_zoo.commands.configs")
+HEAVY = ("torch", "numpy", "torchvision", "timm", "av", "cv2", "gradio", "onnx", "onnxruntime", "h5py",
+         "matplotlib")
 
 
 def _loaded_after(code: str) -> list:

@@ -7,7 +7,7 @@ flow time / model time per clip (above 1: flow is the bottleneck). RAFT runs wit
 the same; this machine cannot download torchvision's), so its rows measure speed only.
 
     python bench/bench_flow.py                           # writes bench/results/flow_<cpu|cuda>.json
-    python bench/bench_flow.py --readme README.md        # also the README's flow table (CPU)
+    python bench/bench_flow.py --readme docs/flow.md     # also the flow table of the flow guide (CPU)
 """
 
 import argparse

@@ -8,7 +8,7 @@
 3. forward+backward peak memory of R(2+1)D-152 with and without gradient checkpointing.
 
     python bench/bench_models.py                       # CPU: writes bench/results/models_cpu.json
-    python bench/bench_models.py --readme README.md --plot docs/bench_cpu.png   # also the README table and chart
+    python bench/bench_models.py --plot docs/bench_cpu.png   # also the chart (the docs table is built from the JSON)
 
 Peak memory is ``torch.cuda.max_memory_allocated`` on GPU and, on CPU, the peak of the C allocator's in-use bytes
 (glibc ``mallinfo2``, sampled every 2 ms) above the pre-run level.

@@ -14,7 +14,7 @@
    head's top-1 on random features is mostly near-ties, so its agreement says little.)
 
     python bench/bench_runtimes.py                      # writes bench/results/runtimes_cpu.json
-    python bench/bench_runtimes.py --readme README.md   # also the README's runtime table
+    python bench/bench_runtimes.py --readme docs/performance.md   # also write the table into a page
 """
 
 import argparse

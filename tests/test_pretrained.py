@@ -470,8 +470,8 @@ def test_a_new_head_is_a_model_of_its_own_and_label_names_survive_every_reader(t
     assert results["classes"] == classes and results["videos"] == 3  # every named label maps onto the model
 
 
-def test_readme_model_table_is_generated_from_registry():
-    text = (ROOT / "README.md").read_text()
+def test_the_docs_model_table_is_generated_from_registry():
+    text = (ROOT / "docs" / "models.md").read_text()
     table = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip()
     assert table == render_model_table(), "run: r21d-zoo cards"
     for name in r21d_zoo.list_pretrained():

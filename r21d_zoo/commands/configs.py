@@ -10,10 +10,12 @@ from ..models import HF_HUB_ORG
 
 @dataclass
 class CardsConfig:
-    """Regenerate the model cards and the README model table from the registry."""
+    """Regenerate the model cards and the docs' model table from the registry."""
 
     directory: str = field(default="model_cards", metadata=dict(help="where the cards go", positional=True))
-    readme: str = field(default="README.md", metadata=dict(help="README whose model table is rewritten ('' to skip)"))
+    readme: str = field(
+        default="docs/models.md", metadata=dict(help="page whose model table is rewritten ('' to skip)")
+    )
     conversion_readme: str = field(
         default="conversion/README.md", metadata=dict(help="README whose command list is rewritten ('' to skip)")
     )

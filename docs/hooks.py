@@ -30,11 +30,13 @@ def _bench_table(name: str) -> str:
 
 
 def _cli_reference() -> str:
+    from r21d_zoo._options import SHARED_FLAG_EXCEPTIONS
     from r21d_zoo.cli import build_parser, command_table
 
     os.environ["COLUMNS"] = "110"
     parser = build_parser()
-    parts = []
+    rows = "\n".join(f"| `{flag}` | {why} |" for flag, why in sorted(SHARED_FLAG_EXCEPTIONS.items()))
+    parts = [f"## Shared flags that differ, and why\n\n| flag | what differs |\n|---|---|\n{rows}\n"]
     for words in command_table():
         sub = parser._subparsers._group_actions[0].choices[words[0]]
         if len(words) > 1:

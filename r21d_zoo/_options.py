@@ -41,6 +41,17 @@ CHANNELS_LAST_HELP = "channels_last_3d memory format (default: on GPU)"
 # -- outputs (r21d_zoo.data.features)
 FEATURE_FORMAT_NAMES = ("npy", "safetensors", "hdf5")
 
+# -- inputs, models and windows, as several commands say them
+DATA_HELP = "a labelled dataset (any annotation format; see the fine-tuning guide): every sample, each segment alone"
+TRAIN_HELP = "labelled training videos (any annotation format; see the fine-tuning guide)"
+INCLUDE_HELP = "only these shard keys (a `shards subset` list)"
+FLIP_HELP = "random horizontal flips (turn off when left/right matters)"
+MODEL_ARGS_HELP = "JSON object of extra create_model arguments, e.g. drop_rate"
+FLOW_MODEL_HELP = (
+    "two-stream: a flow model (arch.tag, hf-hub:, local-dir:; its weights as --model's) whose scores are fused with "
+    "--model's"
+)
+STRIDE_SEC_HELP = "seconds between window starts (default: back to back)"
 DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: this rank's GPU, else the CPU)"
 
 
@@ -59,7 +70,7 @@ def decoder_field() -> Any:
     return field(default=DEFAULT_DECODER, metadata=dict(help="video decoder", choices=tuple(DECODERS)))
 
 
-def workers_field(help: str = "decoding processes") -> Any:
+def workers_field(help: str = "decoding (data-loading) processes; 0: in the main process") -> Any:
     """``--workers``: data-loading processes (0: in the main process)."""
     return field(default_factory=default_workers, metadata=dict(help=help, bound=at_least(0)))
 
@@ -88,3 +99,32 @@ def frames_fps_field() -> Any:
             help=f"frame rate of frame folders (default: the dataset's, else {DEFAULT_FRAMES_FPS:g})", bound=above(0)
         ),
     )
+
+
+# Flags several commands share whose meaning (help, type, choices) or default differs between them, and why. Every
+# other shared flag is declared once and means the same everywhere (tests/test_cli.py); the docs' CLI page shows this.
+SHARED_FLAG_EXCEPTIONS: Dict[str, str] = {
+    "--out": "each command's own output (a folder for most; a file for export, dedup, shards stats/subset), as its "
+    "help says",
+    "--model": "a weight to start from (default: the task's: a feature extractor, a classifier, the demo's 8-frame "
+    "one); an architecture trained from random initialisation (distill, pretrain); a registry tag to convert to (convert)",
+    "--batch-size": "clips per forward pass (inference) or clips per process per optimizer step (training)",
+    "--amp": "inference commands also offer int8 (quantized on the onnxruntime runtime)",
+    "--num-clips": "clips per video: the video-level protocol (predict, serve, evaluate, finetune's validation) or the "
+    "uniformly spaced windows extract stores; each default follows its task",
+    "--num-frames": "a model trained from random initialisation (distill, pretrain) has no weights to take it from: 8",
+    "--lr": "each recipe's learning rate (fine-tuning 0.01, distillation 0.1, IG-65M pre-training 0.192)",
+    "--reference-batch": "each recipe's global batch its learning rate is given for",
+    "--epochs": "each recipe's length",
+    "--schedule": "each recipe's decay (step for fine-tuning, cosine for distillation)",
+    "--step-epochs": "each recipe's step",
+    "--loss": "each training task's own losses",
+    "--layer": "the stage Grad-CAM explains (predict, explain, serve) or the layer extract stores features of",
+    "--exclude": "a file of what to leave out: video paths (video inputs) or shard keys (pretrain, shards stats)",
+    "--seed": "what is seeded: training, a --random-weights initialisation (extract), the data (synthetic, subset)",
+    "--target": "the class to explain (explain), the teacher's frames (distill), the target feature folder (dedup)",
+    "--threshold": "a class score (predict, serve) or a cosine similarity (dedup)",
+    "--frames": "clip length to check (verify-weights) or frames per synthetic video",
+    "--size": "clip side to check (verify-weights) or the synthetic frames' side",
+    "--data": "required by evaluate; extract and check-videos take videos or --data",
+}

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import re
 import typing
+from typing import Dict, List
 
 import pytest
 
@@ -336,3 +337,44 @@ def test_a_config_file_with_an_unknown_setting_or_value_is_a_usage_error(tmp_pat
     bad.write_text("train: [unclosed\n")
     assert main(["finetune", "--config", str(bad)]) == 3
     assert "cannot be read as YAML" in capsys.readouterr().err
+
+
+def _shared_flags() -> Dict[str, Dict[tuple, List[str]]]:
+    """Every long flag of every command -> its (help, type, choices, default, action) -> the commands with it."""
+    parser = build_parser()
+    seen: Dict[str, Dict[tuple, List[str]]] = {}
+    for words in command_table():
+        sub = parser._subparsers._group_actions[0].choices[words[0]]
+        if len(words) > 1:
+            sub = sub._subparsers._group_actions[0].choices[words[1]]
+        for a in sub._actions:
+            if not a.option_strings or a.help == argparse.SUPPRESS:
+                continue
+            default = "required" if a.required else repr(a.default)
+            kind = (a.help, getattr(a.type, "__name__", None), tuple(a.choices or ()), default, type(a).__name__)
+            seen.setdefault(max(a.option_strings, key=len), {}).setdefault(kind, []).append(" ".join(words))
+    return seen
+
+
+def test_a_flag_shared_by_commands_has_one_meaning_and_default_or_a_documented_reason():
+    """One vocabulary: a flag several commands take means the same (help, type, choices) with the same default in
+    each, unless ``_options.SHARED_FLAG_EXCEPTIONS`` (shown on the docs' CLI page) says why; the table lists no flag
+    that does not differ."""
+    from r21d_zoo._options import SHARED_FLAG_EXCEPTIONS
+
+    seen = _shared_flags()
+    shared = {flag for flag, kinds in seen.items() if sum(map(len, kinds.values())) > 1}
+    differ = {flag: kinds for flag, kinds in seen.items() if len(kinds) > 1}
+    undocumented = [
+        f"{flag}: " + "; ".join(f"{cmds}: {k[0]!r} default {k[3]}" for k, cmds in kinds.items())
+        for flag, kinds in sorted(differ.items())
+        if flag not in SHARED_FLAG_EXCEPTIONS
+    ]
+    assert not undocumented, "\n".join(undocumented)
+    assert sorted(set(SHARED_FLAG_EXCEPTIONS) - set(differ)) == [], "exceptions that no longer differ: remove them"
+    assert len(shared) > 60 and {"--device", "--runtime", "--decoder", "--workers", "--model-args"} <= shared - set(differ)
+
+
+def test_the_device_defaults_to_the_gpu_in_every_command_that_runs_a_model():
+    kinds = _shared_flags()["--device"]
+    assert len(kinds) == 1 and len(next(iter(kinds.values()))) >= 8, kinds

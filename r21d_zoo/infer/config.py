@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Tuple, Uni
 
 from .._bounds import Checked, above, at_least, between
 from .._errors import UsageError
+from .._options import MODEL_ARGS_HELP, STRIDE_SEC_HELP
 from ..models import ClipSpec  # light: the schema alone
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class ModelSource:
     )
     model_args: Dict[str, Any] = field(
         default_factory=dict,
-        metadata=dict(parse=parse_json_object, help="JSON object of extra create_model arguments, e.g. drop_rate"),
+        metadata=dict(parse=parse_json_object, help=MODEL_ARGS_HELP),
     )
 
     @property
@@ -157,7 +158,7 @@ class ExtractConfig(Checked):
 
     clip: Dict[str, Any] = clip_field()
     stride_sec: Optional[float] = field(
-        default=None, metadata=dict(help="seconds between clip starts (default: back to back)", bound=above(0))
+        default=None, metadata=dict(help=STRIDE_SEC_HELP, bound=above(0))
     )
     num_clips: Optional[int] = field(
         default=None,
@@ -255,7 +256,7 @@ class PredictConfig(Checked):
     clip: Dict[str, Any] = clip_field()
     top_k: int = field(default=5, metadata=dict(help="classes kept per window and for the video", bound=at_least(1)))
     stride_sec: Optional[float] = field(
-        default=None, metadata=dict(help="seconds between timeline windows (default: back to back)", bound=above(0))
+        default=None, metadata=dict(help=STRIDE_SEC_HELP, bound=above(0))
     )
     smooth: int = field(
         default=1,

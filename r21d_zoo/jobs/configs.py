@@ -10,6 +10,15 @@ from .._bounds import Checked, above, at_least, between
 from .._errors import UsageError
 from .._options import (
     CHANNELS_LAST_HELP,
+    DATA_HELP,
+    FLIP_HELP,
+    FLOW_MODEL_HELP,
+    INCLUDE_HELP,
+    MODEL_ARGS_HELP,
+    TRAIN_HELP,
+    device_field,
+    frames_fps_field,
+    workers_field,
     DECODERS,
     DEFAULT_DECODER,
     FEATURE_FORMAT_NAMES,
@@ -21,7 +30,6 @@ from .._options import (
     AMP_HELP,
     Amp,
     InferenceAmp,
-    default_workers,
 )
 from ..data.options import LabelOptions
 from ..infer.config import CLASSIFIER_MODEL, ExtractConfig, ModelSource, PredictConfig, OUTPUTS, clip_field
@@ -48,10 +56,10 @@ class CheckVideosConfig(Checked):
         default_factory=list,
         metadata=dict(positional=True, help="video files, directories (recursive) or .txt/.csv lists of paths"),
     )
-    data: Optional[str] = field(default=None, metadata=dict(help="or a labelled dataset (any annotation format)"))
+    data: Optional[str] = field(default=None, metadata=dict(help=DATA_HELP))
     labels: LabelOptions = field(default_factory=LabelOptions)
     decoder: str = field(default=DEFAULT_DECODER, metadata=dict(help="video decoding decoder", choices=DECODERS))
-    workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes", bound=at_least(0)))
+    workers: int = workers_field()
     extensions: str = field(default=",".join(VIDEO_EXTENSIONS), metadata=dict(help="comma-separated, for folders"))
 
 
@@ -103,7 +111,7 @@ class DistillConfig(TrainConfig):
     model_args: Dict[str, Any] = field(
         default_factory=dict,
         metadata=dict(
-            parse=parse_json_object, help="JSON object of create_model arguments", deprecated=("--student-args",)
+            parse=parse_json_object, help=MODEL_ARGS_HELP, deprecated=("--student-args",)
         ),
     )
     modality: Literal["rgb", "flow", "gray_diff"] = field(
@@ -149,7 +157,7 @@ class ExplainJobConfig(Checked):
     layer: str = field(default="layer4", metadata=dict(help="the stage: stem, layer1-4 or 0-4 (layer3 is finer)"))
     clip: Dict[str, Any] = clip_field()
     decoder: str = field(default=DEFAULT_DECODER, metadata=dict(help="video decoding decoder", choices=DECODERS))
-    device: Optional[str] = field(default=None, metadata=dict(help="default: the CPU"))
+    device: Optional[str] = device_field()
 
 
 @dataclass
@@ -164,7 +172,7 @@ class ExtractJobConfig(Checked):
     )
     data: Optional[str] = field(
         default=None,
-        metadata=dict(help="or a labelled dataset (any annotation format): every sample, each segment on its own"),
+        metadata=dict(help=DATA_HELP),
     )
     labels: LabelOptions = field(default_factory=LabelOptions)
     model: ModelSource = field(default_factory=ModelSource)
@@ -172,8 +180,8 @@ class ExtractJobConfig(Checked):
     format: str = field(default="npy", metadata=dict(help="feature file format", choices=FEATURE_FORMAT_NAMES))
     dtype: Literal["float32", "float16"] = field(default="float32", metadata=dict(help="stored feature dtype"))
     decoder: str = field(default=DEFAULT_DECODER, metadata=dict(help="video decoding decoder", choices=DECODERS))
-    workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes", bound=at_least(0)))
-    device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
+    workers: int = workers_field()
+    device: Optional[str] = device_field()
     amp: InferenceAmp = field(default="auto", metadata=dict(help=INFERENCE_AMP_HELP))
     channels_last: Optional[bool] = field(default=None, metadata=dict(help=CHANNELS_LAST_HELP))
     runtime: str = field(
@@ -230,7 +238,7 @@ class FinetuneConfig(TrainConfig):
     backbone_lr_mult: float = field(
         default=1.0, metadata=dict(help="LR factor for all but the classifier", bound=at_least(0))
     )
-    flip: bool = field(default=True, metadata=dict(help="random horizontal flips (off when left/right matters)"))
+    flip: bool = field(default=True, metadata=dict(help=FLIP_HELP))
     jitter_scales: Optional[Tuple[int, int]] = field(
         default=None,
         metadata=dict(
@@ -274,7 +282,7 @@ class FinetuneConfig(TrainConfig):
 class FinetuneJobConfig:
     """Fine-tune on labelled clips (full or fc-only), evaluating every epoch; writes best/, final/, last.pt, metrics."""
 
-    train: str = field(metadata=dict(help="labelled videos (any annotation format: see the README's table)"))
+    train: str = field(metadata=dict(help=TRAIN_HELP))
     out: str = field(metadata=dict(flag=("-o", "--out"), help="checkpoints, metrics, curves.png and the models"))
     val: Optional[str] = field(default=None, metadata=dict(help="validation split in the same formats"))
     labels: LabelOptions = field(default_factory=LabelOptions)
@@ -285,14 +293,11 @@ class FinetuneJobConfig:
 class EvaluateJobConfig(Checked):
     """Clip- and video-level accuracy (or mAP) of a model on labelled videos."""
 
-    data: str = field(metadata=dict(help="labelled videos (any annotation format: see the README's table)"))
+    data: str = field(metadata=dict(help=DATA_HELP))
     model: ModelSource = field(default_factory=lambda: ModelSource(CLASSIFIER_MODEL))
     flow_model: Optional[str] = field(
         default=None,
-        metadata=dict(
-            help="two-stream: a flow model (arch.tag, hf-hub:, local-dir:) whose scores are fused with --model's; "
-            "both streams and the fusion are reported (weights as --model's: --random-weights covers both)"
-        ),
+        metadata=dict(help=FLOW_MODEL_HELP),
     )
     flow_weight: float = field(
         default=0.5, metadata=dict(help="the flow stream's share of the fused scores", bound=between(0, 1))
@@ -314,8 +319,8 @@ class EvaluateJobConfig(Checked):
     save_scores: Optional[str] = field(
         default=None, metadata=dict(help="write every video's scores and top classes here (JSON lines)")
     )
-    workers: int = field(default_factory=default_workers, metadata=dict(help="decoding processes", bound=at_least(0)))
-    device: Optional[str] = field(default=None, metadata=dict(help="default: this rank's GPU, else the CPU"))
+    workers: int = workers_field()
+    device: Optional[str] = device_field()
     amp: Amp = field(default="auto", metadata=dict(help=AMP_HELP))
     runtime: str = field(default="eager", metadata=dict(help=RUNTIME_HELP, choices=RUNTIMES))
 
@@ -330,7 +335,7 @@ class PredictJobConfig(Checked):
     )
     model: ModelSource = field(default_factory=lambda: ModelSource(CLASSIFIER_MODEL))
     flow_model: Optional[str] = field(
-        default=None, metadata=dict(help="two-stream: a flow model whose scores are fused with --model's")
+        default=None, metadata=dict(help=FLOW_MODEL_HELP)
     )
     flow_weight: float = field(
         default=0.5, metadata=dict(help="the flow stream's share of the fused scores", bound=between(0, 1))
@@ -348,10 +353,8 @@ class PredictJobConfig(Checked):
     )
     layer: str = field(default="layer4", metadata=dict(help="--explain: the stage (stem, layer1-4 or 0-4)"))
     decoder: str = field(default=DEFAULT_DECODER, metadata=dict(help="video decoding decoder", choices=DECODERS))
-    frames_fps: Optional[float] = field(
-        default=None, metadata=dict(help="the frame rate of frame folders", bound=above(0))
-    )
-    device: Optional[str] = field(default=None, metadata=dict(help="default: the CPU"))
+    frames_fps: Optional[float] = frames_fps_field()
+    device: Optional[str] = device_field()
     extensions: str = field(default=",".join(VIDEO_EXTENSIONS), metadata=dict(help="comma-separated, for folders"))
 
     def __post_init__(self) -> None:
@@ -376,7 +379,7 @@ class PretrainConfig(TrainConfig):
         metadata=dict(help="registry architecture, randomly initialised", deprecated=("--arch",)),
     )
     model_args: Dict[str, Any] = field(
-        default_factory=dict, metadata=dict(parse=parse_json_object, help="JSON object of create_model arguments")
+        default_factory=dict, metadata=dict(parse=parse_json_object, help=MODEL_ARGS_HELP)
     )
     clip: Dict[str, Any] = clip_field(help="clip settings (default: the architecture's, 8 frames)", num_frames=8)
     loss: Literal["softmax", "sample-one", "sigmoid"] = field(
@@ -389,7 +392,7 @@ class PretrainConfig(TrainConfig):
     shuffle_buffer: int = field(
         default=64, metadata=dict(help="items shuffled per loader stream (raw bytes)", bound=at_least(1))
     )
-    flip: bool = field(default=True, metadata=dict(help="random horizontal flips"))
+    flip: bool = field(default=True, metadata=dict(help=FLIP_HELP))
     checkpoint_every: int = field(
         default=1_000_000, metadata=dict(help="clips between checkpoints and metrics", bound=at_least(1))
     )
@@ -404,7 +407,7 @@ class PretrainJobConfig:
     shards: str = field(metadata=dict(positional=True, help="packed folder, index.json, or shard URL/brace pattern"))
     out: str = field(metadata=dict(flag=("-o", "--out"), help="checkpoints, metrics, curves.png and final/"))
     stats: Optional[str] = field(default=None, metadata=dict(help="label counts from `shards stats -o` (JSON)"))
-    include: Optional[str] = field(default=None, metadata=dict(help="train on these keys only (`shards subset`)"))
+    include: Optional[str] = field(default=None, metadata=dict(help=INCLUDE_HELP))
     exclude: Optional[str] = field(default=None, metadata=dict(help="leave out these keys (`r21d-zoo dedup`)"))
     settings: PretrainConfig = field(default_factory=PretrainConfig)
 
@@ -413,7 +416,7 @@ class PretrainJobConfig:
 class ProbeJobConfig:
     """Linear probe (logistic regression) on features written by r21d-zoo extract."""
 
-    train: str = field(metadata=dict(help="labelled training videos (CSV, list or class folders)"))
+    train: str = field(metadata=dict(help=TRAIN_HELP))
     test: str = field(metadata=dict(help="labelled test videos"))
     train_features: str = field(metadata=dict(help="feature directory of the training videos"))
     test_features: Optional[str] = field(default=None, metadata=dict(help="feature directory of the test videos"))
@@ -434,7 +437,7 @@ class ServeConfig(Checked):
     layer: str = field(default="layer4", metadata=dict(help="Grad-CAM's stage (stem, layer1-4 or 0-4)"))
     host: str = field(default="127.0.0.1", metadata=dict(help="address to listen on (0.0.0.0: every interface)"))
     port: int = field(default=7860, metadata=dict(help="port to listen on", bound=between(1, 65535)))
-    device: Optional[str] = field(default=None, metadata=dict(help="default: the CPU"))
+    device: Optional[str] = device_field()
 
 
 @dataclass
@@ -456,7 +459,7 @@ class StatsConfig:
 
     shards: str = field(metadata=dict(positional=True, help="packed folder, index.json, or shard URL/brace pattern"))
     out: Optional[str] = field(default=None, metadata=dict(flag=("-o", "--out"), help="write the stats as JSON"))
-    include: Optional[str] = field(default=None, metadata=dict(help="count these keys only (`shards subset`)"))
+    include: Optional[str] = field(default=None, metadata=dict(help=INCLUDE_HELP))
     exclude: Optional[str] = field(default=None, metadata=dict(help="leave out these keys (`r21d-zoo dedup`)"))
 
 

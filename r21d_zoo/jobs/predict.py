@@ -25,6 +25,7 @@ from .._io import writable_dir
 from ..data.inputs import discover_videos
 from ..video import VideoDecodeError
 from ..video.reader import FRAMES_DECODER
+from ..train.distributed import default_device, world_info_from_env
 from .configs import PredictJobConfig as PredictJobConfig
 from ..infer.config import ModelSource
 from ..infer.gradcam import check_layer, write_explanation
@@ -43,6 +44,7 @@ _logger = logging.getLogger(__name__)
 
 def run(cfg: PredictJobConfig) -> int:
     """``r21d-zoo predict``: exit 1 when a video failed (the others are done), 3 when nothing can be read."""
+    device = default_device(world_info_from_env(), cfg.device)  # this rank's GPU, else the CPU
     videos = discover_videos(cfg.inputs, cfg.extensions.split(","), cfg.decoder == FRAMES_DECODER)
     if not videos:
         raise InputError(f"no videos found in {' '.join(cfg.inputs) or '(no inputs given)'}")
@@ -58,7 +60,7 @@ def run(cfg: PredictJobConfig) -> int:
     for v in videos:
         try:
             p = predict(model, v.path, cfg.settings, flow_model=flow_model, flow_weight=cfg.flow_weight,
-                        device=cfg.device, decoder=cfg.decoder, frames_fps=cfg.frames_fps, progress=True)
+                        device=device, decoder=cfg.decoder, frames_fps=cfg.frames_fps, progress=True)
         except VideoDecodeError as e:
             failed += 1
             _logger.warning("failed: %s", e)
@@ -70,6 +72,6 @@ def run(cfg: PredictJobConfig) -> int:
         if cfg.out:
             write_outputs(p, Path(cfg.out), v.name, cfg.output_kinds, cfg.plot, cfg.annotate)
         if cfg.explain:
-            e = explain_top(model, p, cfg.layer, cfg.settings.clip, cfg.decoder, cfg.device)
+            e = explain_top(model, p, cfg.layer, cfg.settings.clip, cfg.decoder, device)
             write_explanation(e, Path(cfg.out), v.name)
     return EXIT_PARTIAL if failed else 0

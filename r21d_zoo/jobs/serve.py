@@ -19,6 +19,7 @@ import torch.nn as nn
 from .._errors import InputError
 from ..data.inputs import discover_videos
 from ..video import VideoDecodeError
+from ..train.distributed import default_device, world_info_from_env
 from .configs import ServeConfig as ServeConfig
 from ..infer.config import create_or_fall_back
 from ..infer.gradcam import check_layer, write_explanation
@@ -122,6 +123,7 @@ def offline_theme() -> Any:
 
 def run(cfg: ServeConfig) -> int:
     """``r21d-zoo serve``: runs until interrupted."""
+    device = default_device(world_info_from_env(), cfg.device)  # this rank's GPU, else the CPU
     _gradio()  # a missing extra is said before any work
     examples = [v.path for v in discover_videos(cfg.examples)]
     if cfg.examples and not examples:
@@ -130,7 +132,7 @@ def run(cfg: ServeConfig) -> int:
     if missing:
         raise InputError(f"example video {missing[0]} does not exist; check the path or leave it out")
     model, trained = create_or_fall_back(cfg.model, "serve")
-    server = Server(model, cfg.model.name, trained, cfg.settings, cfg.layer, cfg.device, examples)
+    server = Server(model, cfg.model.name, trained, cfg.settings, cfg.layer, device, examples)
     if not trained:
         print(f"[serve] {cfg.model.name}: {RANDOM_NOTE}; the page says so")
     page = server.build()

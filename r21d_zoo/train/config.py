@@ -69,7 +69,7 @@ class TrainConfig(Checked):
     accumulation: int = field(
         default=1, metadata=dict(help="gradient accumulation steps per optimizer step", bound=at_least(1))
     )
-    workers: int = workers_field("data-loading processes")
+    workers: int = workers_field()
     device: Optional[str] = device_field()
     amp: Optional[Amp] = field(default="auto", metadata=dict(help=AMP_HELP))
     channels_last: Optional[bool] = channels_last_field()

@@ -107,7 +107,8 @@ SHARED_FLAG_EXCEPTIONS: Dict[str, str] = {
     "--out": "each command's own output (a folder for most; a file for export, dedup, shards stats/subset), as its "
     "help says",
     "--model": "a weight to start from (default: the task's: a feature extractor, a classifier, the demo's 8-frame "
-    "one); an architecture trained from random initialisation (distill, pretrain); a registry tag to convert to (convert)",
+    "one); an architecture trained from random initialisation (distill, pretrain); a registry tag to convert to "
+    "(convert)",
     "--batch-size": "clips per forward pass (inference) or clips per process per optimizer step (training)",
     "--amp": "inference commands also offer int8 (quantized on the onnxruntime runtime)",
     "--num-clips": "clips per video: the video-level protocol (predict, serve, evaluate, finetune's validation) or the "

@@ -76,7 +76,8 @@ def test_the_checker_refuses_a_flag_that_does_not_exist():
     _strict(parser)
     with pytest.raises(_Refused, match="unrecognized"):
         parser.parse_args(["extract", "v.mp4", "-o", "out", "--no-such-flag"])
-    assert command_lines("```bash\nr21d-zoo extract a.mp4 \\\n  -o out  # comment\n```\n") == ["r21d-zoo extract a.mp4 -o out"]
+    block = "```bash\nr21d-zoo extract a.mp4 \\\n  -o out  # comment\n```\n"
+    assert command_lines(block) == ["r21d-zoo extract a.mp4 -o out"]
 
 
 def test_the_readme_is_a_front_page():

@@ -1,16 +1,5 @@
-"""``r21d-zoo explain`` and :func:`grad_cam`: why the model thinks so, as space-time Grad-CAM.
-
-Grad-CAM (Selvaraju et al., ICCV 2017) in 3D: the gradient of a class's logit with respect to a stage's feature map
-(C, T', H', W'), averaged over time and space, weights the map's channels; the ReLU of the weighted sum is upsampled
-(trilinearly) to the clip's (T, H, W) and scaled to [0, 1]. Every architecture here is a :class:`VideoResNet`, so any
-stage of ``feature_info`` (``stem``, ``layer1``-``layer4``, or its index) works for R(2+1)D, R3D, MC/rMC and CSN alike;
-deeper stages are coarser (``layer4`` of a 112-pixel crop is 7x7 over T/8), ``layer3`` is twice as fine. A flow model is
-explained over its flow input and drawn on the RGB frames the flow was computed from.
-
-Outputs (``-o OUT``): ``NAME.gradcam.gif`` (the heatmap over the frames the model saw: resized and centre-cropped),
-``NAME.importance.csv`` and ``NAME.importance.png`` (each frame's share of the heat, over time) and
-``NAME.gradcam.json`` (class, score, layer, clip start).
-"""
+"""``r21d-zoo explain``: space-time Grad-CAM of one clip (see :mod:`r21d_zoo.infer.gradcam`), written as a GIF, the
+frames' importance and a JSON record."""
 
 from pathlib import Path
 

@@ -1,20 +1,5 @@
-"""``r21d-zoo predict`` and :func:`predict`: what is in a video and when.
-
-A video's answer has two parts. The *video-level* top-k averages the softmax of N uniformly spaced clips, N and the
-crops as the weights' published protocol says (else 10 centre clips): the number the weights' accuracy was measured
-with. The *timeline* scores sliding windows (``stride_sec`` apart, default back to back; the windows of
-:class:`~r21d_zoo.jobs.extract.ExtractConfig`), optionally smoothed by a centred moving average over ``smooth``
-windows, and keeps each window's top-k classes scoring at least ``threshold``. Windows are decoded in time order by
-seeking, a batch at a time, so memory does not grow with the video's length.
-
-Outputs per video (``-o OUT``, atomically): ``NAME.json`` (the Hugging Face video-classification shape, ``[{label,
-score}]``, for the video and for each window with its start/end), ``NAME.csv`` (a row per window and rank),
-``NAME.srt`` / ``NAME.vtt`` subtitles (a cue per window, from the midpoint with the previous window's centre to the
-midpoint with the next one: the window whose centre is nearest is "now"), ``NAME.png`` with ``--plot`` (the scores
-over time of the classes that lead some window) and ``NAME.annotated.mp4`` with ``--annotate`` (the video with the
-current top labels drawn on it). With ``flow_model`` the two streams' probabilities are fused per window and per
-video (``flow_weight`` for the flow stream), each read at its own clip settings from the same start times.
-"""
+"""``r21d-zoo predict``: the videos' answers (see :mod:`r21d_zoo.infer.timeline`), written per video, with
+Grad-CAM of the top class on request (``--explain``)."""
 
 import logging
 from pathlib import Path

@@ -3,7 +3,7 @@
 A video's answer has two parts. The *video-level* top-k averages the softmax of N uniformly spaced clips, N and the
 crops as the weights' published protocol says (else 10 centre clips): the number the weights' accuracy was measured
 with. The *timeline* scores sliding windows (``stride_sec`` apart, default back to back; the windows of
-:class:`~r21d_zoo.jobs.extract.ExtractConfig`), optionally smoothed by a centred moving average over ``smooth``
+:class:`~r21d_zoo.infer.config.ExtractConfig`), optionally smoothed by a centred moving average over ``smooth``
 windows, and keeps each window's top-k classes scoring at least ``threshold``. Windows are decoded in time order by
 seeking, a batch at a time, so memory does not grow with the video's length.
 

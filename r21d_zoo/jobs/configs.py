@@ -501,5 +501,3 @@ class SyntheticConfig(Checked):
                 f"--frames {self.frames} do not fit in --size {self.size}: the square moves {MOTION_SPEED} px a frame "
                 f"over half the frame; use --size {4 * -(-(self.frames - 1) * MOTION_SPEED // 2)} or fewer frames"
             )
-
-

@@ -66,4 +66,3 @@ def run(cfg: EvaluateJobConfig) -> int:
                     f"{num_clips} clips x {s.crop_mode} crop"
                 )
     return EXIT_PARTIAL if metrics.get("failed") else 0
-

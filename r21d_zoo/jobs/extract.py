@@ -1,19 +1,9 @@
-"""Feature extraction: clips sampled over whole videos, decoded in DataLoader workers, batched through the model.
-
-:func:`extract_features` handles one video in-process. :func:`run_extraction` (``r21d-zoo extract``) handles many:
-workers decode and resize to uint8, the model runs batched on the device (crop + normalise there), each video's
-features are written atomically to ``OUT/<name>.npy`` (+ ``<name>.times.npy``), ``OUT/<name>.safetensors`` or a
-dataset of ``OUT/features.h5`` (see :mod:`r21d_zoo.data.features`), and
-``OUT/manifest.jsonl`` gets one line per processed video, naming the settings it was made with (``OUT/extraction.json``:
-model, weights digest, layer, pooling, clip settings, dtype, format). Finished videos are skipped on re-runs with the
-same settings; a folder made with other settings is refused before any work. Failures are recorded and the run carries
-on. Shards (``torchrun`` ranks or ``shard_id``/``num_shards``) take ``videos[i::n]`` of
-the sorted list: no padding, no duplicates.
-"""
+"""``r21d-zoo extract``: the videos, files, lists, shards or a labelled dataset's samples to extract, this job's
+shard, and the model, handed to :func:`r21d_zoo.infer.features.run_extraction` (which documents the folder it
+writes)."""
 
 import logging
 from typing import List, Union
-
 
 from .._errors import EXIT_PARTIAL, InputError
 from .._io import writable_dir
@@ -21,35 +11,12 @@ from ..data.features import MANIFEST_FILE
 from ..data.inputs import VideoItem, discover_videos, read_video_list, resolved
 from ..data.labelled import video_items
 from ..data.shards import ShardSet, shard_inputs
-from ..train.distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
-from ..video.reader import (
-    FRAMES_DECODER,
-    check_decoder,
-)
-from .configs import ExtractJobConfig as ExtractJobConfig
 from ..infer.features import run_extraction
+from ..train.distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
+from ..video.reader import FRAMES_DECODER, check_decoder
+from .configs import ExtractJobConfig as ExtractJobConfig
 
 _logger = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Features of a batch of clips
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Decoding in workers
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# int8: calibrated on the user's videos, checked against float32
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The manifest
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The batch job
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Fine-tuning and evaluation with the papers' protocol (Ghadiyaram et al. 2019, sec. 3.3/4; Tran et al. 2018).
+"""Fine-tuning with the papers' recipe (Ghadiyaram et al. 2019, sec. 3.3/4; Tran et al. 2018).
 
 - ``mode="full"`` trains every layer (optionally with the first stages frozen and/or BN frozen); ``mode="fc"`` trains
   only the classifier on frozen features (BN in eval mode): the paper's "fc-only".
@@ -7,11 +7,7 @@
 - The loop is :func:`r21d_zoo.train.loop.fit` (AMP, accumulation, checkpointing, DDP/SyncBN, exact resume, metrics);
   the best model by validation video top-1 is exported to ``out_dir/best`` and the last epoch's to ``out_dir/final``,
   each with its own classes, metrics and a card that names the model it started from.
-- :func:`evaluate`: N uniformly spaced clips x 1 or 3 crops (or fully-convolutional on the whole frame), softmax
-  averaged over clips for video-level top-1/top-5, clip-level top-1/top-5, mAP for multi-label data, a per-class
-  report and the confusion matrix. Under DDP every video is evaluated exactly once (``videos[rank::world]``, results
-  gathered), so the counts equal a single-process run. :func:`evaluate_two_stream` fuses an RGB and a flow model
-  (the weighted mean of their scores per clip and per video) and reports the fusion with each stream's metrics.
+- Validation and ``r21d-zoo evaluate`` score videos with :func:`r21d_zoo.infer.scores.evaluate`.
 """
 
 import json
@@ -37,10 +33,6 @@ from ..infer.config import ModelSource
 from ..infer.scores import evaluate
 
 _logger = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Evaluation
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -201,5 +193,3 @@ def run(cfg: FinetuneJobConfig) -> int:
         )
     )
     return 0
-
-

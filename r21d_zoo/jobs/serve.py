@@ -1,8 +1,8 @@
 """``r21d-zoo serve``: a web page where a person drops or picks a video and sees what the model answers.
 
 The page (Gradio, the optional ``serve`` extra) shows the video-level top-5 and the timeline plot of
-:func:`~r21d_zoo.jobs.predict.predict`, the timeline's JSON/CSV/SRT/WebVTT files to download and, when asked, the
-Grad-CAM of the top class on its best window (:func:`~r21d_zoo.jobs.predict.explain_top`). Its heading says which
+:func:`~r21d_zoo.infer.timeline.predict`, the timeline's JSON/CSV/SRT/WebVTT files to download and, when asked, the
+Grad-CAM of the top class on its best window (:func:`~r21d_zoo.infer.timeline.explain_top`). Its heading says which
 weights answer, and says plainly when they are random (``--random-weights``, or registry weights that could not be
 fetched, as ``demo`` falls back). It uses system fonts, so it renders offline. Each answer's files are written to a
 folder of their own under the system's temporary directory (Gradio serves files from there), removed when the server

@@ -67,15 +67,17 @@ def _numbers(value: Any) -> Iterable[Real]:
 
 
 def field_problems(f: dataclasses.Field, value: Any) -> List[str]:
-    """What is wrong with ``value`` for the field ``f`` (nothing for None: an unset optional)."""
+    """What is wrong with ``value`` for the field ``f`` (nothing for None: an unset optional). Every number must be
+    finite (a NaN mean would make every feature NaN), and within the field's bound if it has one."""
     bound: Optional[Bound] = f.metadata.get("bound")
-    if bound is None or value is None:
+    if value is None:
         return []
-    bad = [v for v in _numbers(value) if not bound.admits(v)]
+    bad = [v for v in _numbers(value) if not (bound.admits(v) if bound is not None else math.isfinite(v))]
     if not bad:
         return []
     shown = value if isinstance(value, (list, tuple)) else bad[0]
-    return [f"{option_name(f)} {' '.join(map(str, _values(shown)))}: {f.name} must be {bound}"]
+    must = f"must be {bound}" if bound is not None else "must be a finite number"
+    return [f"{option_name(f)} {' '.join(map(str, _values(shown)))}: {f.name} {must}"]
 
 
 def problems(config: Any) -> List[str]:

@@ -373,6 +373,39 @@ def config_defaults(cls: type, values: Any, where: str, path: str = "") -> Dict[
     return out
 
 
+def _typed(action: argparse.Action, value: Any, path: str) -> Any:
+    """A config file's value as its flag would parse it: a bool field takes only true/false, a number field only
+    a number of its type (1.7 is no epoch count), so a file gets exactly the validation its flag gets."""
+    name = action.dest.replace(_SEP, ".")
+    if value is None:
+        return value
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)):
+        if not isinstance(value, bool):
+            raise UsageError(f"{path}: {name} {value!r} is not true or false")
+        return value
+    convert = action.type
+    if convert is None:
+        return value
+    many = action.nargs in ("+", "*") or isinstance(action, argparse._AppendAction)
+    if many and not isinstance(value, list):
+        value = [value]
+    if not many and isinstance(value, (list, dict)) and convert in (int, float, str):
+        raise UsageError(f"{path}: {name} takes one value, got {value!r}")
+
+    def one(v: Any) -> Any:
+        if isinstance(v, (dict, list)):  # a JSON option (--model-args) given as a mapping in the file
+            return v
+        if isinstance(v, bool) or (convert is int and isinstance(v, float)):
+            kind = "an integer" if convert is int else f"a {convert.__name__}"
+            raise UsageError(f"{path}: {name} {v!r} is not {kind}")
+        try:
+            return convert(v)
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+            raise UsageError(f"{path}: {name} {v!r} is not a valid value ({e})") from None
+
+    return [one(v) for v in value] if many else one(value)
+
+
 def _apply_config_file(sub: argparse.ArgumentParser, cls: type, path: str) -> None:
     """Make the settings of the YAML file ``path`` the defaults of ``sub`` (options it sets are no longer required;
     values are checked against the options' choices)."""
@@ -386,7 +419,7 @@ def _apply_config_file(sub: argparse.ArgumentParser, cls: type, path: str) -> No
     for action in sub._actions:
         if action.dest not in defaults:
             continue
-        value = defaults[action.dest]
+        value = defaults[action.dest] = _typed(action, defaults[action.dest], path)
         if action.choices is not None:
             bad = [
                 v for v in (value if isinstance(value, list) else [value]) if v is not None and v not in action.choices

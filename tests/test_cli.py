@@ -1,6 +1,7 @@
 """The command line is generated from the job configs: its defaults are the dataclasses' by construction."""
 
 import argparse
+from pathlib import Path
 import dataclasses
 import json
 import re
@@ -222,7 +223,7 @@ IMPOSSIBLE = {
     "--resize": ["0", "-1"],
     "--crop-size": ["0", "-1"],
     "--std": ["0", "-1"],
-    "--mean": [],  # any mean is a mean
+    "--mean": [],  # any finite mean is a mean (every float option refuses nan and inf: see below)
     "--rtol": ["0", "-1"],
     "--frames": ["0", "-1"],
     "--size": ["0", "-1"],
@@ -254,18 +255,25 @@ def _numeric_options():
             sub = sub._subparsers._group_actions[0].choices[words[1]]
         for action in sub._actions:
             if action.type in (int, float) and action.option_strings and action.help != argparse.SUPPRESS:
-                found.append((words, max(action.option_strings, key=len)))
+                found.append((words, max(action.option_strings, key=len), action.type))
     return found
 
 
+def _impossible(flag: str, kind: type) -> list:
+    """The listed impossible values of a flag, plus NaN and infinity for every float (``--mean nan`` once gave
+    all-NaN features marked ok)."""
+    listed = IMPOSSIBLE.get(flag, [])
+    return listed + [v for v in ("nan", "inf") if kind is float and v not in listed]
+
+
 def test_every_numeric_option_has_its_impossible_values_listed():
-    missing = sorted({flag for _, flag in _numeric_options()} - set(IMPOSSIBLE))
+    missing = sorted({flag for _, flag, _ in _numeric_options()} - set(IMPOSSIBLE))
     assert not missing, f"decide the valid range of {missing} (field metadata bound=) and list it in IMPOSSIBLE"
 
 
 @pytest.mark.parametrize(
     "words, flag, value",
-    [(w, f, v) for w, f in _numeric_options() for v in IMPOSSIBLE.get(f, [])],
+    [(w, f, v) for w, f, kind in _numeric_options() for v in _impossible(f, kind)],
     ids=lambda x: " ".join(x) if isinstance(x, tuple) else str(x),
 )
 def test_impossible_numbers_are_usage_errors_before_any_work(words, flag, value, tmp_path, monkeypatch, capsys):
@@ -291,7 +299,30 @@ def test_bounds_hold_in_the_python_api_too():
         OptimConfig(epochs=0)
     with pytest.raises(ValueError, match="std must be above 0"):  # a weight's own config.json: an input error
         ClipSpec(std=(0.2, 0.0, 0.2))
+    with pytest.raises(ValueError, match="mean must be a finite number"):
+        ClipSpec(mean=(float("nan"), 0.4, 0.4))
     assert ExtractConfig(num_clips=1, stride_sec=0.5).num_clips == 1
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ('flip: "no"', "settings.flip 'no' is not true or false"),  # once trained with flips on
+        ("optim: {epochs: 1.7}", "settings.optim.epochs 1.7 is not an integer"),  # once ran 2 epochs of "1.7"
+        ("optim: {lr: fast}", "settings.optim.lr 'fast' is not a valid value"),
+        ("clip: {mean: [.nan, 0.4, 0.4]}", "mean must be a finite number"),
+        ("batch_size: [8, 16]", "settings.batch_size takes one value"),
+    ],
+)
+def test_a_config_file_value_gets_the_validation_its_flag_gets(setting, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("c.yaml").write_text("settings:\n  " + setting + "\n")
+    assert main(["finetune", "--config", "c.yaml", "--train", "t.csv", "-o", "out"]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+    good = "settings:\n  flip: false\n  optim: {epochs: 2, lr: 1}\n  clip: {mean: [0.5, 0.5, 0.5]}\n"
+    Path("c.yaml").write_text(good)
+    assert main(["finetune", "--config", "c.yaml", "--train", "t.csv", "-o", "out"]) == 3  # read; then no t.csv
 
 
 # --- config files ---------------------------------------------------------------------------------------------------

@@ -445,8 +445,9 @@ def test_a_kinetics400_tag_on_kinetics_annotations_reports_published_beside_meas
     """The weights cannot be downloaded here: a model with the tag's cfg (its head, classes and published numbers) and
     random weights stands in; what is checked is the protocol used and the report, not the accuracy."""
     annotations, videos = kinetics
-    model = create_model("r3d_18.tv_kinetics400_16f", pretrained=False, **TINY)
-    save_pretrained(model, tmp_path / "k400")
+    save_pretrained(create_model("r3d_18.tv_kinetics400_16f", pretrained=False, **TINY), tmp_path / "random")
+    weights = str(tmp_path / "random" / "model.safetensors")  # loaded as the tag's weights: the tag's claims hold
+    save_pretrained(create_model("r3d_18.tv_kinetics400_16f", checkpoint_path=weights, **TINY), tmp_path / "k400")
     out = tmp_path / "eval.json"
     argv = [
         "evaluate",
@@ -474,3 +475,37 @@ def test_a_kinetics400_tag_on_kinetics_annotations_reports_published_beside_meas
         main([*argv, "--output", str(out), "--num-clips", "2", "--num-frames", "4", "--crop-size", "28", *COMMON]) == 1
     )
     assert json.loads(out.read_text())["num_clips"] == 2  # an explicit choice wins
+
+
+@pytest.mark.parametrize("fixture", ["kinetics", "hmdb", "ssv2", "epic", "csv", "list", "folders"])
+def test_relative_and_absolute_annotation_paths_and_roots_read_the_same_videos(fixture, request, tmp_path, monkeypatch):
+    """One rule for every label format: a relative annotation path or ``--video-root`` is taken from the current
+    folder, relative paths inside a list from the root (default: the list's folder); every sample's path is
+    absolute. Kinetics, SSv2 and EPIC once doubled a relative root (``kin/videos/kin/videos/...``)."""
+    if fixture in ("csv", "list", "folders"):
+        base = tmp_path / "own"
+        for i in range(2):
+            video(base / "clips" / ("a", "b")[i] / f"v{i}.mp4", seconds=0.5)
+        source = {
+            "csv": write_csv(base / "lists" / "train.csv", ["path", "label"], [["a/v0.mp4", "a"], ["b/v1.mp4", "b"]]),
+            "list": base / "lists" / "trainlist01.txt",
+            "folders": base / "clips",
+        }[fixture]
+        if fixture == "list":
+            source.write_text("a/v0.mp4 1\nb/v1.mp4 2\n")
+        videos = None if fixture == "folders" else base / "clips"
+    else:
+        source, videos = request.getfixturevalue(fixture)[:2]
+        source = source["train"] if fixture == "ssv2" else source
+    base = videos.parent if videos is not None else source.parent
+    monkeypatch.chdir(base.parent)
+    relative = lambda p: None if p is None else str(Path(p).relative_to(base.parent))  # noqa: E731
+    read = [
+        read_labelled(src, video_root=root)
+        for src in (str(source), relative(source))
+        for root in (None if videos is None else str(videos), relative(videos))
+    ]
+    paths = [[s.path for s in data.samples] for data in read]
+    assert all(p == paths[0] for p in paths) and all(Path(p).is_absolute() for p in paths[0])
+    assert all(len(data.missing) == len(read[0].missing) for data in read)
+    assert sum(Path(p).exists() for p in paths[0]) == len(paths[0]) - len(read[0].missing) > 0

@@ -207,3 +207,22 @@ def test_the_light_vocabulary_names_what_the_layers_define():
     assert tuple(labelled.LABEL_FORMATS) == options.LABEL_FORMAT_NAMES
     assert tuple(features.FEATURE_FORMATS) == _options.FEATURE_FORMAT_NAMES
     assert optimize.RUNTIMES is _options.RUNTIMES and reader.DECODERS is _options.DECODERS
+
+
+# One family's internals: its class, its stage and head attributes, its key names and its pooling switch.
+_FAMILY_INTERNALS = re.compile(
+    r"VideoResNet|\.stem\[|\.(fc|layer[1-4]|stages|global_pool)\b|[\"'](stem\.0|fc)\.(weight|bias)[\"']"
+)
+
+
+def test_outside_models_code_uses_the_model_api_never_one_familys_internals():
+    """A second family (``tests/toy_family.py``) must run everywhere without an edit outside ``models/``: other layers
+    reach a model through ``VideoModel``'s API and the cfg's ``first_conv`` / ``classifier`` names."""
+    found = sorted(
+        f"{name}: {m.group(0)}"
+        for name, text in _sources().items()
+        if not name.startswith("r21d_zoo.models") and name != "r21d_zoo"  # the package re-exports the class
+        for m in _FAMILY_INTERNALS.finditer(text)
+    )
+    assert not found, "\n".join(found)
+    assert _FAMILY_INTERNALS.search('x = model.stem[0].in_channels; sd["fc.weight"]')

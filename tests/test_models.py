@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import json
 import torch
 import torchvision.models.video as tv_video
 from torch.utils.flop_counter import FlopCounterMode
@@ -270,3 +271,21 @@ def test_feature_api_has_timms_signatures_and_pruning():
         assert list(inspect.signature(getattr(type(info), method)).parameters) == list(
             inspect.signature(getattr(TimmFeatureInfo, method)).parameters
         ), method
+
+
+def test_random_weights_claim_no_licence_and_record_their_seed(tmp_path):
+    """Weights that were never loaded are not VMZ's: the API's save_pretrained of an unloaded model and the jobs'
+    --random-weights (seeded, so a replayed config.yaml answers alike) claim no licence, tag or results."""
+    from r21d_zoo.infer.config import RANDOM_SEED, ModelSource
+
+    model = r21d_zoo.create_model("r2plus1d_18.kinetics400_16f", channel_multiplier=0.125)
+    assert model.pretrained_cfg["license_name"] == "vmz-weights-no-licence-stated"  # timm's in-memory convention
+    r21d_zoo.save_pretrained(model, tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["pretrained_cfg"]
+    assert saved.get("license_name") is None and saved.get("tag") is None and not saved.get("metrics")
+    assert saved["labels"][:2] == ["abseiling", "air drumming"]  # the label space it answers in stays
+    assert "vmz" not in (tmp_path / "m" / "README.md").read_text().lower()
+    source = ModelSource("r2plus1d_18", pretrained=False, model_args=dict(channel_multiplier=0.125))
+    a, b = source.create(seed=RANDOM_SEED), source.create(seed=RANDOM_SEED)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert a.pretrained_cfg.get("license_name") is None and f"Seed {RANDOM_SEED}." in a.pretrained_cfg["notes"]

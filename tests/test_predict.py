@@ -206,3 +206,26 @@ def test_predict_refuses_impossible_settings_before_any_work(tmp_path, capsys):
     for bad in (["--plot"], ["-o", str(tmp_path), "--outputs", "json,xml"], ["--smooth", "0"], ["--threshold", "2"]):
         assert cli_main(["predict", str(tmp_path / "missing.mp4"), "--random-weights"] + bad) == EXIT_USAGE, bad
         assert capsys.readouterr().err
+
+
+@pytest.mark.video
+def test_an_empty_grad_cam_says_so_instead_of_naming_a_frame(tmp_path, capsys):
+    """A class whose score nothing at the layer changes (its classifier row is zero) has an empty map: once
+    reported as "most important frame 0" with 1/T of the heat on every frame and a flat GIF."""
+    torch.manual_seed(0)
+    model = r21d_zoo.create_model("r2plus1d_18", num_classes=2, label_names=["left", "right"], **TINY).eval()
+    model.pretrained_cfg.update(num_frames=4, resize_size=(32, 32), crop_size=28)
+    with torch.no_grad():
+        model.get_classifier().weight[1] = 0
+    cam = grad_cam(model, torch.randn(3, 4, 28, 28), target=1, layer="layer2")
+    assert float(cam.heat.max()) == 0 and "zero everywhere" in cam.no_signal
+    assert not cam.frame_importance.any()  # no share of heat to give, not 1/T each
+    save_pretrained(model, tmp_path / "m")
+    path = write_lossless(tmp_path / "v.mp4", motion_clip("right", 4, 32, np.random.default_rng(0)))
+    args = ["explain", str(path), "-o", str(tmp_path / "cam"), "--model", f"local-dir:{tmp_path / 'm'}"]
+    assert cli_main([*args, "--layer", "layer2", "--target", "right"]) == 0
+    said = capsys.readouterr().out
+    assert "NO SIGNAL" in said and "most important frame" not in said and "--layer" in said
+    assert json.loads((tmp_path / "cam" / "v.gradcam.json").read_text())["no_signal"].startswith("the gradient")
+    assert cli_main([*args, "--layer", "layer2", "--target", "left"]) == 0
+    assert "most important frame" in capsys.readouterr().out

@@ -188,6 +188,8 @@ def test_pretrain_command_exports_a_model_finetune_and_extract_load(shards, tmp_
     model = r21d_zoo.create_model(f"local-dir:{out / 'final'}")
     assert list(model.pretrained_cfg["label_names"]) == ["down", "left", "right", "up"]
     assert ClipSpec.from_model(model).num_frames == 4 and "sqrt sampling" in model.pretrained_cfg["notes"]
+    assert "(seed 0)" in model.pretrained_cfg["notes"]  # random weights: their seed, and no source's licence
+    assert model.pretrained_cfg.get("license_name") is None and "vmz" not in (out / "final" / "README.md").read_text()
     state = torch.load(out / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     head = r21d_zoo.infer.config.ModelSource(f"local-dir:{out / 'final'}").create(num_classes=2)

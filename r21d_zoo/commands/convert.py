@@ -28,7 +28,7 @@ from ..models import (
     split_model_name_tag,
 )
 from ..models import caffe2_to_state_dict, class_count, download_url, load_caffe2_pickle, sha256_file, visual_tower
-from ..models import write_verification
+from ..models import input_channels, write_verification
 from ..deploy import export
 from .._errors import EXIT_PARTIAL
 from .._io import writable_dir, writable_file
@@ -62,7 +62,7 @@ def fixed_clip(
     """A deterministic normalised clip of the weight's input size (for logit comparisons across machines)."""
     c, t, h, w = model.pretrained_cfg["input_size"]
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(1, model.stem[0].in_channels, frames or t, size or h, size or w, generator=g)
+    return torch.randn(1, input_channels(model), frames or t, size or h, size or w, generator=g)
 
 
 def verify(model: nn.Module, out_dir: Optional[str] = None) -> Dict[str, Any]:
@@ -121,13 +121,15 @@ def convert_torch(pth: str, name: str, out: str, run_verify: bool = False) -> st
     state_dict = read_state_dict(pth)
     name = resolve_model_name(name)
     _, tag = split_model_name_tag(name)
-    if "stem.0.weight" not in state_dict:
-        raise WeightsError(f"{pth} has no stem.0.weight: not a VideoResNet state dict (nor an mmaction2 CSN one)")
-    num_classes = int(state_dict["fc.weight"].shape[0]) if "fc.weight" in state_dict else 0  # 0: backbone only
-    expected = get_pretrained_cfg(name).num_classes if tag else None
+    cfg = get_pretrained_cfg(name)
+    first, head = f"{cfg.first_conv}.weight", f"{cfg.classifier}.weight"
+    if first not in state_dict:
+        raise WeightsError(f"{pth} has no {first}: not a state dict of {name} (nor an mmaction2 CSN one)")
+    num_classes = int(state_dict[head].shape[0]) if head in state_dict else 0  # 0: backbone only
+    expected = cfg.num_classes if tag else None
     if num_classes and expected is not None and num_classes != expected:
         raise WeightsError(f"{pth} has {num_classes} classes but {name} has {expected}")
-    model = build_target(name, num_classes, pth, in_chans=int(state_dict["stem.0.weight"].shape[1]))
+    model = build_target(name, num_classes, pth, in_chans=int(state_dict[first].shape[1]))
     return save_converted(model, state_dict, out, run_verify)
 
 

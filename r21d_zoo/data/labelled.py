@@ -22,12 +22,13 @@ A video may also be a frame folder (:mod:`r21d_zoo.video.frames`: ``<class>/<vid
 EPIC-Kitchens); its frame rate is ``frames_fps`` when given, else the dataset's (:attr:`LabelFormat.frames_fps`;
 EPIC-Kitchens: 60 for EPIC-55 videos, 50 for the extension's, as their frames were extracted).
 
-Relative paths are taken from ``video_root`` (default: the list's folder). Errors name the file and line. Training
-draws one random clip per video per epoch from a seed of (seed, epoch, index), so a resumed or re-sharded run sees the
-same clips; evaluation decodes N uniformly spaced clips of every video. A segment is sampled like a whole video:
-training clips start at random inside it and evaluation clips are spread over it (a clip near its end may run past
-it).
-"""
+Relative video paths are taken from ``video_root`` (itself relative to the current folder; default: the list's
+folder), and every sample's path is absolute, so a relative annotation path or root reads the same videos. Errors name
+the file and line. Training draws one random clip per video per epoch from a seed of (seed, epoch, index), so a
+resumed or re-sharded run sees the same clips; evaluation decodes N uniformly spaced clips of every video. A segment
+is sampled like a whole video: training clips start at random inside it and evaluation clips are spread over it; a
+clip longer than what is left of the segment is padded (repeating its last frame), never filled with the next action's
+frames. """
 
 import csv
 import hashlib
@@ -154,7 +155,9 @@ class ReadOptions:
     subset: str = "train"  # which part of a split file: "train" or "test"
 
     def root(self, src: Path) -> Path:
-        return Path(self.video_root) if self.video_root else (src if src.is_dir() else src.parent)
+        """The absolute folder relative video paths are read from: ``--video-root`` (itself relative to the current
+        folder), else the annotation file's folder (or the source folder itself)."""
+        return (Path(self.video_root) if self.video_root else (src if src.is_dir() else src.parent)).absolute()
 
 
 Table = Tuple[List[Row], Optional[List[str]]]  # the rows, and the class order when the format defines one
@@ -244,6 +247,7 @@ def _csv_rows(src: Path, opts: ReadOptions) -> Table:
 
 
 def _folder_rows(src: Path, opts: ReadOptions) -> Table:
+    src = src.absolute()
     rows = [Row(0, str(f), f.parent.name) for f in walk_videos(src, VIDEO_EXTENSIONS) if f.parent != src]
     if not rows:
         raise InputError(
@@ -346,7 +350,7 @@ def _hmdb_rows(src: Path, opts: ReadOptions) -> Table:
     if not files:
         have = sorted({m.group("split") for f in src.glob("*.txt") if (m := HMDB_SPLIT.match(f.name))})
         raise InputError(f"{src}: no split {opts.split} files (*_test_split{opts.split}.txt); splits here: {have}")
-    root = Path(opts.video_root) if opts.video_root else src.parent
+    root = Path(opts.video_root).absolute() if opts.video_root else src.absolute().parent
     flag, rows = HMDB_FLAGS[opts.subset], []
     for f in files:
         cls = HMDB_SPLIT.match(f.name).group("cls")
@@ -505,11 +509,9 @@ def read_labelled(
     if reader is None:
         raise InputError(f"{src}: not a labelled-video source ({', '.join(LABEL_FORMATS)})")
     opts = ReadOptions(path_column, label_column, video_root, split, subset)
-    rows, order = reader.rows(src, opts)
-    rows = [
-        r._replace(path=r.path if Path(r.path).is_absolute() or src.is_dir() else str(opts.root(src) / r.path))
-        for r in rows
-    ]
+    rows, order = reader.rows(src, opts)  # paths absolute, or as written: relative to the root
+    root = opts.root(src)
+    rows = [r if Path(r.path).is_absolute() else r._replace(path=str(root / r.path)) for r in rows]
     multilabel = any(sep in r.label for r in rows for sep in _MULTI_SEPARATORS)
 
     def split_labels(lab: str) -> List[str]:
@@ -548,8 +550,9 @@ def read_labelled(
     missing = [s.path for s in samples if not Path(s.path).exists()]
     if samples and len(missing) == len(samples):
         raise InputError(
-            f"{src}: none of the {len(samples)} listed videos exist (first: {missing[0]}); relative paths are read "
-            f"from the list's folder, and --video-root says where an annotation file's videos are"
+            f"{src}: none of the {len(samples)} listed videos exist (first: {missing[0]}); the videos were looked for "
+            f"under {root} ({'--video-root' if video_root else 'the folder of ' + src.name}); give the folder that "
+            f"holds them with --video-root"
         )
     data = LabelledVideos(
         samples, classes, multilabel, str(src), missing, dict(excluded), left_out, reader.name, frames_fps
@@ -590,6 +593,11 @@ def segment_span(sample: Union[Sample, VideoItem], duration: float) -> Tuple[flo
     return start, max(0.0, end - start)
 
 
+def segment_end(sample: Sample, offset: float, length: float) -> Optional[float]:
+    """Where a segment's clips must stop (frames after it belong to the next action); None for a whole video."""
+    return offset + length if sample.end is not None else None
+
+
 class TrainClips(Dataset):
     """(uint8 clip T x H x W x C, label tensor) with a random clip per video per epoch; a video that fails to decode
     is logged and replaced by the next one (at most 10 in a row)."""
@@ -615,7 +623,7 @@ class TrainClips(Dataset):
                 with open_video(sample.path, self.spec, self.decoder, frames_fps=self.data.fps_of(sample)) as r:
                     offset, length = segment_span(sample, r.info.duration)
                     start = offset + random_clip(length, self.spec.clip_seconds(r.info.fps), g).start
-                    clip = r.read_spec_clip(start, self.spec).frames
+                    clip = r.read_spec_clip(start, self.spec, end=segment_end(sample, offset, length)).frames
                 return clip, label_tensor(sample, self.data)
             except VideoDecodeError as e:
                 _logger.warning("skipping an unreadable training video: %s", e)
@@ -648,7 +656,8 @@ class EvalClips(Dataset):
                 offset, length = segment_span(sample, r.info.duration)
                 clips = uniform_clips(length, self.spec.clip_seconds(r.info.fps), self.num_clips)
                 clips = [c._replace(start=c.start + offset, end=c.end + offset) for c in clips]
-                frames = torch.stack([f.frames for _, f in r.iter_clips(clips, self.spec)])
+                end = segment_end(sample, offset, length)
+                frames = torch.stack([f.frames for _, f in r.iter_clips(clips, self.spec, end=end)])
                 return frames, label_tensor(sample, self.data), i, ""
         except VideoDecodeError as e:
             return torch.zeros(0, dtype=torch.uint8), label_tensor(sample, self.data), i, str(e)

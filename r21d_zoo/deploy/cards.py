@@ -205,7 +205,7 @@ def render_model_card(config: Dict[str, Any]) -> str:
         "",
         "## Model Details",
         "",
-        f"- **Architecture:** `{arch}` (r21d_zoo `VideoResNet`)",
+        f"- **Architecture:** `{arch}`",
         f"- **Params (M):** {params / 1e6:.1f}",
         f"- **GMACs:** {gmacs:.1f} (one {t}x{h}x{w} clip)",
         f"- **Clip:** {t} frames, every {stride} frame(s) at {rate}, {c} channels, {h}x{w} crop",

@@ -21,7 +21,7 @@ from typing import Iterator, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..models import ClipSpec
+from ..models import ClipSpec, input_channels
 from .batchnorm import fold_batchnorm
 
 FORMATS = (".onnx", ".pt2")
@@ -59,8 +59,7 @@ def export(
     model = copy.deepcopy(getattr(model, "module", model)).eval()
     if fold_bn:
         fold_batchnorm(model)
-    in_chans = model.stem[0].in_channels
-    shape = (in_chans, spec.num_frames, spec.crop_size, spec.crop_size)
+    shape = (input_channels(model), spec.num_frames, spec.crop_size, spec.crop_size)
     return export_graph(model, shape, path, ["logits"], opset)
 
 

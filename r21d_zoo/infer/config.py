@@ -2,7 +2,6 @@
 model to start from (:class:`ModelSource`), how clips become features (:class:`ExtractConfig`) and how a video's
 answer is made (:class:`PredictConfig`)."""
 
-import inspect
 import json
 import re
 from dataclasses import dataclass, field
@@ -48,6 +47,9 @@ def parse_json_object(text: str) -> Dict[str, Any]:
 RANDOM_INIT = "Randomly initialised (--random-weights): no weights loaded."
 
 
+RANDOM_SEED = 0  # the seed of --random-weights in commands without a --seed, so a replayed config.yaml answers alike
+
+
 NO_LICENCE = dict(license=None, license_name=None, license_link=None)
 
 
@@ -88,17 +90,21 @@ class ModelSource:
         describes the weights it would load)."""
         import torch
 
-        from ..models import set_derived_cfg
-
         if seed is not None and self.random:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                return self.create(**kwargs)
+                return self._create(seed, **kwargs)
+        return self._create(None, **kwargs)
+
+    def _create(self, seed: Optional[int], **kwargs: Any) -> "nn.Module":
+        from ..models import set_derived_cfg
+
         model = create_with_args(
             self.name, self.model_args, pretrained=self.pretrained, checkpoint_path=self.checkpoint_path, **kwargs
         )
         if self.random:  # a provenance of its own: none of the tag, source, results, classes or licence it names
-            set_derived_cfg(model, base_model=None, origin_url=None, notes=RANDOM_INIT, **NO_LICENCE)
+            notes = RANDOM_INIT + (f" Seed {seed}." if seed is not None else "")
+            set_derived_cfg(model, base_model=None, origin_url=None, notes=notes, **NO_LICENCE)
         return model
 
 
@@ -106,7 +112,10 @@ def create_or_fall_back(source: ModelSource, job: str) -> Tuple["nn.Module", boo
     """``source``'s model and whether it holds trained weights, for jobs that only show answers (demo, serve).
     Registry weights that cannot be downloaded fall back to random weights, said loudly; a file or folder the user
     named that cannot be used is an error (``--checkpoint``, ``local-dir:``). A random model keeps the label names of
-    the weights it names (timm's convention), so its answers read as that label space."""
+    the weights it names (timm's convention), so its answers read as that label space; it is drawn from
+    :data:`RANDOM_SEED`."""
+    import torch
+
     from ..models import WeightsError, create_model
 
     if not source.random:
@@ -119,24 +128,25 @@ def create_or_fall_back(source: ModelSource, job: str) -> Tuple["nn.Module", boo
                 f"[{job}] pretrained weights for {source.name} are not cached and not reachable; "
                 f"FALLING BACK TO RANDOM WEIGHTS (predictions are meaningless).\n[{job}] reason: {in_cli_terms(str(e))}"
             )
-    return create_model(source.name, **source.model_args), False
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        return create_model(source.name, **source.model_args), False
 
 
 def create_with_args(name: str, model_args: Dict[str, Any], **kwargs: Any) -> "nn.Module":
     """``create_model(name, **model_args, **kwargs)`` (``kwargs`` win); a ``--model-args`` key the architecture does
-    not take is a usage error naming it."""
-    from ..models import VideoResNet, create_model
+    not take is a usage error naming it and the ones it takes."""
+    from ..models import create_model
 
     try:
         return create_model(name, **dict(model_args, **kwargs))
     except TypeError as e:
-        found = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        found = re.search(r"unexpected keyword argument '(\w+)'(?: \((the arguments it takes: [^)]*)\))?", str(e))
         if not found or found.group(1) not in model_args:
             raise
-        known = [p.name for p in inspect.signature(VideoResNet).parameters.values() if p.default is not p.empty]
         raise UsageError(
-            f"--model-args: {name} takes no argument {found.group(1)!r}; remove it or check its spelling (the "
-            f"arguments it takes: {', '.join(known)})"
+            f"--model-args: {name} takes no argument {found.group(1)!r}; remove it or check its spelling"
+            + (f" ({found.group(2)})" if found.group(2) else "")
         ) from e
 
 
@@ -203,18 +213,19 @@ class ExtractConfig(Checked):
     def clips_for(
         self, spec: ClipSpec, info: "VideoInfo", span: Optional[Tuple[float, float]] = None
     ) -> List["Clip"]:
-        """The clips of a video, or of its part ``span`` (start, length in seconds), in the video's time."""
+        """The clips of a video, or of its part ``span`` (start, length in seconds), in the video's time. Each starts
+        inside it; one that runs past its end is padded when read (:meth:`VideoReader.read_spec_clip`'s ``end``)."""
         from ..video import fixed_rate_clips, sliding_clips, uniform_clips
 
         offset, duration = span or (0.0, info.duration)
-        length = spec.clip_seconds(info.fps)
+        length, period = spec.clip_seconds(info.fps), 1.0 / info.fps if info.fps > 0 else 0.0
         if self.num_clips:
             clips = uniform_clips(duration, length, self.num_clips)
         elif self.feature_fps or self.centered:
             step = 1.0 / self.feature_fps if self.feature_fps else self.stride_sec or length
-            clips = fixed_rate_clips(duration, length, step, self.centered)
+            clips = fixed_rate_clips(duration, length, step, self.centered, period)
         else:
-            clips = sliding_clips(duration, length, self.stride_sec)
+            clips = sliding_clips(duration, length, self.stride_sec, period)
         return [c._replace(start=c.start + offset, end=c.end + offset) for c in clips] if offset else clips
 
     def in_segments(self, result: "VideoFeatures") -> "VideoFeatures":

@@ -193,7 +193,8 @@ class ClipChunks(IterableDataset):
                 span = segment_span(item, reader.info.duration) if item.segment else None
                 clips = cfg.clips_for(self.spec, reader.info, span)
                 batch: List[Tuple[Any, Any]] = []
-                for n, (clip, frames) in enumerate(reader.iter_clips(clips, self.spec, cfg.pad)):
+                end = span[0] + span[1] if span is not None else None  # a segment's clips hold none of the next
+                for n, (clip, frames) in enumerate(reader.iter_clips(clips, self.spec, cfg.pad, end)):
                     batch.append((clip, frames))
                     if len(batch) == cfg.batch_size and n < len(clips) - 1:
                         yield self._chunk(head, batch, None)

@@ -2,8 +2,8 @@
 
 Grad-CAM (Selvaraju et al., ICCV 2017) in 3D: the gradient of a class's logit with respect to a stage's feature map
 (C, T', H', W'), averaged over time and space, weights the map's channels; the ReLU of the weighted sum is upsampled
-(trilinearly) to the clip's (T, H, W) and scaled to [0, 1]. Every architecture here is a :class:`VideoResNet`, so any
-stage of ``feature_info`` (``stem``, ``layer1``-``layer4``, or its index) works for R(2+1)D, R3D, MC/rMC and CSN alike;
+(trilinearly) to the clip's (T, H, W) and scaled to [0, 1]. Any stage of the model's ``feature_info`` (by name, such
+as ``stem`` or ``layer1``-``layer4``, or by index) works for every family: R(2+1)D, R3D, MC/rMC and CSN alike;
 deeper stages are coarser (``layer4`` of a 112-pixel crop is 7x7 over T/8), ``layer3`` is twice as fine. A flow model is
 explained over its flow input and drawn on the RGB frames the flow was computed from.
 
@@ -36,18 +36,29 @@ from .scores import model_classes
 @dataclass
 class GradCam:
     """``heat``: (T, H, W) in [0, 1] over the model's input clip; ``target``/``score``: the class explained and its
-    softmax probability; ``frame_importance``: (T,) each frame's share of the heat (sums to 1)."""
+    softmax probability; ``frame_importance``: (T,) each frame's share of the heat (sums to 1; all zero for an empty
+    map, whose ``no_signal`` says why)."""
 
     heat: torch.Tensor
     target: int
     score: float
     layer: str
+    no_signal: str = ""  # why the map is empty (all zero), when it is: then no frame or region is more important
 
     @property
     def frame_importance(self) -> np.ndarray:
+        """Each frame's share of the heat; all zero for an empty map (no share to give)."""
         per_frame = self.heat.sum(dim=(1, 2)).double().numpy()
         total = per_frame.sum()
-        return per_frame / total if total > 0 else np.full(len(per_frame), 1 / len(per_frame))
+        return per_frame / total if total > 0 else np.zeros(len(per_frame))
+
+    def summary(self, label: str, times: np.ndarray) -> str:
+        """One line for a console: the class, its score and the most important frame, or why there is none."""
+        head = f"{label} ({self.score:.3f}) at {self.layer}"
+        if self.no_signal:
+            return f"{head}: NO SIGNAL, the heat map is empty: {self.no_signal}"
+        peak = int(np.argmax(self.frame_importance))
+        return f"{head}; most important frame {peak} ({times[peak]:.2f}s)"
 
 
 def stage_name(model: nn.Module, layer: Union[str, int]) -> str:
@@ -90,9 +101,21 @@ def grad_cam(model: nn.Module, clip: torch.Tensor, target: Optional[int] = None,
     cam = F.relu((grad.mean(dim=(2, 3, 4), keepdim=True) * fmap).sum(1, keepdim=True))  # (1, 1, T', H', W')
     heat = F.interpolate(cam, size=tuple(x.shape[2:]), mode="trilinear", align_corners=False)[0, 0]
     peak = heat.max()
-    heat = heat / peak if peak > 0 else heat
+    heat = heat / peak if peak > 0 else torch.zeros_like(heat)
     score = float(logits.detach()[0].softmax(-1)[target])
-    return GradCam(heat.cpu(), target, score, name)
+    return GradCam(heat.cpu(), target, score, name, "" if peak > 0 else _why_empty(grad, name, target))
+
+
+def _why_empty(grad: torch.Tensor, layer: str, target: int) -> str:
+    if not bool(grad.abs().gt(0).any()):
+        return (
+            f"the gradient of class {target}'s score with respect to {layer} is zero everywhere (nothing at that "
+            f"stage changes the score); try a deeper --layer"
+        )
+    return (
+        f"no place at {layer} raises class {target}'s score (the channel-weighted map is negative everywhere, and "
+        f"Grad-CAM keeps only what raises it); try another --layer, or --target the class the model chose"
+    )
 
 
 @dataclass
@@ -171,6 +194,7 @@ def write_explanation(e: Explanation, out: Path, name: str, fps: float = 4.0) ->
     atomic_write(paths[2], lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     record = dict(label=e.label, target=e.cam.target, score=round(e.cam.score, 6), layer=e.cam.layer, start=e.start,
+                  no_signal=e.cam.no_signal or None,
                   frame_times=[round(float(t), 6) for t in e.times], frame_importance=importance.round(6).tolist())
     atomic_write(paths[3], lambda f: f.write((json.dumps(record, indent=2) + "\n").encode()))
     return paths

@@ -146,32 +146,23 @@ def score_videos(
     place = Runtime.create(device, amp, channels_last=False)  # the model's memory format is the caller's
     if runtime != "eager":
         if fully_conv:
-            raise UsageError("crop mode full runs the classifier as a conv over the whole clip, on runtime eager only")
+            raise UsageError("crop mode full feeds whole frames of any size, which runs on runtime eager only")
         model, place = optimize_for_inference(model, amp=amp, runtime=runtime), Runtime(device)
     transform = VideoClassificationTransform.from_spec(spec).to(device)  # frames arrive resized: resize is a no-op
     shard = list(range(world.rank, len(data), world.world_size))  # no padding, no duplicates
     loader = DataLoader(EvalClips(data, spec, num_clips, shard), batch_size=None, num_workers=workers)
-    pool = getattr(model, "global_pool", None)
-    if fully_conv:
-        model.global_pool = ""  # the classifier runs as a 1x1x1 conv over the whole clip
     results = []  # (index, video probs, clip probs, error)
-    try:
-        for clips, _, index, error in show_progress(loader, desc="evaluate", unit="video", show=world.is_primary):
-            if error:
-                results.append((index, None, None, error))
-                continue
-            x = transform(clips.to(device))
-            with place.autocast():
-                logits = model(x).float()
-            if fully_conv:
-                logits = logits.mean(dim=(2, 3, 4))
-            probs = torch.sigmoid(logits) if data.multilabel else logits.softmax(-1)
-            crops = 3 if spec.crop_mode == "three" else 1
-            clip_probs = probs.view(len(clips), crops, -1).mean(1)
-            results.append((index, clip_probs.mean(0).cpu(), clip_probs.cpu(), ""))
-    finally:
-        if fully_conv:
-            model.global_pool = pool
+    for clips, _, index, error in show_progress(loader, desc="evaluate", unit="video", show=world.is_primary):
+        if error:
+            results.append((index, None, None, error))
+            continue
+        x = transform(clips.to(device))
+        with place.autocast():  # crop mode full: the classifier at every position of the whole frame, averaged
+            logits = model(x).float()  # = the classifier on the averaged features, as it is affine
+        probs = torch.sigmoid(logits) if data.multilabel else logits.softmax(-1)
+        crops = 3 if spec.crop_mode == "three" else 1
+        clip_probs = probs.view(len(clips), crops, -1).mean(1)
+        results.append((index, clip_probs.mean(0).cpu(), clip_probs.cpu(), ""))
     if world.world_size > 1 and dist.is_initialized():
         gathered: List[Any] = [None] * world.world_size
         dist.all_gather_object(gathered, results)

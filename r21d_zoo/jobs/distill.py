@@ -152,7 +152,7 @@ class Student(nn.Module):
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         feats = self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
-        return [self.backbone.fc(feats)] + [head(feats) for head in self.extra_heads]
+        return [self.backbone.get_classifier()(feats)] + [head(feats) for head in self.extra_heads]
 
 
 def gray_diff_input(transform: VideoClassificationTransform) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -7,7 +7,7 @@ from .._errors import EXIT_PARTIAL
 from .._io import atomic_write, writable_file
 from ..train.distributed import default_device, init_distributed
 from .configs import EvaluateJobConfig as EvaluateJobConfig
-from ..infer.config import ModelSource
+from ..infer.config import RANDOM_SEED, ModelSource
 from ..infer.figures import write_evaluation_figures
 from ..infer.scores import add_published, evaluate, evaluate_two_stream, evaluation_spec, model_classes
 from ..infer.scores import published_metrics, video_protocol
@@ -20,8 +20,9 @@ def run(cfg: EvaluateJobConfig) -> int:
             writable_file(path, flag)
     world = init_distributed()
     device = default_device(world, cfg.device)
-    model = cfg.model.create().to(device)
-    flow_model = ModelSource(cfg.flow_model, cfg.model.pretrained).create().to(device) if cfg.flow_model else None
+    model = cfg.model.create(seed=RANDOM_SEED).to(device)
+    flow_source = ModelSource(cfg.flow_model, cfg.model.pretrained) if cfg.flow_model else None
+    flow_model = flow_source.create(seed=RANDOM_SEED).to(device) if flow_source else None
     data = cfg.labels.read(cfg.data, classes=model_classes(model), subset="test")
     published = published_metrics(model, data)
     protocol = video_protocol(published)

@@ -23,7 +23,7 @@ from .._errors import InputError
 from .._io import writable_dir
 from ..data.labelled import LabelledVideos, TrainClips
 from ..deploy import save_pretrained
-from ..models import ClipSpec, set_derived_cfg
+from ..models import ClipSpec, set_derived_cfg, stage_modules
 from ..train.distributed import WorldInfo, default_device, init_distributed
 from ..train.loop import FitResult, StepContext, StepOutput, fit
 from ..video import train_augment
@@ -44,7 +44,7 @@ def _freeze(model: nn.Module, cfg: FinetuneConfig) -> List[nn.Module]:
     if cfg.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
     frozen_bn: List[nn.Module] = []
-    stages = model.stages
+    stages = stage_modules(model)
     n_frozen = len(stages) if cfg.mode == "fc" else cfg.freeze_stages
     for stage in stages[:n_frozen]:
         stage.requires_grad_(False)
@@ -93,8 +93,8 @@ def finetune(
         num_classes=len(train.classes),
         labels=tuple(train.classes),
         datasets=(Path(train.source).name,) if train.source else (),
-        notes=f"Fine-tuned ({cfg.mode}) from {base or 'random initialisation'}{weights} on {len(train)} videos of "
-        f"{len(train.classes)} classes ({data_name}).",
+        notes=f"Fine-tuned ({cfg.mode}) from {base or f'random initialisation (seed {cfg.seed})'}{weights} on "
+        f"{len(train)} videos of {len(train.classes)} classes ({data_name}).",
     )
     frozen_bn = _freeze(model, cfg)
     head = {id(p) for p in model.get_classifier().parameters()}

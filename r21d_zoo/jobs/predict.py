@@ -12,7 +12,7 @@ from ..video import VideoDecodeError
 from ..video.reader import FRAMES_DECODER
 from ..train.distributed import default_device, world_info_from_env
 from .configs import PredictJobConfig as PredictJobConfig
-from ..infer.config import ModelSource
+from ..infer.config import RANDOM_SEED, ModelSource
 from ..infer.gradcam import check_layer, write_explanation
 from ..infer.timeline import explain_top, predict, write_outputs
 
@@ -31,10 +31,10 @@ def run(cfg: PredictJobConfig) -> int:
         raise InputError(f"no videos found in {' '.join(cfg.inputs) or '(no inputs given)'}")
     if cfg.out:
         writable_dir(cfg.out)
-    model = cfg.model.create()
+    model = cfg.model.create(seed=RANDOM_SEED)
     if cfg.explain:
         check_layer(model, cfg.layer)
-    flow_model = ModelSource(cfg.flow_model, cfg.model.pretrained).create() if cfg.flow_model else None
+    flow_model = ModelSource(cfg.flow_model, cfg.model.pretrained).create(seed=RANDOM_SEED) if cfg.flow_model else None
     if cfg.model.random:
         print(f"[predict] {cfg.model.name} has RANDOM weights (--random-weights): the labels are meaningless")
     failed = 0
@@ -55,4 +55,5 @@ def run(cfg: PredictJobConfig) -> int:
         if cfg.explain:
             e = explain_top(model, p, cfg.layer, cfg.settings.clip, cfg.decoder, device)
             write_explanation(e, Path(cfg.out), v.name)
+            print(f"{v.path}: Grad-CAM of {e.cam.summary(e.label, e.times)}")
     return EXIT_PARTIAL if failed else 0

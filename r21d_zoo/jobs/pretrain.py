@@ -125,8 +125,8 @@ def pretrain(
         num_classes=len(classes),
         labels=tuple(classes),
         datasets=(name,),
-        notes=f"Pre-trained from random initialisation on {cfg.optim.samples} clips of {name} ({len(classes)} "
-        f"labels, {cfg.sampling} sampling, {cfg.loss} loss).",
+        notes=f"Pre-trained from random initialisation (seed {cfg.seed}) on {cfg.optim.samples} clips of {name} "
+        f"({len(classes)} labels, {cfg.sampling} sampling, {cfg.loss} loss).",
     )
 
     def step(net: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:

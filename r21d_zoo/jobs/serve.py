@@ -69,6 +69,8 @@ class Server:
             gif = str(write_explanation(e, out, name)[0])
         top = {c["label"]: c["score"] for c in p.top(p.video_scores)}
         summary = f"{Path(video).name}: {p.duration:.1f} s, {len(p.timeline)} windows"
+        if want_cam and e.cam.no_signal:
+            summary += f". Grad-CAM: {e.cam.summary(e.label, e.times)}"
         if not self.trained:
             summary += f". {RANDOM_NOTE}."
         return top, plot, gif, texts, summary

@@ -15,6 +15,8 @@ from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from . import video_resnet as video_resnet
+    from ._base import VideoModel as VideoModel, input_channels as input_channels, stage_modules as stage_modules
+    from ._builder import build_model_with_cfg as build_model_with_cfg
     from ._caffe2 import (
         CONVERTER_VERSION as CONVERTER_VERSION,
         caffe2_to_state_dict as caffe2_to_state_dict,
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
         ClipSpec as ClipSpec,
         PretrainedCfg as PretrainedCfg,
         evaluation_protocol as evaluation_protocol,
+        generate_default_cfgs as generate_default_cfgs,
         load_label_names as load_label_names,
         metric_value as metric_value,
         set_derived_cfg as set_derived_cfg,
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
         list_models as list_models,
         list_pretrained as list_pretrained,
         model_entrypoint as model_entrypoint,
+        register_model as register_model,
         resolve_model_name as resolve_model_name,
         split_model_name_tag as split_model_name_tag,
     )
@@ -72,6 +76,10 @@ if TYPE_CHECKING:
     from ._timm import register_in_timm as register_in_timm
 
 _EXPORTS = {
+    "VideoModel": "._base",
+    "input_channels": "._base",
+    "stage_modules": "._base",
+    "build_model_with_cfg": "._builder",
     "CONVERTER_VERSION": "._caffe2",
     "caffe2_to_state_dict": "._caffe2",
     "class_count": "._caffe2",
@@ -101,6 +109,7 @@ _EXPORTS = {
     "ClipSpec": "._pretrained",
     "PretrainedCfg": "._pretrained",
     "evaluation_protocol": "._pretrained",
+    "generate_default_cfgs": "._pretrained",
     "load_label_names": "._pretrained",
     "metric_value": "._pretrained",
     "set_derived_cfg": "._pretrained",
@@ -110,6 +119,7 @@ _EXPORTS = {
     "list_models": "._registry",
     "list_pretrained": "._registry",
     "model_entrypoint": "._registry",
+    "register_model": "._registry",
     "resolve_model_name": "._registry",
     "split_model_name_tag": "._registry",
     "InflationError": "._surgery",

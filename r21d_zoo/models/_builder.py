@@ -1,7 +1,8 @@
 """Build a model from an entrypoint's numbers plus a pretrained cfg, then load its weights strictly."""
 
+import inspect
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Type
+from typing import Any, Dict, List, Optional, Sequence, Type
 
 import torch.nn as nn
 
@@ -31,6 +32,25 @@ def loaded_from(cfg: PretrainedCfg) -> Optional[str]:
     if cfg.file:
         return str(Path(cfg.file).parent)
     return cfg.base_model
+
+
+def model_arguments(model_cls: Type[nn.Module]) -> List[str]:
+    """The keyword arguments an architecture class takes (those with defaults: the ones a user may set)."""
+    params = inspect.signature(model_cls).parameters.values()
+    return [p.name for p in params if p.default is not p.empty]
+
+
+def _accepted(model_cls: Type[nn.Module], kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """``kwargs``, or a TypeError naming the first one ``model_cls`` does not take and the ones it does."""
+    params = inspect.signature(model_cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = [k for k in kwargs if k not in params]
+        if unknown:
+            raise TypeError(
+                f"{model_cls.__name__} got an unexpected keyword argument {unknown[0]!r} (the arguments it takes: "
+                f"{', '.join(model_arguments(model_cls))})"
+            )
+    return kwargs
 
 
 def build_model_with_cfg(
@@ -78,9 +98,10 @@ def build_model_with_cfg(
     kwargs.setdefault("num_classes", cfg.num_classes if cfg.num_classes is not None else 0)
     kwargs.setdefault("in_chans", cfg.in_chans)
 
-    model = model_cls(**kwargs)
+    model = model_cls(**_accepted(model_cls, kwargs))
     model.pretrained_cfg = cfg.to_dict()
     model._model_args = dict(kwargs)
+    model._weights_loaded = load  # saved without weights, its cfg claims none of theirs (see model_config)
     if load:
         state_dict, origin = load_weights(
             cfg, model, checkpoint_path=checkpoint_path, cache_dir=cache_dir, need_head=not num_classes_requested

@@ -140,8 +140,13 @@ def model_config(model: nn.Module) -> Dict[str, Any]:
     """timm's nested config.json: architecture, num_classes, num_features, model_args, pretrained_cfg, label_names,
     and the Hub's ``id2label``/``label2id`` beside them (what tools that read Hub configs look for).
 
-    Label names that do not fit the model's head (e.g. after ``reset_classifier``) are dropped."""
+    Label names that do not fit the model's head (e.g. after ``reset_classifier``) are dropped. A model built
+    without loading weights (``pretrained=False``) keeps timm's convention in memory (its cfg describes the weights it
+    would load), but is saved as what it is: no tag, source, results or licence of those weights."""
     cfg = PretrainedCfg.from_dict(getattr(model, "pretrained_cfg", None) or {})
+    if getattr(model, "_weights_loaded", True) is False and (cfg.has_weights or cfg.license or cfg.tag):
+        notes = "Randomly initialised: no weights loaded."
+        cfg = cfg.derive(base_model=None, labels=cfg.label_names, origin_url=None, notes=notes)
     cfg = cfg.replace(file=None, num_classes=model.num_classes)
     names = cfg.label_names
     if names is not None and len(names) != model.num_classes:

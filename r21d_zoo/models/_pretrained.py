@@ -252,7 +252,8 @@ class PretrainedCfg:
     def derive(self, **changes: Any) -> "PretrainedCfg":
         """The cfg of a model made from this one (fine-tuned, distilled, inflated): the source (urls, hub id, file,
         hashes), tag, metrics, datasets and published label set are cleared, ``base_model`` records where it started
-        (this cfg's name unless given), then ``changes`` apply (``clip`` may be a ClipSpec or a dict of overrides)."""
+        (this cfg's name unless given; None: from random initialisation, which also clears the weights' licence), then
+        ``changes`` apply (``clip`` may be a ClipSpec or a dict of overrides)."""
         derived = dict(
             {k: None for k in _SOURCE_FIELDS},
             source_format="safetensors",  # what save_pretrained writes
@@ -267,6 +268,8 @@ class PretrainedCfg:
         )
         clip = changes.pop("clip", None)
         derived.update(changes)
+        if derived["base_model"] is None:  # nothing loaded (random initialisation): no licence of any weights
+            derived.update({k: changes.get(k) for k in ("license", "license_name", "license_link")})
         out = dataclasses.replace(self, **derived)
         if isinstance(clip, Mapping):
             out.clip = ClipSpec.from_model(out.clip, **clip)

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from ._base import VideoModel
 from ._builder import build_model_with_cfg
 from ._features import feature_take_indices
 from ._pretrained import FLOW_MEAN, FLOW_STD, ClipSpec, PretrainedCfg, generate_default_cfgs
@@ -289,7 +290,7 @@ def _recompute_keeps_bn_stats(module: nn.Module) -> Tuple[Any, Any]:
     return contextlib.nullcontext(), _frozen_bn_stats(module)
 
 
-class VideoResNet(nn.Module):
+class VideoResNet(VideoModel):
     """Video ResNet on B x C x T x H x W input (normalised RGB, or ``in_chans`` channels such as 2-channel flow).
 
     Spatial stride is 2 in the stem and the first block of layers 2-4; temporal stride 2 in the same blocks when their
@@ -421,33 +422,9 @@ class VideoResNet(nn.Module):
     def stages(self) -> List[nn.Module]:
         return [self.stem, self.layer1, self.layer2, self.layer3, self.layer4]
 
-    @property
-    def pretrained_cfg(self) -> Optional[Dict[str, Any]]:
-        """The weights' cfg as a flat dict (see :class:`PretrainedCfg`), with timm's ``pool_size``: the T x H x W of
-        the final feature map for ``input_size``, kept in step with it whenever the cfg is set."""
-        return self.__dict__.get("_pretrained_cfg")
-
-    @pretrained_cfg.setter
-    def pretrained_cfg(self, cfg: Optional[Dict[str, Any]]) -> None:
-        if cfg is not None and cfg.get("input_size"):
-            cfg["pool_size"] = self.pool_size(cfg["input_size"][1:])
-        self.__dict__["_pretrained_cfg"] = cfg
-
-    @property
-    def default_cfg(self) -> Optional[Dict[str, Any]]:
-        """timm's alias of ``pretrained_cfg`` (the same dict), read by timm's tests and much user code."""
-        return self.pretrained_cfg
-
-    @default_cfg.setter
-    def default_cfg(self, cfg: Optional[Dict[str, Any]]) -> None:
-        self.pretrained_cfg = cfg
-
     def pool_size(self, clip_size: Sequence[int]) -> Tuple[int, int, int]:
-        """T x H x W of the final feature map for a T x H x W clip (every stride-2 step rounds up)."""
         t, h, w = clip_size
-        last = self.feature_info[-1]
-        t = t - self._stem_frames_lost
-        return (-(-t // last["temporal_reduction"]), -(-h // last["reduction"]), -(-w // last["reduction"]))
+        return super().pool_size((t - self._stem_frames_lost, h, w))  # the 'r2d' stem's kernel spans the clip
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:

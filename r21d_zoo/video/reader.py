@@ -41,6 +41,16 @@ def pad_order(found: int, num_frames: int, pad: str) -> List[int]:
     return [i % found for i in range(num_frames)]
 
 
+def _cut_at(clip: "ClipFrames", end: float, lead: int, pad: str) -> "ClipFrames":
+    """``clip`` with its decoded frames at or after ``end`` replaced by padding (the first one is always kept)."""
+    real = len(clip.times) - (clip.num_padded - lead)  # lead positions, then decoded frames, then padding
+    keep = max(1, min(real, int(np.count_nonzero(clip.times[:real] < end - 1e-6))))
+    if keep == real:
+        return clip
+    order = pad_order(keep, len(clip.times), pad)
+    return ClipFrames(clip.frames[order], clip.times[order], lead + len(clip.times) - keep)
+
+
 class VideoDecodeError(RuntimeError):
     """A video could not be opened or decoded; the message names the file, the cause and what to do."""
 
@@ -103,25 +113,30 @@ class VideoReader(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def read_spec_clip(self, start: float, spec: ClipSpec, pad: str = "repeat") -> ClipFrames:
+    def read_spec_clip(
+        self, start: float, spec: ClipSpec, pad: str = "repeat", end: Optional[float] = None
+    ) -> ClipFrames:
         """The frames of ``spec``'s clip (frames, rate, stride; for flow, :meth:`ClipSpec.frames_to_read`) starting at
         ``start``. A clip that starts before the video (a window centred near 0 s) has its positions before 0 s
-        filled with the first frame, counted in ``num_padded`` as the padding at the end is."""
+        filled with the first frame, counted in ``num_padded`` as the padding at the end is. With ``end`` (a
+        segment's end), frames at or after it are not the segment's: they are padded by ``pad`` and counted too."""
         num_frames, stride = spec.frames_to_read()
         step = stride / (spec.frame_rate or self.info.fps)
         lead = min(num_frames - 1, math.ceil(-start / step - 1e-6)) if start < 0 else 0
         clip = self.read_clip(max(0.0, start + lead * step), num_frames - lead, spec.frame_rate, stride, pad)
-        if not lead:
-            return clip
-        frames = torch.cat([clip.frames[:1].expand(lead, *clip.frames.shape[1:]), clip.frames])
-        return ClipFrames(frames, np.concatenate([np.full(lead, clip.times[0]), clip.times]), clip.num_padded + lead)
+        if lead:
+            frames = torch.cat([clip.frames[:1].expand(lead, *clip.frames.shape[1:]), clip.frames])
+            times = np.concatenate([np.full(lead, clip.times[0]), clip.times])
+            clip = ClipFrames(frames, times, clip.num_padded + lead)
+        return clip if end is None else _cut_at(clip, end, lead, pad)
 
     def iter_clips(
-        self, clips: Sequence[Clip], spec: ClipSpec, pad: str = "repeat"
+        self, clips: Sequence[Clip], spec: ClipSpec, pad: str = "repeat", end: Optional[float] = None
     ) -> Iterator[Tuple[Clip, ClipFrames]]:
-        """Decode ``clips`` in start order (decoders decode forward through clips that are close together)."""
+        """Decode ``clips`` in start order (decoders decode forward through clips that are close together); ``end``:
+        see :meth:`read_spec_clip`."""
         for clip in sorted(clips, key=lambda c: c.start):
-            yield clip, self.read_spec_clip(clip.start, spec, pad)
+            yield clip, self.read_spec_clip(clip.start, spec, pad, end)
 
     def __enter__(self) -> "VideoReader":
         return self

@@ -8,34 +8,46 @@ import torch
 from .reader import Clip
 
 
-def sliding_clips(duration: float, clip_len: float, stride: Optional[float] = None) -> List[Clip]:
+def _last_start(duration: float, frame_period: float) -> float:
+    """The latest time a window may start: before the final half frame (a window starting there would hold no frame
+    of its own; containers round their durations, e.g. 2.0005 s for 30 frames at 15 fps)."""
+    return duration - max(frame_period / 2, 1e-6)
+
+
+def sliding_clips(
+    duration: float, clip_len: float, stride: Optional[float] = None, frame_period: float = 0.0
+) -> List[Clip]:
     """Windows of ``clip_len`` seconds every ``stride`` seconds (default: back to back) covering the whole video.
 
     The last window may run past the end (it is padded when decoded); a video shorter than one window gives one clip.
-    A window never starts at or after the end (a stride longer than the window leaves gaps, the last one too).
+    A window never starts in the video's final half frame (``frame_period``: 1 / fps) or after it (a stride longer
+    than the window leaves gaps, the last one too).
     """
     stride = clip_len if stride is None else stride
     if clip_len <= 0 or stride <= 0:
         raise ValueError(f"clip length and stride must be positive, got {clip_len} and {stride}")
-    eps = 1e-6
+    last = _last_start(duration, frame_period)
     clips, start, i = [], 0.0, 0
     while True:
         clips.append(Clip(start, start + clip_len, i))
-        if start + clip_len >= duration - eps:
+        if start + clip_len >= duration - 1e-6:
             return clips
         i += 1
         start = i * stride
-        if start >= duration - eps:
+        if start >= last:
             return clips
 
 
-def fixed_rate_clips(duration: float, clip_len: float, step: float, centered: bool = False) -> List[Clip]:
-    """One window per output time ``i * step`` before the end (at least one): starting there, or ``centered`` on it
-    (the first windows then start before 0 s and the last end after the video; both are padded when decoded). The
-    count, ``ceil(duration / step)``, does not depend on the window's length."""
+def fixed_rate_clips(
+    duration: float, clip_len: float, step: float, centered: bool = False, frame_period: float = 0.0
+) -> List[Clip]:
+    """One window per output time ``i * step`` before the video's final half frame (at least one): starting there,
+    or ``centered`` on it (the first windows then start before 0 s and the last end after the video; both are padded
+    when decoded). The count, ``ceil(last / step)`` with ``last`` = duration - frame_period / 2, does not depend on
+    the window's length."""
     if clip_len <= 0 or step <= 0:
         raise ValueError(f"clip length and step must be positive, got {clip_len} and {step}")
-    count = max(1, math.ceil(duration / step - 1e-6))
+    count = max(1, math.ceil(_last_start(duration, frame_period) / step - 1e-9))
     shift = clip_len / 2 if centered else 0.0
     return [Clip(i * step - shift, i * step - shift + clip_len, i) for i in range(count)]
 

@@ -23,6 +23,21 @@ def partial_path(path: Union[str, os.PathLike]) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
+def content_identity(path: Union[str, os.PathLike]) -> Optional[list]:
+    """What tells a file's content apart without reading it: [size, mtime in ns] (for a frame folder: its file count,
+    total size and latest mtime); None when it cannot be read. A rerun trusts earlier work on a path only while this
+    is unchanged (a file truncated, replaced or repaired since is checked again)."""
+    try:
+        p = Path(path)
+        if p.is_dir():
+            stats = [f.stat() for f in p.iterdir() if f.is_file()]
+            return [len(stats), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)]
+        st = p.stat()
+        return [st.st_size, st.st_mtime_ns]
+    except OSError:
+        return None
+
+
 def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], object], shared: bool = False) -> None:
     """Write through ``write(file)`` into a temp file beside ``path``, fsync, then rename: readers see the old file
     or the complete new one, never a partial one. ``shared``: several processes may write ``path`` at once (a

@@ -415,6 +415,21 @@ def test_check_videos_reports_exactly_the_broken_files_and_its_list_excludes_the
     assert len(data) == 3 and len(data.left_out) == 3
 
 
+def test_a_check_videos_rerun_checks_again_what_changed_since(tmp_path, capsys):
+    """Reruns once trusted the old report by path: a good file truncated to 0 bytes stayed "ok" (and extract then
+    failed on it), a repaired file stayed bad."""
+    good, bad = video(tmp_path / "v" / "good.mp4", seconds=1), tmp_path / "v" / "bad.mp4"
+    bad.write_text("not a video\n")
+    out = tmp_path / "check"
+    assert main(["check-videos", str(tmp_path / "v"), "-o", str(out), *COMMON]) == 1
+    good.write_bytes(b"")  # broken since
+    video(bad, seconds=1)  # repaired since
+    assert main(["check-videos", str(tmp_path / "v"), "-o", str(out), *COMMON]) == 1
+    assert [Path(p).name for p in (out / "bad.txt").read_text().split()] == ["good.mp4"]
+    assert main(["check-videos", str(tmp_path / "v"), "-o", str(out), *COMMON]) == 1  # unchanged: not checked again
+    assert len((out / "report.jsonl").read_text().splitlines()) == 4
+
+
 def test_check_videos_on_a_dataset_reports_segments_outside_their_video(tmp_path):
     video(tmp_path / "long.mp4", seconds=4)
     rows = [["long.mp4", "a", 0.5, 2], ["long.mp4", "b", 3, 9], ["long.mp4", "a", 5, 6]]

@@ -447,3 +447,19 @@ def test_hdf5_holds_what_npy_holds_and_a_killed_run_resumes(tmp_path, tiny_dir, 
     assert settings == json.loads((out / "extraction.json").read_text())
     assert cli_main([*args, "-o", str(out), "--format", "hdf5"]) == 0  # all done: nothing recomputed
     assert len(manifest(out)) == 3
+
+
+def test_a_resumed_extract_makes_again_what_changed_since(tiny_dir, tmp_path):
+    """Finished work is trusted by the video's content identity (size and time), not by its name alone."""
+    root = tmp_path / "v"
+    root.mkdir()
+    make_video(root / "a.mp4", num_frames=12, fps=10)
+    make_video(root / "b.mp4", num_frames=12, fps=10)
+    out = tmp_path / "f"
+    assert run_cli(root, "--model", f"local-dir:{tiny_dir}", "-o", out) == 0
+    assert len(np.load(out / "a.npy")) == 2
+    make_video(root / "a.mp4", num_frames=30, fps=10)  # replaced by a longer video
+    assert run_cli(root, "--model", f"local-dir:{tiny_dir}", "-o", out) == 0
+    assert len(np.load(out / "a.npy")) == 4 and [r["name"] for r in manifest(out)] == ["a", "b", "a"]
+    assert run_cli(root, "--model", f"local-dir:{tiny_dir}", "-o", out) == 0  # nothing changed: nothing redone
+    assert len(manifest(out)) == 3

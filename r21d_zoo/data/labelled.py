@@ -28,7 +28,7 @@ the file and line. Training draws one random clip per video per epoch from a see
 resumed or re-sharded run sees the same clips; evaluation decodes N uniformly spaced clips of every video. A segment
 is sampled like a whole video: training clips start at random inside it and evaluation clips are spread over it; a
 clip longer than what is left of the segment is padded (repeating its last frame), never filled with the next action's
-frames. """
+frames."""
 
 import csv
 import hashlib

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from .._errors import InputError
-from .._io import FolderLock, atomic_write
+from .._io import FolderLock, atomic_write, content_identity
 from .._progress import progress as show_progress
 from .._version import __version__
 from ..data.features import MANIFEST_FILE, SETTINGS_FILE, FeatureStore, VideoFeatures
@@ -553,7 +553,8 @@ def run_extraction(
             total = sum(videos.counts[shard_id::num_shards]) if videos.counts is not None else None
         else:
             mine = list(videos)[shard_id::num_shards]
-            todo = [v for v in mine if not done(v.name)]
+            changed = _changed_since(manifest) if resume else _never
+            todo = [v for v in mine if not done(v.name) or changed(v)]
             summary.skipped = len(mine) - len(todo)
             chunks, total = ClipChunks(todo, spec, cfg, decoder, on_gpu, frames_fps), len(todo)
         loader = DataLoader(
@@ -620,6 +621,7 @@ def run_extraction(
                     **{k: result.info[k] for k in ("segment", "annotation") if k in result.info},
                     seconds=round(seconds, 4),
                     outputs=[p.name for p in paths],
+                    identity=content_identity(video) if isinstance(video, str) else None,
                 ),
             )
             bar.update(1)
@@ -629,5 +631,27 @@ def run_extraction(
         return summary
 
 
-def _never(name: str) -> bool:
+def _never(name: Any) -> bool:
     return False
+
+
+def _changed_since(manifest: Path) -> Callable[[VideoItem], bool]:
+    """Whether a video differs (size or time) from the one an earlier run's manifest says it extracted; its outputs
+    are then made again rather than trusted by name."""
+    recorded: Dict[str, Any] = {}
+    if manifest.exists():
+        for line in manifest.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a kill
+            if row.get("status") == "ok" and row.get("identity") is not None:
+                recorded[row["name"]] = row["identity"]
+
+    def changed(item: VideoItem) -> bool:
+        if item.name in recorded and recorded[item.name] != content_identity(item.path):
+            _logger.info("%s changed since it was extracted: extracting it again", item.path)
+            return True
+        return False
+
+    return changed

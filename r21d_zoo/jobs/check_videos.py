@@ -3,7 +3,7 @@
 Every video is opened and decoded to its last frame (in parallel decoding processes): whether it decodes, its
 duration, frame rate, size and decoded frame count, and for a labelled dataset (``--data``, any annotation format)
 whether each segment lies inside its video. One JSON line per video goes to ``OUT/report.jsonl`` as it is checked
-(a rerun checks only the videos not in it yet), the videos that do not decode to ``OUT/bad.txt`` (one path per line:
+(a rerun checks only the videos not in it yet, or changed since: another size or time), the videos that do not decode to ``OUT/bad.txt`` (one path per line:
 ``--exclude`` of ``extract``, ``finetune``, ``evaluate`` and ``shards pack`` leaves them out), and the summary counts
 to ``OUT/summary.json``.
 """
@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 from torch.utils.data import DataLoader, Dataset
 
 from .._errors import EXIT_PARTIAL, InputError
-from .._io import atomic_write, writable_dir
+from .._io import atomic_write, content_identity, writable_dir
 from .._progress import progress
 from ..data.inputs import discover_videos
 from ..video import VideoDecodeError, open_video
@@ -37,7 +37,7 @@ def check_video(
     """One video's record: ``ok`` (it opens and decodes to the end), ``error``, ``duration``, ``fps``, ``width``,
     ``height``, ``frames`` (decoded), and for ``segments`` (``[start, end]`` seconds; None for an open end) the ones
     that do not lie inside it. ``frames_fps``: the rate of a frame folder."""
-    record: Dict[str, Any] = dict(path=path, ok=False, error=None)
+    record: Dict[str, Any] = dict(path=path, ok=False, error=None, identity=content_identity(path))
     try:
         with open_video(path, decoder=decoder, frames_fps=frames_fps) as reader:
             info = reader.info
@@ -114,9 +114,13 @@ def run(cfg: CheckVideosConfig) -> int:
                 done[record["path"]] = record
             except (ValueError, KeyError):
                 continue  # a line cut short by a kill
-    todo = [p for p in paths if p not in done]
+    changed = [p for p in paths if p in done and done[p].get("identity") != content_identity(p)]
+    todo = [p for p in paths if p not in done or p in changed]
     if done:
-        _logger.info("%d of %d videos were checked by an earlier run", len(paths) - len(todo), len(paths))
+        _logger.info(
+            "%d of %d videos were checked by an earlier run; %d changed since and are checked again",
+            len(paths) - len(todo), len(paths), len(changed),
+        )
     loader = DataLoader(
         _Videos(todo, cfg.decoder, segments, frames_fps), batch_size=None, num_workers=min(cfg.workers, len(todo))
     )

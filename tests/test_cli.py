@@ -301,7 +301,8 @@ def test_bounds_hold_in_the_python_api_too():
         ClipSpec(std=(0.2, 0.0, 0.2))
     with pytest.raises(ValueError, match="mean must be a finite number"):
         ClipSpec(mean=(float("nan"), 0.4, 0.4))
-    assert ExtractConfig(num_clips=1, stride_sec=0.5).num_clips == 1
+    with pytest.raises(UsageError, match="--stride-sec places features along the video; --num-clips"):
+        ExtractConfig(num_clips=3, stride_sec=1.0)  # the stride was once ignored without a word
 
 
 @pytest.mark.parametrize(
@@ -410,3 +411,17 @@ def test_a_flag_shared_by_commands_has_one_meaning_and_default_or_a_documented_r
 def test_the_device_defaults_to_the_gpu_in_every_command_that_runs_a_model():
     kinds = _shared_flags()["--device"]
     assert len(kinds) == 1 and len(next(iter(kinds.values()))) >= 8, kinds
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", "--data", "v.csv", "--flow-weight", "0.3"], "--flow-weight weighs the --flow-model stream"),
+        (["predict", "v.mp4", "--flow-weight", "0.3"], "--flow-weight weighs the --flow-model stream"),
+        (["extract", "v.mp4", "-o", "f", "--num-clips", "3", "--stride-sec", "1"], "--stride-sec places features"),
+    ],
+)
+def test_options_that_would_be_ignored_are_refused(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err and not list(tmp_path.iterdir())

@@ -170,6 +170,18 @@ def test_hmdb51_finetune_evaluate_extract(hmdb, tmp_path):
     assert len(extracted) == 10
 
 
+def test_hmdb51_check_videos_and_extract_take_every_listed_video_and_say_which_part(hmdb, tmp_path, caplog):
+    """Once only split 1's training part (4 of the 10 listed), without a word."""
+    splits, videos = hmdb
+    out = tmp_path / "check"
+    with caplog.at_level("INFO"):
+        assert main(["check-videos", "--data", str(splits), "--video-root", str(videos), "-o", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["videos"] == 10
+    assert "split 1, all its videos (--split chooses another split)" in caplog.text
+    train = read_labelled(splits, video_root=str(videos))
+    assert "split 1, its train videos" in train.describe()
+
+
 # --- Something-Something v2 ----------------------------------------------------------------------------------------
 
 

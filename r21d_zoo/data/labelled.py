@@ -86,6 +86,7 @@ class LabelledVideos:
     left_out: List[str] = field(default_factory=list)  # videos an exclusion list named (e.g. check-videos' bad.txt)
     format: Optional[str] = None  # the LABEL_FORMATS entry that read them
     frames_fps: Optional[float] = None  # frame rate of frame folders, overriding the dataset's (--frames-fps)
+    part: Optional[str] = None  # the part of a split folder read (HMDB51: "split 1, its train videos")
 
     def fps_of(self, sample: Sample) -> Optional[float]:
         """The frame rate to read ``sample``'s frame folder at (None: the frames decoder's default)."""
@@ -118,6 +119,8 @@ class LabelledVideos:
             text += f"; {sum(self.excluded.values())} row(s) excluded for labels outside the classes: {self.excluded}"
         if self.left_out:
             text += f"; {len(self.left_out)} video(s) left out by --exclude, e.g. {self.left_out[0]}"
+        if self.part:
+            text += f"; {self.part} (--split chooses another split)"
         return text
 
 
@@ -336,7 +339,7 @@ def _kinetics_rows(src: Path, opts: ReadOptions) -> Table:
 
 
 HMDB_SPLIT = re.compile(r"^(?P<cls>.+)_test_split(?P<split>\d)\.txt$")
-HMDB_FLAGS = {"train": "1", "test": "2"}  # 0: in neither part of the split
+HMDB_FLAGS = {"train": ("1",), "test": ("2",), "all": ("0", "1", "2")}  # 0: in neither part of the split
 
 
 def _is_hmdb(p: Path) -> bool:
@@ -360,7 +363,7 @@ def _hmdb_rows(src: Path, opts: ReadOptions) -> Table:
                 continue
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
                 raise InputError(f"{f}:{n}: expected '<video> <0|1|2>', got {line.strip()!r}")
-            if parts[1] == flag:
+            if parts[1] in flag:
                 rows.append(Row(n, str(root / cls / parts[0]), cls, file=str(f)))
     if not rows:
         raise InputError(f"{src}: split {opts.split} lists no {opts.subset} videos")
@@ -483,8 +486,8 @@ def read_labelled(
 ) -> LabelledVideos:
     """Read labelled videos in any of :data:`LABEL_FORMATS` (see the module docstring; ``label_format`` names one, by
     default the first that matches the source). ``video_root``: where the videos of an annotation file are (default:
-    its folder; relative paths in a list or CSV are taken from it); ``split`` and ``subset`` (``"train"`` or
-    ``"test"``): the part of a split file (HMDB51) to read; ``exclude``: videos to leave out (listed in ``left_out``),
+    its folder; relative paths in a list or CSV are taken from it); ``split`` and ``subset`` (``"train"``, ``"test"``
+    or ``"all"``): the part of a split file (HMDB51) to read; ``exclude``: videos to leave out (listed in ``left_out``),
     as :func:`~r21d_zoo.data.inputs.read_video_list` gives them (e.g. from the ``bad.txt`` of ``check-videos``);
     ``frames_fps``: the frame rate of frame folders, in place of the dataset's.
 
@@ -498,7 +501,7 @@ def read_labelled(
     if label_format is not None and label_format not in LABEL_FORMATS:
         raise InputError(f"unknown label format {label_format!r}; known: {', '.join(LABEL_FORMATS)}")
     if subset not in HMDB_FLAGS:
-        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+        raise ValueError(f"subset must be one of {', '.join(HMDB_FLAGS)}, got {subset!r}")
     if not src.exists():
         raise InputError(f"{src}: no such annotation file, list or folder")
     reader = (
@@ -554,8 +557,10 @@ def read_labelled(
             f"under {root} ({'--video-root' if video_root else 'the folder of ' + src.name}); give the folder that "
             f"holds them with --video-root"
         )
+    which = "all its" if subset == "all" else f"its {subset}"
+    part = f"split {split}, {which} videos" if reader.name == "hmdb51" else None
     data = LabelledVideos(
-        samples, classes, multilabel, str(src), missing, dict(excluded), left_out, reader.name, frames_fps
+        samples, classes, multilabel, str(src), missing, dict(excluded), left_out, reader.name, frames_fps, part
     )
     if not samples:
         raise InputError(f"{src}: no videos left ({data.describe()})")

@@ -47,7 +47,8 @@ class LabelOptions(Checked):
     def read(
         self, source: Union[str, os.PathLike], classes: Optional[Sequence[str]] = None, subset: str = "train"
     ) -> "LabelledVideos":
-        """The labelled videos of ``source``; ``subset`` (``"train"``/``"test"``) picks the part of a split file."""
+        """The labelled videos of ``source``; ``subset`` (``"train"``/``"test"``/``"all"``) picks the part of a split
+        file."""
         from .inputs import read_video_list
         from .labelled import read_labelled
 

@@ -206,8 +206,8 @@ class ExtractConfig(Checked):
         other = next((k for k in ("num_clips", "stride_sec") if getattr(self, k)), None)
         if self.feature_fps and other:
             raise UsageError(f"--feature-fps and --{other.replace('_', '-')} both say where windows go; give one")
-        if self.num_clips and (self.centered or self.segments):
-            what = "--centered" if self.centered else "--segments"
+        if self.num_clips and (self.centered or self.segments or self.stride_sec):
+            what = "--centered" if self.centered else "--segments" if self.segments else "--stride-sec"
             raise UsageError(f"{what} places features along the video; --num-clips takes N clips instead, drop one")
 
     def clips_for(

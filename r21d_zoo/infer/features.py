@@ -334,7 +334,9 @@ def calibration_frames(
     spaced clips per video from the first videos of the whole input, the same on every shard and on resume (of
     WebDataset input, from its first shard), and the names of those videos. Videos that fail are passed over."""
     per_video = CALIBRATION_CLIPS_PER_VIDEO
-    sampling = replace(cfg, num_clips=per_video, stride_sec=None, batch_size=per_video)  # one chunk per video
+    sampling = replace(  # one chunk per video
+        cfg, num_clips=per_video, stride_sec=None, feature_fps=None, centered=False, segments=None, batch_size=per_video
+    )
     if isinstance(videos, ShardSet):
         chunks: ClipChunks = ShardClipChunks(videos.urls[:1], spec, sampling, _never, decoder)
     else:

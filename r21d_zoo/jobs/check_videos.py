@@ -2,10 +2,10 @@
 
 Every video is opened and decoded to its last frame (in parallel decoding processes): whether it decodes, its
 duration, frame rate, size and decoded frame count, and for a labelled dataset (``--data``, any annotation format)
-whether each segment lies inside its video. One JSON line per video goes to ``OUT/report.jsonl`` as it is checked
-(a rerun checks only the videos not in it yet, or changed since: another size or time), the videos that do not decode to ``OUT/bad.txt`` (one path per line:
-``--exclude`` of ``extract``, ``finetune``, ``evaluate`` and ``shards pack`` leaves them out), and the summary counts
-to ``OUT/summary.json``.
+whether each segment lies inside its video. One JSON line per video goes to ``OUT/report.jsonl`` as it is checked (a
+rerun checks only the videos not in it yet, or changed since: another size or time), the videos that do not decode to
+``OUT/bad.txt`` (one path per line: ``--exclude`` of ``extract``, ``finetune``, ``evaluate`` and ``shards pack``
+leaves them out), and the summary counts to ``OUT/summary.json``.
 """
 
 import json
@@ -91,7 +91,7 @@ def run(cfg: CheckVideosConfig) -> int:
     segments: Dict[str, List[List[float]]] = {}
     frames_fps: Dict[str, Optional[float]] = {}
     if cfg.data:
-        data = cfg.labels.read(cfg.data)
+        data = cfg.labels.read(cfg.data, subset="all")  # every video a split file lists
         for s in data.samples:
             segments.setdefault(s.path, [])
             frames_fps[s.path] = data.fps_of(s)

@@ -289,6 +289,25 @@ class FinetuneJobConfig:
     settings: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
+DEFAULT_FLOW_WEIGHT = 0.5
+
+
+def flow_weight_field() -> Any:
+    return field(
+        default=None,
+        metadata=dict(
+            help=f"with --flow-model: the flow stream's share of the fused scores (default {DEFAULT_FLOW_WEIGHT})",
+            bound=between(0, 1),
+        ),
+    )
+
+
+def check_flow_weight(cfg: Any) -> None:
+    """A fusion weight without a flow model to fuse is a usage error (it was once ignored without a word)."""
+    if cfg.flow_weight is not None and not cfg.flow_model:
+        raise UsageError("--flow-weight weighs the --flow-model stream: give --flow-model too, or drop --flow-weight")
+
+
 @dataclass
 class EvaluateJobConfig(Checked):
     """Clip- and video-level accuracy (or mAP) of a model on labelled videos."""
@@ -299,9 +318,7 @@ class EvaluateJobConfig(Checked):
         default=None,
         metadata=dict(help=FLOW_MODEL_HELP),
     )
-    flow_weight: float = field(
-        default=0.5, metadata=dict(help="the flow stream's share of the fused scores", bound=between(0, 1))
-    )
+    flow_weight: Optional[float] = flow_weight_field()
     num_clips: Optional[int] = field(
         default=None,
         metadata=dict(
@@ -324,6 +341,14 @@ class EvaluateJobConfig(Checked):
     amp: Amp = field(default="auto", metadata=dict(help=AMP_HELP))
     runtime: str = field(default="eager", metadata=dict(help=RUNTIME_HELP, choices=RUNTIMES))
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_flow_weight(self)
+
+    @property
+    def fusion_weight(self) -> float:
+        return DEFAULT_FLOW_WEIGHT if self.flow_weight is None else self.flow_weight
+
 
 @dataclass
 class PredictJobConfig(Checked):
@@ -337,9 +362,7 @@ class PredictJobConfig(Checked):
     flow_model: Optional[str] = field(
         default=None, metadata=dict(help=FLOW_MODEL_HELP)
     )
-    flow_weight: float = field(
-        default=0.5, metadata=dict(help="the flow stream's share of the fused scores", bound=between(0, 1))
-    )
+    flow_weight: Optional[float] = flow_weight_field()
     settings: PredictConfig = field(default_factory=PredictConfig)
     out: Optional[str] = field(default=None, metadata=dict(flag=("-o", "--out"), help="output folder"))
     outputs: str = field(default=",".join(OUTPUTS), metadata=dict(help="what to write to -o, comma-separated"))
@@ -359,11 +382,16 @@ class PredictJobConfig(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_flow_weight(self)
         if (self.plot or self.annotate or self.explain) and not self.out:
             raise UsageError("--plot, --annotate and --explain write into the output folder: give -o OUT")
         unknown = [k for k in self.output_kinds if k not in OUTPUTS]
         if unknown:
             raise UsageError(f"--outputs {unknown[0]}: unknown; choose from {','.join(OUTPUTS)}")
+
+    @property
+    def fusion_weight(self) -> float:
+        return DEFAULT_FLOW_WEIGHT if self.flow_weight is None else self.flow_weight
 
     @property
     def output_kinds(self) -> List[str]:

@@ -37,7 +37,7 @@ def run(cfg: EvaluateJobConfig) -> int:
         flow_published = published_metrics(flow_model, data)
         flow_clip = {k: v for k, v in cfg.clip.items() if k not in ("mean", "std")}  # --mean/--std: the RGB model's
         flow_spec = evaluation_spec(flow_model, video_protocol(flow_published), flow_clip)
-        metrics = evaluate_two_stream(model, flow_model, data, spec, flow_spec, num_clips, cfg.flow_weight, *args)
+        metrics = evaluate_two_stream(model, flow_model, data, spec, flow_spec, num_clips, cfg.fusion_weight, *args)
         for (name, m), p in zip(metrics["streams"].items(), (published, flow_published)):
             add_published(m, p)
         streams = {f"{name} stream ": (metrics["streams"][name], s) for name, s in (("rgb", spec), ("flow", flow_spec))}
@@ -56,7 +56,7 @@ def run(cfg: EvaluateJobConfig) -> int:
             atomic_write(cfg.save_scores, lambda f: f.write(lines.encode()))
         summary = {k: metrics[k] for k in keys if k in metrics}
         if flow_model is not None:
-            summary["flow_weight"] = cfg.flow_weight
+            summary["flow_weight"] = cfg.fusion_weight
             summary["streams"] = {n: {k: m[k] for k in keys if k in m} for n, m in metrics["streams"].items()}
         print(json.dumps(summary))
         for name, (m, s) in streams.items():

@@ -31,7 +31,8 @@ def run(cfg: ExtractJobConfig) -> int:
         raise InputError("give the videos to extract (files, folders, lists, shards) or --data DATASET, one of the two")
     exclude = cfg.labels.exclude
     if cfg.data:
-        videos: Union[List[VideoItem], ShardSet] = video_items(cfg.labels.read(cfg.data))  # --exclude applied
+        data = cfg.labels.read(cfg.data, subset="all")  # every video of a split folder; --exclude applied
+        videos: Union[List[VideoItem], ShardSet] = video_items(data)
     else:
         frame_folders = cfg.decoder == FRAMES_DECODER
         videos = shard_inputs(cfg.inputs) or discover_videos(cfg.inputs, cfg.extensions.split(","), frame_folders)

@@ -40,7 +40,7 @@ def run(cfg: PredictJobConfig) -> int:
     failed = 0
     for v in videos:
         try:
-            p = predict(model, v.path, cfg.settings, flow_model=flow_model, flow_weight=cfg.flow_weight,
+            p = predict(model, v.path, cfg.settings, flow_model=flow_model, flow_weight=cfg.fusion_weight,
                         device=device, decoder=cfg.decoder, frames_fps=cfg.frames_fps, progress=True)
         except VideoDecodeError as e:
             failed += 1

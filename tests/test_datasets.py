@@ -127,6 +127,20 @@ def test_kinetics_finetune_evaluate_extract_with_two_missing(kinetics, tmp_path,
     assert len(extracted) == 8
 
 
+def test_finetune_leaves_out_missing_training_videos_and_names_classes_it_cannot_learn(tmp_path, caplog):
+    """Missing training videos were once replaced by others and a class with none kept, without a word."""
+    for i in range(2):
+        video(tmp_path / "v" / f"a{i}.mp4", seconds=1)
+    rows = [["a0.mp4", "a"], ["a1.mp4", "a"], ["gone0.mp4", "b"], ["gone1.mp4", "a"]]
+    train = write_csv(tmp_path / "v" / "train.csv", ["path", "label"], rows)
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING"):
+        assert main(["finetune", "--train", str(train), "-o", str(out), *TINY_FINETUNE]) == 0
+    assert "2 of 4 training videos are missing and are left out (first: " in caplog.text
+    assert "1 class(es) have no training video, so the model cannot learn them: b" in caplog.text
+    assert "on 2 videos of 2 classes" in create_model(f"local-dir:{out / 'final'}").pretrained_cfg["notes"]
+
+
 # --- HMDB51 --------------------------------------------------------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ import logging
 import os
 import re
 from collections import Counter
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
@@ -87,6 +88,16 @@ class LabelledVideos:
     format: Optional[str] = None  # the LABEL_FORMATS entry that read them
     frames_fps: Optional[float] = None  # frame rate of frame folders, overriding the dataset's (--frames-fps)
     part: Optional[str] = None  # the part of a split folder read (HMDB51: "split 1, its train videos")
+
+    def present(self) -> "LabelledVideos":
+        """These videos without the missing ones (a training set samples only what exists, rather than stand-ins)."""
+        gone = set(self.missing)
+        return dataclasses.replace(self, samples=[s for s in self.samples if s.path not in gone])
+
+    def classes_without_videos(self) -> List[str]:
+        """Classes no sample is labelled with: a model trained on these videos cannot learn them."""
+        seen = {label for s in self.samples for label in s.labels}
+        return [c for i, c in enumerate(self.classes) if i not in seen]
 
     def fps_of(self, sample: Sample) -> Optional[float]:
         """The frame rate to read ``sample``'s frame folder at (None: the frames decoder's default)."""

@@ -179,6 +179,17 @@ def finetune(
 
 def run(cfg: FinetuneJobConfig) -> int:
     train = cfg.labels.read(cfg.train)
+    if train.missing:
+        _logger.warning(
+            "%d of %d training videos are missing and are left out (first: %s)",
+            len(train.missing), len(train), train.missing[0],
+        )
+        train = train.present()
+    empty = train.classes_without_videos()
+    if empty:
+        _logger.warning(
+            "%d class(es) have no training video, so the model cannot learn them: %s", len(empty), ", ".join(empty[:10])
+        )
     val = cfg.labels.read(cfg.val, classes=train.classes, subset="test") if cfg.val else None
     writable_dir(cfg.out)
     result = finetune(train, val, cfg.settings, out_dir=cfg.out)

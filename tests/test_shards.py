@@ -352,3 +352,19 @@ def test_shuffle_buffer_spreads_a_samples_copies_and_keeps_them(zipf_shards):
     repeats = lambda ks: sum(a == b for a, b in zip(ks, ks[1:]))  # noqa: E731
     assert Counter(plain) == Counter(shuffled)  # the same copies, in another order
     assert repeats(plain) > 500 and repeats(shuffled) < repeats(plain) / 20, (repeats(plain), repeats(shuffled))
+
+
+def test_pack_leaves_out_files_with_no_video_and_lists_why(tmp_path, capsys):
+    """Text, audio-only and zero-byte .mp4 files were once packed as videos, to fail at training time."""
+    from util import make_audio_only
+
+    make_video(tmp_path / "good.mp4", num_frames=4)
+    (tmp_path / "text.mp4").write_text("not a video\n")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    make_audio_only(tmp_path / "audio.mp4")
+    names = ["good", "text", "empty", "audio"]
+    (tmp_path / "list.csv").write_text("".join(f"{n}.mp4,a\n" for n in names))
+    assert main(["shards", "pack", str(tmp_path / "list.csv"), "-o", str(tmp_path / "s")]) == 1  # partial
+    index = json.loads((tmp_path / "s" / "index.json").read_text())
+    assert index["total"] == 1 and sorted(Path(s["path"]).stem for s in index["skipped"]) == ["audio", "empty", "text"]
+    assert "3 file(s) with no decodable video left out" in capsys.readouterr().out

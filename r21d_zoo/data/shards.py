@@ -65,7 +65,9 @@ def pack_shards(
     data: LabelledVideos, out_dir: str, shard_mb: float = 1000.0, max_per_shard: int = 10000, prefix: str = "shard"
 ) -> Dict[str, Any]:
     """Write ``data`` as ``out_dir/<prefix>-000000.tar`` ... of at most ``shard_mb`` MB / ``max_per_shard`` samples,
-    then ``index.json``. Each shard is written to a temp file and renamed when complete. Returns the index."""
+    then ``index.json``. Each shard is written to a temp file and renamed when complete. A file with no decodable
+    video frame (text, audio only, empty, cut short before its first frame) is left out and listed in the index's
+    ``skipped`` with why. Returns the index."""
     import webdataset as wds
 
     out = Path(out_dir)
@@ -84,7 +86,12 @@ def pack_shards(
             shards.append(dict(url=name, count=count))
             writer = None
 
+    skipped: List[Dict[str, str]] = []
     for s in progress(data.samples, desc="pack", unit="video"):
+        problem = _undecodable(s.path)
+        if problem:
+            skipped.append(dict(path=s.path, error=problem))
+            continue
         video = Path(s.path).read_bytes()
         if writer is not None and (count >= max_per_shard or size + len(video) > shard_mb * 2**20):
             close()
@@ -101,8 +108,20 @@ def pack_shards(
         size, count = size + len(video), count + 1
     close()
     index = dict(classes=list(data.classes), multilabel=data.multilabel, shards=shards, total=len(keys))
+    if skipped:
+        index["skipped"] = skipped
     atomic_write(out / INDEX, lambda f: f.write((json.dumps(index, indent=2) + "\n").encode()))
     return index
+
+
+def _undecodable(path: str) -> Optional[str]:
+    """Why ``path`` gives no video frame, or None when its first frame decodes."""
+    try:
+        with open_video(path) as reader:
+            reader.read_clip(0.0, 1)
+    except VideoDecodeError as e:
+        return str(e).split("\n")[0]
+    return None
 
 
 # ------------------------------------------------------------------------------------------------------------------

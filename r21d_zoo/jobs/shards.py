@@ -38,7 +38,12 @@ def run_pack(cfg: PackConfig) -> int:
         raise InputError(f"{len(missing)} listed video(s) do not exist, e.g. {missing[0]}; fix the list first")
     index = pack_shards(data, cfg.out, cfg.shard_mb, cfg.max_per_shard)
     print(f"{cfg.out}: {index['total']} videos in {len(index['shards'])} shard(s), {len(index['classes'])} classes")
-    return 0
+    skipped = index.get("skipped", [])
+    for s in skipped[:10]:
+        print(f"  left out: {s['error']}", file=sys.stderr)
+    if skipped:
+        print(f"{len(skipped)} file(s) with no decodable video left out (listed in {cfg.out}/index.json)")
+    return EXIT_PARTIAL if skipped else 0
 
 
 def run_stats(cfg: StatsConfig) -> int:

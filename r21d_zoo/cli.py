@@ -24,6 +24,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import os
 import pickle
 import sys
 import typing
@@ -489,15 +490,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     old_level = root.level
     root.addHandler(handler)
     root.setLevel(min(handler.level, old_level or logging.WARNING))
+    new_out: Optional[Path] = None
+    code = EXIT_INPUT
     try:
         cfg = config_from_args(command.config, args)
+        out = getattr(cfg, "out", None)
+        new_out = Path(out) if isinstance(out, str) and not os.path.lexists(out) else None
         code = command.run(cfg)
         if code in (0, EXIT_PARTIAL):
             write_resolved_config(cfg)
         return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        code = 130
+        return code
     except Exception as e:
         if args.debug:
             raise
@@ -505,8 +511,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return code
     finally:
+        if new_out is not None and code not in (0, EXIT_PARTIAL):
+            _remove_if_empty(new_out)
         root.removeHandler(handler)
         root.setLevel(old_level)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove an output folder this run created and a failure left with nothing in it (but its own hidden lock or
+    partial files): a failed run leaves no empty folders behind."""
+    try:
+        entries = list(folder.iterdir())
+        if all(e.name.startswith(".") and e.is_file() for e in entries):
+            for e in entries:
+                e.unlink()
+            folder.rmdir()
+    except OSError:
+        pass
 
 
 def _explain(e: Exception) -> Tuple[int, str]:

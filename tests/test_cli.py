@@ -425,3 +425,20 @@ def test_options_that_would_be_ignored_are_refused(argv, message, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert message in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.video
+def test_a_run_that_fails_after_making_its_output_folder_leaves_none(tmp_path, monkeypatch, capsys):
+    """Errors after -o was created once left empty folders behind; a folder that was there before is kept."""
+    from util import make_video
+
+    monkeypatch.chdir(tmp_path)
+    make_video(tmp_path / "v.mp4", num_frames=4)
+    bad_model = ["--model", f"local-dir:{tmp_path / 'no-such-model'}"]
+    assert main(["extract", "v.mp4", "-o", "feats", *bad_model]) == 3
+    assert main(["explain", "v.mp4", "-o", "cam", *bad_model]) == 3
+    assert main(["predict", "v.mp4", "-o", "pred", *bad_model]) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+    (tmp_path / "kept").mkdir()
+    assert main(["extract", "v.mp4", "-o", "kept", *bad_model]) == 3
+    assert (tmp_path / "kept").is_dir()

@@ -1,15 +1,18 @@
 """Atomic file writes shared by every writer in the package (features, checkpoints, exports, metrics), the checks that
 an output folder or file is writable before any work, and the lock that keeps a second live run out of a folder."""
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import BinaryIO, Callable, Optional, Union
+from typing import BinaryIO, Callable, Iterator, List, Optional, Union
 
 from ._errors import InputError
 
@@ -38,22 +41,41 @@ def content_identity(path: Union[str, os.PathLike]) -> Optional[list]:
         return None
 
 
+@contextlib.contextmanager
+def interrupt_after() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until the block ends, then raise it: a save it interrupts
+    finishes first (torch.save cut short fails with an unrelated error). Only the main thread can hold signals."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # another thread, or a handler installed outside Python: nothing to hold it with
+        return
+    caught: List[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], object], shared: bool = False) -> None:
     """Write through ``write(file)`` into a temp file beside ``path``, fsync, then rename: readers see the old file
-    or the complete new one, never a partial one. ``shared``: several processes may write ``path`` at once (a
-    setting every rank records), so each writes its own temp file (``.<name>.<pid>.partial``)."""
+    or the complete new one, never a partial one; a Ctrl-C during it is raised once the write is done. ``shared``:
+    several processes may write ``path`` at once (a setting every rank records), so each writes its own temp file
+    (``.<name>.<pid>.partial``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial") if shared else partial_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with interrupt_after():
+        try:
+            with open(tmp, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def writable_dir(path: Union[str, os.PathLike], option: str = "-o") -> Path:

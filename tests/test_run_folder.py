@@ -122,3 +122,34 @@ def test_finetune_refuses_a_live_run_then_resumes_it_after_kill_9(motion, tmp_pa
     assert f"resumed from {out / 'last.pt'} at epoch {done}" in caplog.text
     assert [h["epoch"] for h in result.history] == list(range(1, done + 2))
     assert f"from a process that has ended (pid {live.pid}" in caplog.text
+
+
+def test_a_ctrl_c_during_a_save_finishes_the_save_then_interrupts(tmp_path, monkeypatch):
+    """SIGINT in the middle of writing last.pt once exited 3 with torch's "enforce fail ... unexpected pos"."""
+    import os
+    import signal
+
+    from r21d_zoo._io import atomic_write
+    from r21d_zoo.train.run_folder import save_checkpoint
+
+    def write(f):
+        f.write(b"first half, ")
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives mid-write
+        f.write(b"second half")
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "x.bin", write)
+    assert (tmp_path / "x.bin").read_bytes() == b"first half, second half"
+    state = {"model": {"w": torch.ones(3)}, "epoch": 1}
+    tag = torch.serialization.location_tag
+
+    def interrupting_tag(storage):  # called by torch.save for each storage: Ctrl-C inside its serializer
+        os.kill(os.getpid(), signal.SIGINT)
+        return tag(storage)
+
+    monkeypatch.setattr(torch.serialization, "location_tag", interrupting_tag)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path / "last.pt", state)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(tmp_path / "last.pt", weights_only=True)["model"]["w"], torch.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "x.bin"]

@@ -175,3 +175,15 @@ def test_a_person_uploads_a_video_in_a_real_browser_and_sees_the_answer(tmp_path
     finally:
         driver.quit()
         page.close()
+
+
+def test_a_bad_upload_is_one_line_on_the_console_not_a_traceback(tmp_path, caplog):
+    gr = pytest.importorskip("gradio")
+    model = r21d_zoo.create_model("r2plus1d_18", num_classes=3, **TINY)
+    page = Server(model, "tiny", trained=True, settings=PredictConfig(**SETTINGS)).build()
+    handler = next(f.fn for f in page.fns.values() if f.api_name == "predict")
+    (tmp_path / "bad.mp4").write_text("not a video\n")
+    with pytest.raises(gr.Error) as refused, caplog.at_level("WARNING"):
+        handler(str(tmp_path / "bad.mp4"), False)
+    assert refused.value.print_exception is False  # gradio prints no traceback for it
+    assert "bad.mp4" in str(refused.value) and "a visitor's upload was refused: " in caplog.text

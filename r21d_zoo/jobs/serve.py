@@ -9,6 +9,7 @@ folder of their own under the system's temporary directory (Gradio serves files 
 stops; Gradio's copies of uploads and answers are deleted after an hour.
 """
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -38,6 +39,9 @@ def weights_note(name: str, model: nn.Module, trained: bool) -> str:
     said = [f"from `{cfg['base_model']}`"] if cfg.get("base_model") else []
     said += [cfg["notes"]] if cfg.get("notes") else []
     return f"Weights: `{name}`" + (f" ({'; '.join(said)})" if said else "") + f", {model.num_classes} classes."
+
+
+_logger = logging.getLogger(__name__)
 
 
 class Server:
@@ -82,8 +86,9 @@ class Server:
         def run(video: Optional[str], want_cam: bool) -> Tuple[Any, ...]:
             try:
                 return self.answer(video, want_cam)
-            except (InputError, VideoDecodeError) as e:
-                raise gr.Error(str(e)) from e
+            except (InputError, VideoDecodeError) as e:  # the visitor's file: one line here, the message there
+                _logger.warning("a visitor's upload was refused: %s", e)
+                raise gr.Error(str(e), print_exception=False) from e
 
         with gr.Blocks(title=f"r21d_zoo: {self.name}", delete_cache=(3600, 3600)) as page:  # uploads kept an hour
             gr.Markdown(f"## What is in this video?\n{weights_note(self.name, self.model, self.trained)}",

@@ -38,7 +38,7 @@ class _LogProgress:
         if now - self.last >= self.every or self.n == self.total:
             self.last = now
             rate = self.n / max(now - self.start, 1e-9)
-            left = f", ETA {(self.total - self.n) / rate:.0f} s" if self.total else ""
+            left = f", ETA {(self.total - self.n) / rate:.0f} s" if self.total and rate > 0 else ""
             of = f"/{self.total}" if self.total else ""
             units = self.unit + ("es" if self.unit.endswith("ch") else "s")
             postfix = f" ({self.postfix})" if self.postfix else ""

@@ -463,3 +463,15 @@ def test_a_resumed_extract_makes_again_what_changed_since(tiny_dir, tmp_path):
     assert len(np.load(out / "a.npy")) == 4 and [r["name"] for r in manifest(out)] == ["a", "b", "a"]
     assert run_cli(root, "--model", f"local-dir:{tiny_dir}", "-o", out) == 0  # nothing changed: nothing redone
     assert len(manifest(out)) == 3
+
+
+def test_progress_shows_how_far_into_a_long_video_it_is(tiny_dir, tmp_path, monkeypatch, caplog):
+    """One long video at a high feature rate once gave no sign of life until it was done."""
+    monkeypatch.setenv("R21D_ZOO_LOG_EVERY", "0")
+    video = make_video(tmp_path / "long.mp4", num_frames=40, fps=10)
+    with caplog.at_level("INFO", logger="r21d_zoo.progress"):
+        args = ["--model", f"local-dir:{tiny_dir}", "-o", tmp_path / "f", "--feature-fps", "4", "--batch-size", "4"]
+        assert run_cli(video, *args) == 0
+    lines = [r.getMessage() for r in caplog.records if "clips=" in r.getMessage()]
+    assert "extract: 0/1 videos" in lines[0] and "video=long, clips=4/16" in lines[0], lines
+    assert any("clips=12/16" in line for line in lines)

@@ -192,6 +192,7 @@ class ClipChunks(IterableDataset):
             with open_video(source, self.spec, self.decoder, cfg.fast_resize, self.device, frames_fps=fps) as reader:
                 span = segment_span(item, reader.info.duration) if item.segment else None
                 clips = cfg.clips_for(self.spec, reader.info, span)
+                head["clips_total"] = len(clips)
                 batch: List[Tuple[Any, Any]] = []
                 end = span[0] + span[1] if span is not None else None  # a segment's clips hold none of the next
                 for n, (clip, frames) in enumerate(reader.iter_clips(clips, self.spec, cfg.pad, end)):
@@ -211,7 +212,7 @@ class ClipChunks(IterableDataset):
             yield dict(head, error=message)
 
     @staticmethod
-    def _chunk(head: Dict[str, str], batch: List[Tuple[Any, Any]], info: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    def _chunk(head: Dict[str, Any], batch: List[Tuple[Any, Any]], info: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         return dict(
             head,
             frames=torch.stack([f.frames for _, f in batch]),
@@ -592,7 +593,10 @@ def run_extraction(
             parts = pending.setdefault(name, [])
             if len(chunk["frames"]):
                 parts.append((runner(chunk["frames"]), chunk["times"], chunk["num_padded"]))
-            if not chunk["last"]:
+            if not chunk["last"]:  # a long video: say how far into it, not only how many videos are done
+                done = sum(len(p[1]) for p in parts)
+                bar.set_postfix(video=name, clips=f"{done}/{chunk.get('clips_total', '?')}")
+                bar.update(0)
                 continue
             del pending[name]
             result = cfg.in_segments(

@@ -78,18 +78,20 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], obje
             raise
 
 
-def writable_dir(path: Union[str, os.PathLike], option: str = "-o") -> Path:
-    """Create ``path`` if needed and prove it writable, before any work is done."""
+def writable_dir(path: Union[str, os.PathLike], option: str = "-o", what: Optional[str] = None) -> Path:
+    """Create ``path`` if needed and prove it writable, before any work is done. ``what`` names the folder in
+    errors (default: ``option`` and the path), whose fix is always another ``option``."""
     out = Path(path)
+    what = what or f"{option} {path}"
     if out.exists() and not out.is_dir():
-        raise InputError(f"{option} {path} is an existing file, not a folder; choose another {option}")
+        raise InputError(f"{what} is an existing file, not a folder; choose another {option}")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
             pass
     except OSError as e:
         raise InputError(
-            f"cannot write to {option} {path} ({e.strerror or e}); choose a folder you can write to"
+            f"cannot write to {what} ({e.strerror or e}); choose another {option}, in a folder you can write to"
         ) from e
     return out
 
@@ -99,7 +101,7 @@ def writable_file(path: Union[str, os.PathLike], option: str) -> Path:
     out = Path(path)
     if out.is_dir():
         raise InputError(f"{option} {path} is a folder; give a file name")
-    writable_dir(str(out.parent), f"the folder of {option}")
+    writable_dir(str(out.parent), option, f"the folder {out.parent} of {option} {path}")
     return out
 
 

@@ -313,11 +313,12 @@ def _summary(cls: type) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="r21d-zoo",
+        allow_abbrev=False,
         description="R(2+1)D, R3D, MC3, R2D and CSN video models with their released weights.",
         formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"r21d-zoo {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     common.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="logging")
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
     common.add_argument("--config", metavar="FILE.yaml", help="defaults from a config file (flags still win)")
@@ -325,17 +326,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name, command in COMMANDS.items():
         if isinstance(command, dict):
             doc = f"{name}: {', '.join(command)}"
-            group = sub.add_parser(name, help=doc, description=doc, formatter_class=_HelpFormatter)
+            group = sub.add_parser(name, help=doc, description=doc, formatter_class=_HelpFormatter, allow_abbrev=False)
             inner = group.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
             for sub_name, sub_command in command.items():
                 doc = _summary(sub_command.config)
                 p = inner.add_parser(
-                    sub_name, help=doc, description=doc, formatter_class=_HelpFormatter, parents=[common]
+                    sub_name, help=doc, description=doc, formatter_class=_HelpFormatter, parents=[common],
+                    allow_abbrev=False,
                 )
                 add_config_options(p, sub_command.config)
             continue
         doc = _summary(command.config)
-        p = sub.add_parser(name, help=doc, description=doc, formatter_class=_HelpFormatter, parents=[common])
+        p = sub.add_parser(
+            name, help=doc, description=doc, formatter_class=_HelpFormatter, parents=[common], allow_abbrev=False
+        )
         add_config_options(p, command.config)
     return parser
 

@@ -52,8 +52,9 @@ from .config import POOLS, ExtractConfig
 _logger = logging.getLogger(__name__)
 
 
-def stage_index(model: nn.Module, layer: Union[str, int]) -> int:
-    """The index in ``model.feature_info`` of a stage named by name or index; an unknown one is a ValueError."""
+def stage_index(model: nn.Module, layer: Union[str, int], also: Sequence[str] = ()) -> int:
+    """The index in ``model.feature_info`` of a stage named by name or index; an unknown one is a ValueError that
+    offers the stages, and ``also`` (what else the caller takes, e.g. ``pre_logits``)."""
     names = [f["module"] for f in model.feature_info]
     if isinstance(layer, int) or str(layer).isdigit():
         index = int(layer)
@@ -61,7 +62,10 @@ def stage_index(model: nn.Module, layer: Union[str, int]) -> int:
             raise ValueError(f"layer index {layer} is out of range; the model has stages 0-{len(names) - 1}: {names}")
         return index
     if layer not in names:
-        raise ValueError(f"unknown layer {layer!r}; choose 'pre_logits', 'logits', an index or one of {names}")
+        others = "".join(f"{name!r}, " for name in also)
+        raise ValueError(
+            f"unknown layer {layer!r}; choose {others}a stage ({', '.join(names)}) or its index 0-{len(names) - 1}"
+        )
     return names.index(layer)
 
 
@@ -390,7 +394,7 @@ def check_int8_agreement(agreement: Dict[str, Any], force: bool) -> None:
 def _stage_check(model: nn.Module, layer: Union[str, int]) -> None:
     """Fail before any decoding when the layer does not exist."""
     if layer not in ("pre_logits", "logits"):
-        stage_index(model, layer)
+        stage_index(model, layer, also=("pre_logits", "logits"))
 
 
 def _append_line(path: Path, record: Dict[str, Any]) -> None:

@@ -152,11 +152,12 @@ def explain(
     clip = dict(clip or {})
     spec = ClipSpec.from_model(model, **dict(clip, crop_mode=clip.get("crop_mode", "center")))
     if spec.crop_mode != "center":
-        raise InputError(f"explain draws on the centre crop; --crop-mode {spec.crop_mode} cannot be explained")
+        raise InputError(f"explain draws on the centre crop; --crop {spec.crop_mode} cannot be explained; drop --crop")
     labels = model_classes(model)
     if isinstance(target, str) and not target.isdigit():
         if target not in labels:
-            raise InputError(f"--target {target!r} is not one of the model's classes ({', '.join(labels[:10])}, ...)")
+            shown = ", ".join(labels[:10]) + (", ..." if len(labels) > 10 else "")
+            raise InputError(f"--target {target!r} is not one of the model's classes ({shown}); give a class or index")
         target = labels.index(target)
     dev = torch.device(device) if device else next(model.parameters()).device
     with open_video(video, spec, decoder) as reader:

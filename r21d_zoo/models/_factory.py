@@ -94,7 +94,9 @@ def create_model(
                 cache_dir=cache_dir,
                 **dict(model_args, **kwargs),
             )
-        except TypeError as e:  # an argument the architecture does not take
+        except TypeError as e:  # an argument the architecture does not take: the caller's, or the folder's
+            if any(f"'{k}'" in str(e) for k in kwargs):
+                raise
             raise WeightsError(f"{model_name}: the model_args of its config.json {model_args} do not fit {arch}: {e}")
     if any(c in model_name for c in "/\\:"):
         raise ValueError(

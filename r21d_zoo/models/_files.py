@@ -125,6 +125,10 @@ def find_weights_file(directory: str) -> str:
 def read_config_json(directory: str) -> Dict[str, Any]:
     path = Path(directory) / "config.json"
     if not path.is_file():
+        if not Path(directory).is_dir():
+            raise WeightsError(
+                f"{directory}: no such folder (local-dir: names a folder written by save_pretrained or finetune)"
+            )
         raise WeightsError(f"{directory} has no config.json; write one with r21d_zoo.save_pretrained(model, dir)")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))

@@ -5,6 +5,7 @@ they work for variable frame rate files and for containers that report no frame 
 display matrix) is applied.
 """
 
+import errno
 import io
 import math
 import os
@@ -28,6 +29,10 @@ SEEK_THRESHOLD_S = 1.0
 def _fail(path: str, what: str, error: BaseException) -> VideoDecodeError:
     if isinstance(error, FileNotFoundError):
         hint = "check the path"
+    elif isinstance(error, PermissionError) or getattr(error, "errno", None) in (errno.EACCES, errno.EPERM):
+        hint = "this user may not read it; fix its permissions (chmod a+r) or run as a user who can"
+    elif isinstance(error, IsADirectoryError):
+        hint = "it is a folder; a frame folder is read with --decoder frames"
     else:
         hint = "the file is corrupt, truncated or not a video; re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4)"
     return VideoDecodeError(f"{path}: {what}: {type(error).__name__}: {error} ({hint})")
@@ -235,7 +240,8 @@ class PyAVReader(VideoReader):
             else:
                 picked = self._pick_consecutive(start, num_frames, sampling_stride)
         except _decode_errors() as e:
-            raise _fail(self.path, f"decoding failed near {start:.2f}s", e) from e
+            where = self._buffer[-1][0] if self._buffer else start  # the last frame that did decode
+            raise _fail(self.path, f"decoding failed after {where:.2f}s", e) from e
         if not picked:
             raise VideoDecodeError(
                 f"{self.path}: no frames at or after {start:.3f}s (decoded duration "

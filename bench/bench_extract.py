@@ -30,7 +30,7 @@ from r21d_zoo.data.inputs import VideoItem  # noqa: E402
 from r21d_zoo.infer.config import ExtractConfig  # noqa: E402
 from r21d_zoo.infer.features import ClipChunks, FeatureRunner, run_extraction  # noqa: E402
 from r21d_zoo.models import ClipSpec  # noqa: E402
-from r21d_zoo.video import open_video, write_video  # noqa: E402
+from r21d_zoo.video import DecodeOptions, open_video, write_video  # noqa: E402
 
 
 def long_video(path: Path, seconds: float, size=(360, 640), fps: int = 30, gop: int = 60) -> Path:
@@ -183,14 +183,15 @@ def torchcodec_rows(results: dict, video: Path, spec: ClipSpec, cfg: ExtractConf
 
     def decode(backend: str):
         item = VideoItem(str(video), "e2e")
-        return [c["frames"] for c in ClipChunks([], spec, cfg, decoder=backend).chunks(item.path, item)]
+        return [c["frames"] for c in ClipChunks([], spec, cfg, DecodeOptions(backend)).chunks(item.path, item)]
 
     same = all(torch.equal(a, b) for a, b in zip(decode("torchcodec"), decode("pyav")))
     t = interleaved_medians(dict(tc=lambda: decode("torchcodec"), av=lambda: decode("pyav")), repeats=3)
 
     def e2e(backend: str):
         item = [VideoItem(str(video), "e2e")]
-        run_extraction(item, tmp / backend, model, cfg, decoder=backend, workers=workers, resume=False, progress=False)
+        decode = DecodeOptions(backend)
+        run_extraction(item, tmp / backend, model, cfg, decode=decode, workers=workers, resume=False, progress=False)
 
     te = interleaved_medians(dict(tc=lambda: e2e("torchcodec"), av=lambda: e2e("pyav")), repeats=3)
     feats = [np.load(tmp / b / "e2e.npy") for b in ("torchcodec", "pyav")]

@@ -36,7 +36,7 @@ from r21d_zoo import optimize_for_inference  # noqa: E402
 from r21d_zoo.data.inputs import VideoItem  # noqa: E402
 from r21d_zoo.data.labelled import read_labelled  # noqa: E402
 from r21d_zoo.data.synthetic import make_motion_dataset  # noqa: E402
-from r21d_zoo.infer.config import ExtractConfig  # noqa: E402
+from r21d_zoo.infer.config import ExtractConfig, InferenceOptions  # noqa: E402
 from r21d_zoo.infer.features import run_extraction  # noqa: E402
 from r21d_zoo.infer.config import ModelSource  # noqa: E402
 from r21d_zoo.jobs.finetune import FinetuneConfig, finetune  # noqa: E402
@@ -139,10 +139,10 @@ def extraction_rows(tmp: Path, workers: int, repeats: int) -> List[Dict[str, obj
     torch.manual_seed(0)
     model = r21d_zoo.create_model("r2plus1d_18.tv_kinetics400_16f", pretrained=False).eval()
     runs = dict(
-        eager=dict(runtime="eager", amp="none"),
-        torch=dict(runtime="torch", amp="none"),
-        onnxruntime=dict(runtime="onnxruntime", amp="none"),
-        int8=dict(runtime="onnxruntime", amp="int8", calibration_clips=16, force_int8=True),
+        eager=dict(inference=InferenceOptions(runtime="eager", amp="none")),
+        torch=dict(inference=InferenceOptions(runtime="torch", amp="none")),
+        onnxruntime=dict(inference=InferenceOptions(runtime="onnxruntime", amp="none")),
+        int8=dict(inference=InferenceOptions(runtime="onnxruntime", amp="int8"), calibration_clips=16, force_int8=True),
     )
     cfg = ExtractConfig()
     seconds: Dict[str, List[float]] = {k: [] for k in runs}

@@ -14,10 +14,11 @@ import torch
 
 import r21d_zoo
 from r21d_zoo.cli import main as cli_main
-from r21d_zoo.data.inputs import discover_videos
-from r21d_zoo.infer.config import ModelSource
+from r21d_zoo.data.inputs import VideoItem, discover_videos
+from r21d_zoo.infer.config import InferenceOptions, ModelSource
+from r21d_zoo.infer.features import run_extraction
 from r21d_zoo.models import ClipSpec
-from r21d_zoo.video import read_clip
+from r21d_zoo.video import DecodeOptions, read_clip
 import util
 from util import make_audio_only, make_broken, make_video, make_zero_frames
 
@@ -475,3 +476,21 @@ def test_progress_shows_how_far_into_a_long_video_it_is(tiny_dir, tmp_path, monk
     lines = [r.getMessage() for r in caplog.records if "clips=" in r.getMessage()]
     assert "extract: 0/1 videos" in lines[0] and "video=long, clips=4/16" in lines[0], lines
     assert any("clips=12/16" in line for line in lines)
+
+
+def test_decoding_and_inference_options_travel_as_one_value_and_the_old_keywords_still_work(tiny_dir, videos, tmp_path):
+    """``DecodeOptions`` and ``InferenceOptions`` carry what was threaded by hand; the 0.x keywords work for one
+    release, with a warning naming the carrier."""
+    model = r21d_zoo.create_model(f"local-dir:{tiny_dir}")
+    cfg = r21d_zoo.ExtractConfig(num_clips=2)
+    items = [VideoItem(str(videos / "v0.mp4"), "v0")]
+    new = run_extraction(items, tmp_path / "new", model, cfg, decode=DecodeOptions("pyav"),
+                         inference=InferenceOptions("cpu", "none"), progress=False)  # fmt: skip
+    with pytest.warns(FutureWarning, match=r"run_extraction\(device=\.\.\., amp=\.\.\.\) is deprecated"):
+        old = run_extraction(items, tmp_path / "old", model, cfg, device="cpu", amp="none", progress=False)
+    with pytest.warns(FutureWarning, match=r"run_extraction\(decoder=\.\.\.\) is deprecated"):
+        run_extraction(items, tmp_path / "older", model, cfg, decoder="pyav", progress=False)
+    assert new.done == old.done == 1
+    np.testing.assert_array_equal(np.load(tmp_path / "new" / "v0.npy"), np.load(tmp_path / "old" / "v0.npy"))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'devise'"):
+        run_extraction(items, tmp_path / "x", model, cfg, devise="cpu")

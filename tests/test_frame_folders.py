@@ -16,7 +16,7 @@ from r21d_zoo.data.features import FeatureStore
 from r21d_zoo.data.inputs import discover_videos
 from r21d_zoo.data.labelled import read_labelled
 from r21d_zoo.models import ClipSpec
-from r21d_zoo.video import VideoDecodeError, open_video, write_video
+from r21d_zoo.video import DecodeOptions, VideoDecodeError, open_video, write_video
 from util import TINY, decode_index, make_video
 
 pytestmark = pytest.mark.video
@@ -89,7 +89,8 @@ def test_frame_folder_features_equal_pyav_features(written_both_ways):
     model = create_model("r2plus1d_18", pretrained=False, **TINY).eval()
     clip = dict(num_frames=4, resize_size=(40, 52), crop_size=32)
     ref = extract_features(model, video, stride_sec=0.4, **clip)
-    lossless, jpeg = (extract_features(model, f, stride_sec=0.4, frames_fps=FPS, **clip) for f in (png, jpg))
+    decode = DecodeOptions(frames_fps=FPS)
+    lossless, jpeg = (extract_features(model, f, stride_sec=0.4, decode=decode, **clip) for f in (png, jpg))
     for got in (lossless, jpeg):
         assert np.array_equal(got.clip_times, ref.clip_times) and got.features.shape == ref.features.shape
     assert np.abs(lossless.features - ref.features).max() <= 1e-3 * np.abs(ref.features).max()

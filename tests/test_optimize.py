@@ -10,6 +10,7 @@ import r21d_zoo
 from util import randomise_bn
 from r21d_zoo.deploy.batchnorm import fold_batchnorm
 from r21d_zoo.deploy.optimize import optimize_for_inference
+from r21d_zoo.infer.config import InferenceOptions
 
 ARCHS = ["r2plus1d_18", "r3d_18", "mc3_18", "r2plus1d_50", "ir_csn_50", "ip_csn_50"]
 
@@ -63,7 +64,7 @@ def test_channels_last_3d_keeps_outputs_and_intermediates():
 def test_torchscript_path_is_traced_once_and_serves_any_shape():
     model = tiny("r2plus1d_18")
     opt = optimize_for_inference(model)  # CPU default: BN folded + TorchScript optimize_for_inference
-    assert opt.torchscript and not opt.runtime.channels_last
+    assert opt.torchscript and not opt.place.channels_last
     with torch.inference_mode():
         for shape in ((1, 3, 8, 32, 32), (3, 3, 8, 32, 32), (2, 3, 16, 40, 48)):
             x = torch.randn(shape)
@@ -106,9 +107,10 @@ def test_extraction_with_the_optimised_model_matches_eager(tmp_path):
     model.pretrained_cfg.update(num_frames=8, resize_size=(40, 53), crop_size=32)
     path = make_video(tmp_path / "v.mp4", num_frames=20)
     eager = r21d_zoo.extract_features(model, path)
-    fast = r21d_zoo.extract_features(model, path, runtime="torch")
+    fast = r21d_zoo.extract_features(model, path, inference=InferenceOptions(runtime="torch"))
     assert fast.features.shape == eager.features.shape == (3, model.num_features)
     torch.testing.assert_close(torch.from_numpy(fast.features), torch.from_numpy(eager.features), rtol=1e-4, atol=1e-4)
-    with pytest.warns(FutureWarning, match=r"optimize=\.\.\.\) is deprecated .* use runtime="):
+    deprecated = r"optimize=\.\.\.\) is deprecated .* use inference=InferenceOptions\(runtime="
+    with pytest.warns(FutureWarning, match=deprecated):
         old = r21d_zoo.extract_features(model, path, optimize=True)
     torch.testing.assert_close(torch.from_numpy(old.features), torch.from_numpy(fast.features))

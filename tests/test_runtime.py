@@ -9,8 +9,15 @@ import torch
 
 import r21d_zoo
 from r21d_zoo.cli import build_parser, command_table
-from r21d_zoo.deploy.runtime import AMP_CHOICES, AMP_HELP, INFERENCE_AMP_CHOICES, INFERENCE_AMP_HELP, Runtime, amp_dtype
-from r21d_zoo.infer.config import ExtractConfig
+from r21d_zoo.deploy.placement import (
+    AMP_CHOICES,
+    AMP_HELP,
+    INFERENCE_AMP_CHOICES,
+    INFERENCE_AMP_HELP,
+    Placement,
+    amp_dtype,
+)
+from r21d_zoo.infer.config import ExtractConfig, InferenceOptions
 from r21d_zoo.infer.features import FeatureRunner
 from r21d_zoo.train.distributed import WorldInfo
 from r21d_zoo.train.loop import TrainConfig, _prepare
@@ -55,19 +62,19 @@ def test_each_value_means_one_dtype_on_each_device():
 
 @pytest.mark.parametrize("amp", AMP_CHOICES)
 def test_training_extraction_and_inference_copies_resolve_a_value_alike(amp):
-    expected = Runtime.create("cpu", amp)
+    expected = Placement.create("cpu", amp)
     model = r21d_zoo.create_model("r2plus1d_18", num_classes=2, **TINY)
     groups = {"all": (model.parameters(), 1.0)}
     runtime, _, scaler = _prepare(model, TrainConfig(amp=amp, device="cpu"), groups, WorldInfo())
     assert runtime == expected and scaler.is_enabled() == (amp == "fp16")
     spec = r21d_zoo.ClipSpec(num_frames=4, resize_size=32, crop_size=28)
-    assert FeatureRunner(model, spec, ExtractConfig(), "cpu", amp).runtime == expected
+    assert FeatureRunner(model, spec, ExtractConfig(), InferenceOptions("cpu", amp)).place == expected
     optimised = r21d_zoo.optimize_for_inference(model, amp=amp, torchscript=False)
-    assert optimised.runtime.dtype == expected.dtype
+    assert optimised.place.dtype == expected.dtype
 
 
 def test_the_dtype_map_is_written_once():
-    """No module but the runtime maps precision names to dtypes or opens autocast itself."""
+    """No module but deploy/placement.py maps precision names to dtypes or opens autocast itself."""
     pattern = re.compile(r"torch\.autocast\(|\"bf16\":\s*torch\.")
     users = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if pattern.search(p.read_text()))
-    assert users == ["deploy/runtime.py"]
+    assert users == ["deploy/placement.py"]

@@ -13,7 +13,7 @@ import torch
 
 import r21d_zoo
 from r21d_zoo.models import ClipSpec
-from r21d_zoo.video import DecoderUnavailableError, VideoDecodeError, check_decoder, open_video
+from r21d_zoo.video import DecodeOptions, DecoderUnavailableError, VideoDecodeError, check_decoder, open_video
 from util import make_broken, make_video, make_zero_frames
 
 pytestmark = pytest.mark.video
@@ -92,7 +92,7 @@ def test_same_features_as_pyav(videos):
     path = videos["cfr"]
     kwargs = dict(num_frames=8, resize_size=(64, 86), crop_size=56, batch_size=3)
     ref = r21d_zoo.extract_features(model, path, **kwargs)
-    got = r21d_zoo.extract_features(model, path, decoder="torchcodec", **kwargs)
+    got = r21d_zoo.extract_features(model, path, decode=DecodeOptions("torchcodec"), **kwargs)
     np.testing.assert_allclose(got.clip_times, ref.clip_times)
     np.testing.assert_allclose(got.features, ref.features, rtol=1e-4, atol=1e-4)
     assert got.features.shape == (8, model.num_features)

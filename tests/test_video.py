@@ -12,6 +12,7 @@ import r21d_zoo
 
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import (
+    DecodeOptions,
     DecoderUnavailableError,
     VideoClassificationTransform,
     VideoDecodeError,
@@ -205,7 +206,7 @@ def test_the_decoder_seam_takes_a_new_backend_by_name(cfr, monkeypatch):
         assert r.read_clip(0.0, 2).frames.shape == (2, 32, 48, 3)
     model = r21d_zoo.create_model("r2plus1d_18", channel_multiplier=0.125, num_classes=3).eval()
     model.pretrained_cfg.update(num_frames=4, resize_size=(32, 40), crop_size=28)
-    ours = r21d_zoo.extract_features(model, cfr, num_clips=2, decoder="recording")
+    ours = r21d_zoo.extract_features(model, cfr, num_clips=2, decode=DecodeOptions("recording"))
     reference = r21d_zoo.extract_features(model, cfr, num_clips=2)
     np.testing.assert_array_equal(ours.features, reference.features)
     assert RecordingReader.opened == [str(cfr)] * 2

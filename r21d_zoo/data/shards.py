@@ -62,12 +62,18 @@ def sample_key(path: str, root: Optional[str] = None) -> str:
 
 
 def pack_shards(
-    data: LabelledVideos, out_dir: str, shard_mb: float = 1000.0, max_per_shard: int = 10000, prefix: str = "shard"
+    data: LabelledVideos,
+    out_dir: str,
+    shard_mb: float = 1000.0,
+    max_per_shard: int = 10000,
+    prefix: str = "shard",
+    check_videos: bool = True,
 ) -> Dict[str, Any]:
     """Write ``data`` as ``out_dir/<prefix>-000000.tar`` ... of at most ``shard_mb`` MB / ``max_per_shard`` samples,
     then ``index.json``. Each shard is written to a temp file and renamed when complete. A file with no decodable
     video frame (text, audio only, empty, cut short before its first frame) is left out and listed in the index's
-    ``skipped`` with why. Returns the index."""
+    ``skipped`` with why (``check_videos=False``: every file is packed as it is, e.g. placeholder bytes). Returns the
+    index."""
     import webdataset as wds
 
     out = Path(out_dir)
@@ -87,8 +93,11 @@ def pack_shards(
             writer = None
 
     skipped: List[Dict[str, str]] = []
+    checked: Dict[str, Optional[str]] = {}  # a file listed twice is checked once
     for s in progress(data.samples, desc="pack", unit="video"):
-        problem = _undecodable(s.path)
+        if check_videos and s.path not in checked:
+            checked[s.path] = _undecodable(s.path)
+        problem = checked.get(s.path)
         if problem:
             skipped.append(dict(path=s.path, error=problem))
             continue

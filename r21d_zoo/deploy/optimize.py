@@ -14,7 +14,7 @@ Each step keeps outputs within a stated tolerance of the eager float32 model (``
 - channels_last_3d memory format (same math, different kernels);
 - on CPU, TorchScript freezing + ``torch.jit.optimize_for_inference`` (prepacked oneDNN convs);
 - ``torch.compile`` (inductor; needs a C++ compiler on CPU, first call compiles);
-- bf16/fp16 autocast (``amp``, the vocabulary of :mod:`r21d_zoo.deploy.runtime`: by default bf16 on GPU);
+- bf16/fp16 autocast (``amp``, the vocabulary of :mod:`r21d_zoo.deploy.placement`: by default bf16 on GPU);
 - ``cudnn.benchmark`` on GPU;
 - with ``runtime="onnxruntime"``: the same outputs (max |diff| < 1e-4) from onnxruntime, or, with ``amp="int8"`` and
   calibration clips, static int8 quantization, whose agreement with float32 the caller measures (``extract`` does).
@@ -31,7 +31,7 @@ import torch.nn as nn
 
 from .batchnorm import fold_batchnorm
 from .onnx_runtime import EXTRA_HINT, OrtGraph, onnxruntime_available, ort_graph
-from .runtime import INT8, Runtime, amp_dtype
+from .placement import INT8, Placement, amp_dtype
 
 _logger = logging.getLogger(__name__)
 
@@ -98,23 +98,23 @@ def _script_for_inference(module: nn.Module, example: torch.Tensor) -> torch.jit
 class InferenceModel(nn.Module):
     """An optimised copy of a video model for inference: same call signatures (``forward``, ``forward_features``,
     ``forward_head``, ``forward_intermediates``), float32 outputs, and the original's ``pretrained_cfg``. With
-    ``engine="onnxruntime"`` each of these calls runs its own cached ONNX graph (``forward_head`` stays in torch)."""
+    ``runtime="onnxruntime"`` each of these calls runs its own cached ONNX graph (``forward_head`` stays in torch)."""
 
     def __init__(
         self,
         model: nn.Module,
-        runtime: Runtime,
+        place: Placement,
         compile: bool,
         torchscript: bool,
-        engine: str = "torch",
+        runtime: str = "torch",
         cache_dir: Optional[Path] = None,
         calibration: Optional[torch.Tensor] = None,
     ):
         super().__init__()
         self.model = model
-        self.runtime = runtime
+        self.place = place  # device, precision, memory format
         self.torchscript = torchscript
-        self.engine = engine
+        self.runtime = runtime  # what runs it: "torch" or "onnxruntime"
         self.cache_dir = cache_dir
         self.calibration = calibration
         self._graphs: Dict[Tuple[str, Tuple[int, ...]], OrtGraph] = {}
@@ -143,14 +143,14 @@ class InferenceModel(nn.Module):
         return self._graphs[call, shape](x)
 
     def _run(self, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self.engine == "onnxruntime":
+        if self.runtime == "onnxruntime":
             return self._ort(name, lambda: (module, [name]), x)[0]
-        x = self.runtime.prepare(x)
+        x = self.place.prepare(x)
         if self.torchscript:
             if name not in self._scripted:  # traced on first use
                 self._scripted[name] = _script_for_inference(module, x)
             module = self._scripted[name]
-        with self.runtime.autocast():
+        with self.place.autocast():
             return module(x).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,7 +160,7 @@ class InferenceModel(nn.Module):
         return self._run("features", self._features, x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        with self.runtime.autocast():
+        with self.place.autocast():
             return self.model.forward_head(x, pre_logits=pre_logits).float()
 
     def forward_intermediates(
@@ -172,7 +172,7 @@ class InferenceModel(nn.Module):
         output_fmt: str = "NCTHW",
         intermediates_only: bool = False,
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        if self.engine == "onnxruntime":
+        if self.runtime == "onnxruntime":
             if output_fmt != "NCTHW":  # checked on every call: a cached graph does not run the model's own check
                 raise ValueError(f"output_fmt must be 'NCTHW' (video feature maps), got {output_fmt!r}")
 
@@ -186,9 +186,9 @@ class InferenceModel(nn.Module):
             call = f"stages{tag}{'-early' if stop_early else ''}{'-only' if intermediates_only else ''}"
             out = list(self._ort(call, build, x))
             return out if intermediates_only else (out[0], out[1:])
-        with self.runtime.autocast():
+        with self.place.autocast():
             out = self.model.forward_intermediates(
-                self.runtime.prepare(x), indices, norm, stop_early, output_fmt, intermediates_only
+                self.place.prepare(x), indices, norm, stop_early, output_fmt, intermediates_only
             )
         return [t.float() for t in out] if isinstance(out, list) else (out[0].float(), [t.float() for t in out[1]])
 
@@ -212,14 +212,14 @@ def optimize_for_inference(
       (N, C, T, H, W) like the ones it will see.
     - ``fold_bn``: BatchNorm folded into the preceding convs.
     - ``compile``: ``torch.compile`` (default: on GPU).
-    - ``amp``: ``auto|bf16|fp16|none`` autocast (:mod:`r21d_zoo.deploy.runtime`; auto: bf16 on GPU, none on CPU).
+    - ``amp``: ``auto|bf16|fp16|none`` autocast (:mod:`r21d_zoo.deploy.placement`; auto: bf16 on GPU, none on CPU).
     - ``torchscript``: trace + freeze + ``torch.jit.optimize_for_inference`` (oneDNN convs; default: on CPU when
       neither ``compile`` nor ``amp`` is asked for; ``forward_intermediates`` stays eager).
     - ``channels_last``: channels_last_3d (default: on, except under ``torchscript``, which picks its own layout).
     Sets ``cudnn.benchmark`` when the model is on a GPU. ``bench/bench_models.py`` measures what each step buys."""
     device = next(model.parameters()).device
-    engine = resolve_runtime(runtime, device, amp)
-    if engine == "eager":
+    runtime = resolve_runtime(runtime, device, amp)
+    if runtime == "eager":
         raise ValueError("optimize_for_inference makes an optimised copy; runtime eager is the model itself")
     if (amp == INT8) != (calibration is not None):
         raise ValueError("int8 needs calibration clips, and calibration clips are only used by int8")
@@ -228,11 +228,11 @@ def optimize_for_inference(
         p.requires_grad_(False)
     if fold_bn:
         fold_batchnorm(model)
-    if engine == "onnxruntime":
+    if runtime == "onnxruntime":
         if compile or torchscript:
             raise ValueError("the onnxruntime runtime does not combine with compile or torchscript; pick one")
         cache = Path(cache_dir) if cache_dir else None
-        return InferenceModel(model, Runtime(device), False, False, engine, cache, calibration)
+        return InferenceModel(model, Placement(device), False, False, runtime, cache, calibration)
     cuda = device.type == "cuda"
     dtype = amp_dtype(amp, device)
     if compile is None:
@@ -246,4 +246,4 @@ def optimize_for_inference(
         model = model.to(memory_format=torch.channels_last_3d)
     if cuda:
         torch.backends.cudnn.benchmark = True
-    return InferenceModel(model, Runtime(device, dtype, channels_last), compile, torchscript)
+    return InferenceModel(model, Placement(device, dtype, channels_last), compile, torchscript)

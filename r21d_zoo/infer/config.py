@@ -2,6 +2,7 @@
 model to start from (:class:`ModelSource`), how clips become features (:class:`ExtractConfig`) and how a video's
 answer is made (:class:`PredictConfig`)."""
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from .._options import MODEL_ARGS_HELP, STRIDE_SEC_HELP
 from ..models import ClipSpec  # light: the schema alone
 
 if TYPE_CHECKING:
+    import torch
     import torch.nn as nn
 
     from ..data.features import VideoFeatures
@@ -148,6 +150,43 @@ def create_with_args(name: str, model_args: Dict[str, Any], **kwargs: Any) -> "n
             f"--model-args: {name} takes no argument {found.group(1)!r}; remove it or check its spelling"
             + (f" ({found.group(2)})" if found.group(2) else "")
         ) from e
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How a model runs for inference, one value passed whole from a command to the runner: the device (None:
+    where the model is), the precision (``amp``: auto, bf16, fp16, none, int8), the runtime (eager, torch,
+    onnxruntime, auto) and the memory format (``channels_last``; None: on a GPU)."""
+
+    device: Union[str, "torch.device", None] = None
+    amp: Optional[str] = "auto"
+    runtime: str = "eager"
+    channels_last: Optional[bool] = None
+
+    @classmethod
+    def from_legacy(
+        cls, function: str, inference: Any, legacy: Dict[str, Any], base: Optional["InferenceOptions"] = None
+    ) -> "InferenceOptions":
+        """``inference``, or one made from the keywords of the 0.x signature (``device=``, ``amp=``, ``runtime=``,
+        ``channels_last=``, and ``optimize=True`` for runtime torch), each with a deprecation warning; a device
+        passed where ``inference`` now goes counts as ``device=``."""
+        import warnings
+
+        if inference is not None and not isinstance(inference, InferenceOptions):
+            legacy = dict(legacy, device=inference)
+            inference = None
+        used = [k for k, v in legacy.items() if v is not None]
+        if legacy.pop("optimize", None):
+            legacy["runtime"] = "torch"
+        given = {k: v for k, v in legacy.items() if v is not None}
+        if used:
+            warnings.warn(
+                f"{function}({'=..., '.join(used)}=...) is deprecated and will be removed in the next release; use "
+                f"inference=InferenceOptions({', '.join(f'{k}=...' for k in given)})",
+                FutureWarning,
+                stacklevel=3,
+            )
+        return dataclasses.replace(inference or base or cls(), **given)
 
 
 def clip_field(help: str = "clip settings; each defaults to the weights' value", **defaults: Any) -> Any:

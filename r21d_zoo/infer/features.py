@@ -19,35 +19,28 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
 from .._errors import InputError
 from .._io import FolderLock, atomic_write, content_identity
 from .._progress import progress as show_progress
 from .._version import __version__
 from ..data.features import MANIFEST_FILE, SETTINGS_FILE, FeatureStore, VideoFeatures
-from ..data.features import feature_format, flat_settings
+from ..data.features import FeatureFormat, feature_format, flat_settings
 from ..data.inputs import VideoItem
 from ..data.labelled import segment_span
 from ..data.shards import VIDEO_MEMBERS as SHARD_VIDEO_EXTS, ShardSet, shard_samples
 from ..deploy.onnx_runtime import INT8_RECIPE, tensor_sha256
 from ..deploy.optimize import optimize_for_inference, resolve_runtime
-from ..deploy.runtime import INT8, Runtime
+from ..deploy.placement import INT8, Placement
 from ..models import ClipSpec, state_dict_sha256
-from ..video import (
-    VideoClassificationTransform,
-    VideoDecodeError,
-    open_video,
-)
-from ..video.reader import (
-    DEFAULT_DECODER,
-    check_decoder,
-    reader_class,
-    renamed,
-)
-from .config import POOLS, ExtractConfig
+from ..video import VideoClassificationTransform, VideoDecodeError
+from ..video.reader import DecodeOptions, check_decoder, renamed
+from .config import POOLS, ExtractConfig, InferenceOptions
 
 _logger = logging.getLogger(__name__)
 
@@ -104,7 +97,7 @@ def clip_features(
 
 class FeatureRunner:
     """Moves uint8 clips to the device, crops and normalises there, and runs the model: with ``runtime="eager"`` as
-    it is, with the precision and memory format of :mod:`r21d_zoo.deploy.runtime` (``amp="auto"``: bf16 on GPU,
+    it is, with the precision and memory format of :mod:`r21d_zoo.deploy.placement` (``amp="auto"``: bf16 on GPU,
     float32 on CPU); with another runtime (:data:`~r21d_zoo.deploy.optimize.RUNTIMES`) through
     :func:`optimize_for_inference`, which then applies them (``amp="int8"`` needs ``calibration`` clips)."""
 
@@ -113,22 +106,22 @@ class FeatureRunner:
         model: nn.Module,
         spec: ClipSpec,
         cfg: ExtractConfig,
-        device: Union[str, torch.device, None] = None,
-        amp: Optional[str] = "auto",
-        channels_last: Optional[bool] = None,
-        runtime: str = "eager",
+        inference: Optional[InferenceOptions] = None,
         calibration: Optional[torch.Tensor] = None,
+        **legacy: Any,
     ):
-        self.device = torch.device(device) if device else next(model.parameters()).device
+        opts = InferenceOptions.from_legacy("FeatureRunner", inference, legacy)
+        self.device = torch.device(opts.device) if opts.device else next(model.parameters()).device
         model = model.eval().to(self.device)
-        if resolve_runtime(runtime, self.device, amp) == "eager":
-            place = Runtime.create(self.device, amp, channels_last)
+        amp, channels_last = opts.amp, opts.channels_last
+        if resolve_runtime(opts.runtime, self.device, amp) == "eager":
+            place = Placement.create(self.device, amp, channels_last)
         else:
             model = optimize_for_inference(
-                model, channels_last=channels_last, amp=amp, runtime=runtime, calibration=calibration
+                model, channels_last=channels_last, amp=amp, runtime=opts.runtime, calibration=calibration
             )
-            place = Runtime(self.device)  # precision and layout are inside the optimised model
-        self.runtime = place
+            place = Placement(self.device)  # precision and layout are inside the optimised model
+        self.place = place
         self.model = place.place(model)
         self.cfg = cfg
         self.transform = VideoClassificationTransform.from_spec(spec).to(self.device)
@@ -140,13 +133,13 @@ class FeatureRunner:
         frames = frames.to(self.device, non_blocking=True)
         if self.cfg.mirror:
             frames = frames.flip(-2)  # (B, T, H, W, C): the frames of the mirrored video, before resizing and cropping
-        return self.runtime.prepare(self.transform(frames))
+        return self.place.prepare(self.transform(frames))
 
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (B, T, H, W, C) -> float32 features (B, ...) on the CPU."""
         x, cfg = self.clips(frames), self.cfg
-        with self.runtime.autocast():
+        with self.place.autocast():
             f = clip_features(self.model, x, cfg.layer, cfg.spatial_pool, cfg.temporal_pool)
         f = f.float()
         if self.crops > 1:
@@ -157,7 +150,7 @@ class FeatureRunner:
     def logits(self, frames: torch.Tensor) -> torch.Tensor:
         """The logits of ``frames``' clips (B * crops, classes) on the CPU, from the feature graph where it can."""
         x = self.clips(frames)
-        with self.runtime.autocast():
+        with self.place.autocast():
             if self.cfg.layer == "pre_logits":
                 return self.model.forward_head(self.model.forward_features(x)).float().cpu()
             return self.model(x).float().cpu()
@@ -175,12 +168,11 @@ class ClipChunks(IterableDataset):
         videos: Sequence[VideoItem],
         spec: ClipSpec,
         cfg: ExtractConfig,
-        decoder: str = DEFAULT_DECODER,
+        decode: DecodeOptions = DecodeOptions(),
         device: Optional[torch.device] = None,
-        frames_fps: Optional[float] = None,
     ):
-        self.videos, self.spec, self.cfg, self.decoder, self.device = list(videos), spec, cfg, decoder, device
-        self.frames_fps = frames_fps  # frame folders' rate, where an item does not carry its own
+        self.videos, self.spec, self.cfg, self.device = list(videos), spec, cfg, device
+        self.decode = replace(decode, fast_resize=decode.fast_resize or cfg.fast_resize)
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         wid, nw = _worker()
@@ -192,8 +184,7 @@ class ClipChunks(IterableDataset):
         cfg, start = self.cfg, time.perf_counter()
         head = dict(name=item.name, video=item.path)
         try:
-            fps = item.frames_fps or self.frames_fps
-            with open_video(source, self.spec, self.decoder, cfg.fast_resize, self.device, frames_fps=fps) as reader:
+            with self.decode.open(source, self.spec, self.device, item.frames_fps) as reader:
                 span = segment_span(item, reader.info.duration) if item.segment else None
                 clips = cfg.clips_for(self.spec, reader.info, span)
                 head["clips_total"] = len(clips)
@@ -238,10 +229,10 @@ class ShardClipChunks(ClipChunks):
         spec: ClipSpec,
         cfg: ExtractConfig,
         done: Callable[[str], bool],
-        decoder: str = DEFAULT_DECODER,
+        decode: DecodeOptions = DecodeOptions(),
         device: Optional[torch.device] = None,
     ):
-        super().__init__([], spec, cfg, decoder, device)
+        super().__init__([], spec, cfg, decode, device)
         self.urls, self.done = list(urls), done
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
@@ -272,41 +263,38 @@ def _worker() -> Tuple[int, int]:
     return (info.id, info.num_workers) if info else (0, 1)
 
 
-def decode_device(decoder: str, device: torch.device) -> Optional[torch.device]:
-    """The GPU to decode on: the model's, when the decoder can decode there (torchcodec's NVDEC); else None (CPU)."""
-    return device if device.type != "cpu" and device.type in reader_class(decoder).devices else None
-
-
 def extract_features(
     model: nn.Module,
     video: Union[str, os.PathLike],
     cfg: Optional[ExtractConfig] = None,
-    device: Union[str, torch.device, None] = None,
-    amp: Optional[str] = "auto",
-    runtime: str = "eager",
-    decoder: str = DEFAULT_DECODER,
-    frames_fps: Optional[float] = None,
+    inference: Optional[InferenceOptions] = None,
+    decode: Optional[DecodeOptions] = None,
     **overrides: Any,
 ) -> VideoFeatures:
     """Features of every clip of one video. Keyword overrides replace fields of ``cfg`` (``num_clips=10``,
     ``layer="layer3"``, ``spatial_pool="none"``) or of the weights' clip (``num_frames=8``, ``crop_mode="three"``).
-    ``runtime`` (``torch``, ``onnxruntime``, ``auto``) runs the model through :func:`r21d_zoo.optimize_for_inference`
-    (float32; int8 is for :func:`run_extraction`, which calibrates); ``frames_fps`` is the rate of a frame folder
-    (``video`` may be one, see :mod:`r21d_zoo.video.frames`). The deprecated names ``backend``, ``decoder_resize``,
-    ``clip_stride`` and ``optimize=True`` work (with a warning) for ``decoder``, ``fast_resize``, ``stride_sec`` and
-    ``runtime="torch"``."""
-    decoder = renamed("extract_features", "backend", overrides.pop("backend", None), "decoder", decoder)
-    optimize = "torch" if overrides.pop("optimize", None) else None
-    runtime = renamed("extract_features", "optimize", optimize, "runtime", runtime)
+    ``inference``: where and how the model runs (a runtime other than eager goes through
+    :func:`r21d_zoo.optimize_for_inference`, float32; int8 is for :func:`run_extraction`, which calibrates);
+    ``decode``: how the video is decoded (``video`` may be a frame folder, see :mod:`r21d_zoo.video.frames`). The
+    0.x keywords ``device``, ``amp``, ``runtime``, ``optimize=True``, ``decoder`` (``backend``), ``frames_fps``,
+    ``decoder_resize`` and ``clip_stride`` work, with a warning."""
+    legacy = {k: overrides.pop(k) for k in ("device", "amp", "runtime", "optimize") if k in overrides}
+    inference = InferenceOptions.from_legacy("extract_features", inference, legacy)
+    decoder = renamed("extract_features", "backend", overrides.pop("backend", None), "decoder", None)
+    decoder = renamed("extract_features", "decoder", overrides.pop("decoder", None), "decode", decoder)
+    frames_fps = renamed("extract_features", "frames_fps", overrides.pop("frames_fps", None), "decode", None)
+    decode = decode or DecodeOptions()
+    if decoder or frames_fps:
+        decode = replace(decode, decoder=decoder or decode.decoder, frames_fps=frames_fps or decode.frames_fps)
     for old, new in (("decoder_resize", "fast_resize"), ("clip_stride", "stride_sec")):
         if old in overrides:
             overrides[new] = renamed("extract_features", old, overrides.pop(old), new, None)
     clip_overrides = {k: overrides.pop(k) for k in ClipSpec.fields() if k in overrides}
     cfg = replace(cfg or ExtractConfig(), **overrides)
     spec = ClipSpec.from_model(model, **cfg.clip, **clip_overrides)
-    runner = FeatureRunner(model, spec, cfg, device, amp, runtime=runtime)
+    runner = FeatureRunner(model, spec, cfg, inference)
     feats, times, padded = [], [], []
-    chunks = ClipChunks([], spec, cfg, decoder, decode_device(decoder, runner.device), frames_fps)
+    chunks = ClipChunks([], spec, cfg, decode, decode.decode_device(runner.device))
     for chunk in chunks.chunks(str(video), VideoItem(str(video), Path(video).stem)):
         if "error" in chunk:
             raise VideoDecodeError(chunk["error"])
@@ -332,8 +320,7 @@ def calibration_frames(
     spec: ClipSpec,
     cfg: ExtractConfig,
     count: int,
-    decoder: str = DEFAULT_DECODER,
-    frames_fps: Optional[float] = None,
+    decode: DecodeOptions = DecodeOptions(),
 ) -> Tuple[torch.Tensor, List[str]]:
     """uint8 frames of up to ``2 * count`` clips (the even ones calibrate int8, the odd ones check it): 4 uniformly
     spaced clips per video from the first videos of the whole input, the same on every shard and on resume (of
@@ -343,9 +330,9 @@ def calibration_frames(
         cfg, num_clips=per_video, stride_sec=None, feature_fps=None, centered=False, segments=None, batch_size=per_video
     )
     if isinstance(videos, ShardSet):
-        chunks: ClipChunks = ShardClipChunks(videos.urls[:1], spec, sampling, _never, decoder)
+        chunks: ClipChunks = ShardClipChunks(videos.urls[:1], spec, sampling, _never, decode)
     else:
-        chunks = ClipChunks(list(videos), spec, sampling, decoder, frames_fps=frames_fps)
+        chunks = ClipChunks(list(videos), spec, sampling, decode)
     frames: List[torch.Tensor] = []
     names: List[str] = []
     for chunk in chunks:
@@ -493,11 +480,9 @@ def run_extraction(
     model: nn.Module,
     cfg: ExtractConfig,
     *,
-    decoder: str = DEFAULT_DECODER,
-    device: Union[str, torch.device, None] = None,
+    decode: DecodeOptions = DecodeOptions(),
+    inference: Optional[InferenceOptions] = None,
     workers: int = 0,
-    amp: Optional[str] = "auto",
-    channels_last: Optional[bool] = None,
     format: str = "npy",
     dtype: str = "float32",
     shard_id: int = 0,
@@ -506,64 +491,45 @@ def run_extraction(
     progress: bool = True,
     model_name: Optional[str] = None,
     init_seed: Optional[int] = None,
-    runtime: str = "eager",
-    frames_fps: Optional[float] = None,
     calibration_clips: int = 32,
     force_int8: bool = False,
-    optimize: Optional[bool] = None,
+    **legacy: Any,
 ) -> ExtractSummary:
     """Extract features of ``videos[shard_id::num_shards]`` into ``out_dir`` (see the module docstring). ``videos``
     may be WebDataset shards: this job then takes ``shards[shard_id::num_shards]`` and names outputs by sample key.
-    ``frames_fps``: the rate of frame folders whose item does not carry one (see :mod:`r21d_zoo.video.frames`).
-
-    ``runtime``: see :func:`r21d_zoo.optimize_for_inference` (``optimize=True``, deprecated: ``"torch"``). With
-    ``amp="int8"`` the model is calibrated on ``calibration_clips`` clips of the first videos
-    (:func:`calibration_frames`) and checked on as many others against float32 (:func:`int8_agreement`: printed and
-    recorded in ``extraction.json``); too little agreement is refused before any features are written, unless
-    ``force_int8``."""
-    runtime = renamed("run_extraction", "optimize", "torch" if optimize else None, "runtime", runtime)
+    ``decode`` says how videos are decoded, ``inference`` how the model runs (a runtime other than eager: see
+    :func:`r21d_zoo.optimize_for_inference`). With ``amp="int8"`` the model is calibrated on ``calibration_clips``
+    clips of the first videos (:func:`calibration_frames`) and checked on as many others against float32
+    (:func:`int8_agreement`: printed and recorded in ``extraction.json``); too little agreement is refused before any
+    features are written, unless ``force_int8``. The 0.x keywords (``decoder``, ``frames_fps``, ``device``, ``amp``,
+    ``channels_last``, ``runtime``, ``optimize``) work, with a warning."""
+    decode, inference = _legacy_options("run_extraction", decode, inference, legacy)
     spec = ClipSpec.from_model(model, **cfg.clip)
     _stage_check(model, cfg.layer)
     store_format = feature_format(format)
-    check_decoder(decoder)  # a decoder that cannot load here fails once, not once per video
+    check_decoder(decode.decoder)  # a decoder that cannot load here fails once, not once per video
     if not 0 <= shard_id < num_shards:
         raise ValueError(f"shard id {shard_id} is not in 0..{num_shards - 1}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lock = FolderLock(out, ".r21d-zoo.lock" if num_shards == 1 else f".r21d-zoo-shard-{shard_id}-of-{num_shards}.lock")
     with lock:  # a second live run of this shard into this folder is refused
-        manifest = out / MANIFEST_FILE
-        quantization, agreement, calibration = None, None, None
-        if amp == INT8:
-            reference = FeatureRunner(model, spec, cfg, device, "none", channels_last)
-            resolve_runtime(runtime, reference.device, amp)  # an impossible choice fails before decoding
-            frames, names = calibration_frames(videos, spec, cfg, calibration_clips, decoder, frames_fps)
-            calibration = reference.clips(frames[0::2]).cpu()
-            clips = dict(videos=names, clips=len(calibration), sha256=tensor_sha256(calibration))
-            quantization = dict(dtype=INT8, recipe=INT8_RECIPE, calibration=clips)
-        runner = FeatureRunner(model, spec, cfg, device, amp, channels_last, runtime, calibration)
-        settings = extraction_settings(model, spec, cfg, format, dtype, model_name, init_seed, frames_fps, quantization)
-        if quantization:
-            agreement = int8_agreement(model, reference, runner, frames[1::2])
-            check_int8_agreement(agreement, force_int8)
+        runner, quantization, agreement = _runner_for(
+            model, spec, cfg, inference, videos, decode, calibration_clips, force_int8
+        )
+        settings = extraction_settings(
+            model, spec, cfg, format, dtype, model_name, init_seed, decode.frames_fps, quantization
+        )
+        if agreement is not None:
             settings["int8_agreement"] = agreement
-        settings_id = check_settings(out, settings, resume)
-        summary = ExtractSummary()
-        store_format = store_format.for_job(settings, shard_id, num_shards)
-        done = store_format.finished(out) if resume else _never
-        on_gpu = decode_device(decoder, runner.device)
+        writer = _Writer(out, store_format.for_job(settings, shard_id, num_shards), cfg, dtype, model_name)
+        writer.base.update(settings=check_settings(out, settings, resume), rank=shard_id, num_shards=num_shards)
+        on_gpu = decode.decode_device(runner.device)
         if on_gpu is not None and workers:
-            _logger.info("decoding with %s on %s in the main process (not in %d workers)", decoder, on_gpu, workers)
+            _logger.info("decoding with %s on %s in the main process (not in %d workers)", decode.decoder, on_gpu,
+                         workers)
             workers = 0
-        if isinstance(videos, ShardSet):
-            chunks: ClipChunks = ShardClipChunks(videos.urls[shard_id::num_shards], spec, cfg, done, decoder, on_gpu)
-            total = sum(videos.counts[shard_id::num_shards]) if videos.counts is not None else None
-        else:
-            mine = list(videos)[shard_id::num_shards]
-            changed = _changed_since(manifest) if resume else _never
-            todo = [v for v in mine if not done(v.name) or changed(v)]
-            summary.skipped = len(mine) - len(todo)
-            chunks, total = ClipChunks(todo, spec, cfg, decoder, on_gpu, frames_fps), len(todo)
+        chunks, total = _this_jobs_chunks(videos, spec, cfg, decode, on_gpu, writer, shard_id, num_shards, resume)
         loader = DataLoader(
             chunks,
             batch_size=None,
@@ -571,74 +537,152 @@ def run_extraction(
             pin_memory=runner.device.type == "cuda" and on_gpu is None,
             prefetch_factor=2 if workers else None,
         )
-        bar = show_progress(total=total, unit="video", desc="extract", show=progress)
-        pending: Dict[int, List[Any]] = {}
-        started: Dict[int, float] = {}
-        t_run = time.perf_counter()
-        base = dict(model=model_name, settings=settings_id, rank=shard_id, num_shards=num_shards)
+        return writer.run(loader, runner, show_progress(total=total, unit="video", desc="extract", show=progress))
+
+
+def _legacy_options(
+    function: str, decode: DecodeOptions, inference: Optional[InferenceOptions], legacy: Dict[str, Any]
+) -> Tuple[DecodeOptions, InferenceOptions]:
+    """The carriers, with the 0.x keywords of ``function`` (each warned about) folded in."""
+    unknown = set(legacy) - {"decoder", "frames_fps", "device", "amp", "channels_last", "runtime", "optimize"}
+    if unknown:
+        raise TypeError(f"{function}() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+    decoding = {k: legacy.pop(k) for k in ("decoder", "frames_fps") if legacy.get(k) is not None}
+    for k in decoding:
+        renamed(function, k, decoding[k], "decode", None)
+    return replace(decode, **decoding), InferenceOptions.from_legacy(function, inference, legacy)
+
+
+def _runner_for(
+    model: nn.Module,
+    spec: ClipSpec,
+    cfg: ExtractConfig,
+    inference: InferenceOptions,
+    videos: Union[Sequence[VideoItem], ShardSet],
+    decode: DecodeOptions,
+    calibration_clips: int,
+    force_int8: bool,
+) -> Tuple[FeatureRunner, Optional[Dict[str, Any]], Optional[Dict[str, Any]]]:
+    """The runner, and for int8 what it was calibrated on and how well it agrees with float32 (checked here)."""
+    if inference.amp != INT8:
+        return FeatureRunner(model, spec, cfg, inference), None, None
+    reference = FeatureRunner(model, spec, cfg, replace(inference, amp="none", runtime="eager"))
+    resolve_runtime(inference.runtime, reference.device, inference.amp)  # an impossible choice fails before decoding
+    frames, names = calibration_frames(videos, spec, cfg, calibration_clips, decode)
+    calibration = reference.clips(frames[0::2]).cpu()
+    clips = dict(videos=names, clips=len(calibration), sha256=tensor_sha256(calibration))
+    runner = FeatureRunner(model, spec, cfg, inference, calibration)
+    agreement = int8_agreement(model, reference, runner, frames[1::2])
+    check_int8_agreement(agreement, force_int8)
+    return runner, dict(dtype=INT8, recipe=INT8_RECIPE, calibration=clips), agreement
+
+
+def _this_jobs_chunks(
+    videos: Union[Sequence[VideoItem], ShardSet],
+    spec: ClipSpec,
+    cfg: ExtractConfig,
+    decode: DecodeOptions,
+    on_gpu: Optional[torch.device],
+    writer: "_Writer",
+    shard_id: int,
+    num_shards: int,
+    resume: bool,
+) -> Tuple[ClipChunks, Optional[int]]:
+    """This job's part of the input as clip chunks, without what an earlier run finished (and that did not change
+    since), and how many videos that is (None: unknown, for shards without an index)."""
+    done = writer.format.finished(writer.out) if resume else _never
+    if isinstance(videos, ShardSet):
+        total = sum(videos.counts[shard_id::num_shards]) if videos.counts is not None else None
+        return ShardClipChunks(videos.urls[shard_id::num_shards], spec, cfg, done, decode, on_gpu), total
+    mine = list(videos)[shard_id::num_shards]
+    changed = _changed_since(writer.manifest) if resume else _never
+    todo = [v for v in mine if not done(v.name) or changed(v)]
+    writer.summary.skipped = len(mine) - len(todo)
+    return ClipChunks(todo, spec, cfg, decode, on_gpu), len(todo)
+
+
+class _Writer:
+    """Turns a video's chunks into its features as they arrive, writes them in the output format, and records each
+    video (done or failed) in the manifest."""
+
+    def __init__(self, out: Path, format: FeatureFormat, cfg: ExtractConfig, dtype: str, model_name: Optional[str]):
+        self.out, self.format, self.cfg, self.dtype, self.model_name = out, format, cfg, dtype, model_name
+        self.manifest = out / MANIFEST_FILE
+        self.base: Dict[str, Any] = dict(model=model_name)
+        self.summary = ExtractSummary()
+        self.pending: Dict[str, List[Any]] = {}
+        self.started: Dict[str, float] = {}
+
+    def run(self, loader: Iterable[Dict[str, Any]], runner: FeatureRunner, bar: Any) -> ExtractSummary:
+        t_run, summary = time.perf_counter(), self.summary
         for chunk in loader:
             name, video = chunk["name"], chunk["video"]
             if chunk.get("skipped"):
                 summary.skipped += 1
-                bar.update(1)
-                continue
-            if "error" in chunk:  # a video, or a damaged shard (named by its URL)
-                pending.pop(name, None)
-                started.pop(name, None)
-                summary.failed += 1
-                summary.failures.append(video)
-                _logger.warning("failed: %s", chunk["error"])
-                _append_line(manifest, dict(base, video=video, name=name, status="error", error=chunk["error"]))
-                bar.update(1)
-                continue
-            if name not in started:
-                started[name] = time.perf_counter()
-                store_format.discard_partial(out, name)  # a killed run can leave it half-written
-            parts = pending.setdefault(name, [])
-            if len(chunk["frames"]):
-                parts.append((runner(chunk["frames"]), chunk["times"], chunk["num_padded"]))
-            if not chunk["last"]:  # a long video: say how far into it, not only how many videos are done
-                done = sum(len(p[1]) for p in parts)
-                bar.set_postfix(video=name, clips=f"{done}/{chunk.get('clips_total', '?')}")
-                bar.update(0)
-                continue
-            del pending[name]
-            result = cfg.in_segments(
-                VideoFeatures(
-                    torch.cat([p[0] for p in parts]).numpy(),
-                    torch.cat([p[1] for p in parts]).numpy(),
-                    torch.cat([p[2] for p in parts]).numpy(),
-                    dict(chunk["info"], model=model_name),
-                )
-            )
-            paths = store_format.write(out, name, result, dtype)
-            seconds = time.perf_counter() - started.pop(name)
-            n = len(result.features)
-            summary.done += 1
-            summary.clips += n
-            _append_line(
-                manifest,
-                dict(
-                    base,
-                    video=video,
-                    name=name,
-                    status="ok",
-                    num_clips=n,
-                    feature_shape=list(result.features.shape),
-                    padded_frames=int(result.num_padded.sum()),
-                    duration=result.info["duration"],
-                    fps=result.info["fps"],
-                    **{k: result.info[k] for k in ("segment", "annotation") if k in result.info},
-                    seconds=round(seconds, 4),
-                    outputs=[p.name for p in paths],
-                    identity=content_identity(video) if isinstance(video, str) else None,
-                ),
-            )
+            elif "error" in chunk:  # a video, or a damaged shard (named by its URL)
+                self.failed(name, video, chunk["error"])
+            else:
+                parts = self.add(name, chunk, runner)
+                if not chunk["last"]:  # a long video: say how far into it, not only how many videos are done
+                    done = sum(len(p[1]) for p in parts)
+                    bar.set_postfix(video=name, clips=f"{done}/{chunk.get('clips_total', '?')}")
+                    bar.update(0)
+                    continue
+                self.write(name, video, chunk["info"])
+                bar.set_postfix(clips_per_s=f"{summary.clips / (time.perf_counter() - t_run):.1f}")
             bar.update(1)
-            bar.set_postfix(clips_per_s=f"{summary.clips / (time.perf_counter() - t_run):.1f}")
         bar.close()
         summary.seconds = time.perf_counter() - t_run
         return summary
+
+    def failed(self, name: str, video: str, error: str) -> None:
+        self.pending.pop(name, None)
+        self.started.pop(name, None)
+        self.summary.failed += 1
+        self.summary.failures.append(video)
+        _logger.warning("failed: %s", error)
+        _append_line(self.manifest, dict(self.base, video=video, name=name, status="error", error=error))
+
+    def add(self, name: str, chunk: Dict[str, Any], runner: FeatureRunner) -> List[Any]:
+        if name not in self.started:
+            self.started[name] = time.perf_counter()
+            self.format.discard_partial(self.out, name)  # a killed run can leave it half-written
+        parts = self.pending.setdefault(name, [])
+        if len(chunk["frames"]):
+            parts.append((runner(chunk["frames"]), chunk["times"], chunk["num_padded"]))
+        return parts
+
+    def write(self, name: str, video: str, info: Dict[str, Any]) -> None:
+        parts = self.pending.pop(name)
+        result = self.cfg.in_segments(
+            VideoFeatures(
+                torch.cat([p[0] for p in parts]).numpy(),
+                torch.cat([p[1] for p in parts]).numpy(),
+                torch.cat([p[2] for p in parts]).numpy(),
+                dict(info, model=self.model_name),
+            )
+        )
+        paths = self.format.write(self.out, name, result, self.dtype)
+        seconds = time.perf_counter() - self.started.pop(name)
+        n = len(result.features)
+        self.summary.done += 1
+        self.summary.clips += n
+        record = dict(
+            self.base,
+            video=video,
+            name=name,
+            status="ok",
+            num_clips=n,
+            feature_shape=list(result.features.shape),
+            padded_frames=int(result.num_padded.sum()),
+            duration=result.info["duration"],
+            fps=result.info["fps"],
+            **{k: result.info[k] for k in ("segment", "annotation") if k in result.info},
+            seconds=round(seconds, 4),
+            outputs=[p.name for p in paths],
+            identity=content_identity(video) if isinstance(video, str) else None,
+        )
+        _append_line(self.manifest, record)
 
 
 def _never(name: Any) -> bool:

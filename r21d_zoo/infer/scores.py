@@ -20,7 +20,7 @@ from .._progress import progress as show_progress
 from .._world import WorldInfo
 from ..data.labelled import EvalClips, LabelledVideos
 from ..deploy.optimize import optimize_for_inference
-from ..deploy.runtime import Runtime
+from ..deploy.placement import Placement
 from ..models import ClipSpec, evaluation_protocol
 from ..video import VideoClassificationTransform
 from ..video.reader import Clip, VideoReader
@@ -143,11 +143,11 @@ def score_videos(
             f"{model.num_classes}; read it with classes=model_classes(model)"
         )
     fully_conv = spec.crop_mode == "full"
-    place = Runtime.create(device, amp, channels_last=False)  # the model's memory format is the caller's
+    place = Placement.create(device, amp, channels_last=False)  # the model's memory format is the caller's
     if runtime != "eager":
         if fully_conv:
             raise UsageError("crop mode full feeds whole frames of any size, which runs on runtime eager only")
-        model, place = optimize_for_inference(model, amp=amp, runtime=runtime), Runtime(device)
+        model, place = optimize_for_inference(model, amp=amp, runtime=runtime), Placement(device)
     transform = VideoClassificationTransform.from_spec(spec).to(device)  # frames arrive resized: resize is a no-op
     shard = list(range(world.rank, len(data), world.world_size))  # no padding, no duplicates
     loader = DataLoader(EvalClips(data, spec, num_clips, shard), batch_size=None, num_workers=workers)

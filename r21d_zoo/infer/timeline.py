@@ -31,7 +31,7 @@ from .._progress import progress as show_progress
 from ..models import ClipSpec
 from ..video import open_video, uniform_clips
 from ..video.reader import DEFAULT_DECODER
-from .config import OUTPUTS, ExtractConfig, PredictConfig
+from .config import OUTPUTS, ExtractConfig, InferenceOptions, PredictConfig
 from .features import FeatureRunner
 from .gradcam import Explanation, explain
 from .scores import clip_probs, model_classes, protocol_spec
@@ -124,8 +124,9 @@ def predict(
         spec, num_clips = protocol_spec(m, clip, cfg.num_clips)
         timeline_spec = ClipSpec.from_model(m, **dict(clip, crop_mode=clip.get("crop_mode", "center")))
         sampling = ExtractConfig(batch_size=cfg.batch_size)
-        window.append((FeatureRunner(m, timeline_spec, sampling, device), timeline_spec, weight))
-        videowide.append((FeatureRunner(m, spec, sampling, device), spec, weight))
+        inference = InferenceOptions(device=device)
+        window.append((FeatureRunner(m, timeline_spec, sampling, inference), timeline_spec, weight))
+        videowide.append((FeatureRunner(m, spec, sampling, inference), spec, weight))
     first = window[0][1]
     with open_video(video, first, decoder, frames_fps=frames_fps) as reader:
         info = reader.info

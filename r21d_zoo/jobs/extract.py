@@ -11,9 +11,10 @@ from ..data.features import MANIFEST_FILE
 from ..data.inputs import VideoItem, discover_videos, read_video_list, resolved
 from ..data.labelled import video_items
 from ..data.shards import ShardSet, shard_inputs
+from ..infer.config import InferenceOptions
 from ..infer.features import run_extraction
 from ..train.distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
-from ..video.reader import FRAMES_DECODER, check_decoder
+from ..video.reader import FRAMES_DECODER, DecodeOptions, check_decoder
 from .configs import ExtractJobConfig as ExtractJobConfig
 
 _logger = logging.getLogger(__name__)
@@ -60,11 +61,9 @@ def run(cfg: ExtractJobConfig) -> int:
         cfg.out,
         model,
         cfg.settings,
-        decoder=cfg.decoder,
-        device=default_device(world, cfg.device),
+        decode=DecodeOptions(cfg.decoder, cfg.labels.frames_fps),
+        inference=InferenceOptions(default_device(world, cfg.device), cfg.amp, cfg.runtime, cfg.channels_last),
         workers=cfg.workers,
-        amp=cfg.amp,
-        channels_last=cfg.channels_last,
         format=cfg.format,
         dtype=cfg.dtype,
         shard_id=shard_id,
@@ -73,8 +72,6 @@ def run(cfg: ExtractJobConfig) -> int:
         progress=shard_id == 0,
         model_name=cfg.model.name,
         init_seed=seed,
-        runtime=cfg.runtime,
-        frames_fps=cfg.labels.frames_fps,
         calibration_clips=cfg.calibration_clips,
         force_int8=cfg.force_int8,
     )

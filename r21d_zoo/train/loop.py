@@ -1,7 +1,7 @@
 """The one training loop. :func:`fit` (epochs over a map-style dataset) and :func:`fit_stream` (clips processed over a
 stream: sharded pre-training) run the same body, :func:`_train`, driven by a clock (:class:`_Epochs`,
 :class:`_Clips`) that owns what differs: the loader, the schedule's clock, where the run is, and when it records and
-checkpoints. The body does the rest once: precision and memory format (:mod:`r21d_zoo.deploy.runtime`), gradient
+checkpoints. The body does the rest once: precision and memory format (:mod:`r21d_zoo.deploy.placement`), gradient
 accumulation and checkpointing, DDP/SyncBN, the optimizer step, exact resume from ``last.pt`` with the settings
 checked, metrics, the best and final exports, and the folder lock (:class:`~r21d_zoo.train.run_folder.RunFolder`).
 
@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 
 from .._progress import progress as show_progress
 from ..data.seeds import epoch_seed
-from ..deploy.runtime import Runtime
+from ..deploy.placement import Placement
 from .distributed import WorldInfo, all_reduce_sum, default_device, init_distributed
 from ..infer.scores import unwrap
 from .config import SampleOptimConfig, TrainConfig as TrainConfig
@@ -41,19 +41,19 @@ _logger = logging.getLogger(__name__)
 class StepContext:
     """What a job's ``step`` gets besides the batch: where and how to run, and this step's augmentation generator."""
 
-    runtime: Runtime
+    place: Placement
     generator: torch.Generator
 
     @property
     def device(self) -> torch.device:
-        return self.runtime.device
+        return self.place.device
 
     def autocast(self) -> Any:
-        return self.runtime.autocast()
+        return self.place.autocast()
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """A model input in the loop's memory format."""
-        return self.runtime.prepare(x)
+        return self.place.prepare(x)
 
 
 class StepOutput(NamedTuple):
@@ -173,9 +173,9 @@ def _train(
         data["train data"] = clock.dataset.fingerprint()
     settings = run_settings(hooks.config, data)
     export, monitor = hooks.export, hooks.monitor
-    runtime, optimizer, scaler = _prepare(model, cfg, param_groups, world)
-    scheduler = clock.start(optimizer, runtime.device)
-    ddp = wrap_ddp(model, world, runtime.device, cfg.sync_bn)
+    place, optimizer, scaler = _prepare(model, cfg, param_groups, world)
+    scheduler = clock.start(optimizer, place.device)
+    ddp = wrap_ddp(model, world, place.device, cfg.sync_bn)
     run = RunFolder(out_dir, world) if out_dir is not None else None
     history: List[Dict[str, Any]] = []
     best = best_dir = None
@@ -198,7 +198,7 @@ def _train(
             optimizer.zero_grad(set_to_none=True)
             for seed, batches in clock.steps():
                 if seed is not None:
-                    ctx = StepContext(runtime, torch.Generator().manual_seed(seed))
+                    ctx = StepContext(place, torch.Generator().manual_seed(seed))
                 count = 0
                 for batch in batches:
                     result = step(ddp, batch, ctx)
@@ -526,16 +526,16 @@ def _gather(obj: Any, world: WorldInfo) -> List[Any]:
 
 def _prepare(
     model: nn.Module, cfg: TrainConfig, param_groups: ParamGroups, world: WorldInfo
-) -> Tuple[Runtime, torch.optim.Optimizer, torch.amp.GradScaler]:
+) -> Tuple[Placement, torch.optim.Optimizer, torch.amp.GradScaler]:
     """Place the model (device, memory format, gradient checkpointing as configured) and build its optimizer with the
     linearly scaled LR per group, and the fp16 loss scaler (disabled otherwise)."""
-    runtime = Runtime.create(default_device(world, cfg.device), cfg.amp, cfg.channels_last)
-    runtime.place(model)
+    place = Placement.create(default_device(world, cfg.device), cfg.amp, cfg.channels_last)
+    place.place(model)
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     lr = cfg.optim.scaled_lr(cfg.batch_size, world.world_size, cfg.accumulation)
     optimizer = build_optimizer({k: (p, lr * mult) for k, (p, mult) in param_groups.items()}, cfg.optim)
-    return runtime, optimizer, runtime.grad_scaler()
+    return place, optimizer, place.grad_scaler()
 
 
 class _Tally:

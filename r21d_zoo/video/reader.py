@@ -184,6 +184,32 @@ def renamed(function: str, old: str, old_value: Any, new: str, value: Any) -> An
     return old_value
 
 
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How videos are decoded, one value passed whole from a command to every reader: the decoder, the frame rate of
+    frame folders whose item does not carry one (see :mod:`r21d_zoo.video.frames`), and resizing inside the decoder
+    (faster, but not the reference preprocessing)."""
+
+    decoder: str = DEFAULT_DECODER
+    frames_fps: Optional[float] = None
+    fast_resize: bool = False
+
+    def open(
+        self,
+        source: VideoSource,
+        spec: Optional[ClipSpec] = None,
+        device: Union[str, torch.device, None] = None,
+        frames_fps: Optional[float] = None,
+    ) -> VideoReader:
+        """:func:`open_video` with these options; ``frames_fps``: an item's own rate, which wins over the default."""
+        fps = frames_fps or self.frames_fps
+        return open_video(source, spec, self.decoder, self.fast_resize, device, frames_fps=fps)
+
+    def decode_device(self, device: torch.device) -> Optional[torch.device]:
+        """The GPU to decode on: ``device``, when the decoder can decode there (torchcodec's NVDEC); else None."""
+        return device if device.type != "cpu" and device.type in reader_class(self.decoder).devices else None
+
+
 def open_video(
     path: VideoSource,
     spec: Optional[ClipSpec] = None,

@@ -46,7 +46,7 @@ def use_channels_last(device: Union[str, torch.device], channels_last: Optional[
 
 
 @dataclass(frozen=True)
-class Runtime:
+class Placement:
     """Where and how a model runs: the device, the autocast dtype (None: float32) and the memory format."""
 
     device: torch.device
@@ -56,7 +56,7 @@ class Runtime:
     @classmethod
     def create(
         cls, device: Union[str, torch.device], amp: Optional[str] = "auto", channels_last: Optional[bool] = None
-    ) -> "Runtime":
+    ) -> "Placement":
         device = torch.device(device)
         return cls(device, amp_dtype(amp, device), use_channels_last(device, channels_last))
 

@@ -80,7 +80,7 @@ def registry_config(name: str) -> Dict[str, Any]:
     """The config.json a registry weight would have, built without allocating weights."""
     with torch.device("meta"):
         model = create_model(name)
-    return model_config(model)
+    return model_config(model, weights_loaded=True)
 
 
 def _datasets(p: Dict[str, Any]) -> List[str]:

@@ -5,7 +5,7 @@ child module run in order, so features-only wrappers can hold them), and the cfg
 naming the input conv and the head. A new family subclasses :class:`VideoModel`, fills in the abstract methods and
 registers entrypoints with :func:`register_model` that call :func:`build_model_with_cfg`."""
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -85,6 +85,13 @@ class VideoModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict``, remembering that weights were loaded: a model saved without ever loading
+        any claims none of the registry weights' provenance (see :func:`model_config`)."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._weights_loaded = True
+        return result
 
 
 def stage_modules(model: nn.Module) -> List[nn.Module]:

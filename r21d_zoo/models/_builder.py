@@ -101,7 +101,7 @@ def build_model_with_cfg(
     model = model_cls(**_accepted(model_cls, kwargs))
     model.pretrained_cfg = cfg.to_dict()
     model._model_args = dict(kwargs)
-    model._weights_loaded = load  # saved without weights, its cfg claims none of theirs (see model_config)
+    model._weights_loaded = False  # until a state dict is loaded (VideoModel.load_state_dict; see model_config)
     if load:
         state_dict, origin = load_weights(
             cfg, model, checkpoint_path=checkpoint_path, cache_dir=cache_dir, need_head=not num_classes_requested

@@ -140,15 +140,17 @@ def read_config_json(directory: str) -> Dict[str, Any]:
         raise WeightsError(f"{path}: 'model_args' must be a JSON object, found {config['model_args']!r}")
     return config
 
-def model_config(model: nn.Module) -> Dict[str, Any]:
+def model_config(model: nn.Module, weights_loaded: Optional[bool] = None) -> Dict[str, Any]:
     """timm's nested config.json: architecture, num_classes, num_features, model_args, pretrained_cfg, label_names,
     and the Hub's ``id2label``/``label2id`` beside them (what tools that read Hub configs look for).
 
     Label names that do not fit the model's head (e.g. after ``reset_classifier``) are dropped. A model built
     without loading weights (``pretrained=False``) keeps timm's convention in memory (its cfg describes the weights it
-    would load), but is saved as what it is: no tag, source, results or licence of those weights."""
+    would load), but is saved as what it is: no tag, source, results or licence of those weights.
+    ``weights_loaded=True`` describes the weights the cfg names whatever the model holds (the registry's cards)."""
     cfg = PretrainedCfg.from_dict(getattr(model, "pretrained_cfg", None) or {})
-    if getattr(model, "_weights_loaded", True) is False and (cfg.has_weights or cfg.license or cfg.tag):
+    loaded = getattr(model, "_weights_loaded", True) if weights_loaded is None else weights_loaded
+    if not loaded and (cfg.has_weights or cfg.license or cfg.tag):
         notes = "Randomly initialised: no weights loaded."
         cfg = cfg.derive(base_model=None, labels=cfg.label_names, origin_url=None, notes=notes)
     cfg = cfg.replace(file=None, num_classes=model.num_classes)

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import List, Optional
 from urllib.parse import unquote
 
+from .._errors import InputError
 from ..deploy.cards import model_stats, registry_config, render_model_card
 from ..models import get_pretrained_cfg, list_models, list_pretrained, metric_value
 from .configs import CardsConfig as CardsConfig
@@ -91,7 +92,21 @@ def update_conversion_readme(path: str) -> None:
     _replace_between(path, COMMANDS_START, COMMANDS_END, render_conversion_commands())
 
 
+def _check_markers(path: str, flag: str, start: str, end: str) -> None:
+    """The file a table goes into must exist and hold its markers, checked before any card is written."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"{flag} {path}: cannot read it ({e.strerror or e}); name the existing page the table goes in")
+    if start not in text or end not in text.split(start, 1)[-1]:
+        raise InputError(f"{flag} {path} has no {start} ... {end} markers; add them where the table goes")
+
+
 def run(cfg: CardsConfig) -> int:
+    if cfg.readme:
+        _check_markers(cfg.readme, "--readme", TABLE_START, TABLE_END)
+    if cfg.conversion_readme:
+        _check_markers(cfg.conversion_readme, "--conversion-readme", COMMANDS_START, COMMANDS_END)
     for path in write_cards(cfg.directory):
         print(path)
     if cfg.readme:

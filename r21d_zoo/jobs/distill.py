@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..deploy import save_pretrained
 from ..models import FLOW_MEAN, FLOW_STD, ClipSpec, WeightsError, set_derived_cfg
 from ..video import VideoClassificationTransform, normalize
-from .._errors import InputError
+from .._errors import InputError, UsageError
 from .._io import writable_dir
 from ..data.inputs import discover_videos
 from ..data.labelled import LabelledVideos, Sample, TrainClips
@@ -61,7 +61,11 @@ class TeacherSpec:
             try:
                 teacher = timm.create_model(teacher, pretrained=pretrained)
             except Exception as e:  # timm's Hub download: offline, unreachable, unknown name
-                if not pretrained or isinstance(e, RuntimeError) and "Unknown model" in str(e):
+                if isinstance(e, RuntimeError) and "Unknown model" in str(e):
+                    raise UsageError(
+                        f"--teacher {name!r} is not a timm model; timm.list_models(pretrained=True) lists them"
+                    ) from e
+                if not pretrained:
                     raise
                 raise WeightsError(
                     f"could not load the weights of the timm teacher {name!r} ({type(e).__name__}: {e}). Offline: "

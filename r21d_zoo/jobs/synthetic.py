@@ -11,7 +11,7 @@ from .configs import SyntheticConfig as SyntheticConfig
 
 
 def run(cfg: SyntheticConfig) -> int:
-    writable_dir(cfg.out, "the output folder")
+    writable_dir(cfg.out, "OUT")
     counts = long_tailed_counts(cfg.directions, cfg.videos_per_class, cfg.smallest) if cfg.smallest else None
     train, val = make_motion_dataset(
         Path(cfg.out), cfg.videos_per_class, cfg.val_per_class, cfg.frames, cfg.size, cfg.seed, cfg.directions, counts

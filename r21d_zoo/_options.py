@@ -27,7 +27,8 @@ DEFAULT_FRAMES_FPS = 30.0
 RUNTIMES = ("eager", "torch", "onnxruntime", "auto")
 RUNTIME_HELP = (
     "eager (the model as built), torch (BN folded; TorchScript on CPU, torch.compile on GPU), onnxruntime (its ONNX "
-    "export, cached; CPU; float32 or int8), auto (onnxruntime for int8, else torch)"
+    "export, cached; CPU; float32 or int8), auto (the fastest of them for this model, clip and machine, measured "
+    "once and cached; int8: onnxruntime, GPU: torch)"
 )
 Amp = Literal["auto", "bf16", "fp16", "none"]
 AMP_CHOICES = ("auto", "bf16", "fp16", "none")

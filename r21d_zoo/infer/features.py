@@ -35,6 +35,7 @@ from ..data.inputs import VideoItem
 from ..data.labelled import segment_span
 from ..data.shards import VIDEO_MEMBERS as SHARD_VIDEO_EXTS, ShardSet, shard_samples
 from ..deploy.onnx_runtime import INT8_RECIPE, tensor_sha256
+from ..deploy.choice import choose_runtime
 from ..deploy.optimize import optimize_for_inference, resolve_runtime
 from ..deploy.placement import INT8, Placement
 from ..models import ClipSpec, state_dict_sha256
@@ -99,7 +100,9 @@ class FeatureRunner:
     """Moves uint8 clips to the device, crops and normalises there, and runs the model: with ``runtime="eager"`` as
     it is, with the precision and memory format of :mod:`r21d_zoo.deploy.placement` (``amp="auto"``: bf16 on GPU,
     float32 on CPU); with another runtime (:data:`~r21d_zoo.deploy.optimize.RUNTIMES`) through
-    :func:`optimize_for_inference`, which then applies them (``amp="int8"`` needs ``calibration`` clips)."""
+    :func:`optimize_for_inference`, which then applies them (``amp="int8"`` needs ``calibration`` clips); ``auto``
+    takes the fastest, measured once for this model, clip, batch and machine (:mod:`r21d_zoo.deploy.choice`).
+    ``runtime`` says which it runs on."""
 
     def __init__(
         self,
@@ -114,18 +117,23 @@ class FeatureRunner:
         self.device = torch.device(opts.device) if opts.device else next(model.parameters()).device
         model = model.eval().to(self.device)
         amp, channels_last = opts.amp, opts.channels_last
-        if resolve_runtime(opts.runtime, self.device, amp) == "eager":
+        self.crops = 3 if spec.crop_mode == "three" else 1
+        runtime = opts.runtime
+        if runtime == "auto":  # the fastest here, measured once (deploy.choice)
+            shape = (cfg.batch_size * self.crops, spec.in_chans, spec.num_frames, spec.crop_size, spec.crop_size)
+            runtime, _ = choose_runtime(model, shape, amp, self.device)
+        self.runtime = resolve_runtime(runtime, self.device, amp)  # the runtime it runs on
+        if self.runtime == "eager":
             place = Placement.create(self.device, amp, channels_last)
         else:
             model = optimize_for_inference(
-                model, channels_last=channels_last, amp=amp, runtime=opts.runtime, calibration=calibration
+                model, channels_last=channels_last, amp=amp, runtime=self.runtime, calibration=calibration
             )
             place = Placement(self.device)  # precision and layout are inside the optimised model
         self.place = place
         self.model = place.place(model)
         self.cfg = cfg
         self.transform = VideoClassificationTransform.from_spec(spec).to(self.device)
-        self.crops = 3 if spec.crop_mode == "three" else 1
 
     @torch.inference_mode()
     def clips(self, frames: torch.Tensor) -> torch.Tensor:

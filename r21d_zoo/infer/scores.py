@@ -19,6 +19,7 @@ from .._errors import InputError, UsageError
 from .._progress import progress as show_progress
 from .._world import WorldInfo
 from ..data.labelled import EvalClips, LabelledVideos
+from ..deploy.choice import choose_runtime
 from ..deploy.optimize import optimize_for_inference
 from ..deploy.placement import Placement
 from ..models import ClipSpec, evaluation_protocol
@@ -144,6 +145,12 @@ def score_videos(
         )
     fully_conv = spec.crop_mode == "full"
     place = Placement.create(device, amp, channels_last=False)  # the model's memory format is the caller's
+    if runtime == "auto" and fully_conv:
+        runtime = "eager"  # whole frames of any size: the only runtime that takes them
+    elif runtime == "auto":  # the fastest here, measured once (deploy.choice)
+        crops = 3 if spec.crop_mode == "three" else 1
+        shape = (num_clips * crops, spec.in_chans, spec.num_frames, spec.crop_size, spec.crop_size)
+        runtime, _ = choose_runtime(model, shape, amp, device)
     if runtime != "eager":
         if fully_conv:
             raise UsageError("crop mode full feeds whole frames of any size, which runs on runtime eager only")

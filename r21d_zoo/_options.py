@@ -37,7 +37,7 @@ INT8 = "int8"
 InferenceAmp = Literal["auto", "bf16", "fp16", "none", "int8"]
 INFERENCE_AMP_CHOICES = AMP_CHOICES + (INT8,)
 INFERENCE_AMP_HELP = AMP_HELP + ", or int8 (static quantization on the onnxruntime runtime, CPU)"
-CHANNELS_LAST_HELP = "channels_last_3d memory format (default: on GPU)"
+CHANNELS_LAST_HELP = "channels_last_3d memory format (default: on GPU, and on CPU for inference of CSN models)"
 
 # -- outputs (r21d_zoo.data.features)
 FEATURE_FORMAT_NAMES = ("npy", "safetensors", "hdf5")

@@ -78,3 +78,20 @@ def test_the_dtype_map_is_written_once():
     pattern = re.compile(r"torch\.autocast\(|\"bf16\":\s*torch\.")
     users = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if pattern.search(p.read_text()))
     assert users == ["deploy/placement.py"]
+
+
+def test_csn_runs_in_channels_last_on_the_cpu_by_default_with_the_same_features():
+    """oneDNN's depthwise Conv3d is several times faster in channels_last_3d than in NCDHW (ir-CSN-152: 0.63-0.74x of
+    its time here); dense models keep their layout unless asked."""
+    torch.manual_seed(0)
+    csn = r21d_zoo.create_model("ir_csn_152", num_classes=3, **TINY).eval()
+    dense = r21d_zoo.create_model("r3d_18", num_classes=3, **TINY).eval()
+    assert Placement.create("cpu", "none", None, csn).channels_last
+    assert not Placement.create("cpu", "none", None, dense).channels_last
+    assert not Placement.create("cpu", "none", False, csn).channels_last  # asked: as asked
+    spec = r21d_zoo.ClipSpec(num_frames=4, resize_size=32, crop_size=28)
+    frames = torch.randint(0, 255, (2, 4, 32, 32, 3), dtype=torch.uint8)
+    default = FeatureRunner(csn, spec, ExtractConfig(), InferenceOptions("cpu", "none"))
+    contiguous = FeatureRunner(csn, spec, ExtractConfig(), InferenceOptions("cpu", "none", channels_last=False))
+    assert default.place.channels_last and not contiguous.place.channels_last
+    torch.testing.assert_close(default(frames), contiguous(frames), rtol=1e-5, atol=1e-6)

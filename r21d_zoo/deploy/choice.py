@@ -83,7 +83,7 @@ def _timer(
 ) -> Callable[[torch.Tensor], object]:
     """A call of ``model`` on ``runtime`` as a runner makes it (eager: under the precision's autocast)."""
     if runtime == "eager":
-        place = Placement.create(device, amp, channels_last=None)
+        place = Placement.create(device, amp, channels_last=None, model=model)
         eager = place.place(model.eval())
 
         def run(x: torch.Tensor) -> object:

@@ -124,7 +124,7 @@ class FeatureRunner:
             runtime, _ = choose_runtime(model, shape, amp, self.device)
         self.runtime = resolve_runtime(runtime, self.device, amp)  # the runtime it runs on
         if self.runtime == "eager":
-            place = Placement.create(self.device, amp, channels_last)
+            place = Placement.create(self.device, amp, channels_last, model)
         else:
             model = optimize_for_inference(
                 model, channels_last=channels_last, amp=amp, runtime=self.runtime, calibration=calibration

@@ -107,6 +107,7 @@ def main() -> None:
         # 2. end-to-end vs model-only --------------------------------------------------------------------------------
         torch.manual_seed(0)
         model = r21d_zoo.create_model(args.model, pretrained=False).eval()
+        model = model.cuda() if torch.cuda.is_available() else model  # on a GPU: the model there, NVDEC beside it
         cfg = ExtractConfig(batch_size=8)
         spec = ClipSpec.from_model(model)
         clip_video = long_video(tmp / "e2e.mp4", 20)

@@ -16,13 +16,14 @@ BENCH_TABLES = {
     "bench-table": ("models_cpu.json", "markdown", "![clips/s per model and inference path](bench_cpu.png)"),
     "extract-table": ("extract.json", "table", ""),
     "predict-table": ("predict_cpu.json", "table", ""),
+    "families-table": ("families_cpu.json", "markdown", "Every row is in `bench/results/families_cpu.csv`."),
 }
 
 
 def _bench_table(name: str) -> str:
     file, key, after = BENCH_TABLES[name]
     data = json.loads((RESULTS / file).read_text())
-    machine = data.get("machine")
+    machine = data.get("described") or data.get("machine")
     where = f"\n\nMachine: {machine}" if isinstance(machine, str) else ""
     if isinstance(machine, dict):
         where = "\n\nMachine: " + ", ".join(f"{k} {v}" for k, v in machine.items())

@@ -494,3 +494,18 @@ def test_decoding_and_inference_options_travel_as_one_value_and_the_old_keywords
     np.testing.assert_array_equal(np.load(tmp_path / "new" / "v0.npy"), np.load(tmp_path / "old" / "v0.npy"))
     with pytest.raises(TypeError, match="unexpected keyword argument 'devise'"):
         run_extraction(items, tmp_path / "x", model, cfg, devise="cpu")
+
+
+def test_a_slurm_array_task_takes_its_own_part_without_flags(tiny_dir, videos, tmp_path, monkeypatch):
+    """``sbatch --array=10-14:2`` runs 3 tasks; each, with no --shard-id/--num-shards, extracts videos[i::3]."""
+    out = tmp_path / "f"
+    good = [videos / f"v{i}.mp4" for i in range(5)]
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "10")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_STEP", "2")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
+    for task in (10, 12, 14):
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
+        assert run_cli(*good, "--model", f"local-dir:{tiny_dir}", "-o", out) == 0
+    rows = manifest(out)
+    assert sorted(r["name"] for r in rows) == [f"v{i}" for i in range(5)]  # every video once
+    assert {r["name"]: (r["rank"], r["num_shards"]) for r in rows}["v4"] == (1, 3)  # v4 = videos[1::3][1]

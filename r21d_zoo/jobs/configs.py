@@ -196,7 +196,11 @@ class ExtractJobConfig(Checked):
         default=False, metadata=dict(help="int8: keep int8 features that agree with float32 less than required")
     )
     shard_id: Optional[int] = field(
-        default=None, metadata=dict(help="this job's shard (schedulers without torchrun)", bound=at_least(0))
+        default=None,
+        metadata=dict(
+            help="this job's shard (default: from torchrun's or srun's ranks, and a SLURM job array's task)",
+            bound=at_least(0),
+        ),
     )
     num_shards: Optional[int] = field(default=None, metadata=dict(help="number of shards", bound=at_least(1)))
     overwrite: bool = field(default=False, metadata=dict(help="recompute videos that are already done"))

@@ -7,6 +7,7 @@ from typing import List, Union
 
 from .._errors import EXIT_PARTIAL, InputError
 from .._io import writable_dir
+from .._world import array_task_from_env
 from ..data.features import MANIFEST_FILE
 from ..data.inputs import VideoItem, discover_videos, read_video_list, resolved
 from ..data.labelled import video_items
@@ -51,9 +52,12 @@ def run(cfg: ExtractJobConfig) -> int:
     world = world_info_from_env()
     if cfg.shard_id is not None or cfg.num_shards is not None:
         shard_id, num_shards = cfg.shard_id or 0, cfg.num_shards or 1
-    else:
+    else:  # torchrun's or srun's ranks, within this task of a SLURM job array if it is one
         world = init_distributed(world)
-        shard_id, num_shards = world.rank, world.world_size
+        task, tasks = array_task_from_env() or (0, 1)
+        shard_id, num_shards = task * world.world_size + world.rank, tasks * world.world_size
+        if tasks > 1:
+            _logger.info("SLURM array task %d of %d: shard %d of %d", task, tasks, shard_id, num_shards)
     seed = cfg.seed if cfg.model.random else None
     model = cfg.model.create(seed=seed)
     summary = run_extraction(

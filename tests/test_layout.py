@@ -226,3 +226,12 @@ def test_outside_models_code_uses_the_model_api_never_one_familys_internals():
     )
     assert not found, "\n".join(found)
     assert _FAMILY_INTERNALS.search('x = model.stem[0].in_channels; sd["fc.weight"]')
+
+
+def test_the_decoders_share_one_read_clip():
+    """Padding, the no-frames error and the clip's shape are decided once (``VideoReader.read_clip``); a decoder only
+    finds frames (``_read``)."""
+    defines = sorted(n for n, text in _sources().items() if re.search(r"^\s+def read_clip\(", text, re.M))
+    assert defines == ["r21d_zoo.video.reader"], defines
+    readers = sorted(n for n, text in _sources().items() if re.search(r"^\s+def _read\(", text, re.M))
+    assert readers == ["r21d_zoo.video.frames", "r21d_zoo.video.pyav", "r21d_zoo.video.torchcodec_reader"]

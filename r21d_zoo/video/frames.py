@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .._options import DEFAULT_FRAMES_FPS as DEFAULT_FRAMES_FPS, frames_fps_field as frames_fps_field
-from .reader import ClipFrames, VideoDecodeError, VideoInfo, VideoReader, check_pad, pad_order
+from .reader import VideoDecodeError, VideoInfo, VideoReader
 from .transforms import resize_frames
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -148,15 +148,9 @@ class FrameFolderReader(VideoReader):
             del self._cache[i]
         return torch.stack([self._cache[i] for i in indices])
 
-    def read_clip(
-        self,
-        start: float,
-        num_frames: int,
-        frame_rate: Optional[float] = None,
-        sampling_stride: int = 1,
-        pad: str = "repeat",
-    ) -> ClipFrames:
-        check_pad(pad)
+    def _read(
+        self, start: float, num_frames: int, frame_rate: Optional[float], sampling_stride: int
+    ) -> Tuple[torch.Tensor, np.ndarray]:
         n = len(self._times)
         if frame_rate is not None:  # for each target time the latest frame shown then, as PyAV picks them
             eps = 1e-3 / self.fps
@@ -167,11 +161,11 @@ class FrameFolderReader(VideoReader):
             first = int(np.searchsorted(self._times, start - 0.5 / self.fps, side="left"))
             picked = list(range(first, min(n, first + (num_frames - 1) * sampling_stride + 1), sampling_stride))
         if not picked:
-            raise VideoDecodeError(f"{self.path}: no frames at or after {start:.3f}s (the video lasts {self.end:.3f}s)")
-        num_padded = num_frames - len(picked)
-        if num_padded:
-            picked = [picked[i] for i in pad_order(len(picked), num_frames, pad)]
-        return ClipFrames(self._frames(picked), self._times[picked], num_padded)
+            return torch.empty(0), np.empty(0)
+        return self._frames(picked), self._times[picked]
+
+    def _extent(self) -> str:
+        return f"the video lasts {self.end:.3f}s"
 
     def close(self) -> None:
         self._cache = {}

@@ -15,7 +15,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .reader import ClipFrames, VideoDecodeError, VideoInfo, VideoReader, check_pad, pad_order
+from .reader import VideoDecodeError, VideoInfo, VideoReader
 from .transforms import resize_frames, resized_hw
 
 # Seek instead of decoding forward when the next clip starts this many seconds after the decoder's position.
@@ -223,15 +223,9 @@ class PyAVReader(VideoReader):
     def _far_ahead(self, t: float) -> bool:
         return bool(self._buffer) and not self._exhausted and t - self._buffer[-1][0] > SEEK_THRESHOLD_S
 
-    def read_clip(
-        self,
-        start: float,
-        num_frames: int,
-        frame_rate: Optional[float] = None,
-        sampling_stride: int = 1,
-        pad: str = "repeat",
-    ) -> ClipFrames:
-        check_pad(pad)
+    def _read(
+        self, start: float, num_frames: int, frame_rate: Optional[float], sampling_stride: int
+    ) -> Tuple[torch.Tensor, np.ndarray]:
         try:
             self._position_for(start)
             if frame_rate is not None:
@@ -243,15 +237,13 @@ class PyAVReader(VideoReader):
             where = self._buffer[-1][0] if self._buffer else start  # the last frame that did decode
             raise _fail(self.path, f"decoding failed after {where:.2f}s", e) from e
         if not picked:
-            raise VideoDecodeError(
-                f"{self.path}: no frames at or after {start:.3f}s (decoded duration "
-                f"{self._end if self._end is not None else 'unknown'}s, reported {self.info.duration:.3f}s)"
-            )
-        num_padded = num_frames - len(picked)
-        if num_padded:
-            picked = [picked[i] for i in pad_order(len(picked), num_frames, pad)]
+            return torch.empty(0), np.empty(0)
         frames = torch.from_numpy(np.stack([self._convert(f) for _, f in picked]))
-        return ClipFrames(frames, np.array([t for t, _ in picked], dtype=np.float64), num_padded)
+        return frames, np.array([t for t, _ in picked], dtype=np.float64)
+
+    def _extent(self) -> str:
+        decoded = f"{self._end:.3f}" if self._end is not None else "unknown"
+        return f"decoded duration {decoded}s, reported {self.info.duration:.3f}s"
 
     def _pick_times(self, targets: np.ndarray) -> List[Tuple[float, object]]:
         picked: List[Tuple[float, object]] = []

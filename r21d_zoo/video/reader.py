@@ -97,7 +97,6 @@ class VideoReader(ABC):
         """Raise :class:`DecoderUnavailableError` if this decoder cannot decode here (an optional one loads
         itself and decodes a tiny video); decoders that ship with the package need not override it."""
 
-    @abstractmethod
     def read_clip(
         self,
         start: float,
@@ -108,7 +107,28 @@ class VideoReader(ABC):
     ) -> ClipFrames:
         """``num_frames`` frames from ``start`` seconds: resampled to ``frame_rate`` (for each target time the latest
         frame shown at that time) or, with ``frame_rate=None``, consecutive native frames, taking every
-        ``sampling_stride``-th. Positions past the end of the video are filled by ``pad``."""
+        ``sampling_stride``-th. Positions past the end of the video are filled by ``pad``. The template every decoder
+        shares: its :meth:`_read` finds the frames, the padding and the error for none are done here."""
+        check_pad(pad)
+        frames, times = self._read(start, num_frames, frame_rate, sampling_stride)
+        if not len(times):
+            raise VideoDecodeError(f"{self.path}: no frames at or after {start:.3f}s ({self._extent()})")
+        num_padded = num_frames - len(times)
+        if num_padded:
+            order = pad_order(len(times), num_frames, pad)
+            frames, times = frames[order], times[order]
+        return ClipFrames(frames, np.asarray(times, dtype=np.float64), num_padded)
+
+    @abstractmethod
+    def _read(
+        self, start: float, num_frames: int, frame_rate: Optional[float], stride: int
+    ) -> Tuple[torch.Tensor, np.ndarray]:
+        """The clip's frames that the video has (up to ``num_frames``, none past its end): uint8 (k, H, W, C) as the
+        reader resizes them, and their times; a decoding failure as :class:`VideoDecodeError`."""
+
+    def _extent(self) -> str:
+        """How long the video is, for the error of a clip that starts after it."""
+        return f"the video lasts {self.info.duration:.3f}s"
 
     @abstractmethod
     def close(self) -> None: ...

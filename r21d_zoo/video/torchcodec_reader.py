@@ -15,7 +15,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch
 
-from .reader import ClipFrames, DecoderUnavailableError, VideoDecodeError, VideoInfo, VideoReader, check_pad, pad_order
+from .reader import DecoderUnavailableError, VideoDecodeError, VideoInfo, VideoReader
 from .transforms import resize_frames, resized_hw
 from .writer import write_video
 
@@ -119,15 +119,9 @@ class TorchCodecReader(VideoReader):
         """End of the stream from the first frame: the last frame's time plus one frame period (PyAV's rule)."""
         return self._last_frame()[0] + 1.0 / self._fps
 
-    def read_clip(
-        self,
-        start: float,
-        num_frames: int,
-        frame_rate: Optional[float] = None,
-        sampling_stride: int = 1,
-        pad: str = "repeat",
-    ) -> ClipFrames:
-        check_pad(pad)
+    def _read(
+        self, start: float, num_frames: int, frame_rate: Optional[float], sampling_stride: int
+    ) -> Tuple[torch.Tensor, np.ndarray]:
         try:
             if frame_rate is not None:
                 frames, times = self._played_at(start + np.arange(num_frames) * sampling_stride / frame_rate)
@@ -135,18 +129,12 @@ class TorchCodecReader(VideoReader):
                 frames, times = self._consecutive(start, num_frames, sampling_stride)
         except (RuntimeError, IndexError) as e:
             raise VideoDecodeError(f"{self.path}: decoding failed near {start:.2f}s: {type(e).__name__}: {e}") from e
-        if not len(times):
-            raise VideoDecodeError(
-                f"{self.path}: no frames at or after {start:.3f}s (decoded duration {self._end():.3f}s, reported "
-                f"{self.info.duration:.3f}s)"
-            )
-        num_padded = num_frames - len(times)
-        if num_padded:
-            order = pad_order(len(times), num_frames, pad)
-            frames, times = frames[order], times[order]
-        if self.resize is not None:
+        if self.resize is not None and len(times):
             frames = resize_frames(frames, self.resize, self.interpolation, self.antialias)
-        return ClipFrames(frames, times, num_padded)
+        return frames, times
+
+    def _extent(self) -> str:
+        return f"decoded duration {self._end():.3f}s, reported {self.info.duration:.3f}s"
 
     def _played_at(self, targets: np.ndarray) -> Tuple[torch.Tensor, np.ndarray]:
         """The frame shown at each target time, up to the end of the stream (before the first frame: the first)."""

@@ -17,6 +17,7 @@ BENCH_TABLES = {
     "extract-table": ("extract.json", "table", ""),
     "predict-table": ("predict_cpu.json", "table", ""),
     "families-table": ("families_cpu.json", "markdown", "Every row is in `bench/results/families_cpu.csv`."),
+    "auto-table": ("auto_cpu.json", "markdown", ""),
 }
 
 

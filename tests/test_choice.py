@@ -69,3 +69,23 @@ def test_an_unwritable_cache_still_chooses(tmp_path, caplog):
     blocked.write_text("")
     runtime, _ = choose_runtime(model, (1, 3, 4, 32, 32), "none", "cpu", blocked / "choice.json", repeats=1)
     assert runtime in candidates("cpu", "none") and "cannot cache the choice" in caplog.text
+
+
+def test_auto_beside_decoding_workers_is_eager(counted, tmp_path, torch_home):
+    """End to end beside a decoding worker the optimised runtimes lost to eager (bench/bench_auto.py), so extraction
+    with workers does not trust a model-only measurement; without workers it measures."""
+    from r21d_zoo.data.inputs import VideoItem
+    from r21d_zoo.infer.features import _beside_decoders
+    from util import make_video
+
+    assert _beside_decoders(InferenceOptions("cpu", "none", "auto"), 2).runtime == "eager"
+    assert _beside_decoders(InferenceOptions("cpu", "none", "auto"), 0).runtime == "auto"
+    assert _beside_decoders(InferenceOptions("cpu", "int8", "auto"), 2).runtime == "auto"  # int8: onnxruntime
+    model = r21d_zoo.create_model("r3d_18", num_classes=3, **TINY).eval()
+    model.pretrained_cfg.update(num_frames=4, resize_size=(32, 32), crop_size=28)
+    items = [VideoItem(str(make_video(tmp_path / "v.mp4", num_frames=8, size=(32, 32))), "v")]
+    from r21d_zoo.infer.features import run_extraction
+
+    run_extraction(items, tmp_path / "f", model, ExtractConfig(), inference=InferenceOptions("cpu", "none", "auto"),
+                   workers=1, progress=False)  # fmt: skip
+    assert not counted

@@ -7,7 +7,8 @@ The candidates are the runtimes that can run the precision on the device: on the
 ``onnxruntime`` and a GPU takes ``torch`` (cudnn, ``torch.compile``, whose compile time a few timed calls would
 misjudge): there the rule of :func:`~r21d_zoo.deploy.optimize.resolve_runtime` answers without measuring. Every
 candidate computes the same float32 outputs within 1e-4 (``tests/test_optimize.py``), so the choice changes speed,
-not features."""
+not features. The timing is of the model alone: extraction with decoding workers on the CPU does not use it (see
+``bench/bench_auto.py``: there the optimised runtimes lost to eager)."""
 
 import hashlib
 import json

@@ -522,6 +522,7 @@ def run_extraction(
     out.mkdir(parents=True, exist_ok=True)
     lock = FolderLock(out, ".r21d-zoo.lock" if num_shards == 1 else f".r21d-zoo-shard-{shard_id}-of-{num_shards}.lock")
     with lock:  # a second live run of this shard into this folder is refused
+        inference = _beside_decoders(inference, workers)
         runner, quantization, agreement = _runner_for(
             model, spec, cfg, inference, videos, decode, calibration_clips, force_int8
         )
@@ -546,6 +547,19 @@ def run_extraction(
             prefetch_factor=2 if workers else None,
         )
         return writer.run(loader, runner, show_progress(total=total, unit="video", desc="extract", show=progress))
+
+
+def _beside_decoders(inference: InferenceOptions, workers: int) -> InferenceOptions:
+    """``auto`` beside decoding workers on the CPU is eager: it times the model alone, and end to end beside a
+    decoding worker the optimised runtimes took 1.09-2.41x eager's time (``bench/results/auto_cpu.json``: they fight
+    the decoder for the cores)."""
+    device = torch.device(inference.device) if inference.device else None
+    on_cpu = device is None or device.type == "cpu"
+    if inference.runtime == "auto" and workers > 0 and on_cpu and inference.amp != INT8:
+        _logger.info("runtime auto: eager beside %d decoding worker(s) (measured end to end: bench/bench_auto.py)",
+                     workers)  # fmt: skip
+        return replace(inference, runtime="eager")
+    return inference
 
 
 def _legacy_options(

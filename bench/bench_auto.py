@@ -60,7 +60,11 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="the model's intra-op threads (default: torch's)")
+    parser.add_argument("--json", default="bench/results/auto_cpu.json")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows: List[Dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -71,7 +75,8 @@ def main() -> None:
             rows += rows_for(name, items, tmp, args.workers, args.repeats)
             print(rows[-1], flush=True)
     table = print_table(rows, ["model", "runtime", "e2e_s", "vs_fastest", "auto_takes"])
-    write_json("bench/results/auto_cpu.json", dict(markdown=table, videos=args.videos, workers=args.workers))
+    write_json(args.json, dict(markdown=table, videos=args.videos, workers=args.workers,
+                               model_threads=torch.get_num_threads()))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -142,11 +142,7 @@ def choose_runtime(
         return options[0], dict(runtime=options[0], seconds={}, reason="the only runtime for this precision/device")
     path = Path(cache_file) if cache_file else default_choice_file()
     key = choice_key(model, shape, amp, device)
-    try:
-        cache = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        cache = {}
-    record = cache.get(key)
+    record = _read_cache(path).get(key)
     if isinstance(record, dict) and record.get("runtime") in options:
         _logger.info("runtime auto: %s (%s; measured before, cached in %s)", record["runtime"], _said(record), path)
         return record["runtime"], dict(record, cached=True)
@@ -155,10 +151,7 @@ def choose_runtime(
     seconds = measure(model, shape, amp, device, options, repeats)
     best = min(options, key=lambda name: seconds[name])  # ties: the earlier, simpler one
     record = dict(runtime=best, seconds={k: round(v, 6) for k, v in seconds.items()}, measured=time.time())
-    try:
-        cache = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    except (OSError, ValueError):
-        cache = {}
+    cache = _read_cache(path)  # again: another process may have added its choices meanwhile
     cache[key] = record
     try:
         atomic_write(path, lambda f: f.write((json.dumps(cache, indent=1) + "\n").encode()), shared=True)
@@ -166,6 +159,15 @@ def choose_runtime(
         _logger.warning("runtime auto: cannot cache the choice in %s (%s)", path, e)
     _logger.info("runtime auto: %s (%s; cached in %s)", best, _said(record), path)
     return best, dict(record, cached=False)
+
+
+def _read_cache(path: Path) -> Dict[str, Dict[str, object]]:
+    """The cached choices; none when the file is missing or unreadable (it is then measured and written anew)."""
+    try:
+        cache = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
 
 
 def _said(record: Dict[str, object]) -> str:

@@ -312,8 +312,18 @@ def check_flow_weight(cfg: Any) -> None:
         raise UsageError("--flow-weight weighs the --flow-model stream: give --flow-model too, or drop --flow-weight")
 
 
+class FlowFusion:
+    """What a command fusing an RGB and a --flow-model stream reads of its settings."""
+
+    flow_weight: Optional[float]
+
+    @property
+    def fusion_weight(self) -> float:
+        return DEFAULT_FLOW_WEIGHT if self.flow_weight is None else self.flow_weight
+
+
 @dataclass
-class EvaluateJobConfig(Checked):
+class EvaluateJobConfig(Checked, FlowFusion):
     """Clip- and video-level accuracy (or mAP) of a model on labelled videos."""
 
     data: str = field(metadata=dict(help=DATA_HELP))
@@ -349,13 +359,9 @@ class EvaluateJobConfig(Checked):
         super().__post_init__()
         check_flow_weight(self)
 
-    @property
-    def fusion_weight(self) -> float:
-        return DEFAULT_FLOW_WEIGHT if self.flow_weight is None else self.flow_weight
-
 
 @dataclass
-class PredictJobConfig(Checked):
+class PredictJobConfig(Checked, FlowFusion):
     """The video-level top-k and a timeline (top-k per window) of each video: printed, and with -o written as JSON,
     CSV and SRT/WebVTT subtitles, with --plot a picture of the scores over time, with --annotate the labelled video."""
 
@@ -392,10 +398,6 @@ class PredictJobConfig(Checked):
         unknown = [k for k in self.output_kinds if k not in OUTPUTS]
         if unknown:
             raise UsageError(f"--outputs {unknown[0]}: unknown; choose from {','.join(OUTPUTS)}")
-
-    @property
-    def fusion_weight(self) -> float:
-        return DEFAULT_FLOW_WEIGHT if self.flow_weight is None else self.flow_weight
 
     @property
     def output_kinds(self) -> List[str]:

@@ -75,7 +75,7 @@ def test_auto_beside_decoding_workers_is_eager(counted, tmp_path, torch_home):
     """End to end beside a decoding worker the optimised runtimes lost to eager (bench/bench_auto.py), so extraction
     with workers does not trust a model-only measurement; without workers it measures."""
     from r21d_zoo.data.inputs import VideoItem
-    from r21d_zoo.infer.features import _beside_decoders
+    from r21d_zoo.infer.extraction import _beside_decoders
     from util import make_video
 
     assert _beside_decoders(InferenceOptions("cpu", "none", "auto"), 2).runtime == "eager"
@@ -84,7 +84,7 @@ def test_auto_beside_decoding_workers_is_eager(counted, tmp_path, torch_home):
     model = r21d_zoo.create_model("r3d_18", num_classes=3, **TINY).eval()
     model.pretrained_cfg.update(num_frames=4, resize_size=(32, 32), crop_size=28)
     items = [VideoItem(str(make_video(tmp_path / "v.mp4", num_frames=8, size=(32, 32))), "v")]
-    from r21d_zoo.infer.features import run_extraction
+    from r21d_zoo.infer.extraction import run_extraction
 
     run_extraction(items, tmp_path / "f", model, ExtractConfig(), inference=InferenceOptions("cpu", "none", "auto"),
                    workers=1, progress=False)  # fmt: skip

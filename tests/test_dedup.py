@@ -14,7 +14,7 @@ from r21d_zoo._errors import InputError
 from r21d_zoo.jobs.dedup import Descriptors, find_duplicates
 from r21d_zoo.data.inputs import discover_videos
 from r21d_zoo.infer.config import ExtractConfig
-from r21d_zoo.infer.features import run_extraction
+from r21d_zoo.infer.extraction import run_extraction
 from r21d_zoo.data.shards import ShardStream, open_shards
 from r21d_zoo.video.writer import write_video
 

@@ -16,7 +16,7 @@ import r21d_zoo
 from r21d_zoo.cli import main as cli_main
 from r21d_zoo.data.inputs import VideoItem, discover_videos
 from r21d_zoo.infer.config import InferenceOptions, ModelSource
-from r21d_zoo.infer.features import run_extraction
+from r21d_zoo.infer.extraction import run_extraction
 from r21d_zoo.models import ClipSpec
 from r21d_zoo.video import DecodeOptions, read_clip
 import util

@@ -1,6 +1,7 @@
 """The inference layer: what turns clips into answers under a runtime, below every task that shows or stores them.
 :mod:`.config` (which model, how clips become features, how a video's answer is made; no torch), :mod:`.features`
-(the feature runner, decoding workers, one video or a resumable folder of many), :mod:`.scores` (clip and crop
+(the feature runner, decoding workers, one video), :mod:`.extraction` (a resumable folder of many, in this process
+or on a Ray cluster: :mod:`.cluster`), :mod:`.scores` (clip and crop
 averaging, two-stream fusion, evaluation metrics), :mod:`.timeline` (a video's top-k and its windows over time, and
 their files), :mod:`.gradcam` (space-time Grad-CAM) and the evaluation figures."""
 
@@ -11,7 +12,7 @@ from .._lazy import lazy_exports
 if TYPE_CHECKING:
     from .config import ExtractConfig as ExtractConfig, ModelSource as ModelSource, PredictConfig as PredictConfig
     from .features import FeatureRunner as FeatureRunner, extract_features as extract_features
-    from .features import run_extraction as run_extraction
+    from .extraction import run_extraction as run_extraction
     from .gradcam import Explanation as Explanation, explain as explain, grad_cam as grad_cam
     from .scores import evaluate as evaluate, evaluate_two_stream as evaluate_two_stream, fuse_scores as fuse_scores
     from .scores import score_videos as score_videos
@@ -23,7 +24,7 @@ _EXPORTS = {
     "PredictConfig": ".config",
     "FeatureRunner": ".features",
     "extract_features": ".features",
-    "run_extraction": ".features",
+    "run_extraction": ".extraction",
     "Explanation": ".gradcam",
     "explain": ".gradcam",
     "grad_cam": ".gradcam",

@@ -201,6 +201,9 @@ Pool = Literal["avg", "max", "none"]
 POOLS = ("avg", "max", "none")
 
 
+ENGINES = ("local", "ray")  # extraction in this process (with DataLoader decoding workers), or on a Ray cluster
+
+
 @dataclass
 class ExtractConfig(Checked):
     """How clips are sampled and turned into features. ``clip`` overrides the weights' :class:`ClipSpec`."""

@@ -1,15 +1,8 @@
-"""Features of clips under a runtime: :class:`FeatureRunner` (crop, normalise and run a batch of uint8 clips on the
-device), :class:`ClipChunks` (videos decoded in DataLoader workers), :func:`extract_features` (one video in-process)
-and :func:`run_extraction` (many videos into a resumable feature folder), with int8 calibrated on the user's videos.
-
-:func:`run_extraction` (``r21d-zoo extract``): workers decode and resize to uint8, the model runs batched on the device
-(crop + normalise there), each video's features are written atomically to ``OUT/<name>.npy`` (+ ``<name>.times.npy``),
-``OUT/<name>.safetensors`` or a dataset of ``OUT/features.h5`` (see :mod:`r21d_zoo.data.features`), and
-``OUT/manifest.jsonl`` gets one line per processed video, naming the settings it was made with (``OUT/extraction.json``:
-model, weights digest, layer, pooling, clip settings, dtype, format). Finished videos are skipped on re-runs with the
-same settings; a folder made with other settings is refused before any work. Failures are recorded and the run carries
-on. Shards (``torchrun`` ranks or ``shard_id``/``num_shards``) take ``videos[i::n]`` of the sorted list: no padding,
-no duplicates.
+"""Features of clips under a runtime, and the pieces every extraction engine shares: :class:`FeatureRunner` (crop,
+normalise and run a batch of uint8 clips on the device), :class:`ClipChunks` (a video's decoded clips in chunks),
+:func:`extract_features` (one video in-process), int8 calibrated on the user's videos, and the feature folder's side
+(:func:`extraction_settings`, :func:`check_settings`, :func:`this_jobs_part`, :class:`FolderWriter`), which
+:func:`r21d_zoo.infer.extraction.run_extraction` and the Ray engine (:mod:`r21d_zoo.infer.cluster`) write through.
 """
 
 import hashlib
@@ -23,24 +16,22 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 
 from .._errors import InputError
-from .._io import FolderLock, atomic_write, content_identity
-from .._progress import progress as show_progress
+from .._io import atomic_write, content_identity
 from .._version import __version__
 from ..data.features import MANIFEST_FILE, SETTINGS_FILE, FeatureStore, VideoFeatures
-from ..data.features import FeatureFormat, feature_format, flat_settings
+from ..data.features import FeatureFormat, flat_settings
 from ..data.inputs import VideoItem
 from ..data.labelled import segment_span
 from ..data.shards import VIDEO_MEMBERS as SHARD_VIDEO_EXTS, ShardSet, shard_samples
-from ..deploy.onnx_runtime import INT8_RECIPE, tensor_sha256
 from ..deploy.choice import choose_runtime
 from ..deploy.optimize import optimize_for_inference, resolve_runtime
-from ..deploy.placement import INT8, Placement
+from ..deploy.placement import Placement
 from ..models import ClipSpec, state_dict_sha256
 from ..video import VideoClassificationTransform, VideoDecodeError
-from ..video.reader import DecodeOptions, check_decoder, renamed
+from ..video.reader import DecodeOptions, renamed
 from .config import POOLS, ExtractConfig, InferenceOptions
 
 _logger = logging.getLogger(__name__)
@@ -386,12 +377,6 @@ def check_int8_agreement(agreement: Dict[str, Any], force: bool) -> None:
         )
 
 
-def _stage_check(model: nn.Module, layer: Union[str, int]) -> None:
-    """Fail before any decoding when the layer does not exist."""
-    if layer not in ("pre_logits", "logits"):
-        stage_index(model, layer, also=("pre_logits", "logits"))
-
-
 def _append_line(path: Path, record: Dict[str, Any]) -> None:
     """One ``write`` on an ``O_APPEND`` descriptor per record, so ranks sharing a manifest do not interleave."""
     line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
@@ -480,150 +465,42 @@ class ExtractSummary:
     clips: int = 0
     seconds: float = 0.0
     failures: List[str] = field(default_factory=list)
+    busy: Dict[str, Dict[str, float]] = field(default_factory=dict)  # per stage (Ray): busy seconds and workers
 
 
-def run_extraction(
-    videos: Union[Sequence[VideoItem], ShardSet],
-    out_dir: Union[str, os.PathLike],
-    model: nn.Module,
-    cfg: ExtractConfig,
-    *,
-    decode: DecodeOptions = DecodeOptions(),
-    inference: Optional[InferenceOptions] = None,
-    workers: int = 0,
-    format: str = "npy",
-    dtype: str = "float32",
-    shard_id: int = 0,
-    num_shards: int = 1,
-    resume: bool = True,
-    progress: bool = True,
-    model_name: Optional[str] = None,
-    init_seed: Optional[int] = None,
-    calibration_clips: int = 32,
-    force_int8: bool = False,
-    **legacy: Any,
-) -> ExtractSummary:
-    """Extract features of ``videos[shard_id::num_shards]`` into ``out_dir`` (see the module docstring). ``videos``
-    may be WebDataset shards: this job then takes ``shards[shard_id::num_shards]`` and names outputs by sample key.
-    ``decode`` says how videos are decoded, ``inference`` how the model runs (a runtime other than eager: see
-    :func:`r21d_zoo.optimize_for_inference`). With ``amp="int8"`` the model is calibrated on ``calibration_clips``
-    clips of the first videos (:func:`calibration_frames`) and checked on as many others against float32
-    (:func:`int8_agreement`: printed and recorded in ``extraction.json``); too little agreement is refused before any
-    features are written, unless ``force_int8``. The 0.x keywords (``decoder``, ``frames_fps``, ``device``, ``amp``,
-    ``channels_last``, ``runtime``, ``optimize``) work, with a warning."""
-    decode, inference = _legacy_options("run_extraction", decode, inference, legacy)
-    spec = ClipSpec.from_model(model, **cfg.clip)
-    _stage_check(model, cfg.layer)
-    store_format = feature_format(format)
-    check_decoder(decode.decoder)  # a decoder that cannot load here fails once, not once per video
-    if not 0 <= shard_id < num_shards:
-        raise ValueError(f"shard id {shard_id} is not in 0..{num_shards - 1}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    lock = FolderLock(out, ".r21d-zoo.lock" if num_shards == 1 else f".r21d-zoo-shard-{shard_id}-of-{num_shards}.lock")
-    with lock:  # a second live run of this shard into this folder is refused
-        inference = _beside_decoders(inference, workers)
-        runner, quantization, agreement = _runner_for(
-            model, spec, cfg, inference, videos, decode, calibration_clips, force_int8
-        )
-        settings = extraction_settings(
-            model, spec, cfg, format, dtype, model_name, init_seed, decode.frames_fps, quantization
-        )
-        if agreement is not None:
-            settings["int8_agreement"] = agreement
-        writer = _Writer(out, store_format.for_job(settings, shard_id, num_shards), cfg, dtype, model_name)
-        writer.base.update(settings=check_settings(out, settings, resume), rank=shard_id, num_shards=num_shards)
-        on_gpu = decode.decode_device(runner.device)
-        if on_gpu is not None and workers:
-            _logger.info("decoding with %s on %s in the main process (not in %d workers)", decode.decoder, on_gpu,
-                         workers)
-            workers = 0
-        chunks, total = _this_jobs_chunks(videos, spec, cfg, decode, on_gpu, writer, shard_id, num_shards, resume)
-        loader = DataLoader(
-            chunks,
-            batch_size=None,
-            num_workers=workers,
-            pin_memory=runner.device.type == "cuda" and on_gpu is None,
-            prefetch_factor=2 if workers else None,
-        )
-        return writer.run(loader, runner, show_progress(total=total, unit="video", desc="extract", show=progress))
+@dataclass
+class JobPart:
+    """This job's part of the input, without what an earlier run finished (and that did not change since): videos,
+    or WebDataset shard URLs whose samples ``done`` says are finished; ``total``: how many videos that is (None:
+    unknown, for shards without an index)."""
+
+    videos: List[VideoItem]
+    shard_urls: Optional[List[str]]
+    done: Callable[[str], bool]
+    total: Optional[int]
+
+    def chunks(self, spec: ClipSpec, cfg: ExtractConfig, decode: DecodeOptions,
+               on_gpu: Optional[torch.device] = None) -> ClipChunks:  # fmt: skip
+        if self.shard_urls is not None:
+            return ShardClipChunks(self.shard_urls, spec, cfg, self.done, decode, on_gpu)
+        return ClipChunks(self.videos, spec, cfg, decode, on_gpu)
 
 
-def _beside_decoders(inference: InferenceOptions, workers: int) -> InferenceOptions:
-    """``auto`` beside decoding workers on the CPU is eager: it times the model alone, and end to end beside a
-    decoding worker the optimised runtimes took 1.09-2.41x eager's time (``bench/results/auto_cpu.json``: they fight
-    the decoder for the cores)."""
-    device = torch.device(inference.device) if inference.device else None
-    on_cpu = device is None or device.type == "cpu"
-    if inference.runtime == "auto" and workers > 0 and on_cpu and inference.amp != INT8:
-        _logger.info("runtime auto: eager beside %d decoding worker(s) (measured end to end: bench/bench_auto.py)",
-                     workers)  # fmt: skip
-        return replace(inference, runtime="eager")
-    return inference
-
-
-def _legacy_options(
-    function: str, decode: DecodeOptions, inference: Optional[InferenceOptions], legacy: Dict[str, Any]
-) -> Tuple[DecodeOptions, InferenceOptions]:
-    """The carriers, with the 0.x keywords of ``function`` (each warned about) folded in."""
-    unknown = set(legacy) - {"decoder", "frames_fps", "device", "amp", "channels_last", "runtime", "optimize"}
-    if unknown:
-        raise TypeError(f"{function}() got an unexpected keyword argument {sorted(unknown)[0]!r}")
-    decoding = {k: legacy.pop(k) for k in ("decoder", "frames_fps") if legacy.get(k) is not None}
-    for k in decoding:
-        renamed(function, k, decoding[k], "decode", None)
-    return replace(decode, **decoding), InferenceOptions.from_legacy(function, inference, legacy)
-
-
-def _runner_for(
-    model: nn.Module,
-    spec: ClipSpec,
-    cfg: ExtractConfig,
-    inference: InferenceOptions,
-    videos: Union[Sequence[VideoItem], ShardSet],
-    decode: DecodeOptions,
-    calibration_clips: int,
-    force_int8: bool,
-) -> Tuple[FeatureRunner, Optional[Dict[str, Any]], Optional[Dict[str, Any]]]:
-    """The runner, and for int8 what it was calibrated on and how well it agrees with float32 (checked here)."""
-    if inference.amp != INT8:
-        return FeatureRunner(model, spec, cfg, inference), None, None
-    reference = FeatureRunner(model, spec, cfg, replace(inference, amp="none", runtime="eager"))
-    resolve_runtime(inference.runtime, reference.device, inference.amp)  # an impossible choice fails before decoding
-    frames, names = calibration_frames(videos, spec, cfg, calibration_clips, decode)
-    calibration = reference.clips(frames[0::2]).cpu()
-    clips = dict(videos=names, clips=len(calibration), sha256=tensor_sha256(calibration))
-    runner = FeatureRunner(model, spec, cfg, inference, calibration)
-    agreement = int8_agreement(model, reference, runner, frames[1::2])
-    check_int8_agreement(agreement, force_int8)
-    return runner, dict(dtype=INT8, recipe=INT8_RECIPE, calibration=clips), agreement
-
-
-def _this_jobs_chunks(
-    videos: Union[Sequence[VideoItem], ShardSet],
-    spec: ClipSpec,
-    cfg: ExtractConfig,
-    decode: DecodeOptions,
-    on_gpu: Optional[torch.device],
-    writer: "_Writer",
-    shard_id: int,
-    num_shards: int,
-    resume: bool,
-) -> Tuple[ClipChunks, Optional[int]]:
-    """This job's part of the input as clip chunks, without what an earlier run finished (and that did not change
-    since), and how many videos that is (None: unknown, for shards without an index)."""
+def this_jobs_part(
+    videos: Union[Sequence[VideoItem], ShardSet], writer: "FolderWriter", shard_id: int, num_shards: int, resume: bool
+) -> JobPart:
     done = writer.format.finished(writer.out) if resume else _never
     if isinstance(videos, ShardSet):
         total = sum(videos.counts[shard_id::num_shards]) if videos.counts is not None else None
-        return ShardClipChunks(videos.urls[shard_id::num_shards], spec, cfg, done, decode, on_gpu), total
+        return JobPart([], videos.urls[shard_id::num_shards], done, total)
     mine = list(videos)[shard_id::num_shards]
     changed = _changed_since(writer.manifest) if resume else _never
     todo = [v for v in mine if not done(v.name) or changed(v)]
     writer.summary.skipped = len(mine) - len(todo)
-    return ClipChunks(todo, spec, cfg, decode, on_gpu), len(todo)
+    return JobPart(todo, None, done, len(todo))
 
 
-class _Writer:
+class FolderWriter:
     """Turns a video's chunks into its features as they arrive, writes them in the output format, and records each
     video (done or failed) in the manifest."""
 
@@ -644,7 +521,8 @@ class _Writer:
             elif "error" in chunk:  # a video, or a damaged shard (named by its URL)
                 self.failed(name, video, chunk["error"])
             else:
-                parts = self.add(name, chunk, runner)
+                features = runner(chunk["frames"]) if len(chunk["frames"]) else None
+                parts = self.add(name, features, chunk["times"], chunk["num_padded"])
                 if not chunk["last"]:  # a long video: say how far into it, not only how many videos are done
                     done = sum(len(p[1]) for p in parts)
                     bar.set_postfix(video=name, clips=f"{done}/{chunk.get('clips_total', '?')}")
@@ -665,16 +543,21 @@ class _Writer:
         _logger.warning("failed: %s", error)
         _append_line(self.manifest, dict(self.base, video=video, name=name, status="error", error=error))
 
-    def add(self, name: str, chunk: Dict[str, Any], runner: FeatureRunner) -> List[Any]:
+    def add(
+        self, name: str, features: Optional[torch.Tensor], times: torch.Tensor, num_padded: torch.Tensor
+    ) -> List[Any]:
+        """Keep the features of a chunk of ``name``'s clips (None: a video with no clips), in order."""
         if name not in self.started:
             self.started[name] = time.perf_counter()
             self.format.discard_partial(self.out, name)  # a killed run can leave it half-written
         parts = self.pending.setdefault(name, [])
-        if len(chunk["frames"]):
-            parts.append((runner(chunk["frames"]), chunk["times"], chunk["num_padded"]))
+        if features is not None:
+            parts.append((features, times, num_padded))
         return parts
 
-    def write(self, name: str, video: str, info: Dict[str, Any]) -> None:
+    def write(self, name: str, video: str, info: Dict[str, Any], seconds: Optional[float] = None) -> None:
+        """Write ``name``'s features and its manifest line; ``seconds``: the time spent on it, when the writer did
+        not see it spent (default: since its first chunk arrived)."""
         parts = self.pending.pop(name)
         result = self.cfg.in_segments(
             VideoFeatures(
@@ -685,7 +568,8 @@ class _Writer:
             )
         )
         paths = self.format.write(self.out, name, result, self.dtype)
-        seconds = time.perf_counter() - self.started.pop(name)
+        started = self.started.pop(name)
+        seconds = time.perf_counter() - started if seconds is None else seconds
         n = len(result.features)
         self.summary.done += 1
         self.summary.clips += n

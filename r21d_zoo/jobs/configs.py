@@ -195,6 +195,17 @@ class ExtractJobConfig(Checked):
     force_int8: bool = field(
         default=False, metadata=dict(help="int8: keep int8 features that agree with float32 less than required")
     )
+    engine: Literal["local", "ray"] = field(
+        default="local",
+        metadata=dict(
+            help="local: this process with --workers decoding processes; ray: decode tasks and model actors on a Ray "
+            "cluster (needs the ray extra)"
+        ),
+    )
+    address: Optional[str] = field(
+        default=None,
+        metadata=dict(help="--engine ray: the cluster to join (HOST:PORT; default RAY_ADDRESS, else one started here)"),
+    )
     shard_id: Optional[int] = field(
         default=None,
         metadata=dict(
@@ -211,6 +222,8 @@ class ExtractJobConfig(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.address and self.engine != "ray":
+            raise UsageError(f"--address {self.address} names a Ray cluster: add --engine ray")
         if self.amp == INT8 and self.runtime not in ("onnxruntime", "auto"):
             raise UsageError(f"--amp int8 runs on --runtime onnxruntime (or auto), not on --runtime {self.runtime}")
         if self.shard_id is not None and self.shard_id >= (self.num_shards or 1):

@@ -1,5 +1,5 @@
 """``r21d-zoo extract``: the videos, files, lists, shards or a labelled dataset's samples to extract, this job's
-shard, and the model, handed to :func:`r21d_zoo.infer.features.run_extraction` (which documents the folder it
+shard, and the model, handed to :func:`r21d_zoo.infer.extraction.run_extraction` (which documents the folder it
 writes)."""
 
 import logging
@@ -13,7 +13,7 @@ from ..data.inputs import VideoItem, discover_videos, read_video_list, resolved
 from ..data.labelled import video_items
 from ..data.shards import ShardSet, shard_inputs
 from ..infer.config import InferenceOptions
-from ..infer.features import run_extraction
+from ..infer.extraction import run_extraction
 from ..train.distributed import all_reduce_sum, default_device, init_distributed, world_info_from_env
 from ..video.reader import FRAMES_DECODER, DecodeOptions, check_decoder
 from .configs import ExtractJobConfig as ExtractJobConfig
@@ -29,6 +29,10 @@ def run(cfg: ExtractJobConfig) -> int:
     """``r21d-zoo extract``: exit 1 when any video failed (on any rank), 3 when the model, the inputs or the decoder
     are unusable (refused before any work)."""
     check_decoder(cfg.decoder)
+    if cfg.engine == "ray":
+        from ..infer.cluster import check_ray_options
+
+        check_ray_options(InferenceOptions(cfg.device, cfg.amp))
     if bool(cfg.inputs) == bool(cfg.data):
         raise InputError("give the videos to extract (files, folders, lists, shards) or --data DATASET, one of the two")
     exclude = cfg.labels.exclude
@@ -66,7 +70,12 @@ def run(cfg: ExtractJobConfig) -> int:
         model,
         cfg.settings,
         decode=DecodeOptions(cfg.decoder, cfg.labels.frames_fps),
-        inference=InferenceOptions(default_device(world, cfg.device), cfg.amp, cfg.runtime, cfg.channels_last),
+        inference=InferenceOptions(
+            cfg.device if cfg.engine == "ray" else default_device(world, cfg.device),  # Ray: the cluster's GPUs
+            cfg.amp,
+            cfg.runtime,
+            cfg.channels_last,
+        ),
         workers=cfg.workers,
         format=cfg.format,
         dtype=cfg.dtype,
@@ -78,6 +87,8 @@ def run(cfg: ExtractJobConfig) -> int:
         init_seed=seed,
         calibration_clips=cfg.calibration_clips,
         force_int8=cfg.force_int8,
+        engine=cfg.engine,
+        address=cfg.address,
     )
     failed = all_reduce_sum(summary.failed)
     print(
@@ -85,4 +96,7 @@ def run(cfg: ExtractJobConfig) -> int:
         f"{summary.clips / max(summary.seconds, 1e-9):.1f} clips/s), {summary.skipped} already done, "
         f"{summary.failed} failed -> {cfg.out}/{MANIFEST_FILE}"
     )
+    if summary.busy:
+        busy = ", ".join(f"{k} {v['busy_workers']:.2f}" for k, v in summary.busy.items())
+        print(f"busy workers per stage (on average): {busy}")
     return EXIT_PARTIAL if failed else 0

@@ -23,7 +23,7 @@ from r21d_zoo.data.labelled import read_labelled  # noqa: E402
 from r21d_zoo.data.synthetic import make_motion_dataset  # noqa: E402
 from r21d_zoo.deploy.choice import choose_runtime  # noqa: E402
 from r21d_zoo.infer.config import ExtractConfig, InferenceOptions  # noqa: E402
-from r21d_zoo.infer.features import run_extraction  # noqa: E402
+from r21d_zoo.infer.extraction import run_extraction  # noqa: E402
 
 
 def rows_for(name: str, items: List[VideoItem], tmp: Path, workers: int, repeats: int) -> List[Dict[str, object]]:

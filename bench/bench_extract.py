@@ -28,7 +28,8 @@ from r21d_zoo.infer.config import ModelSource  # noqa: E402
 from r21d_zoo.jobs.demo import run_demo  # noqa: E402
 from r21d_zoo.data.inputs import VideoItem  # noqa: E402
 from r21d_zoo.infer.config import ExtractConfig  # noqa: E402
-from r21d_zoo.infer.features import ClipChunks, FeatureRunner, run_extraction  # noqa: E402
+from r21d_zoo.infer.extraction import run_extraction  # noqa: E402
+from r21d_zoo.infer.features import ClipChunks, FeatureRunner  # noqa: E402
 from r21d_zoo.models import ClipSpec  # noqa: E402
 from r21d_zoo.video import DecodeOptions, open_video, write_video  # noqa: E402
 

@@ -37,7 +37,7 @@ from r21d_zoo.data.inputs import VideoItem  # noqa: E402
 from r21d_zoo.data.labelled import read_labelled  # noqa: E402
 from r21d_zoo.data.synthetic import make_motion_dataset  # noqa: E402
 from r21d_zoo.infer.config import ExtractConfig, InferenceOptions  # noqa: E402
-from r21d_zoo.infer.features import run_extraction  # noqa: E402
+from r21d_zoo.infer.extraction import run_extraction  # noqa: E402
 from r21d_zoo.infer.config import ModelSource  # noqa: E402
 from r21d_zoo.jobs.finetune import FinetuneConfig, finetune  # noqa: E402
 from r21d_zoo.train.optim import OptimConfig  # noqa: E402

@@ -18,6 +18,7 @@ BENCH_TABLES = {
     "predict-table": ("predict_cpu.json", "table", ""),
     "families-table": ("families_cpu.json", "markdown", "Every row is in `bench/results/families_cpu.csv`."),
     "auto-table": ("auto_cpu.json", "markdown", ""),
+    "ray-table": ("ray_cpu.json", "markdown", ""),
 }
 
 

@@ -130,15 +130,16 @@ def _run(
 
 def _model_placement(ray: Any, inference: InferenceOptions) -> Tuple[str, Dict[str, Any]]:
     """Where the model actors run: one GPU each where the cluster has GPUs (unless the device is the CPU), else CPU
-    actors of a few threads, as many as leave at least half the cluster's CPUs to decoding."""
+    actors of half a node's CPUs (at most 8 threads), as many as leave half the cluster's CPUs to decoding."""
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    node_cpus = max([int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")] or [1])
     wanted = torch.device(inference.device) if inference.device else None
     if wanted is not None and wanted.type == "cuda" and not gpus:
         raise InputError(f"--device {inference.device}: the Ray cluster has no GPUs ({resources}); give --device cpu")
     if gpus and (wanted is None or wanted.type == "cuda"):
         return "cuda", dict(pool=gpus, num_gpus=1, num_cpus=1, threads=1)
-    threads = max(1, min(4, cpus // 4))
+    threads = max(1, min(8, node_cpus // 2))
     return "cpu", dict(pool=max(1, cpus // (2 * threads)), num_gpus=0, num_cpus=threads, threads=threads)
 
 
@@ -175,13 +176,13 @@ def _decode_rows(
 
 
 def _decode_memory(spec: ClipSpec, cfg: ExtractConfig) -> int:
-    """The memory a decode task reserves: its process (torch and the decoder, about 500 MB) and a few chunks of
-    resized clips. Reserving it also
+    """The memory a decode task reserves: its process (torch and the decoder: 500 MB, 900 MB on 720p videos) and a
+    few chunks of resized clips. Reserving it also
     keeps Ray from fusing decoding into the model actors, so decoding spreads over every node's CPUs."""
     resize = spec.resize_size  # None: frames as they are, assumed a few times the crop
     side = max(resize) if isinstance(resize, (tuple, list)) else (resize or 4 * spec.crop_size)
     chunk = cfg.batch_size * spec.num_frames * side * side * 2 * 3  # uint8, up to 2:1 frames
-    return (640 << 20) + 4 * chunk
+    return (1 << 30) + 4 * chunk
 
 
 def _model_stage(

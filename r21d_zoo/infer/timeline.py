@@ -181,14 +181,22 @@ def _cues(p: Prediction) -> List[Tuple[float, float, str]]:
             if w["predictions"]]
 
 
+def srt_cue(i: int, start: float, end: float, text: str) -> str:
+    """The ``i``-th cue (from 1) of an SRT file."""
+    return f"{i}\n{_stamp(start, ',')} --> {_stamp(end, ',')}\n{text}\n\n"
+
+
+def vtt_cue(start: float, end: float, text: str) -> str:
+    """A cue of a WebVTT file (after its ``WEBVTT`` header)."""
+    return f"{_stamp(start, '.')} --> {_stamp(end, '.')}\n{text}\n\n"
+
+
 def to_srt(p: Prediction) -> str:
-    return "".join(
-        f"{i}\n{_stamp(s, ',')} --> {_stamp(e, ',')}\n{text}\n\n" for i, (s, e, text) in enumerate(_cues(p), 1)
-    )
+    return "".join(srt_cue(i, s, e, text) for i, (s, e, text) in enumerate(_cues(p), 1))
 
 
 def to_vtt(p: Prediction) -> str:
-    return "WEBVTT\n\n" + "".join(f"{_stamp(s, '.')} --> {_stamp(e, '.')}\n{text}\n\n" for s, e, text in _cues(p))
+    return "WEBVTT\n\n" + "".join(vtt_cue(s, e, text) for s, e, text in _cues(p))
 
 
 def to_csv(p: Prediction) -> str:

@@ -1,0 +1,155 @@
+"""Labels over time from a live source (``r21d-zoo predict --live SOURCE``): :func:`live_windows` yields each window's
+top-k as soon as it is classified, and :class:`LiveOutputs` appends it to JSON lines, SRT and WebVTT files that are
+valid after every window.
+
+Windows are the timeline's windows of :func:`r21d_zoo.infer.timeline.predict` on the stream's time: ``stride_sec``
+apart from 0 s (default back to back), each the weights' clip (frames, rate, resize, centre crop, mean/std) read from
+the source's rolling buffer by the file readers' rule. A window is ready once its last frame has arrived. **It never
+falls behind**: after each answer the latest ready window is classified next and the ready ones before it are skipped
+(counted), so nothing queues; each window's latency is the time from the arrival of its last frame to its answer.
+"""
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import numpy as np
+import torch.nn as nn
+
+from ..models import ClipSpec
+from ..video.live import LiveSource
+from ..video.reader import Clip
+from .config import ExtractConfig, InferenceOptions, PredictConfig
+from .features import FeatureRunner
+from .scores import clip_probs, model_classes
+from .timeline import caption, srt_cue, vtt_cue
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LiveWindow:
+    """One classified window: its place in the stream (seconds from the first frame), its top-k, the windows skipped
+    just before it, and how long its answer took from its last frame's arrival (``latency``) and in the model."""
+
+    index: int
+    start: float
+    end: float
+    predictions: List[Dict[str, Any]]
+    skipped: int
+    latency: float
+    model_seconds: float
+
+    def to_json(self) -> Dict[str, Any]:
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class LiveSummary:
+    windows: int = 0
+    skipped: int = 0
+    reconnects: int = 0
+    ended: str = ""
+    latencies: List[float] = field(default_factory=list)  # the last 10000 windows'
+
+    def line(self) -> str:
+        lat = np.array(self.latencies) if self.latencies else np.zeros(1)
+        return (
+            f"{self.windows} windows, {self.skipped} skipped (inference slower than the stream), latency median "
+            f"{np.median(lat):.3f} s, p95 {np.percentile(lat, 95):.3f} s, max {lat.max():.3f} s; "
+            f"{self.reconnects} reconnect attempt(s); ended: {self.ended}"
+        )
+
+
+def live_windows(
+    model: nn.Module,
+    source: str,
+    cfg: Optional[PredictConfig] = None,
+    *,
+    inference: Optional[InferenceOptions] = None,
+    reconnect: int = 3,
+    timeout: float = 10.0,
+    summary: Optional[LiveSummary] = None,
+    **overrides: Any,
+) -> Iterator[LiveWindow]:
+    """Classify the windows of the live ``source`` (see :mod:`r21d_zoo.video.live`) as they arrive, until it ends or
+    the caller stops iterating. Keyword overrides replace fields of ``cfg`` (``stride_sec=0.5``, ``top_k=3``);
+    ``summary`` is filled in as it goes (counts, latencies, why the source ended)."""
+    cfg = replace(cfg or PredictConfig(), **overrides)
+    summary = summary if summary is not None else LiveSummary()
+    labels = model_classes(model)
+    spec = ClipSpec.from_model(model, **dict(cfg.clip, crop_mode="center"))
+    runner = FeatureRunner(model, spec, ExtractConfig(batch_size=1), inference or InferenceOptions())
+    with LiveSource(source, spec, (cfg.stride_sec or 0) + 1.0, reconnect, timeout) as live:
+        length = spec.clip_seconds(live.info.fps)
+        stride = cfg.stride_sec or length
+        num_frames, step = spec.frames_to_read()
+        half = 0.5 / live.info.fps  # frame times are within half a frame of the rate's
+        last_frame = (num_frames - 1) * step / (spec.frame_rate or live.info.fps) - half  # from a window's start
+        index = 0
+        try:
+            while True:
+                latest = live.wait_past(index * stride + last_frame)
+                if latest is None:
+                    break
+                ready = max(index, math.floor((latest - last_frame) / stride + 1e-9))  # the latest ready window
+                start = ready * stride
+                arrived = live.arrival(start + last_frame)
+                t0 = time.monotonic()
+                probs = clip_probs(live, [Clip(start, start + length, ready)], [(runner, spec, 1.0)], 1)[0]
+                now = time.monotonic()
+                order = np.argsort(-probs, kind="stable")[: cfg.top_k]
+                top = [dict(label=labels[j], score=round(float(probs[j]), 6)) for j in order
+                       if probs[j] >= cfg.threshold]  # fmt: skip
+                window = LiveWindow(ready, start, start + length, top, ready - index, now - arrived, now - t0)
+                summary.windows += 1
+                summary.skipped += window.skipped
+                summary.latencies = (summary.latencies + [window.latency])[-10000:]
+                summary.reconnects = live.reconnects
+                yield window
+                index = ready + 1
+        finally:
+            summary.reconnects = live.reconnects
+            summary.ended = live.ended or "stopped"
+
+
+class LiveOutputs:
+    """``OUT/NAME.jsonl``, ``.srt`` and ``.vtt`` (those in ``outputs``), a window appended to each as it comes with one
+    ``write`` per file, so each is valid after every window (SRT and WebVTT cues: the stride around each window's
+    centre, as the file timeline's cues for even windows)."""
+
+    KINDS = ("jsonl", "srt", "vtt")
+
+    def __init__(self, out: Path, name: str, outputs: List[str], stride: Optional[float] = None) -> None:
+        self.paths = {k: Path(out) / f"{name}.{k}" for k in self.KINDS if k in outputs}
+        self.stride, self.cues = stride, 0
+        for kind, path in self.paths.items():
+            path.write_text("WEBVTT\n\n" if kind == "vtt" else "")
+
+    def add(self, w: LiveWindow) -> None:
+        half = (self.stride or (w.end - w.start)) / 2
+        centre = (w.start + w.end) / 2
+        span = (max(0.0, centre - half), centre + half)
+        text = caption(w.predictions)
+        for kind, path in self.paths.items():
+            if kind == "jsonl":
+                entry = json.dumps(w.to_json(), sort_keys=True) + "\n"
+            elif not text:
+                continue
+            else:
+                entry = srt_cue(self.cues + 1, *span, text) if kind == "srt" else vtt_cue(*span, text)
+            _append(path, entry)
+        self.cues += bool(text)
+
+
+def _append(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)

@@ -242,6 +242,7 @@ IMPOSSIBLE = {
     "--mixup-alpha": ["-1", "nan", "inf"],
     "--cutmix-alpha": ["-1", "nan", "inf"],
     "--flow-weight": ["-0.1", "1.5", "nan"],
+    "--reconnect": ["-1"],
 }
 
 

@@ -164,7 +164,7 @@ def test_only_the_train_layer_takes_gradient_steps():
 def test_videos_are_decoded_and_written_only_behind_the_video_layer():
     pyav = re.compile(r"^\s*(import av\b|from av\b)|PyAVReader\(", re.M)
     users = sorted(name for name, text in _sources().items() if pyav.search(text))
-    assert users == ["r21d_zoo.video.pyav", "r21d_zoo.video.writer"]
+    assert users == ["r21d_zoo.video.live", "r21d_zoo.video.pyav", "r21d_zoo.video.writer"]
 
 
 def _task_modules() -> Dict[str, str]:
@@ -234,5 +234,5 @@ def test_the_decoders_share_one_read_clip():
     defines = sorted(n for n, text in _sources().items() if re.search(r"^\s+def read_clip\(", text, re.M))
     assert defines == ["r21d_zoo.video.reader"], defines
     readers = sorted(n for n, text in _sources().items() if re.search(r"^\s+def _read\(", text, re.M))
-    decoders = ["r21d_zoo.video.frames", "r21d_zoo.video.pyav", "r21d_zoo.video.torchcodec_reader"]
+    decoders = [f"r21d_zoo.video.{m}" for m in ("frames", "live", "pyav", "torchcodec_reader")]
     assert readers == sorted(decoders + ["r21d_zoo.video.reader"]), readers  # the abstract one and each decoder

@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import numpy as np
 import torch.nn as nn
 
+from .._io import atomic_write
 from ..models import ClipSpec
 from ..video.live import LiveSource
 from ..video.reader import Clip
@@ -55,6 +56,7 @@ class LiveSummary:
     skipped: int = 0
     reconnects: int = 0
     ended: str = ""
+    lost: bool = False  # a network source that dropped and did not come back within its reconnect attempts
     latencies: List[float] = field(default_factory=list)  # the last 10000 windows'
 
     def line(self) -> str:
@@ -114,7 +116,7 @@ def live_windows(
                 yield window
                 index = ready + 1
         finally:
-            summary.reconnects = live.reconnects
+            summary.reconnects, summary.lost = live.reconnects, live.lost
             summary.ended = live.ended or "stopped"
 
 
@@ -153,3 +155,35 @@ def _append(path: Path, text: str) -> None:
         os.write(fd, text.encode())
     finally:
         os.close(fd)
+
+
+def plot_live(jsonl: Path, path: Path, max_classes: int = 8) -> Path:
+    """The scores over time of the classes that lead some window of a live run's JSON lines (at most
+    ``max_classes``, by peak score; a class out of a window's top-k counts 0 there)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for line in jsonl.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut short
+    centres = np.array([(r["start"] + r["end"]) / 2 for r in rows])
+    scores: Dict[str, np.ndarray] = {}
+    for i, r in enumerate(rows):
+        for p in r["predictions"]:
+            scores.setdefault(p["label"], np.zeros(len(rows)))[i] = p["score"]
+    leaders = {r["predictions"][0]["label"] for r in rows if r["predictions"]}
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    for label in sorted(leaders, key=lambda k: -scores[k].max())[:max_classes]:
+        ax.plot(centres, scores[label], marker="o", markersize=3, label=label)
+    ax.set(xlabel="stream time (s, window centres)", ylabel="score", ylim=(0, 1), title=f"live: {len(rows)} windows")
+    if leaders:
+        ax.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
+    return path

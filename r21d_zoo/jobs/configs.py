@@ -398,6 +398,17 @@ class PredictJobConfig(Checked, FlowFusion):
         metadata=dict(help="also write the Grad-CAM of the video's top class on its best window (see `explain`)"),
     )
     layer: str = field(default="layer4", metadata=dict(help="--explain: the stage (stem, layer1-4 or 0-4)"))
+    live: Optional[str] = field(
+        default=None,
+        metadata=dict(
+            help="classify a live source as it arrives instead of files: /dev/videoN, FORMAT:DEVICE (avfoundation:0), "
+            "an rtsp/rtmp/http(s)/udp/tcp/srt URL, or - for a stream on standard input; -o gets live.jsonl/srt/vtt"
+        ),
+    )
+    reconnect: int = field(
+        default=3,
+        metadata=dict(help="--live: attempts in a row to reopen a network source that drops", bound=at_least(0)),
+    )
     decoder: str = field(default=DEFAULT_DECODER, metadata=dict(help="video decoding decoder", choices=DECODERS))
     frames_fps: Optional[float] = frames_fps_field()
     device: Optional[str] = device_field()
@@ -406,6 +417,15 @@ class PredictJobConfig(Checked, FlowFusion):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_flow_weight(self)
+        if self.live is not None:
+            given = [flag for flag, on in (("video inputs", self.inputs), ("--annotate", self.annotate),
+                                           ("--explain", self.explain), ("--flow-model", self.flow_model),
+                                           ("--smooth", self.settings.smooth > 1)) if on]  # fmt: skip
+            if given:
+                raise UsageError(
+                    f"--live classifies windows as they arrive: {', '.join(given)} cannot go with it (a centred "
+                    "average and the other outputs need the whole video); predict files for those"
+                )
         if (self.plot or self.annotate or self.explain) and not self.out:
             raise UsageError("--plot, --annotate and --explain write into the output folder: give -o OUT")
         unknown = [k for k in self.output_kinds if k not in OUTPUTS]

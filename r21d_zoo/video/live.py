@@ -79,6 +79,7 @@ class LiveSource(VideoReader):
         self.kind = _kind(source)
         self.reconnects = 0  # attempts made, over the whole run
         self.ended: Optional[str] = None  # why the source ended, once it has
+        self.lost = False  # it ended because a network source did not come back within ``reconnect`` attempts
         self._frames: Deque[Tuple[float, float, np.ndarray]] = collections.deque()  # (time, arrival, frame)
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -135,6 +136,7 @@ class LiveSource(VideoReader):
                 finally:
                     container.close()
             if self._stop.is_set() or self.kind != "stream" or attempts >= self.reconnect:
+                self.lost = attempts > 0 and not self._stop.is_set()
                 break
             attempts += 1
             self.reconnects += 1

@@ -9,6 +9,7 @@ falls behind**: after each answer the latest ready window is classified next and
 (counted), so nothing queues; each window's latency is the time from the arrival of its last frame to its answer.
 """
 
+import collections
 import json
 import logging
 import math
@@ -16,14 +17,14 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch.nn as nn
 
 from .._io import atomic_write
 from ..models import ClipSpec
-from ..video.live import LiveSource
+from ..video.live import FrameBuffer, LiveSource
 from ..video.reader import Clip
 from .config import ExtractConfig, InferenceOptions, PredictConfig
 from .features import FeatureRunner
@@ -57,7 +58,12 @@ class LiveSummary:
     reconnects: int = 0
     ended: str = ""
     lost: bool = False  # a network source that dropped and did not come back within its reconnect attempts
-    latencies: List[float] = field(default_factory=list)  # the last 10000 windows'
+    latencies: Deque[float] = field(default_factory=lambda: collections.deque(maxlen=10000))  # the last windows'
+
+    def add(self, w: LiveWindow) -> None:
+        self.windows += 1
+        self.skipped += w.skipped
+        self.latencies.append(w.latency)
 
     def line(self) -> str:
         lat = np.array(self.latencies) if self.latencies else np.zeros(1)
@@ -84,40 +90,64 @@ def live_windows(
     ``summary`` is filled in as it goes (counts, latencies, why the source ended)."""
     cfg = replace(cfg or PredictConfig(), **overrides)
     summary = summary if summary is not None else LiveSummary()
-    labels = model_classes(model)
-    spec = ClipSpec.from_model(model, **dict(cfg.clip, crop_mode="center"))
-    runner = FeatureRunner(model, spec, ExtractConfig(batch_size=1), inference or InferenceOptions())
-    with LiveSource(source, spec, (cfg.stride_sec or 0) + 1.0, reconnect, timeout) as live:
-        length = spec.clip_seconds(live.info.fps)
-        stride = cfg.stride_sec or length
-        num_frames, step = spec.frames_to_read()
-        half = 0.5 / live.info.fps  # frame times are within half a frame of the rate's
-        last_frame = (num_frames - 1) * step / (spec.frame_rate or live.info.fps) - half  # from a window's start
+    classifier = LiveClassifier(model, cfg, inference)
+    with LiveSource(source, classifier.spec, (cfg.stride_sec or 0) + 1.0, reconnect, timeout) as live:
         index = 0
         try:
             while True:
-                latest = live.wait_past(index * stride + last_frame)
+                latest = live.wait_past(classifier.ready_at(index, live))
                 if latest is None:
                     break
-                ready = max(index, math.floor((latest - last_frame) / stride + 1e-9))  # the latest ready window
-                start = ready * stride
-                arrived = live.arrival(start + last_frame)
-                t0 = time.monotonic()
-                probs = clip_probs(live, [Clip(start, start + length, ready)], [(runner, spec, 1.0)], 1)[0]
-                now = time.monotonic()
-                order = np.argsort(-probs, kind="stable")[: cfg.top_k]
-                top = [dict(label=labels[j], score=round(float(probs[j]), 6)) for j in order
-                       if probs[j] >= cfg.threshold]  # fmt: skip
-                window = LiveWindow(ready, start, start + length, top, ready - index, now - arrived, now - t0)
-                summary.windows += 1
-                summary.skipped += window.skipped
-                summary.latencies = (summary.latencies + [window.latency])[-10000:]
+                window = classifier.classify(live, index)
+                summary.add(window)
                 summary.reconnects = live.reconnects
                 yield window
-                index = ready + 1
+                index = window.index + 1
         finally:
             summary.reconnects, summary.lost = live.reconnects, live.lost
             summary.ended = live.ended or "stopped"
+
+
+class LiveClassifier:
+    """The model's windows over a :class:`~r21d_zoo.video.live.FrameBuffer`: when a window is ready, and the answer
+    for the latest ready one. One per model; each stream keeps its own next index."""
+
+    def __init__(self, model: nn.Module, cfg: PredictConfig, inference: Optional[InferenceOptions] = None) -> None:
+        self.cfg, self.labels = cfg, model_classes(model)
+        self.spec = ClipSpec.from_model(model, **dict(cfg.clip, crop_mode="center"))
+        self.runner = FeatureRunner(model, self.spec, ExtractConfig(batch_size=1), inference or InferenceOptions())
+
+    def _timing(self, buffer: FrameBuffer) -> Tuple[float, float, float]:
+        """A window's length, the stride, and its last frame's offset from its start (less half a frame: frame
+        times are within half a frame of the rate's)."""
+        fps = buffer.info.fps
+        length = self.spec.clip_seconds(fps)
+        num_frames, step = self.spec.frames_to_read()
+        last = (num_frames - 1) * step / (self.spec.frame_rate or fps) - 0.5 / fps
+        return length, self.cfg.stride_sec or length, last
+
+    def ready_at(self, index: int, buffer: FrameBuffer) -> float:
+        """The stream time a frame must reach for window ``index`` to be ready."""
+        _, stride, last = self._timing(buffer)
+        return index * stride + last
+
+    def classify(self, buffer: FrameBuffer, index: int) -> Optional[LiveWindow]:
+        """The answer for the latest ready window from ``index`` on (the ones before it counted as skipped), or None
+        while window ``index`` is not ready."""
+        length, stride, last = self._timing(buffer)
+        latest = buffer.latest
+        if latest < index * stride + last:
+            return None
+        ready = max(index, math.floor((latest - last) / stride + 1e-9))
+        start = ready * stride
+        arrived = buffer.arrival(start + last)
+        t0 = time.monotonic()
+        probs = clip_probs(buffer, [Clip(start, start + length, ready)], [(self.runner, self.spec, 1.0)], 1)[0]
+        now = time.monotonic()
+        order = np.argsort(-probs, kind="stable")[: self.cfg.top_k]
+        top = [dict(label=self.labels[j], score=round(float(probs[j]), 6)) for j in order
+               if probs[j] >= self.cfg.threshold]  # fmt: skip
+        return LiveWindow(ready, start, start + length, top, ready - index, now - arrived, now - t0)
 
 
 class LiveOutputs:

@@ -65,31 +65,104 @@ def _kind(source: str) -> Optional[str]:
     return head if sep and head in DEVICE_FORMATS else None
 
 
-class LiveSource(VideoReader):
-    """A live source read into a rolling buffer (see the module docstring); a context manager that stops the reading
-    thread. ``spec`` gives the resize; the buffer keeps two of its clips and ``keep_extra`` seconds more; ``timeout``
-    bounds opening and each read of a network source."""
+class FrameBuffer(VideoReader):
+    """The last seconds of a stream's frames (resized by ``spec``), each with its stream time and arrival time, read
+    as a video by the file readers' rule; whoever has the frames (:class:`LiveSource`'s thread, a web page's
+    webcam) hands them to :meth:`add`. It keeps two of ``spec``'s clips at ``fps`` (the stream's rate) and
+    ``keep_extra`` s more. Thread-safe."""
+
+    def __init__(
+        self, name: str, spec: ClipSpec, fps: float, size: Tuple[int, int] = (0, 0), keep_extra: float = 1.0
+    ) -> None:
+        self.path, self.spec = name, spec
+        self.info = VideoInfo(name, float("inf"), fps, size[1], size[0], 0, 0.0)
+        self.keep_seconds = 2 * spec.clip_seconds(fps) + keep_extra
+        self.ended: Optional[str] = None  # why the stream ended, once it has
+        self._frames: Deque[Tuple[float, float, np.ndarray]] = collections.deque()  # (time, arrival, frame)
+        self._cond = threading.Condition()
+        self._last = -1.0
+
+    def add(self, t: float, frame: np.ndarray) -> None:
+        """Take the RGB frame shown at ``t`` s (uint8 H x W x 3), resized here; one at or before the last is dropped."""
+        if t <= self._last:
+            return  # a repeated or reordered frame
+        if self.spec.resize_size is not None:
+            size, spec = self.spec.resize_size, self.spec
+            frame = resize_frames(torch.from_numpy(frame)[None], size, spec.interpolation, spec.antialias)[0].numpy()
+        with self._cond:
+            self._frames.append((t, time.monotonic(), frame))
+            while self._frames and self._frames[0][0] < t - self.keep_seconds:
+                self._frames.popleft()
+            self._last = t
+            self._cond.notify_all()
+
+    def end(self, reason: str) -> None:
+        with self._cond:
+            self.ended = reason
+            self._cond.notify_all()
+
+    # -- what the consumer sees ---------------------------------------------------------------------------------------
+    def wait_past(self, t: float, timeout: Optional[float] = None) -> Optional[float]:
+        """Wait until a frame at or after ``t`` seconds has arrived; the latest frame's time, or None once the source
+        has ended without one (or ``timeout`` passed)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._last >= t or self.ended is not None, timeout)
+            return self._last if self._last >= t else None
+
+    def arrival(self, t: float) -> float:
+        """When (``time.monotonic()``) the first frame at or after ``t`` arrived."""
+        with self._cond:
+            return next((a for ft, a, _ in self._frames if ft >= t), time.monotonic())
+
+    @property
+    def latest(self) -> float:
+        """The time of the latest frame (-1 before any)."""
+        return self._last
+
+    def _read(
+        self, start: float, num_frames: int, frame_rate: Optional[float], sampling_stride: int
+    ) -> Tuple[torch.Tensor, np.ndarray]:
+        with self._cond:
+            if not self._frames:
+                return torch.empty(0), np.empty(0)
+            times = np.array([t for t, _, _ in self._frames])
+            eps = 1e-3 / self.info.fps
+            if frame_rate is not None:
+                targets = start + np.arange(num_frames) * sampling_stride / frame_rate
+                targets = targets[targets <= times[-1] + eps]
+                index = np.maximum(np.searchsorted(times, targets + eps, side="right") - 1, 0)
+            else:
+                first = int(np.searchsorted(times, start - 0.5 / self.info.fps))
+                index = np.arange(first, len(times))[: (num_frames - 1) * sampling_stride + 1 : sampling_stride]
+            if not len(index):
+                return torch.empty(0), np.empty(0)
+            frames = [self._frames[i][2] for i in index]
+        return torch.from_numpy(np.stack(frames)), times[index]
+
+    def _extent(self) -> str:
+        return f"the buffer holds {self._frames[0][0]:.3f}-{self._last:.3f}s" if self._frames else "no frames yet"
+
+    def close(self) -> None:
+        self.end("closed")
+
+
+class LiveSource(FrameBuffer):
+    """A live source read into a :class:`FrameBuffer` by a thread (see the module docstring); a context manager that
+    stops it. ``timeout`` bounds opening and each read of a network source."""
 
     def __init__(
         self, source: str, spec: ClipSpec, keep_extra: float = 1.0, reconnect: int = 3, timeout: float = 10.0
     ) -> None:
         check_live_source(source)
-        self.path, self.spec = source, spec
-        self.reconnect, self.timeout = reconnect, timeout
-        self.kind = _kind(source)
+        self.path, self.kind, self.reconnect, self.timeout = source, _kind(source), reconnect, timeout
         self.reconnects = 0  # attempts made, over the whole run
-        self.ended: Optional[str] = None  # why the source ended, once it has
         self.lost = False  # it ended because a network source did not come back within ``reconnect`` attempts
-        self._frames: Deque[Tuple[float, float, np.ndarray]] = collections.deque()  # (time, arrival, frame)
-        self._cond = threading.Condition()
         self._stop = threading.Event()
         self._offset: Optional[float] = None  # added to a connection's own times, so time runs on across reconnects
-        self._last = -1.0
         container = self._open()  # an unusable source fails here, in the caller
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0) or 30.0
-        self.info = VideoInfo(source, float("inf"), fps, stream.width, stream.height, 0, 0.0)
-        self.keep_seconds = 2 * spec.clip_seconds(fps) + keep_extra
+        super().__init__(source, spec, fps, (stream.height, stream.width), keep_extra)
         self._thread = threading.Thread(target=self._run, args=(container,), name="r21d-live-source", daemon=True)
         self._thread.start()
 
@@ -149,9 +222,7 @@ class LiveSource(VideoReader):
                 container = self._open()
             except InputError as e:
                 container, reason = None, str(e)
-        with self._cond:
-            self.ended = "stopped" if self._stop.is_set() else reason
-            self._cond.notify_all()
+        self.end("stopped" if self._stop.is_set() else reason)
 
     def _add(self, frame: Any, stream: Any, first: bool) -> None:
         raw = float(frame.pts * stream.time_base) if frame.pts is not None else None
@@ -159,59 +230,8 @@ class LiveSource(VideoReader):
             start = self._last + 1.0 / self.info.fps if self._last >= 0 else 0.0
             self._offset = start - (raw or 0.0)
         t = raw + self._offset if raw is not None else self._last + 1.0 / self.info.fps
-        if t <= self._last:
-            return  # a repeated or reordered frame
-        arr = frame.to_ndarray(format="rgb24")
-        if self.spec.resize_size is not None:
-            size, spec = self.spec.resize_size, self.spec
-            arr = resize_frames(torch.from_numpy(arr)[None], size, spec.interpolation, spec.antialias)[0].numpy()
-        with self._cond:
-            self._frames.append((t, time.monotonic(), arr))
-            while self._frames and self._frames[0][0] < t - self.keep_seconds:
-                self._frames.popleft()
-            self._last = t
-            self._cond.notify_all()
-
-    # -- what the consumer sees ---------------------------------------------------------------------------------------
-    def wait_past(self, t: float, timeout: Optional[float] = None) -> Optional[float]:
-        """Wait until a frame at or after ``t`` seconds has arrived; the latest frame's time, or None once the source
-        has ended without one (or ``timeout`` passed)."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._last >= t or self.ended is not None, timeout)
-            return self._last if self._last >= t else None
-
-    def arrival(self, t: float) -> float:
-        """When (``time.monotonic()``) the first frame at or after ``t`` arrived."""
-        with self._cond:
-            return next((a for ft, a, _ in self._frames if ft >= t), time.monotonic())
-
-    @property
-    def latest(self) -> float:
-        """The time of the latest frame (-1 before any)."""
-        return self._last
-
-    def _read(
-        self, start: float, num_frames: int, frame_rate: Optional[float], sampling_stride: int
-    ) -> Tuple[torch.Tensor, np.ndarray]:
-        with self._cond:
-            if not self._frames:
-                return torch.empty(0), np.empty(0)
-            times = np.array([t for t, _, _ in self._frames])
-            eps = 1e-3 / self.info.fps
-            if frame_rate is not None:
-                targets = start + np.arange(num_frames) * sampling_stride / frame_rate
-                targets = targets[targets <= times[-1] + eps]
-                index = np.maximum(np.searchsorted(times, targets + eps, side="right") - 1, 0)
-            else:
-                first = int(np.searchsorted(times, start - 0.5 / self.info.fps))
-                index = np.arange(first, len(times))[: (num_frames - 1) * sampling_stride + 1 : sampling_stride]
-            if not len(index):
-                return torch.empty(0), np.empty(0)
-            frames = [self._frames[i][2] for i in index]
-        return torch.from_numpy(np.stack(frames)), times[index]
-
-    def _extent(self) -> str:
-        return f"the buffer holds {self._frames[0][0]:.3f}-{self._last:.3f}s" if self._frames else "no frames yet"
+        if t > self._last:
+            self.add(t, frame.to_ndarray(format="rgb24"))
 
     def close(self) -> None:
         self._stop.set()

@@ -187,3 +187,74 @@ def test_a_bad_upload_is_one_line_on_the_console_not_a_traceback(tmp_path, caplo
         handler(str(tmp_path / "bad.mp4"), False)
     assert refused.value.print_exception is False  # gradio prints no traceback for it
     assert "bad.mp4" in str(refused.value) and "a visitor's upload was refused: " in caplog.text
+
+
+def fake_camera_file(path: Path, seconds: float = 4.0) -> Path:
+    """A y4m file for Chromium's fake camera: the motion task's square moving left, 10 fps, 64 px."""
+    import av
+    import numpy as np
+
+    from r21d_zoo.data.synthetic import motion_clip
+
+    frames = np.concatenate([motion_clip("left", 8, 64, np.random.default_rng(i)) for i in range(int(seconds / 0.8))])
+    with av.open(str(path), "w", format="yuv4mpegpipe") as container:
+        stream = container.add_stream("rawvideo", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.browser
+def test_the_live_tab_classifies_a_webcam_as_it_streams(tmp_path):
+    """Chromium's fake camera plays a file; the live tab shows the current labels, a rolling timeline and the
+    latency."""
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        _needs(f"{CHROMIUM} and {CHROMEDRIVER} are not installed (Debian: apt install chromium chromium-driver)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+    except ImportError as e:
+        _needs(f"the serve extra or Selenium is not installed ({e})")
+    model = r21d_zoo.create_model("r2plus1d_18", num_classes=2, **TINY)
+    set_derived_cfg(model, labels=("left", "right"))
+    page = Server(model, "tiny", trained=True, settings=PredictConfig(**SETTINGS)).build()
+    page.queue().launch(server_name="127.0.0.1", server_port=_free_port(), share=False, prevent_thread_lock=True,
+                        theme=offline_theme())
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--window-size=1280,1500", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic", f"--user-data-dir={tmp_path / 'chromium'}",
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                 f"--use-file-for-fake-video-capture={fake_camera_file(tmp_path / 'camera.y4m')}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        driver.get(page.local_url)
+        wait = WebDriverWait(driver, 60)
+
+        def click(xpath):
+            wait.until(lambda d: [e for e in d.find_elements(By.XPATH, xpath) if e.is_displayed()])[0].click()
+
+        click("//button[contains(., 'Live (webcam)')]")
+        click("//*[@id='camera']//button[contains(., 'Access Webcam')]")
+        click("//*[@id='camera']//button[@aria-label='capture photo' or contains(., 'Record')]")
+        wait.until(lambda d: "after its last frame" in d.find_element(By.ID, "live_latency").text)
+        shown = driver.find_element(By.ID, "live_top").text.splitlines()
+        assert shown[0] == "Now (the latest window)" and shown[1] in ("left", "right"), shown  # the top class
+        assert {"left", "right"} <= set(shown), shown
+        timeline = driver.find_element(By.ID, "live_timeline").text
+        assert "left" in timeline or "right" in timeline, timeline
+        latency = driver.find_element(By.ID, "live_latency").text
+        assert "answered" in latency and "skipped" in latency, latency
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "serve-live.png"))
+    finally:
+        driver.quit()
+        page.close()

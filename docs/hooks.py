@@ -19,6 +19,7 @@ BENCH_TABLES = {
     "families-table": ("families_cpu.json", "markdown", "Every row is in `bench/results/families_cpu.csv`."),
     "auto-table": ("auto_cpu.json", "markdown", ""),
     "ray-table": ("ray_cpu.json", "markdown", ""),
+    "live-table": ("live_cpu.json", "markdown", ""),
 }
 
 

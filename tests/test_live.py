@@ -18,7 +18,7 @@ import pytest
 
 from r21d_zoo.cli import main as cli_main
 from r21d_zoo.data.synthetic import motion_clip
-from util import stream_frames
+from r21d_zoo.video.writer import stream_video
 
 pytestmark = pytest.mark.video
 
@@ -41,7 +41,7 @@ def serve(port: int, frames: np.ndarray, pace: float = 1.0) -> multiprocessing.P
     """A process that listens on ``port`` and streams ``frames`` to the first client (PyAV holds the GIL while FFmpeg
     waits for one, so not a thread)."""
     server = multiprocessing.get_context("fork").Process(
-        target=stream_frames, args=(f"tcp://127.0.0.1:{port}?listen=1", frames, FPS, pace), daemon=True
+        target=stream_video, args=(f"tcp://127.0.0.1:{port}?listen=1", frames, FPS, pace), daemon=True
     )
     server.start()
     time.sleep(0.3)  # listening
@@ -114,7 +114,7 @@ def _live_subprocess(model: Path, out: Path, *extra: str) -> subprocess.Popen:
 
 def test_a_pipe_on_standard_input_switches_label_too(motion_model, tmp_path):
     proc = _live_subprocess(motion_model, tmp_path / "out")
-    feeder = threading.Thread(target=lambda: (stream_frames(proc.stdin, pieces(["right"] * 4 + ["left"] * 4)),
+    feeder = threading.Thread(target=lambda: (stream_video(proc.stdin, pieces(["right"] * 4 + ["left"] * 4)),
                                               proc.stdin.close()))  # fmt: skip
     feeder.start()
     stdout = proc.stdout.read()
@@ -133,7 +133,7 @@ def test_a_source_faster_than_inference_skips_windows_and_an_abrupt_stop_leaves_
     out = tmp_path / "out"
     proc = _live_subprocess(motion_model, out, "--stride-sec", "0.1")
     frames = pieces(["left", "right"] * 20)  # 64 s of stream
-    feeder = threading.Thread(target=stream_frames, args=(proc.stdin, frames, FPS, 20.0), daemon=True)
+    feeder = threading.Thread(target=stream_video, args=(proc.stdin, frames, FPS, 20.0), daemon=True)
     feeder.start()
     lines = []
     for line in proc.stdout:

@@ -6,7 +6,6 @@ import contextlib
 import http.server
 import os
 import threading
-import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
@@ -195,34 +194,3 @@ class RecordingReader:
 
         cls.opened.append(str(path))
         return PyAVReader(path, **kwargs)
-
-
-def stream_frames(target, frames: np.ndarray, fps: int = 10, pace: float = 1.0) -> None:
-    """Send ``frames`` as a live MPEG-TS stream (lossless H.264, no encoder delay) to ``target``: a URL such as
-    ``tcp://127.0.0.1:PORT?listen=1`` (FFmpeg waits for the client), or a writable binary file (a pipe), one frame
-    every ``1 / (fps * pace)`` s (``pace`` 1: real time). Returns when every frame is sent, or when the reader goes.
-    PyAV holds the GIL while FFmpeg waits for a client: serve from another process."""
-    import av
-
-    try:
-        container = av.open(target, "w", format="mpegts", container_options={"flush_packets": "1"})
-    except (OSError, av.FFmpegError):
-        return
-    try:
-        stream = container.add_stream("libx264", rate=fps, options={"qp": "0", "tune": "zerolatency",
-                                                                     "preset": "ultrafast"})
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv444p"
-        start = time.monotonic()
-        for i, f in enumerate(frames):
-            time.sleep(max(0.0, start + i / (fps * pace) - time.monotonic()))
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    except (OSError, av.FFmpegError, ValueError):
-        pass  # the reader went away
-    finally:
-        try:
-            container.close()
-        except (OSError, av.FFmpegError):
-            pass

@@ -1,7 +1,8 @@
 """One H.264 writer (PyAV) for everything that makes videos: the demo clip, the synthetic datasets, the benchmarks and
-the tests."""
+the tests; and :func:`stream_video`, a live MPEG-TS stream of frames (the live benchmark's and tests' source)."""
 
 import os
+import time
 from fractions import Fraction
 from typing import Any, BinaryIO, Callable, Dict, Iterable, Optional, Sequence, Union
 
@@ -54,6 +55,38 @@ def write_video(
         if astream is not None:
             write_tone(container, astream, seconds=count / fps)
     return target if isinstance(target, str) else ""
+
+
+def stream_video(target: Union[str, BinaryIO], frames: Iterable[np.ndarray], fps: int = 10, pace: float = 1.0) -> None:
+    """Send uint8 (H, W, 3) RGB ``frames`` as a live MPEG-TS stream (lossless H.264, no encoder delay, each packet
+    flushed) to ``target``: a URL FFmpeg writes to (``tcp://127.0.0.1:PORT?listen=1`` waits for one client) or a
+    writable binary file such as a pipe, one frame every ``1 / (fps * pace)`` s (``pace=1``: real time). Returns once
+    every frame is sent, or when the reader goes away. PyAV holds the GIL while FFmpeg waits for a client: serve a
+    URL from a process of its own."""
+    import av
+
+    try:
+        container = av.open(target, "w", format="mpegts", container_options={"flush_packets": "1"})
+    except (OSError, av.FFmpegError):
+        return
+    try:
+        stream = container.add_stream("libx264", rate=fps, options={"qp": "0", "tune": "zerolatency",
+                                                                     "preset": "ultrafast"})  # fmt: skip
+        stream.pix_fmt = "yuv444p"
+        start = time.monotonic()
+        for i, array in enumerate(frames):
+            if i == 0:
+                stream.height, stream.width = array.shape[:2]
+            time.sleep(max(0.0, start + i / (fps * pace) - time.monotonic()))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")))
+        container.mux(stream.encode())
+    except (OSError, av.FFmpegError, ValueError):
+        pass  # the reader went away
+    finally:
+        try:
+            container.close()
+        except (OSError, av.FFmpegError):
+            pass
 
 
 def rewrite_video(

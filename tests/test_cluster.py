@@ -36,9 +36,10 @@ def tiny_model():
     return model.eval()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """A head and one worker node on this machine, one CPU and a small object store each."""
+    """A head and one worker node on this machine, one CPU and a small object store each: one for the session's Ray
+    tests (all here), shut down after them so its processes do not take the cores of the rest of the suite."""
     cluster_utils = pytest.importorskip("ray.cluster_utils", reason="the ray extra: pip install 'r21d-zoo[ray]'")
     env = dict(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0")
     saved = {k: os.environ.get(k) for k in env}
@@ -106,6 +107,9 @@ def test_two_nodes_write_the_one_process_folder_resume_and_refuse_other_settings
     assert main(["extract", *args, "-o", str(tmp_path / "ray"), *ray]) == 1  # the broken file: recorded, exit 1
     out = capsys.readouterr().out
     assert "4 extracted" in out and "1 failed" in out and "busy workers per stage" in out
+    run = json.loads((tmp_path / "ray" / "runs.jsonl").read_text())  # the run's metrics
+    assert (run["engine"], run["done"], run["failed"]) == ("ray", 4, 1) and set(run["busy"]) == {"decode", "model"}
+    assert json.loads((tmp_path / "local" / "runs.jsonl").read_text())["engine"] == "local"
     assert_same_folder(tmp_path / "local", tmp_path / "ray")
     rows = manifest(tmp_path / "ray")
     assert sorted(r["name"] for r in rows if r["status"] == "ok") == [f"v{i}" for i in range(4)]

@@ -435,7 +435,8 @@ def test_hdf5_holds_what_npy_holds_and_a_killed_run_resumes(tmp_path, tiny_dir, 
     assert [r["name"] for r in manifest(out)] == ["clip00", "clip01", "sub/clip02"]
     npy, h5 = FeatureStore(tmp_path / "npy"), FeatureStore(out)
     assert h5.names == npy.names == ["clip00", "clip01", "sub/clip02"]
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "extraction.json", "features.h5", "manifest.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "extraction.json", "features.h5", "manifest.jsonl",
+                                                     "runs.jsonl"]  # fmt: skip
     for name in npy.names:
         a, b = h5.read(name), npy.read(name)
         np.testing.assert_array_equal(a.features, b.features)

@@ -6,6 +6,7 @@ instead of skipping. It writes a screenshot of the answered page to ``$R21D_ZOO_
 ``test-artifacts/`` in the checkout).
 """
 
+import contextlib
 import os
 import shutil
 import socket
@@ -105,18 +106,46 @@ def test_serve_without_gradio_says_what_to_install(monkeypatch, capsys):
     assert "pip install 'r21d-zoo[serve]'" in capsys.readouterr().err
 
 
-@pytest.mark.browser
-def test_a_person_uploads_a_video_in_a_real_browser_and_sees_the_answer(tmp_path):
+def _chromium(tmp_path: Path, *flags: str):
+    """Debian's headless Chromium under Selenium, with ``flags`` added (skips, or fails where it is required, when the
+    browser, its driver, Gradio or Selenium is missing)."""
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         _needs(f"{CHROMIUM} and {CHROMEDRIVER} are not installed (Debian: apt install chromium chromium-driver)")
     try:
         import gradio  # noqa: F401
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import WebDriverWait
     except ImportError as e:
         _needs(f"the serve extra or Selenium is not installed ({e})")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--window-size=1280,1500", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic", f"--user-data-dir={tmp_path / 'chromium'}", *flags):
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+
+
+@contextlib.contextmanager
+def _in_chromium(page, tmp_path: Path, *flags: str, allowed_paths=()):
+    """``page`` served on 127.0.0.1 and opened in :func:`_chromium` (with ``flags``): the driver, on the page."""
+    try:
+        driver = _chromium(tmp_path, *flags)
+    except BaseException:
+        page.close()
+        raise
+    try:
+        page.queue().launch(server_name="127.0.0.1", server_port=_free_port(), share=False, prevent_thread_lock=True,
+                            theme=offline_theme(), allowed_paths=list(allowed_paths))
+        driver.get(page.local_url)
+        yield driver
+    finally:
+        driver.quit()
+        page.close()
+
+
+@pytest.mark.browser
+def test_a_person_uploads_a_video_in_a_real_browser_and_sees_the_answer(tmp_path):
     labelled = r21d_zoo.create_model("r2plus1d_18", num_classes=2, **TINY)
     set_derived_cfg(labelled, labels=("left", "right"), notes="a test model of left/right motion")
     save_pretrained(labelled, tmp_path / "model")  # read back the way a user's fine-tuned model is
@@ -126,18 +155,10 @@ def test_a_person_uploads_a_video_in_a_real_browser_and_sees_the_answer(tmp_path
     example = synthesize_clip(str(tmp_path / "example.mp4"), num_frames=20, size=(48, 64))
     server = Server(model, source.name, trained, PredictConfig(**SETTINGS), layer="layer3", examples=[example])
     expected = predict(model, video, PredictConfig(**SETTINGS))
-    page = server.build()
-    page.queue().launch(server_name="127.0.0.1", server_port=_free_port(), share=False, prevent_thread_lock=True,
-                        theme=offline_theme(), allowed_paths=[str(tmp_path)])
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--window-size=1280,1500", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", f"--user-data-dir={tmp_path / 'chromium'}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
-        driver.get(page.local_url)
+    with _in_chromium(server.build(), tmp_path, allowed_paths=[str(tmp_path)]) as driver:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
         wait = WebDriverWait(driver, 60)
         upload = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#video input[type=file]"))[0]
         weights = driver.find_element(By.ID, "weights").text
@@ -172,9 +193,6 @@ def test_a_person_uploads_a_video_in_a_real_browser_and_sees_the_answer(tmp_path
         wait.until(lambda d: "example.mp4" in d.find_element(By.ID, "summary").text)
         picked = predict(model, example, PredictConfig(**SETTINGS))
         assert f"{len(picked.timeline)} windows" in driver.find_element(By.ID, "summary").text
-    finally:
-        driver.quit()
-        page.close()
 
 
 def test_a_bad_upload_is_one_line_on_the_console_not_a_traceback(tmp_path, caplog):
@@ -212,31 +230,15 @@ def fake_camera_file(path: Path, seconds: float = 4.0) -> Path:
 def test_the_live_tab_classifies_a_webcam_as_it_streams(tmp_path):
     """Chromium's fake camera plays a file; the live tab shows the current labels, a rolling timeline and the
     latency."""
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        _needs(f"{CHROMIUM} and {CHROMEDRIVER} are not installed (Debian: apt install chromium chromium-driver)")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import WebDriverWait
-    except ImportError as e:
-        _needs(f"the serve extra or Selenium is not installed ({e})")
     model = r21d_zoo.create_model("r2plus1d_18", num_classes=2, **TINY)
     set_derived_cfg(model, labels=("left", "right"))
     page = Server(model, "tiny", trained=True, settings=PredictConfig(**SETTINGS)).build()
-    page.queue().launch(server_name="127.0.0.1", server_port=_free_port(), share=False, prevent_thread_lock=True,
-                        theme=offline_theme())
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--window-size=1280,1500", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", f"--user-data-dir={tmp_path / 'chromium'}",
-                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                 f"--use-file-for-fake-video-capture={fake_camera_file(tmp_path / 'camera.y4m')}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
-        driver.get(page.local_url)
+    camera = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+              f"--use-file-for-fake-video-capture={fake_camera_file(tmp_path / 'camera.y4m')}")  # fmt: skip
+    with _in_chromium(page, tmp_path, *camera) as driver:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
         wait = WebDriverWait(driver, 60)
 
         def click(xpath):
@@ -255,6 +257,3 @@ def test_the_live_tab_classifies_a_webcam_as_it_streams(tmp_path):
         assert "answered" in latency and "skipped" in latency, latency
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "serve-live.png"))
-    finally:
-        driver.quit()
-        page.close()

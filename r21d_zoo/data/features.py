@@ -28,6 +28,7 @@ from .._io import atomic_write, partial_path
 
 SETTINGS_FILE = "extraction.json"
 MANIFEST_FILE = "manifest.jsonl"
+RUNS_FILE = "runs.jsonl"  # a line per extraction run (or shard): engine, counts, clips/s, busy workers per stage
 
 
 @dataclass

@@ -20,6 +20,7 @@ folder only from the driver.
 import json
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -72,60 +73,53 @@ def extract_on_ray(
     """Run ``part`` through the pipeline of the module docstring on the cluster at ``address`` (joined, and left as
     it was) or, when Ray is not running in this process and no address is given, on one started here for the run."""
     ray = require_ray()
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, configure_logging=False)
-    elif address:
-        _logger.info("Ray is already running in this process: using its cluster, not --address %s", address)
+    with _connected(ray, address):
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # the run's own progress says videos, clips/s and how busy each stage is
+        ctx.execution_options.preserve_order = False
+        if part.shard_urls is not None:  # the decode tasks cannot see the output folder: they get the finished names
+            done = frozenset(n for n in FeatureStore(writer.out).names if part.done(n))
+            rows = [dict(shards=json.dumps([url])) for url in part.shard_urls]
+        else:
+            done = frozenset()
+            rows = [dict(video=json.dumps(asdict(v))) for v in part.videos]
+        if not rows:
+            bar.close()
+            return writer.summary
+        device, actor = _model_placement(ray, inference)
+        model_ref = ray.put(model.cpu())  # owned by the driver, so a restarted actor still finds it
+        ds = ray.data.from_items(rows).map_batches(
+            _decode_rows,
+            batch_size=1,
+            fn_kwargs=dict(spec=spec, cfg=cfg, decode=decode, done=done),
+            num_cpus=1,
+            memory=_decode_memory(spec, cfg),
+        )
+        ds = ds.map_batches(
+            _model_stage([model_ref], spec, cfg, device, inference, actor["threads"]),
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actor["pool"]),
+            num_cpus=actor["num_cpus"],
+            num_gpus=actor["num_gpus"],
+        )
+        _logger.info("Ray: decoding in tasks of 1 CPU, the model in up to %d actor(s) on %s (%s)", actor["pool"],
+                     device, ", ".join(f"{k}={v}" for k, v in actor.items() if k != "pool"))  # fmt: skip
+        return _Gather(writer, bar).run(ds.iter_rows())
+
+
+@contextmanager
+def _connected(ray: Any, address: Optional[str]) -> Iterator[None]:
+    """Ray in this process: as it is when already running, else joined at ``address`` (or started) and left after."""
+    if ray.is_initialized():
+        if address:
+            _logger.info("Ray is already running in this process: using its cluster, not --address %s", address)
+        yield
+        return
+    ray.init(address=address, include_dashboard=False, configure_logging=False)
     try:
-        return _run(ray, part, spec, cfg, decode, inference, model, writer, bar)
+        yield
     finally:
-        if started_here:
-            ray.shutdown()
-
-
-def _run(
-    ray: Any,
-    part: JobPart,
-    spec: ClipSpec,
-    cfg: ExtractConfig,
-    decode: DecodeOptions,
-    inference: InferenceOptions,
-    model: nn.Module,
-    writer: FolderWriter,
-    bar: Any,
-) -> ExtractSummary:
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # the run's own progress says videos, clips/s and how busy each stage is
-    ctx.execution_options.preserve_order = False
-    if part.shard_urls is not None:  # the decode tasks cannot see the output folder: they get the finished names
-        done = frozenset(n for n in FeatureStore(writer.out).names if part.done(n))
-        rows = [dict(shards=json.dumps([url])) for url in part.shard_urls]
-    else:
-        done = frozenset()
-        rows = [dict(video=json.dumps(asdict(v))) for v in part.videos]
-    if not rows:
-        bar.close()
-        return writer.summary
-    device, actor = _model_placement(ray, inference)
-    model_ref = ray.put(model.cpu())  # owned by the driver, so a restarted actor still finds it
-    ds = ray.data.from_items(rows).map_batches(
-        _decode_rows,
-        batch_size=1,
-        fn_kwargs=dict(spec=spec, cfg=cfg, decode=decode, done=done),
-        num_cpus=1,
-        memory=_decode_memory(spec, cfg),
-    )
-    ds = ds.map_batches(
-        _model_stage([model_ref], spec, cfg, device, inference, actor["threads"]),
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actor["pool"]),
-        num_cpus=actor["num_cpus"],
-        num_gpus=actor["num_gpus"],
-    )
-    _logger.info("Ray: decoding in tasks of 1 CPU, the model in up to %d actor(s) on %s (%s)", actor["pool"], device,
-                 ", ".join(f"{k}={v}" for k, v in actor.items() if k != "pool"))  # fmt: skip
-    return _Gather(writer, bar).run(ds.iter_rows())
+        ray.shutdown()
 
 
 def _model_placement(ray: Any, inference: InferenceOptions) -> Tuple[str, Dict[str, Any]]:
@@ -239,6 +233,7 @@ class _Gather:
             for k, v in self.busy.items()
         }
         _logger.info("stages: %s (busy workers: a stage near its worker count is the bottleneck)", summary.busy)
+        self.writer.record_run("ray")
         if self.chunks:  # cannot happen while Ray returns every row once: say so rather than lose videos quietly
             raise RuntimeError(f"Ray returned incomplete videos: {sorted(self.chunks)}")
         return summary

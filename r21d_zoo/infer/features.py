@@ -21,7 +21,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .._errors import InputError
 from .._io import atomic_write, content_identity
 from .._version import __version__
-from ..data.features import MANIFEST_FILE, SETTINGS_FILE, FeatureStore, VideoFeatures
+from ..data.features import MANIFEST_FILE, RUNS_FILE, SETTINGS_FILE, FeatureStore, VideoFeatures
 from ..data.features import FeatureFormat, flat_settings
 from ..data.inputs import VideoItem
 from ..data.labelled import segment_span
@@ -533,7 +533,19 @@ class FolderWriter:
             bar.update(1)
         bar.close()
         summary.seconds = time.perf_counter() - t_run
+        self.record_run("local")
         return summary
+
+    def record_run(self, engine: str) -> None:
+        """This run's line in ``OUT/runs.jsonl``: the engine, the counts, clips/s and (Ray) each stage's busy
+        workers."""
+        s = self.summary
+        _append_line(self.out / RUNS_FILE, dict(
+            engine=engine, rank=self.base.get("rank", 0), num_shards=self.base.get("num_shards", 1), done=s.done,
+            skipped=s.skipped, failed=s.failed, clips=s.clips, seconds=round(s.seconds, 3),
+            clips_per_s=round(s.clips / max(s.seconds, 1e-9), 3), busy=s.busy, settings=self.base.get("settings"),
+            finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        ))  # fmt: skip
 
     def failed(self, name: str, video: str, error: str) -> None:
         self.pending.pop(name, None)

@@ -78,6 +78,16 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], obje
             raise
 
 
+def append_text(path: Union[str, os.PathLike], text: str) -> None:
+    """Append ``text`` with one ``write`` on an ``O_APPEND`` descriptor: writers sharing a file (ranks, a manifest)
+    do not interleave, and a reader sees whole entries (a line, a subtitle cue) after each call."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
 def writable_dir(path: Union[str, os.PathLike], option: str = "-o", what: Optional[str] = None) -> Path:
     """Create ``path`` if needed and prove it writable, before any work is done. ``what`` names the folder in
     errors (default: ``option`` and the path), whose fix is always another ``option``."""

@@ -171,8 +171,8 @@ def _decode_rows(
 
 def _decode_memory(spec: ClipSpec, cfg: ExtractConfig) -> int:
     """The memory a decode task reserves: its process (torch and the decoder: 500 MB, 900 MB on 720p videos) and a
-    few chunks of resized clips. Reserving it also
-    keeps Ray from fusing decoding into the model actors, so decoding spreads over every node's CPUs."""
+    few chunks of resized clips. Reserving it also keeps Ray from fusing decoding into the model actors, so decoding
+    spreads over every node's CPUs."""
     resize = spec.resize_size  # None: frames as they are, assumed a few times the crop
     side = max(resize) if isinstance(resize, (tuple, list)) else (resize or 4 * spec.crop_size)
     chunk = cfg.batch_size * spec.num_frames * side * side * 2 * 3  # uint8, up to 2:1 frames

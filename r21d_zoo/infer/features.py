@@ -19,7 +19,7 @@ import torch.nn as nn
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .._errors import InputError
-from .._io import atomic_write, content_identity
+from .._io import append_text, atomic_write, content_identity
 from .._version import __version__
 from ..data.features import MANIFEST_FILE, RUNS_FILE, SETTINGS_FILE, FeatureStore, VideoFeatures
 from ..data.features import FeatureFormat, flat_settings
@@ -378,13 +378,8 @@ def check_int8_agreement(agreement: Dict[str, Any], force: bool) -> None:
 
 
 def _append_line(path: Path, record: Dict[str, Any]) -> None:
-    """One ``write`` on an ``O_APPEND`` descriptor per record, so ranks sharing a manifest do not interleave."""
-    line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    """A JSON line, appended whole (ranks share a manifest)."""
+    append_text(path, json.dumps(record, sort_keys=True, default=str) + "\n")
 
 
 def extraction_settings(

@@ -13,7 +13,6 @@ import collections
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch.nn as nn
 
-from .._io import atomic_write
+from .._io import append_text, atomic_write
 from ..models import ClipSpec
 from ..video.live import FrameBuffer, LiveSource
 from ..video.reader import Clip
@@ -175,16 +174,8 @@ class LiveOutputs:
                 continue
             else:
                 entry = srt_cue(self.cues + 1, *span, text) if kind == "srt" else vtt_cue(*span, text)
-            _append(path, entry)
+            append_text(path, entry)
         self.cues += bool(text)
-
-
-def _append(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 def plot_live(jsonl: Path, path: Path, max_classes: int = 8) -> Path:

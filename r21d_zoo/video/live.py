@@ -88,7 +88,8 @@ class FrameBuffer(VideoReader):
             return  # a repeated or reordered frame
         if self.spec.resize_size is not None:
             size, spec = self.spec.resize_size, self.spec
-            frame = resize_frames(torch.from_numpy(frame)[None], size, spec.interpolation, spec.antialias)[0].numpy()
+            pixels = torch.from_numpy(frame if frame.flags.writeable else frame.copy())  # a web page's are read-only
+            frame = resize_frames(pixels[None], size, spec.interpolation, spec.antialias)[0].numpy()
         with self._cond:
             self._frames.append((t, time.monotonic(), frame))
             while self._frames and self._frames[0][0] < t - self.keep_seconds:

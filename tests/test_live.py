@@ -113,11 +113,18 @@ def _live_subprocess(model: Path, out: Path, *extra: str) -> subprocess.Popen:
 
 
 def test_a_pipe_on_standard_input_switches_label_too(motion_model, tmp_path):
-    proc = _live_subprocess(motion_model, tmp_path / "out")
+    """...and ``kill -USR1`` redraws the plot while the stream goes on."""
+    proc = _live_subprocess(motion_model, tmp_path / "out", "--plot")
     feeder = threading.Thread(target=lambda: (stream_video(proc.stdin, pieces(["right"] * 3 + ["left"] * 3)),
                                               proc.stdin.close()))  # fmt: skip
     feeder.start()
-    stdout = proc.stdout.read()
+    stdout = proc.stdout.readline() + proc.stdout.readline()  # two windows
+    proc.send_signal(signal.SIGUSR1)
+    plot = tmp_path / "out" / "live.png"
+    while not plot.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    assert plot.exists() and proc.poll() is None  # drawn on request, before the end
+    stdout += proc.stdout.read()
     feeder.join()
     assert proc.wait(30) == 0, Path(f"{tmp_path / 'out'}.log").read_text()[-2000:]
     windows = assert_outputs_agree(tmp_path / "out")

@@ -75,8 +75,8 @@ def one_thread(run, *args, **kw):
         torch.set_num_threads(threads)
 
 
-def one_process(videos, out):
-    return one_thread(run_extraction, videos, out, tiny_model(), ExtractConfig(batch_size=2), progress=False)
+def one_process(videos, out, **kw):
+    return one_thread(run_extraction, videos, out, tiny_model(), ExtractConfig(batch_size=2), progress=False, **kw)
 
 
 def assert_same_folder(a: Path, b: Path):
@@ -176,19 +176,20 @@ def test_killed_decode_and_model_workers_are_retried_and_nothing_is_lost_or_doub
     assert sorted(names) == sorted(v.name for v in videos)  # each video written once
 
 
-def test_shards_on_ray_equal_one_process(ray_cluster, clips, tmp_path):
+def test_shards_into_hdf5_on_ray_equal_one_process(ray_cluster, clips, tmp_path):
+    """WebDataset shards in, one HDF5 file out (the driver writes it): as in one process, and resumed by key."""
     root, saved = clips
     listed = tmp_path / "list.csv"
     listed.write_text("path,label\n" + "".join(f"{root}/v{i}.mp4,{'ab'[i % 2]}\n" for i in range(4)))
     assert main(["shards", "pack", str(listed), "-o", str(tmp_path / "shards"), "--max-per-shard", "3"]) == 0
     shards = shard_inputs([str(tmp_path / "shards")])
-    one_process(shards, tmp_path / "local")
-    first = run_extraction(shards, tmp_path / "ray", tiny_model(), ExtractConfig(batch_size=2), progress=False,
-                           engine="ray", address=ray_cluster.address)  # fmt: skip
+    one_process(shards, tmp_path / "local", format="hdf5")
+    on_ray = dict(format="hdf5", engine="ray", address=ray_cluster.address, progress=False)
+    first = run_extraction(shards, tmp_path / "ray", tiny_model(), ExtractConfig(batch_size=2), **on_ray)
     assert first.done == 4
     assert_same_folder(tmp_path / "local", tmp_path / "ray")
-    again = run_extraction(shards, tmp_path / "ray", tiny_model(), ExtractConfig(batch_size=2), progress=False,
-                           engine="ray", address=ray_cluster.address)  # fmt: skip
+    assert (tmp_path / "ray" / "features.h5").exists()
+    again = run_extraction(shards, tmp_path / "ray", tiny_model(), ExtractConfig(batch_size=2), **on_ray)
     assert (again.done, again.skipped) == (0, 4)
 
 

@@ -187,6 +187,20 @@ def test_a_dropped_stream_is_reopened_a_bounded_number_of_times(motion_model, tm
     assert time.monotonic() - started < 60
 
 
+def test_ctrl_c_on_an_endless_source_closes_the_files_and_says_how_it_went(motion_model, tmp_path):
+    """FFmpeg's own test pattern (an input device with no end, no camera needed), stopped by SIGINT."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "r21d_zoo", "predict", "--live", "lavfi:testsrc=size=64x64:rate=10", "--model",
+           f"local-dir:{motion_model}", "-o", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    first = [proc.stdout.readline() for _ in range(3)]
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stdout.read().decode()
+    assert proc.wait(30) == 130, rest
+    assert "ended: interrupted (Ctrl-C)" in rest and all(line.startswith(b"[") for line in first)
+    assert len(assert_outputs_agree(out)) >= 3
+
+
 @pytest.mark.skipif(os.path.exists("/dev/video0"), reason="this machine has a camera")
 def test_a_missing_camera_is_named_not_a_traceback(capsys):
     assert cli_main(["predict", "--live", "/dev/video0", "--random-weights"]) == 3

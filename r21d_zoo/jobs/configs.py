@@ -204,7 +204,9 @@ class ExtractJobConfig(Checked):
     )
     address: Optional[str] = field(
         default=None,
-        metadata=dict(help="--engine ray: the cluster to join (HOST:PORT; default RAY_ADDRESS, else one started here)"),
+        metadata=dict(
+            help="--engine ray: the cluster to join (default RAY_ADDRESS, else one started here)", metavar="HOST:PORT"
+        ),
     )
     shard_id: Optional[int] = field(
         default=None,
@@ -402,12 +404,15 @@ class PredictJobConfig(Checked, FlowFusion):
         default=None,
         metadata=dict(
             help="classify a live source as it arrives instead of files: /dev/videoN, FORMAT:DEVICE (avfoundation:0), "
-            "an rtsp/rtmp/http(s)/udp/tcp/srt URL, or - for a stream on standard input; -o gets live.jsonl/srt/vtt"
+            "an rtsp/rtmp/http(s)/udp/tcp/srt URL, or - for a stream on standard input; -o gets live.jsonl/srt/vtt",
+            metavar="SOURCE",
         ),
     )
     reconnect: int = field(
         default=3,
-        metadata=dict(help="--live: attempts in a row to reopen a network source that drops", bound=at_least(0)),
+        metadata=dict(
+            help="--live: attempts in a row to reopen a network source that drops", bound=at_least(0), metavar="N"
+        ),
     )
     decoder: str = field(default=DEFAULT_DECODER, metadata=dict(help="video decoding decoder", choices=DECODERS))
     frames_fps: Optional[float] = frames_fps_field()

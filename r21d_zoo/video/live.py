@@ -48,8 +48,8 @@ def check_live_source(source: str) -> None:
         )
     if kind == "v4l2" and not Path(source).exists():
         raise InputError(
-            f"--live {source}: no such camera device ({source} does not exist); list the cameras with "
-            "`v4l2-ctl --list-devices` or `ls /dev/video*`, or give a stream URL"
+            f"--live {source}: no such camera device ({source} does not exist); see which cameras this machine has "
+            "with `ls /dev/video*`, or give a stream URL"
         )
 
 

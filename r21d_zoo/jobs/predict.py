@@ -9,7 +9,7 @@ from typing import Optional
 
 
 from .._errors import EXIT_PARTIAL, InputError
-from .._io import writable_dir
+from .._io import interrupt_after, writable_dir
 from ..data.inputs import discover_videos
 from ..video import VideoDecodeError
 from ..video.reader import FRAMES_DECODER
@@ -86,7 +86,8 @@ def run_live(cfg: PredictJobConfig, device: str) -> int:
     try:
         for w in windows:
             if outputs is not None:  # in the files first: a window printed is a window kept
-                outputs.add(w)
+                with interrupt_after():  # a Ctrl-C lands after the window is in every file
+                    outputs.add(w)
             top = ", ".join(f"{p['label']} {p['score']:.3f}" for p in w.predictions)
             skipped = f", {w.skipped} skipped before" if w.skipped else ""
             print(f"[{w.start:8.2f}-{w.end:8.2f} s] {top}  (latency {w.latency:.3f} s{skipped})", flush=True)

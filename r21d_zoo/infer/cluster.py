@@ -227,16 +227,14 @@ class _Gather:
             )
             self.bar.update(0)
         self.bar.close()
-        summary.seconds = time.perf_counter() - start
-        summary.busy = {
-            k: dict(busy_seconds=round(v, 3), busy_workers=round(v / max(summary.seconds, 1e-9), 3))
-            for k, v in self.busy.items()
-        }
-        _logger.info("stages: %s (busy workers: a stage near its worker count is the bottleneck)", summary.busy)
-        self.writer.record_run("ray")
         if self.chunks:  # cannot happen while Ray returns every row once: say so rather than lose videos quietly
             raise RuntimeError(f"Ray returned incomplete videos: {sorted(self.chunks)}")
-        return summary
+        wall = max(time.perf_counter() - start, 1e-9)
+        summary.busy = {
+            k: dict(busy_seconds=round(v, 3), busy_workers=round(v / wall, 3)) for k, v in self.busy.items()
+        }
+        _logger.info("stages: %s (busy workers: a stage near its worker count is the bottleneck)", summary.busy)
+        return self.writer.finish("ray", start)
 
     def take(self, row: Dict[str, Any]) -> None:
         name, video = str(row["name"]), str(row["video"])
@@ -260,8 +258,8 @@ class _Gather:
         got[int(row["index"])] = row
         if row["last"]:
             self.count[name] = int(row["index"]) + 1
-        if len(got) < self.count.get(name, -1) or name not in self.count:
-            return
+        if self.count.get(name) != len(got):
+            return  # chunks still to come (its last one says how many)
         parts = [got[i] for i in range(self.count.pop(name))]
         del self.chunks[name]
         self.finished.add(name)

@@ -527,20 +527,20 @@ class FolderWriter:
                 bar.set_postfix(clips_per_s=f"{summary.clips / (time.perf_counter() - t_run):.1f}")
             bar.update(1)
         bar.close()
-        summary.seconds = time.perf_counter() - t_run
-        self.record_run("local")
-        return summary
+        return self.finish("local", t_run)
 
-    def record_run(self, engine: str) -> None:
-        """This run's line in ``OUT/runs.jsonl``: the engine, the counts, clips/s and (Ray) each stage's busy
-        workers."""
+    def finish(self, engine: str, started: float) -> ExtractSummary:
+        """The run's summary, its time counted from ``started`` (``time.perf_counter()``), and its line in
+        ``OUT/runs.jsonl``: the engine, the counts, clips/s and (Ray) each stage's busy workers."""
         s = self.summary
+        s.seconds = time.perf_counter() - started
         _append_line(self.out / RUNS_FILE, dict(
             engine=engine, rank=self.base.get("rank", 0), num_shards=self.base.get("num_shards", 1), done=s.done,
             skipped=s.skipped, failed=s.failed, clips=s.clips, seconds=round(s.seconds, 3),
             clips_per_s=round(s.clips / max(s.seconds, 1e-9), 3), busy=s.busy, settings=self.base.get("settings"),
             finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         ))  # fmt: skip
+        return s
 
     def failed(self, name: str, video: str, error: str) -> None:
         self.pending.pop(name, None)

@@ -5,7 +5,6 @@ import logging
 import signal
 import threading
 from pathlib import Path
-from typing import Optional
 
 
 from .._errors import EXIT_PARTIAL, InputError
@@ -68,9 +67,10 @@ def run(cfg: PredictJobConfig) -> int:
 
 
 def run_live(cfg: PredictJobConfig, device: str) -> int:
-    """``predict --live``: each window printed and appended to ``OUT/live.{jsonl,srt,vtt}`` as it is classified (with
-    ``--plot``, ``OUT/live.png`` redrawn on SIGUSR1 and at the end), until the source ends or Ctrl-C; a summary last.
-    Exit 0 at the end of the stream, 1 when a network source was lost after its reconnect attempts, 130 on Ctrl-C."""
+    """``predict --live``: each window printed and appended to ``OUT/live.{jsonl,srt,vtt}`` as it is classified
+    (with ``--plot``, ``OUT/live.png`` drawn from ``live.jsonl`` on SIGUSR1 and at the end), until the source ends or
+    Ctrl-C; a summary last. Exit 0 at the end of the stream, 1 when a network source was lost after its reconnect
+    attempts, 130 on Ctrl-C."""
     check_live_source(cfg.live)
     if cfg.out:
         writable_dir(cfg.out)
@@ -78,6 +78,7 @@ def run_live(cfg: PredictJobConfig, device: str) -> int:
     if cfg.model.random:
         print(f"[predict] {cfg.model.name} has RANDOM weights (--random-weights): the labels are meaningless")
     kinds = [{"json": "jsonl"}.get(k, k) for k in cfg.output_kinds]
+    kinds += ["jsonl"] if cfg.plot else []  # the plot is drawn from it
     outputs = LiveOutputs(Path(cfg.out), "live", kinds, cfg.settings.stride_sec) if cfg.out else None
     redraw = _redraw_on_sigusr1() if cfg.plot else None
     summary, code = LiveSummary(), 0
@@ -108,7 +109,7 @@ def run_live(cfg: PredictJobConfig, device: str) -> int:
     return code
 
 
-def _redraw_on_sigusr1() -> Optional[threading.Event]:
+def _redraw_on_sigusr1() -> threading.Event:
     """An event set by ``kill -USR1`` (where the platform has it): redraw the plot after the next window."""
     event = threading.Event()
     if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():

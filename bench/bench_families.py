@@ -5,8 +5,10 @@ the Markdown table the docs' performance page shows.
 Each row: clips/s and ms per call (medians of calls interleaved across the runtimes of a model, so a change of load
 hits them alike), the memory one call allocates at its peak (malloc in use above its level before the call), and the
 output's largest difference from eager float32 relative to its largest magnitude. Weights are random (speed does not
-depend on them); agreement is of logits. Run: ``python bench/bench_families.py`` (``--own-clip`` adds each weight's
-own clip size; ``--models``, ``--batches``, ``--repeats`` narrow it)."""
+depend on them); agreement is of logits. Clips are laid out as the transform hands them to the model (channels-last
+strides from (T, H, W, C) frames). int8 is onnxruntime's static quantization calibrated on 8 random clips of the
+row's shape. Run: ``python bench/bench_families.py`` (an 8x112² clip; ``--clips own --batches 1 --out
+bench/results/families_own_clip_cpu.csv`` at each weight's own clip size; ``--models``, ``--repeats`` narrow it)."""
 
 import argparse
 import csv
@@ -54,7 +56,7 @@ def cpu_description() -> Dict[str, object]:
                 flags=" ".join(f for f in wanted if f in flags), torch=torch.__version__, onnxruntime=ort)  # fmt: skip
 
 
-def runners(model: torch.nn.Module, device: torch.device) -> Dict[str, object]:
+def runners(model: torch.nn.Module, device: torch.device, clip: tuple) -> Dict[str, object]:
     """(runtime, precision) -> a call on a clip batch, for every pair that can run on ``device``."""
     out = {}
     for amp in ("none", "bf16"):
@@ -64,6 +66,10 @@ def runners(model: torch.nn.Module, device: torch.device) -> Dict[str, object]:
         out[("torch", amp)] = optimize_for_inference(model, amp=amp, runtime="torch")
     if device.type == "cpu" and onnxruntime_available():
         out[("onnxruntime", "none")] = optimize_for_inference(model, amp="none", runtime="onnxruntime")
+        t, size = clip
+        calibration = torch.randn(8, 3, t, size, size)
+        out[("onnxruntime", "int8")] = optimize_for_inference(model, amp="int8", runtime="onnxruntime",
+                                                              calibration=calibration)  # fmt: skip
     return out
 
 
@@ -79,9 +85,9 @@ def rows_for(name: str, clip: tuple, batches: List[int], repeats: int, device: t
     model = r21d_zoo.create_model(name, **extra).eval().to(device)
     rows = []
     with torch.inference_mode():
-        calls = runners(model, device)
+        calls = runners(model, device, clip)
         for batch in batches:
-            x = torch.randn(batch, 3, t, size, size, device=device)
+            x = torch.randn(batch, 3, t, size, size, device=device).contiguous(memory_format=torch.channels_last_3d)
             reference = model(x).float()
             fns = {k: (lambda f=f: f(x)) for k, f in calls.items()}
             seconds = interleaved_medians(fns, repeats=repeats, warmup=1)
@@ -103,7 +109,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=FAMILIES)
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--own-clip", action="store_true", help="also each weight's own clip size")
+    parser.add_argument("--clips", nargs="+", choices=("small", "own"), default=["small"],
+                        help="small: 8x112x112; own: each weight's own clip size")  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=None, help="default bench/results/families_<device>.csv")
     args = parser.parse_args()
@@ -114,8 +121,8 @@ def main() -> None:
         described["gpu"] = torch.cuda.get_device_name()
     rows: List[Dict] = []
     for name in args.models:
-        clips = [SMALL_CLIP]
-        if args.own_clip:
+        clips = [SMALL_CLIP] if "small" in args.clips else []
+        if "own" in args.clips:
             spec = r21d_zoo.ClipSpec.from_model(r21d_zoo.get_pretrained_cfg(name).to_dict())
             clips.append((spec.num_frames, spec.crop_size))
         for clip in dict.fromkeys(clips):

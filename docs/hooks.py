@@ -17,6 +17,9 @@ BENCH_TABLES = {
     "extract-table": ("extract.json", "table", ""),
     "predict-table": ("predict_cpu.json", "table", ""),
     "families-table": ("families_cpu.json", "markdown", "Every row is in `bench/results/families_cpu.csv`."),
+    "families-own-table": (
+        "families_own_clip_cpu.json", "markdown", "Every row is in `bench/results/families_own_clip_cpu.csv`."
+    ),
     "auto-table": ("auto_cpu.json", "markdown", ""),
     "ray-table": ("ray_cpu.json", "markdown", ""),
     "live-table": ("live_cpu.json", "markdown", ""),

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .infer.config import ExtractConfig as ExtractConfig
     from .infer.features import extract_features as extract_features
     from .infer.gradcam import grad_cam as grad_cam
-    from .infer.timeline import Prediction as Prediction, predict as predict
+    from .infer.timeline import Prediction as Prediction, Predictor as Predictor, predict as predict
     from .models import (
         ClipSpec as ClipSpec,
         FeatureListNet as FeatureListNet,
@@ -53,6 +53,7 @@ _EXPORTS = {
     "save_pretrained": ".deploy",
     "grad_cam": ".infer.gradcam",
     "Prediction": ".infer.timeline",
+    "Predictor": ".infer.timeline",
     "predict": ".infer.timeline",
     "ExtractConfig": ".infer.config",
     "extract_features": ".infer.features",

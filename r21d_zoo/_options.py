@@ -26,9 +26,9 @@ DEFAULT_FRAMES_FPS = 30.0
 # -- runtimes and precision (r21d_zoo.deploy)
 RUNTIMES = ("eager", "torch", "onnxruntime", "auto")
 RUNTIME_HELP = (
-    "eager (the model as built), torch (BN folded; TorchScript on CPU, torch.compile on GPU), onnxruntime (its ONNX "
-    "export, cached; CPU; float32 or int8), auto (the fastest of them for this model, clip and machine, measured "
-    "once and cached; int8: onnxruntime, GPU: torch)"
+    "auto (the default: the fastest of the others for this model, clip and machine, measured once and cached; "
+    "int8: onnxruntime; GPU: eager), eager (the model as built), torch (BN folded; TorchScript on CPU, "
+    "torch.compile on GPU), onnxruntime (its ONNX export, cached; CPU; float32 or int8)"
 )
 Amp = Literal["auto", "bf16", "fp16", "none"]
 AMP_CHOICES = ("auto", "bf16", "fp16", "none")
@@ -76,11 +76,9 @@ def workers_field(help: str = "decoding (data-loading) processes; 0: in the main
     return field(default_factory=default_workers, metadata=dict(help=help, bound=at_least(0)))
 
 
-def runtime_field() -> Any:
-    """``--runtime``: what runs the model (``--optimize`` is its 0.x switch for ``torch``)."""
-    return field(
-        default="eager", metadata=dict(help=RUNTIME_HELP, choices=RUNTIMES, deprecated_switch={"--optimize": "torch"})
-    )
+def runtime_field(default: str = "auto", **metadata: Any) -> Any:
+    """``--runtime``: what runs the model (by default the fastest, measured: ``auto``)."""
+    return field(default=default, metadata=dict(help=RUNTIME_HELP, choices=RUNTIMES, **metadata))
 
 
 def inference_amp_field() -> Any:
@@ -112,6 +110,8 @@ SHARED_FLAG_EXCEPTIONS: Dict[str, str] = {
     "(convert)",
     "--batch-size": "clips per forward pass (inference) or clips per process per optimizer step (training)",
     "--amp": "inference commands also offer int8 (quantized on the onnxruntime runtime)",
+    "--runtime": "demo runs one clip to show the model works, on eager: timing the others (an export and a trace, "
+    "seconds) would cost more than the clip; every other inference command measures (auto)",
     "--num-clips": "clips per video: the video-level protocol (predict, serve, evaluate, finetune's validation) or the "
     "uniformly spaced windows extract stores; each default follows its task",
     "--num-frames": "a model trained from random initialisation (distill, pretrain) has no weights to take it from: 8",

@@ -17,12 +17,12 @@ from util import TINY
 
 @pytest.fixture
 def counted(monkeypatch):
-    """``measure`` as it is, counting its calls."""
+    """``measure`` as it is, recording each call's clips and runtimes."""
     calls = []
     real = choice.measure
 
     def measure(*args, **kwargs):
-        calls.append(args[1])
+        calls.append((args[1], list(args[4])))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(choice, "measure", measure)
@@ -32,23 +32,34 @@ def counted(monkeypatch):
 def test_auto_measures_once_keeps_the_fastest_and_reads_it_back(counted, tmp_path):
     model = r21d_zoo.create_model("r3d_18", num_classes=3, **TINY).eval()
     cache = tmp_path / "choice.json"
-    first, record = choose_runtime(model, (2, 3, 4, 32, 32), "none", "cpu", cache, repeats=1)
+    first, record = choose_runtime(model, (2, 3, 4, 32, 32), "none", "cpu", cache, repeats=1, quick=0)
     assert not record["cached"] and set(record["seconds"]) == set(candidates("cpu", "none"))
     assert first == min(record["seconds"], key=record["seconds"].get)  # the fastest measured
-    again, record2 = choose_runtime(model, (2, 3, 4, 32, 32), "none", "cpu", cache, repeats=1)
-    assert again == first and record2["cached"] and len(counted) == 1  # a second run does not re-measure
-    choose_runtime(model, (4, 3, 4, 32, 32), "none", "cpu", cache, repeats=1)  # another batch: measured anew
-    assert len(counted) == 2 and len(json.loads(cache.read_text())) == 2
+    again, record2 = choose_runtime(model, (2, 3, 4, 32, 32), "none", "cpu", cache, repeats=1, quick=0)
+    assert again == first and record2["cached"] and len(counted) == 2  # eager alone, then all; then nothing
+    choose_runtime(model, (4, 3, 4, 32, 32), "none", "cpu", cache, repeats=1, quick=0)  # another batch: anew
+    assert len(counted) == 4 and len(json.loads(cache.read_text())) == 2
+
+
+def test_a_quick_model_stays_eager_without_exporting(counted, tmp_path, caplog):
+    """A model whose eager call is quicker than QUICK_CALL_S is not exported or traced to find out."""
+    model = r21d_zoo.create_model("r3d_18", num_classes=3, **TINY).eval()
+    caplog.set_level("INFO", "r21d_zoo.deploy.choice")
+    runtime, record = choose_runtime(model, (1, 3, 4, 32, 32), "none", "cpu", tmp_path / "c.json", quick=10.0)
+    assert runtime == "eager" and [c[1] for c in counted] == [["eager"]] and list(record["seconds"]) == ["eager"]
+    assert "too quick for another runtime to pay off" in caplog.text
+    assert not (tmp_path / "torch" / "hub" / "r21d_zoo" / "onnx").exists()
 
 
 def test_one_possible_runtime_is_taken_without_measuring(counted, tmp_path):
     model = r21d_zoo.create_model("r3d_18", num_classes=3, **TINY)
     assert choose_runtime(model, (1, 3, 4, 32, 32), "int8", "cpu", tmp_path / "c.json")[0] == "onnxruntime"
-    assert candidates("cuda", "auto") == ["torch"] and not counted
+    assert candidates("cuda", "auto") == ["eager"] and not counted  # a GPU: eager under bf16 autocast
 
 
-def test_a_runner_on_auto_gives_eager_features(torch_home):
+def test_a_runner_on_auto_gives_eager_features(torch_home, monkeypatch):
     """Whichever runtime auto takes, float32 features equal eager's within 1e-4 relative."""
+    monkeypatch.setattr(choice, "QUICK_CALL_S", 0.0)  # a real choice, even for this tiny model
     torch.manual_seed(0)
     model = r21d_zoo.create_model("r2plus1d_18", num_classes=3, **TINY).eval()
     spec = ClipSpec(num_frames=4, resize_size=32, crop_size=28)
@@ -71,21 +82,24 @@ def test_an_unwritable_cache_still_chooses(tmp_path, caplog):
     assert runtime in candidates("cpu", "none") and "cannot cache the choice" in caplog.text
 
 
-def test_auto_beside_decoding_workers_is_eager(counted, tmp_path, torch_home):
-    """End to end beside a decoding worker the optimised runtimes lost to eager (bench/bench_auto.py), so extraction
-    with workers does not trust a model-only measurement; without workers it measures."""
+def test_auto_beside_decoding_workers_leaves_torch_out(counted, tmp_path, torch_home, monkeypatch):
+    """End to end beside a decoding worker the torch runtime lost to eager (bench/bench_auto.py), so extraction with
+    workers chooses among eager and onnxruntime; without workers among all. Either way it times clips laid out as
+    the runner's transform makes them (channels-last strides), not random contiguous ones."""
     from r21d_zoo.data.inputs import VideoItem
-    from r21d_zoo.infer.extraction import _beside_decoders
+    from r21d_zoo.infer.extraction import run_extraction
     from util import make_video
 
-    assert _beside_decoders(InferenceOptions("cpu", "none", "auto"), 2).runtime == "eager"
-    assert _beside_decoders(InferenceOptions("cpu", "none", "auto"), 0).runtime == "auto"
-    assert _beside_decoders(InferenceOptions("cpu", "int8", "auto"), 2).runtime == "auto"  # int8: onnxruntime
+    monkeypatch.setattr(choice, "QUICK_CALL_S", 0.0)  # time every candidate, even for this tiny model
+    assert "torch" not in candidates("cpu", "none", beside_decoders=True)
     model = r21d_zoo.create_model("r3d_18", num_classes=3, **TINY).eval()
     model.pretrained_cfg.update(num_frames=4, resize_size=(32, 32), crop_size=28)
     items = [VideoItem(str(make_video(tmp_path / "v.mp4", num_frames=8, size=(32, 32))), "v")]
-    from r21d_zoo.infer.extraction import run_extraction
-
-    run_extraction(items, tmp_path / "f", model, ExtractConfig(), inference=InferenceOptions("cpu", "none", "auto"),
-                   workers=1, progress=False)  # fmt: skip
-    assert not counted
+    for workers in (1, 0):
+        run_extraction(items, tmp_path / f"f{workers}", model, ExtractConfig(batch_size=2), workers=workers,
+                       inference=InferenceOptions("cpu", "none"), progress=False)  # fmt: skip
+    (beside, tried_beside), (alone, tried_alone) = counted[1], counted[3]
+    assert tried_beside == candidates("cpu", "none", beside_decoders=True) and "torch" in tried_alone
+    for clips in (beside, alone):
+        assert clips.shape == (2, 3, 4, 28, 28) and clips.is_contiguous(memory_format=torch.channels_last_3d)
+        assert not clips.is_contiguous()

@@ -406,7 +406,12 @@ def test_a_flag_shared_by_commands_has_one_meaning_and_default_or_a_documented_r
     assert not undocumented, "\n".join(undocumented)
     assert sorted(set(SHARED_FLAG_EXCEPTIONS) - set(differ)) == [], "exceptions that no longer differ: remove them"
     assert len(shared) > 60
-    assert {"--device", "--runtime", "--decoder", "--workers", "--model-args"} <= shared - set(differ)
+    assert {"--device", "--decoder", "--workers", "--model-args"} <= shared - set(differ)
+
+
+def test_the_runtime_defaults_to_auto_in_every_command_that_runs_a_model_for_inference():
+    kinds = {kind[3]: set(commands) for kind, commands in _shared_flags()["--runtime"].items()}
+    assert kinds == {repr("auto"): {"extract", "predict", "evaluate", "serve"}, repr("eager"): {"demo"}}, kinds
 
 
 def test_the_device_defaults_to_the_gpu_in_every_command_that_runs_a_model():

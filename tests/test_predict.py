@@ -208,3 +208,34 @@ def test_an_empty_grad_cam_says_so_instead_of_naming_a_frame(tmp_path, capsys):
     assert json.loads((tmp_path / "cam" / "v.gradcam.json").read_text())["no_signal"].startswith("the gradient")
     assert cli_main([*args, "--layer", "layer2", "--target", "left"]) == 0
     assert "most important frame" in capsys.readouterr().out
+
+
+@pytest.mark.video
+def test_predict_makes_its_runners_once_for_many_videos_on_the_runtime_asked(tmp_path, monkeypatch, capsys):
+    """One Predictor per job: the runners (and runtime auto's choice, by default) are made once, not per video;
+    ``--runtime`` reaches them, and the answers do not depend on it."""
+    import r21d_zoo.infer.timeline as timeline
+
+    made = []
+    real = timeline.FeatureRunner
+
+    def counting(*args, **kwargs):
+        made.append(args[3].runtime)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(timeline, "FeatureRunner", counting)
+    torch.manual_seed(0)
+    model = r21d_zoo.create_model("r3d_18", num_classes=2, label_names=["left", "right"], **TINY).eval()
+    model.pretrained_cfg.update(num_frames=4, resize_size=(32, 32), crop_size=28)
+    save_pretrained(model, tmp_path / "m")
+    rng = np.random.default_rng(0)
+    videos = [str(write_lossless(tmp_path / f"v{i}.mp4", motion_clip(d, 8, 32, rng))) for i, d in
+              enumerate(["left", "right", "left"])]  # fmt: skip
+    answers = {}
+    for runtime in (None, "eager"):
+        out = tmp_path / f"out-{runtime}"
+        flags = ["--runtime", runtime] if runtime else []
+        assert cli_main(["predict", *videos, "--model", f"local-dir:{tmp_path / 'm'}", "-o", str(out), *flags]) == 0
+        answers[runtime] = [json.loads((out / f"v{i}.json").read_text())["predictions"] for i in range(3)]
+    assert made == ["auto", "auto", "eager", "eager"]  # the timeline's and the video-level protocol's, once a job
+    assert answers[None] == answers["eager"]

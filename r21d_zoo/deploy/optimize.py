@@ -1,12 +1,12 @@
 """Inference optimisations behind one switch: :func:`optimize_for_inference`, and the runtime vocabulary every
 inference job shares (``--runtime``, :data:`RUNTIMES`): ``eager`` (the model as it is), ``torch`` (the steps below),
 ``onnxruntime`` (the model's own ONNX export run by onnxruntime, :mod:`r21d_zoo.deploy.onnx_runtime`; float32 or int8)
-and ``auto``: onnxruntime for int8 (the only runtime that has it), torch otherwise. The rule comes from
-``bench/bench_runtimes.py``: on the 2-core AVX-512 CPU it was measured on, the TorchScript path and onnxruntime ran
-float32 R(2+1)D-18/34 model-only within run-to-run noise of each other (TorchScript 0.84-1.13x ORT run by hand,
-onnxruntime 0.91-1.07x over two runs); in end-to-end extraction beside a decoding worker neither beat eager (1.08-1.19x
-its time), which stays ``extract``'s default; bf16 autocast runs in torch (0.44-0.55x float32 there), int8 on
-onnxruntime (0.27-0.31x), and on a GPU torch (cudnn, torch.compile) is the faster.
+and ``auto``. The jobs' ``auto`` (their default) measures, as :mod:`r21d_zoo.deploy.choice` says; here, with no clip
+shape to time, ``auto`` is a rule: onnxruntime for int8 (the only runtime that has it), torch otherwise. The rule comes
+from ``bench/bench_runtimes.py``: on the 2-core AVX-512 CPU it was measured on, the TorchScript path and onnxruntime
+ran float32 R(2+1)D-18/34 model-only within run-to-run noise of each other (TorchScript 0.84-1.13x ORT run by hand,
+onnxruntime 0.91-1.07x over two runs); bf16 autocast runs in torch (0.44-0.55x float32 there), int8 on onnxruntime
+(0.27-0.31x).
 
 Each step keeps outputs within a stated tolerance of the eager float32 model (``tests/test_optimize.py``):
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .gradcam import Explanation as Explanation, explain as explain, grad_cam as grad_cam
     from .scores import evaluate as evaluate, evaluate_two_stream as evaluate_two_stream, fuse_scores as fuse_scores
     from .scores import score_videos as score_videos
-    from .timeline import Prediction as Prediction, predict as predict
+    from .timeline import Prediction as Prediction, Predictor as Predictor, predict as predict
 
 _EXPORTS = {
     "ExtractConfig": ".config",
@@ -33,6 +33,7 @@ _EXPORTS = {
     "fuse_scores": ".scores",
     "score_videos": ".scores",
     "Prediction": ".timeline",
+    "Predictor": ".timeline",
     "predict": ".timeline",
 }
 __all__ = sorted(_EXPORTS)

@@ -191,7 +191,8 @@ def _model_stage(
 
             torch.set_num_threads(threads)
             options = InferenceOptions(device, inference.amp, inference.runtime, inference.channels_last)
-            self.runner = FeatureRunner(ray.get(model_ref[0]), spec, cfg, options)
+            # on the CPU, decode tasks share the nodes' cores with it
+            self.runner = FeatureRunner(ray.get(model_ref[0]), spec, cfg, options, beside_decoders=device == "cpu")
 
         def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
             start = time.perf_counter()

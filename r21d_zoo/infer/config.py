@@ -155,12 +155,13 @@ def create_with_args(name: str, model_args: Dict[str, Any], **kwargs: Any) -> "n
 @dataclass(frozen=True)
 class InferenceOptions:
     """How a model runs for inference, one value passed whole from a command to the runner: the device (None:
-    where the model is), the precision (``amp``: auto, bf16, fp16, none, int8), the runtime (eager, torch,
-    onnxruntime, auto) and the memory format (``channels_last``; None: on a GPU)."""
+    where the model is), the precision (``amp``: auto, bf16, fp16, none, int8), the runtime (auto: the fastest,
+    measured once, see :mod:`r21d_zoo.deploy.choice`; eager, torch, onnxruntime) and the memory format
+    (``channels_last``; None: on a GPU)."""
 
     device: Union[str, "torch.device", None] = None
     amp: Optional[str] = "auto"
-    runtime: str = "eager"
+    runtime: str = "auto"
     channels_last: Optional[bool] = None
 
     @classmethod

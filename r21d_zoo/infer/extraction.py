@@ -17,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
-import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
@@ -98,11 +97,10 @@ def run_extraction(
     out.mkdir(parents=True, exist_ok=True)
     lock = FolderLock(out, ".r21d-zoo.lock" if num_shards == 1 else f".r21d-zoo-shard-{shard_id}-of-{num_shards}.lock")
     with lock:  # a second live run of this shard into this folder is refused
-        inference = _beside_decoders(inference, workers)
         runner, quantization, agreement = None, None, None  # on Ray, the model actors make their own runners
         if engine == "local":
             runner, quantization, agreement = _runner_for(
-                model, spec, cfg, inference, videos, decode, calibration_clips, force_int8
+                model, spec, cfg, inference, videos, decode, calibration_clips, force_int8, workers > 0
             )
         settings = extraction_settings(
             model, spec, cfg, format, dtype, model_name, init_seed, decode.frames_fps, quantization
@@ -132,19 +130,6 @@ def run_extraction(
         return writer.run(loader, runner, bar)
 
 
-def _beside_decoders(inference: InferenceOptions, workers: int) -> InferenceOptions:
-    """``auto`` beside decoding workers on the CPU is eager: it times the model alone, and end to end beside a
-    decoding worker the optimised runtimes took 1.09-2.41x eager's time (``bench/results/auto_cpu.json``: they fight
-    the decoder for the cores)."""
-    device = torch.device(inference.device) if inference.device else None
-    on_cpu = device is None or device.type == "cpu"
-    if inference.runtime == "auto" and workers > 0 and on_cpu and inference.amp != INT8:
-        _logger.info("runtime auto: eager beside %d decoding worker(s) (measured end to end: bench/bench_auto.py)",
-                     workers)  # fmt: skip
-        return replace(inference, runtime="eager")
-    return inference
-
-
 def _legacy_options(
     function: str, decode: DecodeOptions, inference: Optional[InferenceOptions], legacy: Dict[str, Any]
 ) -> Tuple[DecodeOptions, InferenceOptions]:
@@ -167,10 +152,11 @@ def _runner_for(
     decode: DecodeOptions,
     calibration_clips: int,
     force_int8: bool,
+    beside_decoders: bool,
 ) -> Tuple[FeatureRunner, Optional[Dict[str, Any]], Optional[Dict[str, Any]]]:
     """The runner, and for int8 what it was calibrated on and how well it agrees with float32 (checked here)."""
     if inference.amp != INT8:
-        return FeatureRunner(model, spec, cfg, inference), None, None
+        return FeatureRunner(model, spec, cfg, inference, beside_decoders=beside_decoders), None, None
     reference = FeatureRunner(model, spec, cfg, replace(inference, amp="none", runtime="eager"))
     resolve_runtime(inference.runtime, reference.device, inference.amp)  # an impossible choice fails before decoding
     frames, names = calibration_frames(videos, spec, cfg, calibration_clips, decode)

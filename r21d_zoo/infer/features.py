@@ -87,12 +87,34 @@ def clip_features(
     return _pool(fmap, spatial_pool, temporal_pool)
 
 
+def auto_runtime(
+    model: nn.Module,
+    spec: ClipSpec,
+    transform: VideoClassificationTransform,
+    batch: int,
+    amp: Optional[str],
+    device: torch.device,
+    beside_decoders: bool = False,
+) -> str:
+    """``runtime="auto"`` for ``model`` fed ``batch`` videos' clips of ``spec`` through ``transform``: the fastest,
+    measured once (:func:`~r21d_zoo.deploy.choice.choose_runtime`) on clips in the memory layout ``transform`` gives
+    them (channels-last-like strides from its (T, H, W, C) frames), which decides eager's speed."""
+    size = spec.resize_size if isinstance(spec.resize_size, tuple) else (spec.crop_size, spec.crop_size)
+    with torch.inference_mode():
+        example = transform(torch.zeros(batch, spec.num_frames, *size, transform.in_chans, dtype=torch.uint8,
+                                        device=device))  # fmt: skip
+    runtime, _ = choose_runtime(model, tuple(example.shape), amp, device, example=example,
+                                beside_decoders=beside_decoders)  # fmt: skip
+    return runtime
+
+
 class FeatureRunner:
     """Moves uint8 clips to the device, crops and normalises there, and runs the model: with ``runtime="eager"`` as
     it is, with the precision and memory format of :mod:`r21d_zoo.deploy.placement` (``amp="auto"``: bf16 on GPU,
     float32 on CPU); with another runtime (:data:`~r21d_zoo.deploy.optimize.RUNTIMES`) through
     :func:`optimize_for_inference`, which then applies them (``amp="int8"`` needs ``calibration`` clips); ``auto``
-    takes the fastest, measured once for this model, clip, batch and machine (:mod:`r21d_zoo.deploy.choice`).
+    (the default) takes the fastest, measured once for this model, clip, batch and machine on clips as this runner
+    makes them (:mod:`r21d_zoo.deploy.choice`; ``beside_decoders``: decoding workers share the CPU with it).
     ``runtime`` says which it runs on."""
 
     def __init__(
@@ -102,6 +124,7 @@ class FeatureRunner:
         cfg: ExtractConfig,
         inference: Optional[InferenceOptions] = None,
         calibration: Optional[torch.Tensor] = None,
+        beside_decoders: bool = False,
         **legacy: Any,
     ):
         opts = InferenceOptions.from_legacy("FeatureRunner", inference, legacy)
@@ -109,10 +132,10 @@ class FeatureRunner:
         model = model.eval().to(self.device)
         amp, channels_last = opts.amp, opts.channels_last
         self.crops = 3 if spec.crop_mode == "three" else 1
+        self.transform = VideoClassificationTransform.from_spec(spec).to(self.device)
         runtime = opts.runtime
-        if runtime == "auto":  # the fastest here, measured once (deploy.choice)
-            shape = (cfg.batch_size * self.crops, spec.in_chans, spec.num_frames, spec.crop_size, spec.crop_size)
-            runtime, _ = choose_runtime(model, shape, amp, self.device)
+        if runtime == "auto":
+            runtime = auto_runtime(model, spec, self.transform, cfg.batch_size, amp, self.device, beside_decoders)
         self.runtime = resolve_runtime(runtime, self.device, amp)  # the runtime it runs on
         if self.runtime == "eager":
             place = Placement.create(self.device, amp, channels_last, model)
@@ -124,7 +147,6 @@ class FeatureRunner:
         self.place = place
         self.model = place.place(model)
         self.cfg = cfg
-        self.transform = VideoClassificationTransform.from_spec(spec).to(self.device)
 
     @torch.inference_mode()
     def clips(self, frames: torch.Tensor) -> torch.Tensor:

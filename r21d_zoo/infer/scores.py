@@ -19,14 +19,13 @@ from .._errors import InputError, UsageError
 from .._progress import progress as show_progress
 from .._world import WorldInfo
 from ..data.labelled import EvalClips, LabelledVideos
-from ..deploy.choice import choose_runtime
 from ..deploy.optimize import optimize_for_inference
 from ..deploy.placement import Placement
 from ..models import ClipSpec, evaluation_protocol
 from ..video import VideoClassificationTransform
 from ..video.reader import Clip, VideoReader
 from .config import DEFAULT_CLIPS
-from .features import FeatureRunner
+from .features import FeatureRunner, auto_runtime
 from .metrics import average_precision, confusion_matrix, per_class_report, topk_correct
 
 _logger = logging.getLogger(__name__)
@@ -46,13 +45,14 @@ def evaluate(
     workers: int = 0,
     amp: Optional[str] = "auto",
     keep_scores: bool = False,
-    runtime: str = "eager",
+    runtime: str = "auto",
 ) -> Dict[str, Any]:
     """Clip- and video-level metrics of ``model`` on ``data``, ``num_clips`` clips of ``spec`` per video cropped by
     ``spec.crop_mode`` (see the module docstring). ``data`` must be labelled in the model's label space
     (:func:`model_classes`); classes absent from the data are reported as such. Every rank returns the metrics of the
     whole dataset; with ``keep_scores`` also ``video_scores``, one record per video (:func:`video_scores`).
-    ``runtime``: ``eager`` (the model as it is) or one of :func:`~r21d_zoo.optimize_for_inference`'s."""
+    ``runtime``: ``auto`` (the fastest here, measured once: :mod:`r21d_zoo.deploy.choice`), ``eager`` (the model as
+    it is) or one of :func:`~r21d_zoo.optimize_for_inference`'s."""
     results = score_videos(model, data, spec, num_clips, device, world, workers, amp, runtime)
     return _report(data, results, num_clips, spec.crop_mode, keep_scores)
 
@@ -70,7 +70,7 @@ def evaluate_two_stream(
     workers: int = 0,
     amp: Optional[str] = "auto",
     keep_scores: bool = False,
-    runtime: str = "eager",
+    runtime: str = "auto",
 ) -> Dict[str, Any]:
     """Two-stream evaluation: ``model`` on ``spec``'s RGB clips and ``flow_model`` on ``flow_spec``'s flow clips, at
     the same ``num_clips`` positions per video; each clip's and each video's scores are ``(1 - flow_weight) * rgb +
@@ -131,7 +131,7 @@ def score_videos(
     world: Optional[WorldInfo] = None,
     workers: int = 0,
     amp: Optional[str] = "auto",
-    runtime: str = "eager",
+    runtime: str = "auto",
 ) -> List[VideoResult]:
     """Every video's clip and video scores (softmax, or sigmoid for multi-label data), on every rank, in dataset
     order; see :func:`evaluate`."""
@@ -145,17 +145,15 @@ def score_videos(
         )
     fully_conv = spec.crop_mode == "full"
     place = Placement.create(device, amp, channels_last=False)  # the model's memory format is the caller's
+    transform = VideoClassificationTransform.from_spec(spec).to(device)  # frames arrive resized: resize is a no-op
     if runtime == "auto" and fully_conv:
         runtime = "eager"  # whole frames of any size: the only runtime that takes them
-    elif runtime == "auto":  # the fastest here, measured once (deploy.choice)
-        crops = 3 if spec.crop_mode == "three" else 1
-        shape = (num_clips * crops, spec.in_chans, spec.num_frames, spec.crop_size, spec.crop_size)
-        runtime, _ = choose_runtime(model, shape, amp, device)
+    elif runtime == "auto":
+        runtime = auto_runtime(model, spec, transform, num_clips, amp, device, beside_decoders=workers > 0)
     if runtime != "eager":
         if fully_conv:
             raise UsageError("crop mode full feeds whole frames of any size, which runs on runtime eager only")
         model, place = optimize_for_inference(model, amp=amp, runtime=runtime), Placement(device)
-    transform = VideoClassificationTransform.from_spec(spec).to(device)  # frames arrive resized: resize is a no-op
     shard = list(range(world.rank, len(data), world.world_size))  # no padding, no duplicates
     loader = DataLoader(EvalClips(data, spec, num_clips, shard), batch_size=None, num_workers=workers)
     results = []  # (index, video probs, clip probs, error)

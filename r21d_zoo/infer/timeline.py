@@ -96,6 +96,75 @@ def _smooth(scores: np.ndarray, k: int) -> np.ndarray:
     return (c[hi] - c[lo]) / (hi - lo)[:, None]
 
 
+class Predictor:
+    """:func:`predict` for many videos: the model's runners (and ``runtime="auto"``'s choice) are made once, here,
+    instead of once per video. ``inference`` says where and how the models run (default: the fastest runtime on
+    the model's device, measured once: :mod:`r21d_zoo.deploy.choice`)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: Optional[PredictConfig] = None,
+        *,
+        flow_model: Optional[nn.Module] = None,
+        flow_weight: float = 0.5,
+        inference: Optional[InferenceOptions] = None,
+        **overrides: Any,
+    ) -> None:
+        self.cfg = cfg = replace(cfg or PredictConfig(), **overrides)
+        self.labels = model_classes(model)
+        models = [(model, 1.0 - flow_weight if flow_model is not None else 1.0)]
+        if flow_model is not None:
+            if model_classes(flow_model) != self.labels:
+                raise InputError(
+                    "the flow model predicts other classes than the RGB model; fuse models of one label space"
+                )
+            models.append((flow_model, flow_weight))
+        self.flow_weight = flow_weight if flow_model is not None else None
+        inference = inference or InferenceOptions()
+        self.window: List[Tuple[FeatureRunner, ClipSpec, float]] = []  # the timeline's runners
+        self.videowide: List[Tuple[FeatureRunner, ClipSpec, float]] = []  # the video-level protocol's runners
+        self.num_clips = 0
+        for m, weight in models:
+            clip = cfg.clip if m is model else {k: v for k, v in cfg.clip.items() if k not in ("mean", "std")}
+            spec, self.num_clips = protocol_spec(m, clip, cfg.num_clips)
+            timeline_spec = ClipSpec.from_model(m, **dict(clip, crop_mode=clip.get("crop_mode", "center")))
+            sampling = ExtractConfig(batch_size=cfg.batch_size)
+            self.window.append((FeatureRunner(m, timeline_spec, sampling, inference), timeline_spec, weight))
+            self.videowide.append((FeatureRunner(m, spec, sampling, inference), spec, weight))
+
+    def __call__(
+        self, video: str, decoder: str = DEFAULT_DECODER, frames_fps: Optional[float] = None, progress: bool = False
+    ) -> Prediction:
+        cfg, first = self.cfg, self.window[0][1]
+        with open_video(video, first, decoder, frames_fps=frames_fps) as reader:
+            info = reader.info
+            clips = ExtractConfig(stride_sec=cfg.stride_sec).clips_for(first, info)
+            protocol_clips = uniform_clips(info.duration, first.clip_seconds(info.fps), self.num_clips)
+            bar = show_progress(total=len(clips) + len(protocol_clips), desc=f"predict {Path(video).name}",
+                                unit="clip", show=progress)  # fmt: skip
+            scores = clip_probs(reader, clips, self.window, cfg.batch_size, bar)
+            video_scores = clip_probs(reader, protocol_clips, self.videowide, cfg.batch_size, bar).mean(0)
+            bar.close()
+        settings = dict(
+            clip=first.to_dict(), num_clips=self.num_clips, crop_mode=self.videowide[0][1].crop_mode,
+            stride_sec=cfg.stride_sec, smooth=cfg.smooth, threshold=cfg.threshold,
+            **(dict(flow_weight=self.flow_weight) if self.flow_weight is not None else {}),
+        )  # fmt: skip
+        return Prediction(
+            video=str(video),
+            labels=self.labels,
+            times=np.array([[c.start, c.end] for c in clips], dtype=np.float64),
+            scores=_smooth(scores, cfg.smooth),
+            video_scores=video_scores,
+            duration=float(info.duration),
+            fps=float(info.fps),
+            top_k=cfg.top_k,
+            threshold=cfg.threshold,
+            settings=settings,
+        )
+
+
 def predict(
     model: nn.Module,
     video: str,
@@ -104,56 +173,18 @@ def predict(
     flow_model: Optional[nn.Module] = None,
     flow_weight: float = 0.5,
     device: Optional[str] = None,
+    runtime: str = "auto",
     decoder: str = DEFAULT_DECODER,
     frames_fps: Optional[float] = None,
     progress: bool = False,
     **overrides: Any,
 ) -> Prediction:
     """The video-level top-k and the timeline of ``video`` (see the module docstring). Keyword overrides replace
-    fields of ``cfg`` (``stride_sec=1.0``, ``smooth=3``)."""
-    cfg = replace(cfg or PredictConfig(), **overrides)
-    labels = model_classes(model)
-    models = [(model, 1.0 - flow_weight if flow_model is not None else 1.0)]
-    if flow_model is not None:
-        if model_classes(flow_model) != labels:
-            raise InputError("the flow model predicts other classes than the RGB model; fuse models of one label space")
-        models.append((flow_model, flow_weight))
-    window, videowide = [], []
-    for m, weight in models:
-        clip = cfg.clip if m is model else {k: v for k, v in cfg.clip.items() if k not in ("mean", "std")}
-        spec, num_clips = protocol_spec(m, clip, cfg.num_clips)
-        timeline_spec = ClipSpec.from_model(m, **dict(clip, crop_mode=clip.get("crop_mode", "center")))
-        sampling = ExtractConfig(batch_size=cfg.batch_size)
-        inference = InferenceOptions(device=device)
-        window.append((FeatureRunner(m, timeline_spec, sampling, inference), timeline_spec, weight))
-        videowide.append((FeatureRunner(m, spec, sampling, inference), spec, weight))
-    first = window[0][1]
-    with open_video(video, first, decoder, frames_fps=frames_fps) as reader:
-        info = reader.info
-        clips = ExtractConfig(stride_sec=cfg.stride_sec).clips_for(first, info)
-        protocol_clips = uniform_clips(info.duration, first.clip_seconds(info.fps), num_clips)
-        bar = show_progress(total=len(clips) + len(protocol_clips), desc=f"predict {Path(video).name}", unit="clip",
-                            show=progress)
-        scores = clip_probs(reader, clips, window, cfg.batch_size, bar)
-        video_scores = clip_probs(reader, protocol_clips, videowide, cfg.batch_size, bar).mean(0)
-        bar.close()
-    settings = dict(
-        clip=first.to_dict(), num_clips=num_clips, crop_mode=videowide[0][1].crop_mode, stride_sec=cfg.stride_sec,
-        smooth=cfg.smooth, threshold=cfg.threshold,
-        **(dict(flow_weight=flow_weight) if flow_model is not None else {}),
-    )
-    return Prediction(
-        video=str(video),
-        labels=labels,
-        times=np.array([[c.start, c.end] for c in clips], dtype=np.float64),
-        scores=_smooth(scores, cfg.smooth),
-        video_scores=video_scores,
-        duration=float(info.duration),
-        fps=float(info.fps),
-        top_k=cfg.top_k,
-        threshold=cfg.threshold,
-        settings=settings,
-    )
+    fields of ``cfg`` (``stride_sec=1.0``, ``smooth=3``); ``runtime``: see :class:`InferenceOptions` (for many
+    videos, a :class:`Predictor` makes the runners once)."""
+    inference = InferenceOptions(device=device, runtime=runtime)
+    predictor = Predictor(model, cfg, flow_model=flow_model, flow_weight=flow_weight, inference=inference, **overrides)
+    return predictor(video, decoder, frames_fps, progress)
 
 
 def explain_top(

@@ -17,6 +17,7 @@ from .._options import (
     MODEL_ARGS_HELP,
     TRAIN_HELP,
     device_field,
+    runtime_field,
     frames_fps_field,
     workers_field,
     DECODERS,
@@ -24,8 +25,6 @@ from .._options import (
     FEATURE_FORMAT_NAMES,
     INFERENCE_AMP_HELP,
     INT8,
-    RUNTIME_HELP,
-    RUNTIMES,
     VIDEO_EXTENSIONS,
     AMP_HELP,
     Amp,
@@ -97,7 +96,7 @@ class DemoConfig:
 
     model: ModelSource = field(default_factory=lambda: ModelSource(DEMO_MODEL))
     video: Optional[str] = field(default=None, metadata=dict(help="use this video instead of a synthetic clip"))
-    runtime: str = field(default="eager", metadata=dict(help=RUNTIME_HELP, choices=RUNTIMES))
+    runtime: str = runtime_field("eager")
 
 
 @dataclass
@@ -184,10 +183,7 @@ class ExtractJobConfig(Checked):
     device: Optional[str] = device_field()
     amp: InferenceAmp = field(default="auto", metadata=dict(help=INFERENCE_AMP_HELP))
     channels_last: Optional[bool] = field(default=None, metadata=dict(help=CHANNELS_LAST_HELP))
-    runtime: str = field(
-        default="eager",
-        metadata=dict(help=RUNTIME_HELP, choices=RUNTIMES, deprecated_switch={"--optimize": "torch"}),
-    )
+    runtime: str = runtime_field(deprecated_switch={"--optimize": "torch"})  # --optimize: the 0.x switch for torch
     calibration_clips: int = field(
         default=32,
         metadata=dict(help="int8: clips to calibrate on (as many more check it against float32)", bound=at_least(1)),
@@ -368,7 +364,7 @@ class EvaluateJobConfig(Checked, FlowFusion):
     workers: int = workers_field()
     device: Optional[str] = device_field()
     amp: Amp = field(default="auto", metadata=dict(help=AMP_HELP))
-    runtime: str = field(default="eager", metadata=dict(help=RUNTIME_HELP, choices=RUNTIMES))
+    runtime: str = runtime_field()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -417,6 +413,7 @@ class PredictJobConfig(Checked, FlowFusion):
     decoder: str = field(default=DEFAULT_DECODER, metadata=dict(help="video decoding decoder", choices=DECODERS))
     frames_fps: Optional[float] = frames_fps_field()
     device: Optional[str] = device_field()
+    runtime: str = runtime_field()
     extensions: str = field(default=",".join(VIDEO_EXTENSIONS), metadata=dict(help="comma-separated, for folders"))
 
     def __post_init__(self) -> None:
@@ -510,6 +507,7 @@ class ServeConfig(Checked):
     host: str = field(default="127.0.0.1", metadata=dict(help="address to listen on (0.0.0.0: every interface)"))
     port: int = field(default=7860, metadata=dict(help="port to listen on", bound=between(1, 65535)))
     device: Optional[str] = device_field()
+    runtime: str = runtime_field()
 
 
 @dataclass

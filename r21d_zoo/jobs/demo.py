@@ -8,6 +8,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from ..deploy.choice import choose_runtime
 from ..deploy.optimize import optimize_for_inference
 from ..models import ClipSpec
 from ..video import create_transform, read_clip, write_video
@@ -35,18 +36,21 @@ def synthesize_clip(path: str, num_frames: int = 48, size: Tuple[int, int] = (24
 def run_demo(
     source: ModelSource, video: Optional[str] = None, repeats: int = 3, runtime: str = "eager"
 ) -> Dict[str, object]:
-    """Run ``source``'s model on the first clip of ``video`` (or of a synthetic clip), on ``runtime`` (see
-    :func:`~r21d_zoo.optimize_for_inference`). Registry weights that cannot be downloaded fall back to random weights,
-    said loudly (:func:`~r21d_zoo.infer.config.create_or_fall_back`)."""
+    """Run ``source``'s model on the first clip of ``video`` (or of a synthetic clip), on ``runtime`` (``auto``: the
+    fastest, measured once, :mod:`r21d_zoo.deploy.choice`; else see :func:`~r21d_zoo.optimize_for_inference`).
+    Registry weights that cannot be downloaded fall back to random weights, said loudly
+    (:func:`~r21d_zoo.infer.config.create_or_fall_back`)."""
     model, used_pretrained = create_or_fall_back(source, "demo")
     model.eval()
     spec = ClipSpec.from_model(model)
-    if runtime != "eager":
-        model = optimize_for_inference(model, amp="none", runtime=runtime)
     with tempfile.TemporaryDirectory() as tmp:
         path = video or synthesize_clip(str(Path(tmp) / "demo.mp4"), num_frames=max(48, spec.num_frames))
         frames = read_clip(path, 0.0, spec=spec).frames  # seeks and decodes only this clip
     clip = create_transform(spec)(frames)
+    if runtime == "auto":
+        runtime, _ = choose_runtime(model, tuple(clip.shape), "none", "cpu", example=clip)
+    if runtime != "eager":
+        model = optimize_for_inference(model, amp="none", runtime=runtime)
     with torch.inference_mode():
         features = model.forward_features(clip)
         logits = model(clip)  # also the warm-up: the first call may trace or export

@@ -18,7 +18,7 @@ from ..infer.config import RANDOM_SEED, ModelSource
 from ..infer.gradcam import check_layer, write_explanation
 from ..infer.config import InferenceOptions
 from ..infer.live import LiveOutputs, LiveSummary, live_windows, plot_live
-from ..infer.timeline import explain_top, predict, write_outputs
+from ..infer.timeline import Predictor, explain_top, write_outputs
 from ..video.live import check_live_source
 
 _logger = logging.getLogger(__name__)
@@ -45,10 +45,11 @@ def run(cfg: PredictJobConfig) -> int:
     if cfg.model.random:
         print(f"[predict] {cfg.model.name} has RANDOM weights (--random-weights): the labels are meaningless")
     failed = 0
+    predictor = Predictor(model, cfg.settings, flow_model=flow_model, flow_weight=cfg.fusion_weight,
+                          inference=InferenceOptions(device=device, runtime=cfg.runtime))  # fmt: skip
     for v in videos:
         try:
-            p = predict(model, v.path, cfg.settings, flow_model=flow_model, flow_weight=cfg.fusion_weight,
-                        device=device, decoder=cfg.decoder, frames_fps=cfg.frames_fps, progress=True)
+            p = predictor(v.path, cfg.decoder, cfg.frames_fps, progress=True)
         except VideoDecodeError as e:
             failed += 1
             _logger.warning("failed: %s", e)
@@ -82,8 +83,8 @@ def run_live(cfg: PredictJobConfig, device: str) -> int:
     outputs = LiveOutputs(Path(cfg.out), "live", kinds, cfg.settings.stride_sec) if cfg.out else None
     redraw = _redraw_on_sigusr1() if cfg.plot else None
     summary, code = LiveSummary(), 0
-    windows = live_windows(model, cfg.live, cfg.settings, inference=InferenceOptions(device=device),
-                           reconnect=cfg.reconnect, summary=summary)  # fmt: skip
+    inference = InferenceOptions(device=device, runtime=cfg.runtime)
+    windows = live_windows(model, cfg.live, cfg.settings, inference=inference, reconnect=cfg.reconnect, summary=summary)
     try:
         for w in windows:
             if outputs is not None:  # in the files first: a window printed is a window kept

@@ -33,7 +33,7 @@ from .configs import ServeConfig as ServeConfig
 from ..infer.config import create_or_fall_back
 from ..infer.gradcam import check_layer, write_explanation
 from ..infer.config import PredictConfig
-from ..infer.timeline import explain_top, predict, write_outputs
+from ..infer.timeline import Predictor, explain_top, write_outputs
 from ..infer.config import InferenceOptions
 from ..infer.live import LiveClassifier
 from ..video.live import FrameBuffer
@@ -62,11 +62,13 @@ class Server:
 
     def __init__(
         self, model: nn.Module, name: str, trained: bool, settings: Optional[PredictConfig] = None,
-        layer: str = "layer4", device: Optional[str] = None, examples: Sequence[str] = (),
+        layer: str = "layer4", device: Optional[str] = None, examples: Sequence[str] = (), runtime: str = "auto",
     ) -> None:
         check_layer(model, layer)
         self.model, self.name, self.trained = model.eval(), name, trained
         self.settings, self.layer, self.device = settings or PredictConfig(), layer, device
+        self.inference = InferenceOptions(device, runtime=runtime)
+        self._predictor: Optional[Predictor] = None  # made at the first answer
         self.examples = list(examples)
         self._answers = tempfile.TemporaryDirectory(prefix="r21d-serve-")  # removed with the server
         self._live: Optional[LiveClassifier] = None  # made at the first webcam frame
@@ -76,7 +78,7 @@ class Server:
         top-5 as ``{label: score}``, the rolling timeline and the latency line (the previous ones while no window is
         ready), and the session's state."""
         if self._live is None:
-            self._live = LiveClassifier(self.model, self.settings, InferenceOptions(self.device))
+            self._live = LiveClassifier(self.model, self.settings, self.inference)
         if state is None:
             buffer = FrameBuffer("webcam", self._live.spec, 1.0 / LIVE_EVERY)
             state = dict(buffer=buffer, t0=time.monotonic(), index=0, rows=collections.deque(maxlen=LIVE_ROWS),
@@ -104,7 +106,9 @@ class Server:
             raise InputError("no video: upload one or pick an example first")
         out = Path(tempfile.mkdtemp(dir=self._answers.name))
         name = Path(video).stem
-        p = predict(self.model, video, self.settings, device=self.device)
+        if self._predictor is None:
+            self._predictor = Predictor(self.model, self.settings, inference=self.inference)
+        p = self._predictor(video)
         *texts, plot = [str(f) for f in write_outputs(p, out, name, plot=True)]
         gif = None
         if want_cam:
@@ -197,7 +201,7 @@ def run(cfg: ServeConfig) -> int:
     if missing:
         raise InputError(f"example video {missing[0]} does not exist; check the path or leave it out")
     model, trained = create_or_fall_back(cfg.model, "serve")
-    server = Server(model, cfg.model.name, trained, cfg.settings, cfg.layer, device, examples)
+    server = Server(model, cfg.model.name, trained, cfg.settings, cfg.layer, device, examples, cfg.runtime)
     if not trained:
         print(f"[serve] {cfg.model.name}: {RANDOM_NOTE}; the page says so")
     page = server.build()

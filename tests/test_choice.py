@@ -22,7 +22,7 @@ def counted(monkeypatch):
     real = choice.measure
 
     def measure(*args, **kwargs):
-        calls.append((args[1], list(args[4])))
+        calls.append((args[1], list(args[4]), args[5]))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(choice, "measure", measure)
@@ -36,9 +36,9 @@ def test_auto_measures_once_keeps_the_fastest_and_reads_it_back(counted, tmp_pat
     assert not record["cached"] and set(record["seconds"]) == set(candidates("cpu", "none"))
     assert first == min(record["seconds"], key=record["seconds"].get)  # the fastest measured
     again, record2 = choose_runtime(model, (2, 3, 4, 32, 32), "none", "cpu", cache, repeats=1, quick=0)
-    assert again == first and record2["cached"] and len(counted) == 2  # eager alone, then all; then nothing
+    assert again == first and record2["cached"] and len(counted) == 3  # eager alone twice, then all; then nothing
     choose_runtime(model, (4, 3, 4, 32, 32), "none", "cpu", cache, repeats=1, quick=0)  # another batch: anew
-    assert len(counted) == 4 and len(json.loads(cache.read_text())) == 2
+    assert len(counted) == 6 and len(json.loads(cache.read_text())) == 2
 
 
 def test_a_quick_model_stays_eager_without_exporting(counted, tmp_path, caplog):
@@ -46,9 +46,17 @@ def test_a_quick_model_stays_eager_without_exporting(counted, tmp_path, caplog):
     model = r21d_zoo.create_model("r3d_18", num_classes=3, **TINY).eval()
     caplog.set_level("INFO", "r21d_zoo.deploy.choice")
     runtime, record = choose_runtime(model, (1, 3, 4, 32, 32), "none", "cpu", tmp_path / "c.json", quick=10.0)
-    assert runtime == "eager" and [c[1] for c in counted] == [["eager"]] and list(record["seconds"]) == ["eager"]
+    assert runtime == "eager" and [c[1] for c in counted] == [["eager"]] * 2 and list(record["seconds"]) == ["eager"]
     assert "too quick for another runtime to pay off" in caplog.text
     assert not (tmp_path / "torch" / "hub" / "r21d_zoo" / "onnx").exists()
+
+
+def test_a_slow_call_is_timed_once_per_runtime(counted, tmp_path, monkeypatch):
+    """Past SLOW_CALL_S a call is timed once (after its warm-up) per runtime, eager first alone: half the calls."""
+    monkeypatch.setattr(choice, "SLOW_CALL_S", 0.0)  # every call counts as slow
+    model = r21d_zoo.create_model("r3d_18", num_classes=3, **TINY).eval()
+    choose_runtime(model, (1, 3, 4, 32, 32), "none", "cpu", tmp_path / "c.json", repeats=3, quick=0)
+    assert [(c[1], c[2]) for c in counted] == [(["eager"], 1), (candidates("cpu", "none"), 1)]
 
 
 def test_one_possible_runtime_is_taken_without_measuring(counted, tmp_path):
@@ -98,7 +106,7 @@ def test_auto_beside_decoding_workers_leaves_torch_out(counted, tmp_path, torch_
     for workers in (1, 0):
         run_extraction(items, tmp_path / f"f{workers}", model, ExtractConfig(batch_size=2), workers=workers,
                        inference=InferenceOptions("cpu", "none"), progress=False)  # fmt: skip
-    (beside, tried_beside), (alone, tried_alone) = counted[1], counted[3]
+    (beside, tried_beside, _), (alone, tried_alone, _) = counted[2], counted[5]
     assert tried_beside == candidates("cpu", "none", beside_decoders=True) and "torch" in tried_alone
     for clips in (beside, alone):
         assert clips.shape == (2, 3, 4, 28, 28) and clips.is_contiguous(memory_format=torch.channels_last_3d)

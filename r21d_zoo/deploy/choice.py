@@ -8,9 +8,9 @@ The candidates are the runtimes that can run the precision on the device: on the
 ``onnxruntime``. Two rules narrow them:
 
 - beside decoding workers on the CPU (``beside_decoders``), ``torch`` is left out: its trace per runner (about 3 s
-  for R(2+1)D-18) and its threads, which fight the decoders for the cores, made it 1.7-2.4x eager's time end to end
-  (``bench/bench_auto.py``), while eager and onnxruntime (which does not spin between calls) keep their model-only
-  order there;
+  for R(2+1)D-18) and its threads, which fight the decoders for the cores, made it 1.4-2.0x the fastest runtime's
+  time end to end (``bench/bench_auto.py``), while eager and onnxruntime (which does not spin between calls) keep
+  their model-only order there;
 - a model whose eager call takes under :data:`QUICK_CALL_S` runs eager without trying the others: an export or a
   trace costs seconds that such calls cannot win back.
 
@@ -42,6 +42,9 @@ _logger = logging.getLogger(__name__)
 CACHE_FILE = "runtime_choice.json"
 QUICK_CALL_S = 0.05
 """An eager call quicker than this keeps the model on eager without timing the others."""
+SLOW_CALL_S = 1.0
+"""An eager call slower than this is timed once, and so is each candidate after its warm-up call: a few such calls
+already take long, and the runtimes' differences are far above the noise there."""
 
 
 def default_choice_file() -> Path:
@@ -174,11 +177,14 @@ def choose_runtime(
         _logger.info("runtime auto: %s (%s; measured before, cached in %s)", record["runtime"], _said(record), path)
         return record["runtime"], dict(record, cached=True)
     x = example.to(device) if example is not None else torch.randn(*shape, device=device)
-    seconds = measure(model, x, amp, device, ["eager"], repeats)
+    seconds = measure(model, x, amp, device, ["eager"], 1)
+    slow = seconds["eager"] >= SLOW_CALL_S
+    if not slow:  # cheap to confirm: the median of a few calls decides (a call slowed by a busy moment does not)
+        seconds = measure(model, x, amp, device, ["eager"], repeats)
     if seconds["eager"] >= (QUICK_CALL_S if quick is None else quick):
         _logger.info("runtime auto: timing %s on %s clips of %s (once for this model and machine)",
                      ", ".join(options), device.type, "x".join(map(str, shape)))  # fmt: skip
-        seconds = measure(model, x, amp, device, options, repeats)
+        seconds = measure(model, x, amp, device, options, 1 if slow else repeats)
     best = min(seconds, key=lambda name: seconds[name])  # ties: the earlier, simpler one
     record = dict(runtime=best, seconds={k: round(v, 6) for k, v in seconds.items()}, measured=time.time())
     cache = _read_cache(path)  # again: another process may have added its choices meanwhile

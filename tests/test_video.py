@@ -138,6 +138,32 @@ def test_odd_sizes_resize_by_short_side_in_decoder_or_torch(tmp_path):
     assert indices(read_clip(str(path), 0, 2, resize_size=32)) == [0, 1]
 
 
+def _read_after_fork(path: str) -> None:
+    for frame_size in (None, 24):
+        with PyAVReader(path, frame_size=frame_size) as r:
+            assert r.read_clip(0, 3).frames.shape[0] == 3
+
+
+def test_a_forked_process_decodes_after_its_parent_converted_frames(cfr):
+    """A DataLoader worker is a fork of a process that has converted frames (ours, torchvision's, the user's): PyAV
+    17+ scales through a reformatter shared per thread whose slice threads the fork does not have, so a reader that
+    used it waited forever in the worker (pretraining and extraction hung with workers)."""
+    import multiprocessing
+
+    import av
+
+    with av.open(str(cfr)) as container:  # PyAV's own shared reformatter, as other code in the parent would use it
+        frame = next(container.decode(video=0))
+        frame.to_ndarray(format="rgb24"), frame.to_ndarray(width=24, height=24, format="rgb24")
+    _read_after_fork(str(cfr))  # and ours
+    child = multiprocessing.get_context("fork").Process(target=_read_after_fork, args=(str(cfr),))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0, "the forked reader did not finish within 60 s (or failed)"
+
+
 def test_resize_frames_matches_the_evaluation_transform():
     frames = torch.randint(0, 256, (4, 90, 120, 3), dtype=torch.uint8)
     t = VideoClassificationTransform((64, 85), 56, (0.5,) * 3, (0.25,) * 3)

@@ -27,6 +27,7 @@ import torch
 
 from .._errors import InputError
 from ..models import ClipSpec
+from .pyav import rgb_array
 from .reader import VideoInfo, VideoReader
 from .transforms import resize_frames
 
@@ -154,6 +155,8 @@ class LiveSource(FrameBuffer):
     def __init__(
         self, source: str, spec: ClipSpec, keep_extra: float = 1.0, reconnect: int = 3, timeout: float = 10.0
     ) -> None:
+        import av
+
         check_live_source(source)
         self.path, self.kind, self.reconnect, self.timeout = source, _kind(source), reconnect, timeout
         self.reconnects = 0  # attempts made, over the whole run
@@ -164,6 +167,7 @@ class LiveSource(FrameBuffer):
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0) or 30.0
         super().__init__(source, spec, fps, (stream.height, stream.width), keep_extra)
+        self._reformatter = av.video.reformatter.VideoReformatter()
         self._thread = threading.Thread(target=self._run, args=(container,), name="r21d-live-source", daemon=True)
         self._thread.start()
 
@@ -232,7 +236,7 @@ class LiveSource(FrameBuffer):
             self._offset = start - (raw or 0.0)
         t = raw + self._offset if raw is not None else self._last + 1.0 / self.info.fps
         if t > self._last:
-            self.add(t, frame.to_ndarray(format="rgb24"))
+            self.add(t, rgb_array(frame, self._reformatter))
 
     def close(self) -> None:
         self._stop.set()

@@ -10,7 +10,7 @@ import io
 import math
 import os
 from fractions import Fraction
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -36,6 +36,20 @@ def _fail(path: str, what: str, error: BaseException) -> VideoDecodeError:
     else:
         hint = "the file is corrupt, truncated or not a video; re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4)"
     return VideoDecodeError(f"{path}: {what}: {type(error).__name__}: {error} ({hint})")
+
+
+def rgb_array(frame: Any, reformatter: Any, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """``frame`` (an ``av.VideoFrame``) as an (H, W, 3) uint8 RGB array, scaled by swscale (bilinear) to ``size``
+    (H, W) when given.
+
+    It converts through ``reformatter`` (an ``av.video.reformatter.VideoReformatter`` its reader owns) on one
+    thread. ``frame.to_ndarray`` would use PyAV's reformatter shared per thread, which since PyAV 17 scales on slice
+    threads over every core: a process forked after the parent converted a frame (a DataLoader worker) inherits that
+    reformatter without its threads, and its first conversion waits for them forever. One thread is also what PyAV
+    did before 17; beside decoding workers, more threads per reader would only oversubscribe the cores."""
+    height, width = size if size is not None else (None, None)
+    rgb = reformatter.reformat(frame, width, height, format="rgb24", interpolation="BILINEAR", threads=1)
+    return rgb.to_ndarray()
 
 
 def _decode_errors() -> Tuple[type, ...]:
@@ -82,6 +96,7 @@ class PyAVReader(VideoReader):
                     f"{[s.type for s in self._container.streams] or 'none'}); it is audio-only or not a video"
                 )
             self._stream = self._container.streams.video[0]
+            self._reformatter = av.video.reformatter.VideoReformatter()
             if threads:
                 self._stream.thread_type = threads
             self._iter: Optional[Iterator] = None
@@ -152,11 +167,10 @@ class PyAVReader(VideoReader):
         key = id(frame)
         if key not in self._cache:
             quarter = self.info.rotation // 90
-            if self.frame_size is None:
-                arr = frame.to_ndarray(format="rgb24")
-            else:
-                h, w = _target_hw(frame.height, frame.width, self.frame_size, quarter % 2 == 1)
-                arr = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="BILINEAR")
+            size = None
+            if self.frame_size is not None:
+                size = _target_hw(frame.height, frame.width, self.frame_size, quarter % 2 == 1)
+            arr = rgb_array(frame, self._reformatter, size)
             if quarter:
                 arr = np.ascontiguousarray(np.rot90(arr, k=quarter))
             if self.resize is not None:

@@ -40,15 +40,22 @@ def frames(seconds: float):
         yield np.stack([(xx + 4 * i) % 256, (yy + 2 * i) % 256, np.full_like(xx, 90)], -1).astype(np.uint8)
 
 
+def serve(started, url: str, seconds: float) -> None:
+    started.set()
+    stream_video(url, frames(seconds), 30)
+
+
 def run(name: str, seconds: float, device: str) -> Dict[str, object]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = multiprocessing.get_context("fork").Process(
-        target=stream_video, args=(f"tcp://127.0.0.1:{port}?listen=1", frames(seconds), 30), daemon=True
-    )
+    # spawned: a fork of this process, its threads from the previous run, could inherit a held lock
+    context = multiprocessing.get_context("spawn")
+    started = context.Event()
+    server = context.Process(target=serve, args=(started, f"tcp://127.0.0.1:{port}?listen=1", seconds), daemon=True)
     server.start()
-    time.sleep(0.5)
+    started.wait(60)
+    time.sleep(0.5)  # listening
     torch.manual_seed(0)
     model = r21d_zoo.create_model(name, pretrained=False).eval()
     summary = LiveSummary()

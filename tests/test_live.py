@@ -37,13 +37,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stream_when_started(started, url: str, frames: np.ndarray, pace: float) -> None:
+    started.set()
+    stream_video(url, frames, FPS, pace)
+
+
 def serve(port: int, frames: np.ndarray, pace: float = 1.0) -> multiprocessing.Process:
     """A process that listens on ``port`` and streams ``frames`` to the first client (PyAV holds the GIL while FFmpeg
-    waits for one, so not a thread)."""
-    server = multiprocessing.get_context("fork").Process(
-        target=stream_video, args=(f"tcp://127.0.0.1:{port}?listen=1", frames, FPS, pace), daemon=True
-    )
+    waits for one, so not a thread). Spawned, not forked: a fork of this many-threaded test process can inherit a
+    lock another thread held and never start listening."""
+    context = multiprocessing.get_context("spawn")
+    started = context.Event()
+    server = context.Process(target=_stream_when_started, args=(started, f"tcp://127.0.0.1:{port}?listen=1", frames,
+                                                               pace), daemon=True)  # fmt: skip
     server.start()
+    assert started.wait(60), "the stream server did not start"
     time.sleep(0.3)  # listening
     return server
 

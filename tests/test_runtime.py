@@ -68,7 +68,8 @@ def test_training_extraction_and_inference_copies_resolve_a_value_alike(amp):
     runtime, _, scaler = _prepare(model, TrainConfig(amp=amp, device="cpu"), groups, WorldInfo())
     assert runtime == expected and scaler.is_enabled() == (amp == "fp16")
     spec = r21d_zoo.ClipSpec(num_frames=4, resize_size=32, crop_size=28)
-    assert FeatureRunner(model, spec, ExtractConfig(), InferenceOptions("cpu", amp)).place == expected
+    eager = InferenceOptions("cpu", amp, runtime="eager")  # auto may take a runtime with the precision inside it
+    assert FeatureRunner(model, spec, ExtractConfig(), eager).place == expected
     optimised = r21d_zoo.optimize_for_inference(model, amp=amp, torchscript=False)
     assert optimised.place.dtype == expected.dtype
 

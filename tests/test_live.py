@@ -233,3 +233,21 @@ def test_live_refuses_what_needs_the_whole_video(tmp_path, capsys):
     assert cli_main(["predict", "--live", "-", "--smooth", "3", "--random-weights"]) == 2
     assert cli_main(["predict", "--live", "ftp://example/x", "--random-weights"]) == 3
     assert "not a live source" in capsys.readouterr().err
+
+
+def test_the_runner_is_warmed_before_the_stream_opens(motion_model, monkeypatch):
+    """An optimised runtime traces on its first call (seconds): the classifier makes that call on black clips of the
+    window's shape when it is made, before any frame arrives, not on the first window."""
+    import r21d_zoo
+    from r21d_zoo.infer.features import FeatureRunner
+    from r21d_zoo.infer.live import LiveClassifier
+    from r21d_zoo.infer.timeline import PredictConfig
+
+    shapes = []
+    original = FeatureRunner.logits
+    monkeypatch.setattr(FeatureRunner, "logits", lambda self, frames: shapes.append(tuple(frames.shape)) or
+                        original(self, frames))  # fmt: skip
+    model = r21d_zoo.create_model(f"local-dir:{motion_model}")
+    classifier = LiveClassifier(model, PredictConfig())
+    spec = classifier.spec
+    assert shapes == [(1, spec.num_frames, *spec.resize_size, 3)]

@@ -87,6 +87,12 @@ def clip_features(
     return _pool(fmap, spatial_pool, temporal_pool)
 
 
+def _blank_frames(spec: ClipSpec, batch: int, channels: int, device: torch.device) -> torch.Tensor:
+    """``batch`` black uint8 clips (B, T, H, W, C) of ``spec``'s frames as a reader hands them to the runner."""
+    size = spec.resize_size if isinstance(spec.resize_size, tuple) else (spec.crop_size, spec.crop_size)
+    return torch.zeros(batch, spec.num_frames, *size, channels, dtype=torch.uint8, device=device)
+
+
 def auto_runtime(
     model: nn.Module,
     spec: ClipSpec,
@@ -99,10 +105,8 @@ def auto_runtime(
     """``runtime="auto"`` for ``model`` fed ``batch`` videos' clips of ``spec`` through ``transform``: the fastest,
     measured once (:func:`~r21d_zoo.deploy.choice.choose_runtime`) on clips in the memory layout ``transform`` gives
     them (channels-last-like strides from its (T, H, W, C) frames), which decides eager's speed."""
-    size = spec.resize_size if isinstance(spec.resize_size, tuple) else (spec.crop_size, spec.crop_size)
     with torch.inference_mode():
-        example = transform(torch.zeros(batch, spec.num_frames, *size, transform.in_chans, dtype=torch.uint8,
-                                        device=device))  # fmt: skip
+        example = transform(_blank_frames(spec, batch, transform.in_chans, device))
     runtime, _ = choose_runtime(model, tuple(example.shape), amp, device, example=example,
                                 beside_decoders=beside_decoders)  # fmt: skip
     return runtime
@@ -146,7 +150,12 @@ class FeatureRunner:
             place = Placement(self.device)  # precision and layout are inside the optimised model
         self.place = place
         self.model = place.place(model)
-        self.cfg = cfg
+        self.cfg, self.spec = cfg, spec
+
+    def warm_up(self) -> None:
+        """One call on black clips: an optimised runtime traces or compiles on its first call (seconds for
+        ``torch``), which a caller waiting on every answer (a live stream) makes before its first input arrives."""
+        self.logits(_blank_frames(self.spec, self.cfg.batch_size, self.transform.in_chans, self.device))
 
     @torch.inference_mode()
     def clips(self, frames: torch.Tensor) -> torch.Tensor:

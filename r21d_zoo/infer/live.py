@@ -115,6 +115,7 @@ class LiveClassifier:
         self.cfg, self.labels = cfg, model_classes(model)
         self.spec = ClipSpec.from_model(model, **dict(cfg.clip, crop_mode="center"))
         self.runner = FeatureRunner(model, self.spec, ExtractConfig(batch_size=1), inference or InferenceOptions())
+        self.runner.warm_up()  # before the stream: its first window is answered on time
 
     def _timing(self, buffer: FrameBuffer) -> Tuple[float, float, float]:
         """A window's length, the stride, and its last frame's offset from its start (less half a frame: frame

@@ -45,7 +45,7 @@ def serve(started, url: str, seconds: float) -> None:
     stream_video(url, frames(seconds), 30)
 
 
-def run(name: str, seconds: float, device: str) -> Dict[str, object]:
+def run(name: str, seconds: float, device: str, runtime: str = "auto") -> Dict[str, object]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -60,7 +60,7 @@ def run(name: str, seconds: float, device: str) -> Dict[str, object]:
     model = r21d_zoo.create_model(name, pretrained=False).eval()
     summary = LiveSummary()
     answered = []
-    for w in live_windows(model, f"tcp://127.0.0.1:{port}", inference=InferenceOptions(device), reconnect=0,
+    for w in live_windows(model, f"tcp://127.0.0.1:{port}", inference=InferenceOptions(device, runtime=runtime), reconnect=0,
                           summary=summary):  # fmt: skip
         answered.append(w)
     server.join(10)
@@ -84,9 +84,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--runtime", default="auto", help="predict's --runtime (default auto, as predict)")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    rows = [run(name, args.seconds, device) for name in LADDER]
+    rows = [run(name, args.seconds, device, args.runtime) for name in LADDER]
     print()
     columns = ["model", "window_s", "stream_windows_per_s", "answered_per_s", "skipped", "latency_median_s",
                "latency_p95_s", "model_s", "keeps_up"]  # fmt: skip
@@ -95,7 +96,8 @@ def main() -> None:
     largest = keeping[-1] if keeping else "none of them"
     print(f"\nthe largest model that keeps up at its default stride here: {largest}")
     described = (
-        f"{args.seconds:g} s of a 320x240 30 fps stream over TCP on 127.0.0.1, paced at real time, on {device}; "
+        f"{args.seconds:g} s of a 320x240 30 fps stream over TCP on 127.0.0.1, paced at real time, on {device}, "
+        f"runtime {args.runtime}; "
         f"windows back to back at each model's clip length; the largest model that keeps up: {largest}"
     )
     write_json(args.json or f"bench/results/live_{device if device == 'cpu' else 'gpu'}.json",

@@ -60,7 +60,8 @@ def run(name: str, seconds: float, device: str, runtime: str = "auto") -> Dict[s
     model = r21d_zoo.create_model(name, pretrained=False).eval()
     summary = LiveSummary()
     answered = []
-    for w in live_windows(model, f"tcp://127.0.0.1:{port}", inference=InferenceOptions(device, runtime=runtime), reconnect=0,
+    inference = InferenceOptions(device, runtime=runtime)
+    for w in live_windows(model, f"tcp://127.0.0.1:{port}", inference=inference, reconnect=0,
                           summary=summary):  # fmt: skip
         answered.append(w)
     server.join(10)

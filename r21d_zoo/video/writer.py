@@ -60,7 +60,8 @@ def write_video(
 def stream_video(target: Union[str, BinaryIO], frames: Iterable[np.ndarray], fps: int = 10, pace: float = 1.0) -> None:
     """Send uint8 (H, W, 3) RGB ``frames`` as a live MPEG-TS stream (lossless H.264, no encoder delay, each packet
     flushed) to ``target``: a URL FFmpeg writes to (``tcp://127.0.0.1:PORT?listen=1`` waits for one client) or a
-    writable binary file such as a pipe, one frame every ``1 / (fps * pace)`` s (``pace=1``: real time). Returns once
+    writable binary file such as a pipe, one frame every ``1 / (fps * pace)`` s (``pace=1``: real time) from the
+    first, which is sent once a client is there. Returns once
     every frame is sent, or when the reader goes away. PyAV holds the GIL while FFmpeg waits for a client: serve a
     URL from a process of its own."""
     import av
@@ -73,12 +74,15 @@ def stream_video(target: Union[str, BinaryIO], frames: Iterable[np.ndarray], fps
         stream = container.add_stream("libx264", rate=fps, options={"qp": "0", "tune": "zerolatency",
                                                                      "preset": "ultrafast"})  # fmt: skip
         stream.pix_fmt = "yuv444p"
-        start = time.monotonic()
+        start = None
         for i, array in enumerate(frames):
-            if i == 0:
+            if start is None:
                 stream.height, stream.width = array.shape[:2]
-            time.sleep(max(0.0, start + i / (fps * pace) - time.monotonic()))
+            else:
+                time.sleep(max(0.0, start + i / (fps * pace) - time.monotonic()))
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")))
+            if start is None:  # the clock starts once the first frame is out: a listening URL waits for its client
+                start = time.monotonic()  # in this first write, and the frames must not then come in one burst
         container.mux(stream.encode())
     except (OSError, av.FFmpegError, ValueError):
         pass  # the reader went away

@@ -60,10 +60,9 @@ def write_video(
 def stream_video(target: Union[str, BinaryIO], frames: Iterable[np.ndarray], fps: int = 10, pace: float = 1.0) -> None:
     """Send uint8 (H, W, 3) RGB ``frames`` as a live MPEG-TS stream (lossless H.264, no encoder delay, each packet
     flushed) to ``target``: a URL FFmpeg writes to (``tcp://127.0.0.1:PORT?listen=1`` waits for one client) or a
-    writable binary file such as a pipe, one frame every ``1 / (fps * pace)`` s (``pace=1``: real time) from the
-    first, which is sent once a client is there. Returns once
-    every frame is sent, or when the reader goes away. PyAV holds the GIL while FFmpeg waits for a client: serve a
-    URL from a process of its own."""
+    writable binary file such as a pipe, one frame every ``1 / (fps * pace)`` s (``pace=1``: real time) counted from
+    the first, which is sent once a client is there. Returns once every frame is sent, or when the reader goes away.
+    PyAV holds the GIL while FFmpeg waits for a client: serve a URL from a process of its own."""
     import av
 
     try:
